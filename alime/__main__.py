@@ -1,0 +1,3 @@
+from alime.cli import main
+
+raise SystemExit(main())

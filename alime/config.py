@@ -1,0 +1,153 @@
+"""Typed, frozen configuration, composed into one tree and loaded from TOML.
+
+Unknown keys are rejected (a typo must not silently fall back to a default). Relative paths in a
+TOML file are resolved against the file's folder.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from alime.text import TextConfig
+
+PACKAGE_ROOT = Path(__file__).resolve().parent.parent
+BUNDLED_DATA = PACKAGE_ROOT / "data"
+
+
+def alime_home() -> Path:
+    """Where the working copies of the KB and indexes live (``$ALIME_HOME``, default ~/.alime)."""
+    return Path(os.environ.get("ALIME_HOME", Path.home() / ".alime"))
+
+
+@dataclass(frozen=True)
+class BM25Config:
+    k1: float = 1.5
+    b: float = 0.75
+    epsilon: float = 0.25  # rank-bm25's floor for negative idf, as a share of the mean idf
+
+
+@dataclass(frozen=True)
+class RetrievalConfig:
+    k: int = 10  # candidates handed to the reranker (AliMe used 10)
+    bm25: BM25Config = field(default_factory=BM25Config)
+    merge_every: int = 256  # live edits kept in the delta before it is merged into the main index
+
+
+@dataclass(frozen=True)
+class EngineConfig:
+    threshold: float | None = None  # None: the model directory's tuned threshold
+    generation_threshold: float | None = None  # None: the model directory's value
+    context_turns: int = 3
+    fallback_reply: str = "抱歉，这个问题我暂时无法回答，已为您转接人工客服。"
+    beam_size: int = 5
+    max_answer_tokens: int = 30
+
+
+@dataclass(frozen=True)
+class ServeConfig:
+    host: str = "127.0.0.1"
+    port: int = 8000
+    workers: int = 1
+    threads: int = 8
+    max_body_bytes: int = 16 * 1024
+    max_query_chars: int = 500
+    max_context_turns: int = 10
+    session_capacity: int = 10_000
+    session_ttl_s: float = 1800.0
+    request_timeout_s: float = 10.0
+    admin_token: str | None = None  # also read from $ALIME_ADMIN_TOKEN; admin API off when unset
+
+
+@dataclass(frozen=True)
+class PathsConfig:
+    kb: str = ""  # SQLite file; "" = $ALIME_HOME/kb.sqlite (seeded from the bundled default)
+    index: str = ""  # index folder; "" = next to the KB
+    model: str = ""  # model folder; "" = the bundled default model, none if it is absent
+
+
+@dataclass(frozen=True)
+class AppConfig:
+    paths: PathsConfig = field(default_factory=PathsConfig)
+    text: TextConfig = field(
+        default_factory=lambda: TextConfig(
+            user_dict=str(BUNDLED_DATA / "text" / "userdict.txt"),
+            stopwords=str(BUNDLED_DATA / "text" / "stopwords.txt"),
+            synonyms=str(BUNDLED_DATA / "text" / "synonyms.txt"),
+        )
+    )
+    retrieval: RetrievalConfig = field(default_factory=RetrievalConfig)
+    engine: EngineConfig = field(default_factory=EngineConfig)
+    serve: ServeConfig = field(default_factory=ServeConfig)
+
+    def resolved_paths(self) -> tuple[Path, Path, Path | None]:
+        """(kb file, index folder, model folder or None)."""
+        kb = Path(self.paths.kb) if self.paths.kb else alime_home() / "kb.sqlite"
+        index = Path(self.paths.index) if self.paths.index else kb.with_suffix(".index")
+        if self.paths.model:
+            model: Path | None = Path(self.paths.model)
+        else:
+            bundled = BUNDLED_DATA / "model"
+            model = bundled if (bundled / "config.json").exists() else None
+        return kb, index, model
+
+
+_PATH_FIELDS = {("paths", "kb"), ("paths", "index"), ("paths", "model"), ("text", "user_dict"),
+                ("text", "stopwords"), ("text", "synonyms")}
+
+
+def from_dict(cls: type, data: dict[str, Any], where: str = "", base: Path | None = None):
+    """Build dataclass ``cls`` from nested dicts, rejecting unknown keys and wrong types."""
+    if not isinstance(data, dict):
+        raise ValueError(f"config section '{where or 'root'}' must be a table")
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    unknown = sorted(set(data) - set(fields))
+    if unknown:
+        raise ValueError(
+            f"unknown config key(s) {unknown} in '{where or 'root'}'; valid: {sorted(fields)}"
+        )
+    kwargs = {}
+    defaults = cls()
+    for name, value in data.items():
+        current = getattr(defaults, name)
+        key = f"{where}.{name}" if where else name
+        if dataclasses.is_dataclass(current):
+            kwargs[name] = from_dict(type(current), value, key, base)
+            continue
+        if current is not None and not _type_ok(current, value):
+            raise ValueError(f"config key '{key}' must be {type(current).__name__}, got {value!r}")
+        if base is not None and isinstance(value, str) and value and tuple(key.split(".")) in _PATH_FIELDS:
+            value = str((base / value).resolve())
+        kwargs[name] = value
+    return cls(**kwargs)
+
+
+def _type_ok(default: Any, value: Any) -> bool:
+    if isinstance(default, bool):
+        return isinstance(value, bool)
+    if isinstance(default, float):
+        return isinstance(value, (int, float)) and not isinstance(value, bool)
+    return isinstance(value, type(default))
+
+
+def load_config(path: str | Path | None = None) -> AppConfig:
+    """The defaults, overridden by a TOML file when given."""
+    if path is None:
+        return AppConfig()
+    path = Path(path)
+    try:
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ValueError(f"config file not found: {path}") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ValueError(f"{path}: invalid TOML: {exc}") from None
+    return from_dict(AppConfig, data, base=path.resolve().parent)
+
+
+def to_dict(config: Any) -> dict[str, Any]:
+    """The resolved config as plain data (logged, and saved with artifacts)."""
+    return dataclasses.asdict(config)

@@ -1,0 +1,134 @@
+"""Text normalization and segmentation, shared by indexing, training and serving.
+
+One implementation everywhere: ``normalize`` then ``tokenize``. Text that is already segmented
+(tokens separated by spaces, as in the E-commerce corpus) goes through the same path: every
+whitespace-separated chunk is segmented by jieba, so raw queries and pre-segmented KB text end up
+with the same tokens.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import threading
+import unicodedata
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+_WS = re.compile(r"\s+")
+_PUNCT_CATEGORIES = ("P", "S")
+
+
+def normalize(text: str, lowercase: bool = True) -> str:
+    """NFKC (full-width to half-width), lower case, control characters dropped, whitespace folded."""
+    text = unicodedata.normalize("NFKC", text)
+    text = "".join(" " if ch.isspace() else ch for ch in text if ch.isspace() or not _is_control(ch))
+    if lowercase:
+        text = text.lower()
+    return _WS.sub(" ", text).strip()
+
+
+def _is_control(ch: str) -> bool:
+    return unicodedata.category(ch) in ("Cc", "Cf", "Cs", "Co", "Cn")
+
+
+def is_punctuation(token: str) -> bool:
+    """True when every character of ``token`` is punctuation or a symbol."""
+    return all(unicodedata.category(ch)[0] in _PUNCT_CATEGORIES for ch in token)
+
+
+def detokenize(tokens: Sequence[str]) -> str:
+    """Join tokens for display: no space between CJK tokens, one space between Latin words."""
+    out: list[str] = []
+    for tok in tokens:
+        if out and _needs_space(out[-1], tok):
+            out.append(" ")
+        out.append(tok)
+    return "".join(out)
+
+
+def _needs_space(prev: str, tok: str) -> bool:
+    return prev[-1:].isascii() and prev[-1:].isalnum() and tok[:1].isascii() and tok[:1].isalnum()
+
+
+def read_word_list(path: str | Path) -> list[str]:
+    """One entry per line; blank lines and lines starting with '#' are ignored."""
+    words = []
+    for line in Path(path).read_text(encoding="utf-8").splitlines():
+        line = line.strip()
+        if line and not line.startswith("#"):
+            words.append(line)
+    return words
+
+
+def read_synonyms(path: str | Path) -> dict[str, tuple[str, ...]]:
+    """Each line is a group of interchangeable words separated by spaces."""
+    table: dict[str, tuple[str, ...]] = {}
+    for line in read_word_list(path):
+        group = [normalize(w) for w in line.split()]
+        for word in group:
+            others = tuple(w for w in group if w != word)
+            table[word] = tuple(dict.fromkeys(table.get(word, ()) + others))
+    return table
+
+
+@dataclass(frozen=True)
+class TextConfig:
+    """Where the text resources live. None means: not used."""
+
+    user_dict: str | None = None
+    stopwords: str | None = None
+    synonyms: str | None = None
+    lowercase: bool = True
+
+
+class TextPipeline:
+    """Normalize + jieba segmentation (+ stop words and synonyms for retrieval queries)."""
+
+    def __init__(self, config: TextConfig | None = None) -> None:
+        self.config = config or TextConfig()
+        self._stopwords = frozenset(
+            normalize(w) for w in read_word_list(self.config.stopwords)
+        ) if self.config.stopwords else frozenset()
+        self._synonyms = read_synonyms(self.config.synonyms) if self.config.synonyms else {}
+        self._jieba = None
+        self._lock = threading.Lock()
+
+    def _segmenter(self):
+        if self._jieba is None:
+            with self._lock:
+                if self._jieba is None:
+                    import jieba
+
+                    jieba.setLogLevel(logging.WARNING)
+                    seg = jieba.Tokenizer()
+                    seg.initialize()
+                    if self.config.user_dict:
+                        seg.load_userdict(self.config.user_dict)
+                    self._jieba = seg
+        return self._jieba
+
+    def tokenize(self, text: str) -> list[str]:
+        """All tokens of ``text`` (punctuation kept): the model's view of the text."""
+        seg = self._segmenter()
+        tokens: list[str] = []
+        for chunk in normalize(text, self.config.lowercase).split(" "):
+            if chunk:
+                tokens.extend(t for t in seg.lcut(chunk, HMM=False) if t.strip())
+        return tokens
+
+    def index_terms(self, text: str) -> list[str]:
+        """Terms a KB question is indexed under: tokens without punctuation and stop words."""
+        return [t for t in self.tokenize(text) if not is_punctuation(t) and t not in self._stopwords]
+
+    def query_terms(self, text: str) -> list[str]:
+        """Terms a query searches for: the index terms plus their synonyms (each once)."""
+        terms = self.index_terms(text)
+        expanded = list(terms)
+        for t in terms:
+            expanded.extend(self._synonyms.get(t, ()))
+        return list(dict.fromkeys(expanded))
+
+    def tokenize_many(self, texts: Iterable[str]) -> list[list[str]]:
+        return [self.tokenize(t) for t in texts]
