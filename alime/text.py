@@ -62,6 +62,17 @@ def read_word_list(path: str | Path) -> list[str]:
     return words
 
 
+def read_user_dict(path: str | Path) -> list[tuple[str, int | None, str | None]]:
+    """jieba's user-dictionary format: ``word [freq] [tag]`` per line."""
+    entries = []
+    for line in read_word_list(path):
+        parts = line.split()
+        freq = int(parts[1]) if len(parts) > 1 and parts[1].isdigit() else None
+        tag = parts[-1] if len(parts) > 1 and not parts[-1].isdigit() else None
+        entries.append((parts[0], freq, tag))
+    return entries
+
+
 def read_synonyms(path: str | Path) -> dict[str, tuple[str, ...]]:
     """Each line is a group of interchangeable words separated by spaces."""
     table: dict[str, tuple[str, ...]] = {}
@@ -105,7 +116,8 @@ class TextPipeline:
                     seg = jieba.Tokenizer()
                     seg.initialize()
                     if self.config.user_dict:
-                        seg.load_userdict(self.config.user_dict)
+                        for word, freq, tag in read_user_dict(self.config.user_dict):
+                            seg.add_word(word, freq, tag)
                     self._jieba = seg
         return self._jieba
 
