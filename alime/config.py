@@ -67,7 +67,7 @@ class ServeConfig:
 class PathsConfig:
     kb: str = ""  # SQLite file; "" = $ALIME_HOME/kb.sqlite (seeded from the bundled default)
     index: str = ""  # index folder; "" = next to the KB
-    model: str = ""  # model folder; "" = the bundled default model, none if it is absent
+    model: str = ""  # model folder; "" = the bundled default model; "none" = retrieval only
 
 
 @dataclass(frozen=True)
@@ -88,8 +88,10 @@ class AppConfig:
         """(kb file, index folder, model folder or None)."""
         kb = Path(self.paths.kb) if self.paths.kb else alime_home() / "kb.sqlite"
         index = Path(self.paths.index) if self.paths.index else kb.with_suffix(".index")
-        if self.paths.model:
-            model: Path | None = Path(self.paths.model)
+        if self.paths.model == "none":
+            model: Path | None = None
+        elif self.paths.model:
+            model = Path(self.paths.model)
         else:
             bundled = BUNDLED_DATA / "model"
             model = bundled if (bundled / "config.json").exists() else None
@@ -120,7 +122,12 @@ def from_dict(cls: type, data: dict[str, Any], where: str = "", base: Path | Non
             continue
         if current is not None and not _type_ok(current, value):
             raise ValueError(f"config key '{key}' must be {type(current).__name__}, got {value!r}")
-        if base is not None and isinstance(value, str) and value and tuple(key.split(".")) in _PATH_FIELDS:
+        if (
+            base is not None
+            and isinstance(value, str)
+            and value not in ("", "none")
+            and tuple(key.split(".")) in _PATH_FIELDS
+        ):
             value = str((base / value).resolve())
         kwargs[name] = value
     return cls(**kwargs)

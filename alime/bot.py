@@ -1,0 +1,84 @@
+"""Assemble a ready-to-answer bot from the configuration (once, outside any request)."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+
+from alime.config import BUNDLED_DATA, AppConfig
+from alime.engine import HybridEngine, Thresholds
+from alime.kb.formats import Format, read_rows
+from alime.kb.store import KnowledgeBase
+from alime.retrieval.searcher import KBSearcher
+from alime.text import TextPipeline
+from alime.types import Generator, Scorer
+
+log = logging.getLogger(__name__)
+
+BUNDLED_KB = BUNDLED_DATA / "kb" / "ecommerce_qa.tsv"
+
+
+def open_kb(config: AppConfig) -> KnowledgeBase:
+    """The configured KB; the default one is seeded from the bundled data on first use."""
+    kb_path, _, _ = config.resolved_paths()
+    seed = not config.paths.kb and not kb_path.exists()
+    kb = KnowledgeBase(kb_path)
+    if seed and kb.count() == 0:
+        rows = read_rows(BUNDLED_KB, Format.TSV).rows
+        kb.add_many((r.question, r.answer, ("ecommerce",)) for r in rows)
+        log.info("seeded %s with %d bundled QA pairs", kb_path, len(rows))
+    return kb
+
+
+def open_searcher(config: AppConfig, kb: KnowledgeBase | None = None) -> KBSearcher:
+    kb = kb or open_kb(config)
+    _, index_dir, _ = config.resolved_paths()
+    return KBSearcher(kb, TextPipeline(config.text), index_dir, config.retrieval)
+
+
+@dataclass
+class Bot:
+    """Everything a front end needs: the KB, its searcher and the hybrid engine."""
+
+    config: AppConfig
+    kb: KnowledgeBase
+    searcher: KBSearcher
+    engine: HybridEngine
+    model_dir: Path | None
+
+
+def build_bot(config: AppConfig | None = None) -> Bot:
+    config = config or AppConfig()
+    kb = open_kb(config)
+    searcher = open_searcher(config, kb)
+    _, _, model_dir = config.resolved_paths()
+    scorer, generator, tuned = _model_stages(model_dir, config, searcher.pipeline)
+    answer_t = _pick(config.engine.threshold, tuned.get("threshold"), 0.0)
+    gen_t = _pick(config.engine.generation_threshold, tuned.get("generation_threshold"), 0.0)
+    engine = HybridEngine(
+        retriever=searcher,
+        lookup=kb.get_many,
+        thresholds=Thresholds(answer=answer_t, generation=gen_t),
+        scorer=scorer,
+        generator=generator,
+        k=config.retrieval.k,
+        fallback_reply=config.engine.fallback_reply,
+    )
+    log.info("bot ready: %d QA pairs, model=%s, T=%.4f", len(searcher), model_dir, answer_t)
+    return Bot(config, kb, searcher, engine, model_dir)
+
+
+def _pick(*values: float | None) -> float:
+    return next(float(v) for v in values if v is not None)
+
+
+def _model_stages(
+    model_dir: Path | None, config: AppConfig, pipeline: TextPipeline
+) -> tuple[Scorer | None, Generator | None, dict]:
+    """The reranker and generator of a model directory (TensorFlow is imported only here)."""
+    if model_dir is None:
+        return None, None, {}
+    from alime.rerank.loading import load_stages
+
+    return load_stages(model_dir, config, pipeline)

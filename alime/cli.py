@@ -1,0 +1,293 @@
+"""The ``alime`` command line: parse flags, build objects, dispatch. No logic lives here."""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import importlib
+import json
+import logging
+import sys
+from pathlib import Path
+
+from alime import __version__
+from alime.config import AppConfig, load_config
+from alime.kb.store import NotFound
+
+# Subcommands defined in their own modules: each has ``register(subparsers)``.
+_PLUGIN_COMMANDS = ("alime.commands.train", "alime.commands.evaluate", "alime.commands.quantize")
+
+
+class CLIError(Exception):
+    """A user-facing error: printed without a traceback, exit status 2."""
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else logging.INFO if args.command == "serve" else logging.WARNING,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    if not getattr(args, "func", None):
+        parser.print_help()
+        return 2
+    try:
+        return args.func(args) or 0
+    except NotFound as exc:
+        print(f"alime: error: no QA pair with id {exc.args[0]}", file=sys.stderr)
+        return 2
+    except (CLIError, ValueError, FileNotFoundError, PermissionError) as exc:
+        print(f"alime: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="alime", description="Hybrid customer-service chatbot engine")
+    parser.add_argument("--version", action="version", version=f"alime {__version__}")
+    parser.add_argument("--config", help="TOML configuration file (see docs/configuration.md)")
+    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+
+    _add_kb(sub)
+
+    p = sub.add_parser("index", help="build or refresh the BM25 index of the KB")
+    p.add_argument("--rebuild", action="store_true", help="index everything from scratch")
+    p.set_defaults(func=cmd_index)
+
+    p = sub.add_parser("search", help="BM25 search of the KB")
+    p.add_argument("query")
+    p.add_argument("--k", type=_positive_int, default=10)
+    p.add_argument("--json", action="store_true", help="print JSON")
+    p.set_defaults(func=cmd_search)
+
+    p = sub.add_parser("serve", help="serve the chat API and page on gunicorn")
+    p.add_argument("--host")
+    p.add_argument("--port", type=int)
+    p.add_argument("--workers", type=_positive_int)
+    p.add_argument("--threads", type=_positive_int)
+    p.set_defaults(func=cmd_serve)
+
+    p = sub.add_parser("chat", help="chat with the bot in the terminal")
+    p.add_argument("--show-candidates", action="store_true")
+    p.set_defaults(func=cmd_chat)
+
+    for name in _PLUGIN_COMMANDS:
+        try:
+            module = importlib.import_module(name)
+        except ModuleNotFoundError as exc:
+            if exc.name != name:
+                raise
+            continue
+        module.register(sub)
+    return parser
+
+
+def _positive_int(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError("must be >= 1")
+    return value
+
+
+def config_of(args) -> AppConfig:
+    return load_config(args.config)
+
+
+# -- kb ---------------------------------------------------------------------------------------
+def _add_kb(sub) -> None:
+    kb = sub.add_parser("kb", help="manage the knowledge base").add_subparsers(dest="kb_command", metavar="ACTION")
+
+    p = kb.add_parser("import", help="import QA pairs from a file (one transaction)")
+    p.add_argument("file")
+    p.add_argument("--format", required=True, choices=["tsv", "jsonl", "ecommerce", "chatterbot"])
+    p.add_argument("--skip-bad", action="store_true", help="skip malformed rows and count them")
+    p.set_defaults(func=cmd_kb_import)
+
+    p = kb.add_parser("export", help="export QA pairs")
+    p.add_argument("--format", default="tsv", choices=["tsv", "jsonl"])
+    p.add_argument("--out", help="file to write (default: standard output)")
+    p.set_defaults(func=cmd_kb_export)
+
+    p = kb.add_parser("add", help="add one QA pair")
+    p.add_argument("--question", required=True)
+    p.add_argument("--answer", required=True)
+    p.add_argument("--tag", action="append", default=[], dest="tags")
+    p.set_defaults(func=cmd_kb_add)
+
+    p = kb.add_parser("edit", help="edit a QA pair")
+    p.add_argument("id", type=int)
+    p.add_argument("--question")
+    p.add_argument("--answer")
+    p.set_defaults(func=cmd_kb_edit)
+
+    p = kb.add_parser("delete", help="delete a QA pair")
+    p.add_argument("id", type=int)
+    p.set_defaults(func=cmd_kb_delete)
+
+    p = kb.add_parser("list", help="list QA pairs")
+    p.add_argument("--offset", type=int, default=0)
+    p.add_argument("--limit", type=int, default=20)
+    p.set_defaults(func=cmd_kb_list)
+
+    p = kb.add_parser("stats", help="KB statistics (JSON)")
+    p.set_defaults(func=cmd_kb_stats)
+
+
+def _kb(args):
+    from alime.bot import open_kb
+
+    return open_kb(config_of(args))
+
+
+def _refresh_index(args) -> None:
+    """Bring the saved index up to date with the KB (incremental)."""
+    from alime.bot import open_searcher
+
+    searcher = open_searcher(config_of(args))
+    if searcher.sync():
+        searcher.save()
+
+
+def cmd_kb_import(args) -> int:
+    from alime.kb.formats import read_rows
+
+    result = read_rows(args.file, args.format, skip_bad=args.skip_bad)
+    kb = _kb(args)
+    added = kb.add_many((r.question, r.answer, r.tags) for r in result.rows)
+    _refresh_index(args)
+    print(json.dumps({"imported": len(added), "skipped": len(result.skipped), "total": kb.count()}))
+    for err in result.skipped[:20]:
+        print(f"skipped {err}", file=sys.stderr)
+    return 0
+
+
+def cmd_kb_export(args) -> int:
+    from alime.kb.formats import write_pairs
+
+    kb = _kb(args)
+    if args.out:
+        with open(args.out, "w", encoding="utf-8") as f:
+            n = write_pairs(kb.iter_pairs(), f, args.format)
+        print(f"exported {n} QA pairs to {args.out}", file=sys.stderr)
+    else:
+        write_pairs(kb.iter_pairs(), sys.stdout, args.format)
+    return 0
+
+
+def _print_pair(pair) -> None:
+    print(json.dumps({"id": pair.id, "question": pair.question, "answer": pair.answer,
+                      "tags": list(pair.tags)}, ensure_ascii=False))
+
+
+def cmd_kb_add(args) -> int:
+    pair = _kb(args).add(args.question, args.answer, args.tags)
+    _refresh_index(args)
+    _print_pair(pair)
+    return 0
+
+
+def cmd_kb_edit(args) -> int:
+    if args.question is None and args.answer is None:
+        raise CLIError("give --question and/or --answer")
+    pair = _kb(args).edit(args.id, question=args.question, answer=args.answer)
+    _refresh_index(args)
+    _print_pair(pair)
+    return 0
+
+
+def cmd_kb_delete(args) -> int:
+    _kb(args).delete(args.id)
+    _refresh_index(args)
+    print(json.dumps({"deleted": args.id}))
+    return 0
+
+
+def cmd_kb_list(args) -> int:
+    for pair in _kb(args).list(args.offset, args.limit):
+        _print_pair(pair)
+    return 0
+
+
+def cmd_kb_stats(args) -> int:
+    print(json.dumps(_kb(args).stats(), ensure_ascii=False, indent=2))
+    return 0
+
+
+# -- index / search ---------------------------------------------------------------------------
+def cmd_index(args) -> int:
+    from alime.bot import open_searcher
+
+    searcher = open_searcher(config_of(args))
+    if args.rebuild:
+        searcher.rebuild()
+    else:
+        searcher.sync()
+        searcher.save()
+    print(json.dumps({"indexed": len(searcher), "kb_revision": searcher.revision,
+                      "index": str(searcher.index_dir)}))
+    return 0
+
+
+def cmd_search(args) -> int:
+    from alime.bot import open_searcher
+
+    config = config_of(args)
+    searcher = open_searcher(config)
+    terms = searcher.analyze(args.query)
+    hits = searcher.search_terms(terms, args.k)
+    pairs = searcher.kb.get_many([h.id for h in hits])
+    results = [
+        {"id": h.id, "question": pairs[h.id].question, "answer": pairs[h.id].answer, "score": h.score}
+        for h in hits if h.id in pairs
+    ]
+    if args.json:
+        print(json.dumps({"query_tokens": terms, "results": results}, ensure_ascii=False))
+    else:
+        print("query tokens:", " ".join(terms))
+        for rank, r in enumerate(results, 1):
+            print(f"{rank:2d}. [{r['score']:.3f}] #{r['id']} {r['question']}  ->  {r['answer']}")
+    return 0
+
+
+# -- serve / chat -----------------------------------------------------------------------------
+def cmd_serve(args) -> int:
+    from alime.serving.server import serve
+
+    config = config_of(args)
+    overrides = {k: getattr(args, k) for k in ("host", "port", "workers", "threads") if getattr(args, k)}
+    config = dataclasses.replace(config, serve=dataclasses.replace(config.serve, **overrides))
+    serve(config)
+    return 0
+
+
+def cmd_chat(args) -> int:
+    from alime.bot import build_bot
+
+    bot = build_bot(config_of(args))
+    turns: list[str] = []
+    print("alime chat — type a question, an empty line or Ctrl-D to quit.")
+    while True:
+        try:
+            query = input("you> ").strip()
+        except EOFError:
+            print()
+            return 0
+        if not query:
+            return 0
+        context = turns[-bot.config.engine.context_turns :]
+        reply = bot.engine.reply(query, context)
+        score = "n/a" if reply.score is None else f"{reply.score:.3f}"
+        print(f"bot> {reply.answer}")
+        print(f"     [{reply.source.value}, score {score}, threshold {reply.threshold:.3f}]")
+        if args.show_candidates:
+            for c in reply.candidates:
+                rr = "" if c.rerank_score is None else f" rerank {c.rerank_score:.3f}"
+                print(f"       #{c.id} bm25 {c.retrieval_score:.3f}{rr}: {c.question} -> {c.answer}")
+        turns += [query, reply.answer]
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,23 @@
+"""The hybrid policy's decisions, as small pure functions (their boundaries are tested)."""
+
+from __future__ import annotations
+
+from enum import Enum
+
+
+class Decision(str, Enum):
+    ANSWER_FROM_KB = "retrieval"
+    GENERATE = "generation"
+    FALLBACK = "fallback"
+
+
+def decide(best_rerank: float | None, threshold: float) -> Decision:
+    """AliMe's rule: answer from the KB when the best candidate's score reaches T (>=)."""
+    if best_rerank is not None and best_rerank >= threshold:
+        return Decision.ANSWER_FROM_KB
+    return Decision.GENERATE
+
+
+def accept_generation(score: float | None, threshold: float) -> bool:
+    """A generated answer is used when its score reaches the generation threshold (>=)."""
+    return score is not None and score >= threshold

@@ -1,0 +1,107 @@
+"""The hybrid engine: retrieve, rerank, decide, and generate when the KB has nothing good.
+
+The engine receives its stages (a Retriever, an optional Scorer and Generator) and a way to look
+up QA pairs, so each stage can be replaced or stubbed.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+
+from alime.decision import Decision, accept_generation, decide
+from alime.types import Candidate, Generator, QAPair, Reply, Retriever, Scorer, Source
+
+
+@dataclass(frozen=True)
+class Thresholds:
+    """T for KB answers (on the rerank score, or the retrieval score with no reranker) and the
+    bar a generated answer must reach before it is used instead of the fallback."""
+
+    answer: float
+    generation: float
+
+
+class HybridEngine:
+    """retrieve -> rerank -> decide -> (generate | fallback)."""
+
+    def __init__(
+        self,
+        retriever: Retriever,
+        lookup: Callable[[Iterable[int]], dict[int, QAPair]],
+        thresholds: Thresholds,
+        scorer: Scorer | None = None,
+        generator: Generator | None = None,
+        k: int = 10,
+        fallback_reply: str = "",
+    ) -> None:
+        if k < 1:
+            raise ValueError("k must be >= 1")
+        self.retriever = retriever
+        self.lookup = lookup
+        self.thresholds = thresholds
+        self.scorer = scorer
+        self.generator = generator
+        self.k = k
+        self.fallback_reply = fallback_reply
+
+    def reply(self, query: str, context: Sequence[str] = ()) -> Reply:
+        timings: dict[str, float] = {}
+        clock = time.perf_counter()
+
+        hits = self.retriever.search(query, self.k)
+        pairs = self.lookup([h.id for h in hits])
+        candidates = [
+            Candidate(h.id, pairs[h.id].question, pairs[h.id].answer, h.score)
+            for h in hits
+            if h.id in pairs  # a pair deleted between search and lookup is simply dropped
+        ]
+        clock = _lap(timings, "retrieve", clock)
+
+        if self.scorer is not None and candidates:
+            scores = self.scorer.score(query, context, [c.answer for c in candidates])
+            candidates = [
+                Candidate(c.id, c.question, c.answer, c.retrieval_score, float(s))
+                for c, s in zip(candidates, scores, strict=True)
+            ]
+            candidates.sort(key=lambda c: c.rerank_score, reverse=True)
+            clock = _lap(timings, "rerank", clock)
+
+        best = _best_score(candidates)
+        threshold = self.thresholds.answer
+        if decide(best, threshold) is Decision.ANSWER_FROM_KB:
+            return self._reply(candidates[0].answer, Source.RETRIEVAL, best, candidates, timings)
+
+        if self.generator is not None:
+            generated = self.generator.generate(query, context)
+            clock = _lap(timings, "generate", clock)
+            if generated and accept_generation(generated[0].score, self.thresholds.generation):
+                top = generated[0]
+                return self._reply(top.text, Source.GENERATION, top.score, candidates, timings)
+        return self._reply(self.fallback_reply, Source.FALLBACK, best, candidates, timings, True)
+
+    def _reply(self, answer, source, score, candidates, timings, handoff=False) -> Reply:
+        timings["total"] = sum(timings.values())
+        return Reply(
+            answer=answer,
+            source=source,
+            score=score,
+            threshold=self.thresholds.answer,
+            candidates=tuple(candidates),
+            timings_ms=timings,
+            handoff=handoff,
+        )
+
+
+def _best_score(candidates: list[Candidate]) -> float | None:
+    if not candidates:
+        return None
+    top = candidates[0]
+    return top.rerank_score if top.rerank_score is not None else top.retrieval_score
+
+
+def _lap(timings: dict[str, float], name: str, since: float) -> float:
+    now = time.perf_counter()
+    timings[name] = (now - since) * 1000.0
+    return now

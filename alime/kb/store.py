@@ -1,0 +1,226 @@
+"""QA pairs in an embedded SQLite database.
+
+Every change bumps a revision number and is written to a change log in the same transaction, so a
+search index that records the revision it reflects can catch up with exactly the changes it missed
+(after a restart or a crash) without a full rebuild.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import threading
+import time
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+from alime.types import QAPair
+
+SCHEMA_VERSION = 1
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS qa (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    question TEXT NOT NULL CHECK (length(question) > 0),
+    answer TEXT NOT NULL CHECK (length(answer) > 0),
+    tags TEXT NOT NULL DEFAULT '[]',
+    created_at REAL NOT NULL,
+    updated_at REAL NOT NULL
+);
+CREATE TABLE IF NOT EXISTS changes (
+    revision INTEGER PRIMARY KEY,
+    op TEXT NOT NULL CHECK (op IN ('add', 'edit', 'delete')),
+    qa_id INTEGER NOT NULL
+);
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+"""
+
+
+class NotFound(KeyError):
+    """No QA pair with that id."""
+
+
+@dataclass(frozen=True)
+class Change:
+    revision: int
+    op: str  # 'add' | 'edit' | 'delete'
+    qa_id: int
+
+
+class KnowledgeBase:
+    """A SQLite-backed store of QA pairs. Safe to share between threads."""
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._local = threading.local()
+        self._write_lock = threading.Lock()
+        self._conn().executescript(_SCHEMA)  # executescript manages its own transaction
+        with self._tx() as db:
+            db.execute("INSERT OR IGNORE INTO meta VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),))
+
+    # -- connections -------------------------------------------------------------------------
+    def _conn(self) -> sqlite3.Connection:
+        conn = getattr(self._local, "conn", None)
+        if conn is None:
+            conn = sqlite3.connect(self.path, timeout=30.0, isolation_level=None)
+            conn.execute("PRAGMA journal_mode=WAL")
+            conn.execute("PRAGMA synchronous=FULL")  # an acknowledged change survives a crash
+            conn.execute("PRAGMA foreign_keys=ON")
+            self._local.conn = conn
+        return conn
+
+    @contextmanager
+    def _tx(self) -> Iterator[sqlite3.Connection]:
+        """One write transaction: all of it is committed, or none of it."""
+        conn = self._conn()
+        with self._write_lock:
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                yield conn
+            except BaseException:
+                conn.execute("ROLLBACK")
+                raise
+            else:
+                conn.execute("COMMIT")
+
+    def close(self) -> None:
+        conn = getattr(self._local, "conn", None)
+        if conn is not None:
+            conn.close()
+            self._local.conn = None
+
+    # -- reads -------------------------------------------------------------------------------
+    def get(self, qa_id: int) -> QAPair:
+        row = self._conn().execute("SELECT * FROM qa WHERE id = ?", (qa_id,)).fetchone()
+        if row is None:
+            raise NotFound(qa_id)
+        return _row_to_pair(row)
+
+    def get_many(self, ids: Iterable[int]) -> dict[int, QAPair]:
+        ids = list(ids)
+        if not ids:
+            return {}
+        out: dict[int, QAPair] = {}
+        conn = self._conn()
+        for start in range(0, len(ids), 500):
+            chunk = ids[start : start + 500]
+            marks = ",".join("?" * len(chunk))
+            for row in conn.execute(f"SELECT * FROM qa WHERE id IN ({marks})", chunk):
+                out[row[0]] = _row_to_pair(row)
+        return out
+
+    def iter_pairs(self, batch: int = 10_000) -> Iterator[QAPair]:
+        """All pairs in id order, read in batches (one consistent read per batch)."""
+        last = 0
+        conn = self._conn()
+        while True:
+            rows = conn.execute(
+                "SELECT * FROM qa WHERE id > ? ORDER BY id LIMIT ?", (last, batch)
+            ).fetchall()
+            if not rows:
+                return
+            for row in rows:
+                yield _row_to_pair(row)
+            last = rows[-1][0]
+
+    def list(self, offset: int = 0, limit: int = 50) -> list[QAPair]:
+        rows = self._conn().execute(
+            "SELECT * FROM qa ORDER BY id LIMIT ? OFFSET ?", (limit, offset)
+        ).fetchall()
+        return [_row_to_pair(r) for r in rows]
+
+    def count(self) -> int:
+        return self._conn().execute("SELECT COUNT(*) FROM qa").fetchone()[0]
+
+    def revision(self) -> int:
+        row = self._conn().execute("SELECT MAX(revision) FROM changes").fetchone()
+        return row[0] or 0
+
+    def changes_since(self, revision: int) -> list[Change]:
+        rows = self._conn().execute(
+            "SELECT revision, op, qa_id FROM changes WHERE revision > ? ORDER BY revision", (revision,)
+        ).fetchall()
+        return [Change(*r) for r in rows]
+
+    def stats(self) -> dict:
+        conn = self._conn()
+        n, q_chars, a_chars = conn.execute(
+            "SELECT COUNT(*), COALESCE(AVG(length(question)),0), COALESCE(AVG(length(answer)),0) FROM qa"
+        ).fetchone()
+        distinct_answers = conn.execute("SELECT COUNT(DISTINCT answer) FROM qa").fetchone()[0]
+        return {
+            "path": str(self.path),
+            "pairs": n,
+            "distinct_answers": distinct_answers,
+            "mean_question_chars": round(q_chars, 2),
+            "mean_answer_chars": round(a_chars, 2),
+            "revision": self.revision(),
+            "file_bytes": self.path.stat().st_size if self.path.exists() else 0,
+        }
+
+    # -- writes ------------------------------------------------------------------------------
+    def add(self, question: str, answer: str, tags: Iterable[str] = ()) -> QAPair:
+        return self.add_many([(question, answer, tuple(tags))])[0]
+
+    def add_many(self, rows: Iterable[tuple[str, str, tuple[str, ...]]]) -> list[QAPair]:
+        """Insert many pairs in ONE transaction: all are stored, or none."""
+        now = time.time()
+        added: list[QAPair] = []
+        with self._tx() as db:
+            for question, answer, tags in rows:
+                _check_text(question, "question")
+                _check_text(answer, "answer")
+                tags_json = json.dumps(list(tags), ensure_ascii=False)
+                cur = db.execute(
+                    "INSERT INTO qa (question, answer, tags, created_at, updated_at) VALUES (?,?,?,?,?)",
+                    (question, answer, tags_json, now, now),
+                )
+                qa_id = cur.lastrowid
+                db.execute("INSERT INTO changes (op, qa_id) VALUES ('add', ?)", (qa_id,))
+                added.append(QAPair(qa_id, question, answer, tuple(tags), now, now))
+        return added
+
+    def edit(
+        self,
+        qa_id: int,
+        question: str | None = None,
+        answer: str | None = None,
+        tags: Iterable[str] | None = None,
+    ) -> QAPair:
+        with self._tx() as db:
+            row = db.execute("SELECT * FROM qa WHERE id = ?", (qa_id,)).fetchone()
+            if row is None:
+                raise NotFound(qa_id)
+            old = _row_to_pair(row)
+            new_q = old.question if question is None else question
+            new_a = old.answer if answer is None else answer
+            new_tags = old.tags if tags is None else tuple(tags)
+            _check_text(new_q, "question")
+            _check_text(new_a, "answer")
+            now = time.time()
+            db.execute(
+                "UPDATE qa SET question=?, answer=?, tags=?, updated_at=? WHERE id=?",
+                (new_q, new_a, json.dumps(list(new_tags), ensure_ascii=False), now, qa_id),
+            )
+            db.execute("INSERT INTO changes (op, qa_id) VALUES ('edit', ?)", (qa_id,))
+        return QAPair(qa_id, new_q, new_a, new_tags, old.created_at, now)
+
+    def delete(self, qa_id: int) -> None:
+        with self._tx() as db:
+            cur = db.execute("DELETE FROM qa WHERE id = ?", (qa_id,))
+            if cur.rowcount == 0:
+                raise NotFound(qa_id)
+            db.execute("INSERT INTO changes (op, qa_id) VALUES ('delete', ?)", (qa_id,))
+
+
+def _check_text(value: object, name: str) -> None:
+    if not isinstance(value, str) or not value.strip():
+        raise ValueError(f"{name} must be a non-empty string")
+
+
+def _row_to_pair(row: tuple) -> QAPair:
+    qa_id, question, answer, tags, created, updated = row
+    return QAPair(qa_id, question, answer, tuple(json.loads(tags)), created, updated)

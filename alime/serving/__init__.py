@@ -1,0 +1,1 @@
+"""HTTP serving: the Flask app factory, per-session context, the production server."""

@@ -1,0 +1,95 @@
+"""The hybrid policy with stub stages (the real stages are tested in their own packages)."""
+
+from alime.engine import HybridEngine, Thresholds
+from alime.types import Generated, Hit, QAPair, Source
+
+PAIRS = {i: QAPair(i, f"q{i}", f"a{i}") for i in range(1, 6)}
+
+
+class StubRetriever:
+    def __init__(self, hits):
+        self.hits = hits
+
+    def search(self, query, k):
+        return self.hits[:k]
+
+
+class StubScorer:
+    def __init__(self, table):
+        self.table = table
+        self.seen_context = None
+
+    def score(self, query, context, answers):
+        self.seen_context = list(context)
+        return [self.table[a] for a in answers]
+
+
+class StubGenerator:
+    def __init__(self, outputs):
+        self.outputs = outputs
+
+    def generate(self, query, context):
+        return self.outputs
+
+
+def lookup(ids):
+    return {i: PAIRS[i] for i in ids if i in PAIRS}
+
+
+def make(hits, scores=None, generated=None, t=0.5, gen_t=0.3, k=10):
+    return HybridEngine(
+        StubRetriever(hits),
+        lookup,
+        Thresholds(t, gen_t),
+        scorer=StubScorer(scores) if scores is not None else None,
+        generator=StubGenerator(generated) if generated is not None else None,
+        k=k,
+        fallback_reply="转人工",
+    )
+
+
+def test_rerank_reorders_and_answers_from_kb_at_threshold():
+    engine = make([Hit(1, 9.0), Hit(2, 5.0)], scores={"a1": 0.2, "a2": 0.5})
+    reply = engine.reply("q", ["earlier turn"])
+    assert reply.source is Source.RETRIEVAL and reply.answer == "a2" and reply.score == 0.5
+    assert [c.id for c in reply.candidates] == [2, 1]
+    assert reply.candidates[0].retrieval_score == 5.0 and reply.candidates[0].rerank_score == 0.5
+    assert engine.scorer.seen_context == ["earlier turn"]
+    assert {"retrieve", "rerank", "total"} <= set(reply.timings_ms)
+
+
+def test_below_threshold_generates():
+    engine = make([Hit(1, 9.0)], scores={"a1": 0.49}, generated=[Generated("生成的回答", 0.31)])
+    reply = engine.reply("q")
+    assert reply.source is Source.GENERATION and reply.answer == "生成的回答" and reply.score == 0.31
+    assert reply.candidates[0].rerank_score == 0.49 and not reply.handoff
+
+
+def test_unsure_generation_falls_back_with_handoff():
+    engine = make([Hit(1, 9.0)], scores={"a1": 0.1}, generated=[Generated("嗯", 0.29)])
+    reply = engine.reply("q")
+    assert reply.source is Source.FALLBACK and reply.answer == "转人工" and reply.handoff
+    assert reply.score == 0.1  # the real best rerank score, never a fake one
+
+
+def test_no_candidates_no_generator_is_fallback_without_score():
+    reply = make([], scores={}).reply("q")
+    assert reply.source is Source.FALLBACK and reply.score is None and reply.candidates == ()
+
+
+def test_retrieval_only_uses_retrieval_score():
+    reply = make([Hit(3, 2.5), Hit(4, 1.0)], t=0.0).reply("q")
+    assert reply.source is Source.RETRIEVAL and reply.answer == "a3" and reply.score == 2.5
+    assert reply.candidates[0].rerank_score is None
+
+
+def test_deleted_pair_between_search_and_lookup_is_dropped():
+    reply = make([Hit(99, 3.0), Hit(2, 1.0)], t=0.0).reply("q")
+    assert [c.id for c in reply.candidates] == [2]
+
+
+def test_reply_json_shape():
+    body = make([Hit(1, 9.0)], scores={"a1": 0.9}).reply("q").to_json()
+    assert set(body) == {"answer", "source", "score", "threshold", "candidates", "timings_ms", "handoff"}
+    assert body["source"] == "retrieval"
+    assert set(body["candidates"][0]) == {"id", "question", "answer", "retrieval_score", "rerank_score"}

@@ -1,0 +1,27 @@
+from alime.config import AppConfig
+from alime.text import TextPipeline, detokenize, normalize
+
+
+def test_normalize():
+    assert normalize("ＡＢＣ　１２３，你好\u200b\x07  World\n") == "abc 123,你好 world"
+    assert normalize("  ") == ""
+
+
+def test_segmented_and_raw_text_share_one_path():
+    pipe = TextPipeline()
+    assert pipe.tokenize("什么 时候 发货") == ["什么", "时候", "发货"]
+    assert pipe.tokenize("什么时候发货？") == ["什么", "时候", "发货", "?"]
+
+
+def test_query_terms_drop_stopwords_and_expand_synonyms():
+    pipe = TextPipeline(AppConfig().text)
+    assert pipe.index_terms("亲，什么时候发货啊？") == ["什么", "时候", "发货"]
+    assert pipe.query_terms("包邮吗") == ["包邮", "免邮", "免运费"]
+
+
+def test_user_dictionary_keeps_domain_words():
+    assert "运费险" in TextPipeline(AppConfig().text).tokenize("有运费险吗")
+
+
+def test_detokenize():
+    assert detokenize(["你好", "hello", "world", "!"]) == "你好hello world!"
