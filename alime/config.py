@@ -55,6 +55,7 @@ class ServeConfig:
     workers: int = 1
     threads: int = 8
     max_body_bytes: int = 16 * 1024
+    max_import_bytes: int = 32 * 1024 * 1024  # admin bulk import bodies
     max_query_chars: int = 500
     max_context_turns: int = 10
     session_capacity: int = 10_000

@@ -6,22 +6,26 @@ request. Per-app state lives in ``app.extensions['alime']``.
 
 from __future__ import annotations
 
+import json
 import logging
 import os
+import time
 import uuid
 from dataclasses import dataclass
 
-from flask import Blueprint, Flask, current_app, g, jsonify, request
+from flask import Blueprint, Flask, Response, current_app, g, jsonify, request, send_from_directory
 from werkzeug.exceptions import HTTPException
 
 from alime.bot import Bot, build_bot
 from alime.config import AppConfig
+from alime.serving.admin import admin
+from alime.serving.metrics import ChatMetrics
 from alime.serving.sessions import SessionStore
 from alime.serving.validation import BadRequest, parse_chat
 
-log = logging.getLogger("alime.serving")
+log = logging.getLogger("alime.requests")
 
-api = Blueprint("alime", __name__)
+api = Blueprint("alime", __name__, static_folder="static", static_url_path="/static")
 
 
 @dataclass
@@ -29,6 +33,8 @@ class AppState:
     bot: Bot
     sessions: SessionStore
     config: AppConfig
+    metrics: ChatMetrics
+    admin_token: str | None
 
 
 def create_app(config: AppConfig | None = None, bot: Bot | None = None) -> Flask:
@@ -45,8 +51,13 @@ def create_app(config: AppConfig | None = None, bot: Bot | None = None) -> Flask
             max_turns=config.serve.max_context_turns,
         ),
         config=config,
+        metrics=ChatMetrics(kb_size=lambda: len(bot.searcher)),
+        admin_token=admin_token(config),
     )
     app.register_blueprint(api)
+    app.register_blueprint(admin)
+    app.before_request(_start_request)
+    app.after_request(_finish_request)
     _register_errors(app)
     return app
 
@@ -60,15 +71,38 @@ def admin_token(config: AppConfig) -> str | None:
     return os.environ.get("ALIME_ADMIN_TOKEN") or config.serve.admin_token or None
 
 
-@api.before_request
 def _start_request() -> None:
-    g.request_id = request.headers.get("X-Request-Id") or uuid.uuid4().hex[:16]
+    g.request_id = _safe_request_id(request.headers.get("X-Request-Id")) or uuid.uuid4().hex[:16]
+    g.started = time.perf_counter()
 
 
-@api.after_request
-def _finish_request(response):
+def _safe_request_id(value: str | None) -> str | None:
+    if value and len(value) <= 64 and value.replace("-", "").replace("_", "").isalnum():
+        return value
+    return None
+
+
+def _finish_request(response: Response) -> Response:
+    elapsed = time.perf_counter() - g.get("started", time.perf_counter())
+    endpoint = request.endpoint or "unknown"
+    metrics = state().metrics
+    status = str(response.status_code)
+    metrics.requests.inc(endpoint, status)
+    metrics.latency.observe(elapsed, endpoint)
+    if response.status_code >= 400:
+        metrics.errors.inc(endpoint, status)
     response.headers["X-Request-Id"] = g.get("request_id", "")
+    log.info(json.dumps({
+        "request_id": g.get("request_id"), "method": request.method, "path": request.path,
+        "status": response.status_code, "ms": round(elapsed * 1000, 2),
+        "source": g.get("reply_source"),
+    }, ensure_ascii=False))
     return response
+
+
+@api.get("/")
+def page():
+    return send_from_directory(api.static_folder, "index.html")
 
 
 @api.post("/api/chat")
@@ -87,7 +121,14 @@ def chat():
     reply = st.bot.engine.reply(req.query, context[-st.config.engine.context_turns :])
     if req.session_id is not None:
         st.sessions.append(req.session_id, req.query, reply.answer)
-    return jsonify(reply.to_json())
+    st.metrics.replies.inc(reply.source.value)
+    for stage, ms in reply.timings_ms.items():
+        if stage != "total":
+            st.metrics.stage.observe(ms / 1000.0, stage)
+    g.reply_source = reply.source.value
+    body = reply.to_json()
+    body["request_id"] = g.request_id
+    return jsonify(body)
 
 
 @api.get("/healthz")
@@ -108,17 +149,24 @@ def readyz():
     )
 
 
+@api.get("/metrics")
+def metrics():
+    return Response(state().metrics.render(), mimetype="text/plain; version=0.0.4")
+
+
 def _register_errors(app: Flask) -> None:
     @app.errorhandler(BadRequest)
     def _bad_request(exc: BadRequest):
-        return jsonify({"error": str(exc)}), exc.status
+        return jsonify({"error": str(exc), "request_id": g.get("request_id")}), exc.status
 
     @app.errorhandler(HTTPException)
     def _http(exc: HTTPException):
-        messages = {413: f"request body is larger than {app.config['MAX_CONTENT_LENGTH']} bytes"}
-        return jsonify({"error": messages.get(exc.code, exc.description)}), exc.code
+        message = exc.description
+        if exc.code == 413:
+            message = f"request body is larger than {request.max_content_length} bytes"
+        return jsonify({"error": message, "request_id": g.get("request_id")}), exc.code
 
     @app.errorhandler(Exception)
     def _unexpected(exc: Exception):
-        log.exception("unhandled error (request %s)", g.get("request_id"))
+        logging.getLogger("alime.serving").exception("unhandled error (request %s)", g.get("request_id"))
         return jsonify({"error": "internal error", "request_id": g.get("request_id")}), 500
