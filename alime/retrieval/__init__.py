@@ -1,0 +1,1 @@
+"""Retrieval stages: BM25 over a sparse inverted index (dense retrieval lives beside it)."""
