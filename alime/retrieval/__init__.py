@@ -1,1 +1,1 @@
-"""Retrieval: BM25 over the knowledge base's questions (and dense retrieval, fused)."""
+"""Retrieval stages: BM25 over a sparse inverted index (dense retrieval lives beside it)."""

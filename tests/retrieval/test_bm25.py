@@ -1,0 +1,247 @@
+"""BM25Index against rank-bm25 (the oracle), live edits, merge, persistence and concurrency."""
+
+from __future__ import annotations
+
+import json
+import random
+import threading
+
+import numpy as np
+import pytest
+from rank_bm25 import BM25Okapi
+
+from alime.config import BM25Config
+from alime.retrieval.bm25 import BM25Index
+from alime.types import Hit
+
+VOCAB = [f"w{i}" for i in range(30)]
+TIGHT = {"rtol": 1e-12, "atol": 1e-12}
+
+
+def make_docs(rng: random.Random, n: int) -> list[list[str]]:
+    """Short docs; "common" is in ~90% of them so its raw idf is negative (epsilon rule)."""
+    docs = []
+    for _ in range(n):
+        doc = [rng.choice(VOCAB[:4] if rng.random() < 0.4 else VOCAB) for _ in range(rng.randint(0, 8))]
+        if rng.random() < 0.9:
+            doc.append("common")
+        docs.append(doc)
+    return docs
+
+
+def make_query(rng: random.Random) -> list[str]:
+    """Known, unknown and repeated terms."""
+    q = [rng.choice([*VOCAB, "common", "unknown"]) for _ in range(rng.randint(1, 5))]
+    if rng.random() < 0.3:
+        q.append(q[0])
+    return q
+
+
+def reference_hits(ref: BM25Okapi, ids: list[int], query: list[str], k: int) -> list[Hit]:
+    """rank-bm25's scores ranked with the index's rule: positive only, ties by ascending id."""
+    scores = ref.get_scores(query)
+    ranked = sorted((-s, i) for s, i in zip(scores, ids, strict=True) if s > 0)[:k]
+    return [Hit(i, -s) for s, i in ranked]
+
+
+def assert_matches(index: BM25Index, corpus: dict[int, list[str]], queries, k: int = 10) -> None:
+    """Scores of every doc and the top k equal a fresh rank-bm25 over ``corpus``."""
+    ids = list(corpus)
+    ref = BM25Okapi([corpus[i] for i in ids], k1=index.config.k1, b=index.config.b,
+                    epsilon=index.config.epsilon)
+    for q in queries:
+        np.testing.assert_allclose(index.scores_for(q, ids), ref.get_scores(q), **TIGHT)
+        got, want = index.search(q, k), reference_hits(ref, ids, q, k)
+        assert [h.id for h in got] == [h.id for h in want], q
+        np.testing.assert_allclose([h.score for h in got], [h.score for h in want], **TIGHT)
+
+
+@pytest.fixture
+def rng() -> random.Random:
+    return random.Random(1234)
+
+
+@pytest.fixture
+def corpus(rng) -> dict[int, list[str]]:
+    docs = make_docs(rng, 80)
+    return {1000 + 7 * i: d for i, d in enumerate(docs)}
+
+
+@pytest.fixture
+def queries(rng) -> list[list[str]]:
+    return [make_query(rng) for _ in range(40)] + [["common"], ["common", "common", "w1"]]
+
+
+def build(corpus: dict[int, list[str]], config: BM25Config | None = None) -> BM25Index:
+    return BM25Index.build(list(corpus.values()), list(corpus), config)
+
+
+def test_the_epsilon_rule_is_exercised(corpus):
+    ref = BM25Okapi(list(corpus.values()))
+    assert ref.idf["common"] == pytest.approx(0.25 * ref.average_idf)
+    assert build(corpus).snapshot.idf("common") == pytest.approx(ref.idf["common"], rel=1e-12)
+
+
+@pytest.mark.parametrize("config", [BM25Config(), BM25Config(k1=1.2, b=0.4, epsilon=0.1)])
+def test_scores_and_top_k_equal_rank_bm25(corpus, queries, config):
+    assert_matches(build(corpus, config), corpus, queries)
+
+
+def test_scores_are_bit_equal_without_the_epsilon_rule(corpus, queries):
+    """Only the mean idf is summed in another order (numpy's), so all else matches to the bit."""
+    ref = BM25Okapi(list(corpus.values()))
+    index = build(corpus)
+    for q in [q for q in queries if "common" not in q]:
+        assert np.array_equal(index.scores_for(q, list(corpus)), ref.get_scores(q))
+
+
+def test_ties_break_by_ascending_id():
+    docs = [["a", "b"], ["a", "b"], ["c"], ["a", "b"]] + [["d", str(i)] for i in range(6)]
+    index = BM25Index.build(docs, [30, 10, 5, 20, 1, 2, 3, 4, 6, 7])
+    assert [h.id for h in index.search(["a"], 2)] == [10, 20]
+    assert [h.id for h in index.search(["a"], 10)] == [10, 20, 30]
+
+
+def test_no_hits_for_unknown_terms_empty_queries_and_k_zero(corpus):
+    index = build(corpus)
+    assert index.search(["unknown"], 10) == []
+    assert index.search([], 10) == []
+    assert index.search(["w1"], 0) == []
+
+
+def test_live_edits_match_a_fresh_rank_bm25(corpus, queries, rng):
+    index = build(corpus)
+    corpus = dict(corpus)
+    next_id = 1
+    for step in range(60):
+        action = rng.choice(["add", "update", "delete"])
+        if action == "add":
+            doc = make_docs(rng, 1)[0] + ["fresh"]  # "fresh": a term the main segment lacks
+            index.add(next_id, doc)
+            corpus[next_id] = doc
+            next_id += 1
+        elif action == "update":
+            victim = rng.choice(list(corpus))
+            corpus[victim] = make_docs(rng, 1)[0]
+            index.update(victim, corpus[victim])
+        elif len(corpus) > 5:
+            victim = rng.choice(list(corpus))
+            index.delete(victim)
+            del corpus[victim]
+        if step % 10 == 9:
+            assert_matches(index, corpus, queries + [["fresh", "w2"]])
+    assert index.pending_edits > 0
+    assert len(index) == len(corpus)
+
+
+def test_a_term_whose_documents_are_all_deleted_is_unknown(corpus, queries):
+    index = build(corpus)
+    corpus = dict(corpus)
+    for doc_id in [i for i, d in corpus.items() if "w7" in d]:
+        index.delete(doc_id)
+        del corpus[doc_id]
+    assert index.snapshot.idf("w7") == 0.0
+    assert_matches(index, corpus, queries)
+
+
+def test_merge_keeps_scores_and_empties_the_delta(corpus, queries, rng):
+    index = build(corpus)
+    index.add(1, ["w1", "fresh", "fresh"])
+    index.update(1000, ["w2"])
+    index.delete(1007)
+    corpus = {**corpus, 1: ["w1", "fresh", "fresh"], 1000: ["w2"]}
+    del corpus[1007]
+    before = [index.search(q, 10) for q in queries]
+    index.merge()
+    assert index.pending_edits == 0
+    assert [index.search(q, 10) for q in queries] == before
+    assert_matches(index, corpus, queries + [["fresh"]])
+
+
+def test_bad_edits_raise_and_leave_the_index_unchanged(corpus):
+    index = build(corpus)
+    snap = index.snapshot
+    with pytest.raises(ValueError):
+        index.add(1000, ["w1"])
+    with pytest.raises(KeyError):
+        index.update(1, ["w1"])
+    with pytest.raises(KeyError):
+        index.delete(1)
+    index.delete(1000)
+    with pytest.raises(KeyError):
+        index.delete(1000)
+    with pytest.raises(KeyError):
+        index.scores_for(["w1"], [1000])
+    assert index.snapshot is not snap and len(index) == len(corpus) - 1
+
+
+@pytest.mark.parametrize("mmap", [True, False])
+def test_save_load_round_trip(tmp_path, corpus, queries, mmap):
+    index = build(corpus)
+    index.add(1, ["w3", "fresh"])
+    index.delete(1007)
+    index.save(tmp_path)
+    loaded = BM25Index.load(tmp_path, mmap=mmap)
+    assert isinstance(loaded.snapshot.main.postings_doc, np.memmap) == mmap
+    ids = [i for i in [*corpus, 1] if i != 1007]
+    for q in queries:
+        assert loaded.search(q, 10) == index.search(q, 10)
+        assert np.array_equal(loaded.scores_for(q, ids), index.scores_for(q, ids))
+    loaded.add(2, ["w4"])  # a loaded (read-only mapped) index still takes edits
+    assert [h.id for h in loaded.search(["w4"], 100)].count(2) == 1
+
+
+def test_saved_files_need_no_pickle_and_record_versions(tmp_path, corpus):
+    build(corpus, BM25Config(k1=1.3)).save(tmp_path)
+    for path in tmp_path.glob("*.npy"):
+        assert np.load(path, allow_pickle=False).dtype != object
+    params = json.loads((tmp_path / "params.json").read_text())
+    assert params["format_version"] == 1 and params["alime_version"]
+    assert params["config"] == {"k1": 1.3, "b": 0.75, "epsilon": 0.25}
+    assert BM25Index.load(tmp_path).config == BM25Config(k1=1.3)
+
+
+def test_load_rejects_another_format_version(tmp_path, corpus):
+    build(corpus).save(tmp_path)
+    params = json.loads((tmp_path / "params.json").read_text())
+    (tmp_path / "params.json").write_text(json.dumps({**params, "format_version": 99}))
+    with pytest.raises(ValueError, match="format 99"):
+        BM25Index.load(tmp_path)
+
+
+def test_concurrent_readers_see_whole_snapshots(corpus):
+    """A writer flips doc 1 between two states; readers must see one state or the other."""
+    index = build(corpus)
+    states = [["w5", "w5", "w6"], ["w6"]]
+    index.add(1, states[0])
+    query = ["w5", "w6"]
+    expected = []
+    for terms in states:
+        ref = BM25Okapi([*corpus.values(), terms])
+        expected.append(reference_hits(ref, [*corpus, 1], query, 5))
+    assert expected[0] != expected[1]
+    stop, errors = threading.Event(), []
+
+    def read() -> None:
+        try:
+            while not stop.is_set():
+                hits = index.search(query, 5)
+                assert any(
+                    [h.id for h in hits] == [e.id for e in want]
+                    and np.allclose([h.score for h in hits], [e.score for e in want], **TIGHT)
+                    for want in expected
+                ), hits
+        except Exception as exc:  # noqa: BLE001 - reported to the main thread
+            errors.append(exc)
+
+    readers = [threading.Thread(target=read) for _ in range(3)]
+    for t in readers:
+        t.start()
+    for i in range(200):
+        index.update(1, states[(i + 1) % 2])
+        if i % 50 == 49:
+            index.merge()
+    stop.set()
+    for t in readers:
+        t.join()
+    assert not errors, errors[0]
