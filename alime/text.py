@@ -84,6 +84,28 @@ def read_synonyms(path: str | Path) -> dict[str, tuple[str, ...]]:
     return table
 
 
+_SEGMENTERS: dict[str | None, object] = {}
+_SEGMENTERS_LOCK = threading.Lock()
+
+
+def _shared_segmenter(user_dict: str | None):
+    """One initialized jieba tokenizer per user dictionary, shared by the process (it is
+    read-only once built, and building one costs about a second)."""
+    with _SEGMENTERS_LOCK:
+        seg = _SEGMENTERS.get(user_dict)
+        if seg is None:
+            import jieba
+
+            jieba.setLogLevel(logging.WARNING)
+            seg = jieba.Tokenizer()
+            seg.initialize()
+            if user_dict:
+                for word, freq, tag in read_user_dict(user_dict):
+                    seg.add_word(word, freq, tag)
+            _SEGMENTERS[user_dict] = seg
+        return seg
+
+
 @dataclass(frozen=True)
 class TextConfig:
     """Where the text resources live. None means: not used."""
@@ -104,21 +126,10 @@ class TextPipeline:
         ) if self.config.stopwords else frozenset()
         self._synonyms = read_synonyms(self.config.synonyms) if self.config.synonyms else {}
         self._jieba = None
-        self._lock = threading.Lock()
 
     def _segmenter(self):
         if self._jieba is None:
-            with self._lock:
-                if self._jieba is None:
-                    import jieba
-
-                    jieba.setLogLevel(logging.WARNING)
-                    seg = jieba.Tokenizer()
-                    seg.initialize()
-                    if self.config.user_dict:
-                        for word, freq, tag in read_user_dict(self.config.user_dict):
-                            seg.add_word(word, freq, tag)
-                    self._jieba = seg
+            self._jieba = _shared_segmenter(self.config.user_dict)
         return self._jieba
 
     def tokenize(self, text: str) -> list[str]:

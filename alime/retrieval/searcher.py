@@ -108,17 +108,19 @@ class KBSearcher:
                 latest[ch.qa_id] = ch.op
             live = self.kb.get_many([i for i, op in latest.items() if op != "delete"])
             index = self._index
+            adds, updates, deletes = {}, {}, []
             for qa_id in latest:
                 pair = live.get(qa_id)
                 if pair is None:
-                    if index.contains(qa_id):
-                        index.delete(qa_id)
-                elif index.contains(qa_id):
-                    index.update(qa_id, self.pipeline.index_terms(pair.question))
+                    if qa_id in index:
+                        deletes.append(qa_id)
+                elif qa_id in index:
+                    updates[qa_id] = self.pipeline.index_terms(pair.question)
                 else:
-                    index.add(qa_id, self.pipeline.index_terms(pair.question))
+                    adds[qa_id] = self.pipeline.index_terms(pair.question)
+            index.apply(adds=adds, updates=updates, deletes=deletes)  # one new snapshot
             self._revision = changes[-1].revision
-            if index.delta_size() >= self.config.merge_every:
+            if index.pending_edits >= self.config.merge_every:
                 self._merge_in_background()
             return len(changes)
 

@@ -12,8 +12,9 @@ import os
 import time
 import uuid
 from dataclasses import dataclass
+from pathlib import Path
 
-from flask import Blueprint, Flask, Response, current_app, g, jsonify, request, send_from_directory
+from flask import Blueprint, Flask, Response, current_app, g, jsonify, request
 from werkzeug.exceptions import HTTPException
 
 from alime.bot import Bot, build_bot
@@ -25,7 +26,7 @@ from alime.serving.validation import BadRequest, parse_chat
 
 log = logging.getLogger("alime.requests")
 
-api = Blueprint("alime", __name__, static_folder="static", static_url_path="/static")
+api = Blueprint("alime", __name__)
 
 
 @dataclass
@@ -102,7 +103,8 @@ def _finish_request(response: Response) -> Response:
 
 @api.get("/")
 def page():
-    return send_from_directory(api.static_folder, "index.html")
+    page_html = Path(current_app.static_folder, "index.html").read_text(encoding="utf-8")
+    return Response(page_html, mimetype="text/html")
 
 
 @api.post("/api/chat")

@@ -1,0 +1,64 @@
+from tests.serving.conftest import AUTH
+
+from alime.serving.app import create_app
+
+
+def test_admin_needs_the_token(client):
+    assert client.post("/api/kb", json={"question": "q", "answer": "a"}).status_code == 401
+    wrong = {"Authorization": "Bearer nope"}
+    assert client.get("/api/kb", headers=wrong).status_code == 401
+    assert client.get("/api/kb", headers={"Authorization": "Basic s3cret-token"}).status_code == 401
+    assert client.get("/api/kb", headers=AUTH).status_code == 200
+
+
+def test_admin_disabled_without_a_configured_token(bot, monkeypatch):
+    monkeypatch.delenv("ALIME_ADMIN_TOKEN", raising=False)
+    client = create_app(bot=bot).test_client()
+    res = client.get("/api/kb", headers=AUTH)
+    assert res.status_code == 403 and "disabled" in res.get_json()["error"]
+
+
+def test_changes_are_visible_to_the_next_chat(client):
+    before = client.post("/api/chat", json={"query": "支持货到付款吗"}).get_json()
+    assert before["answer"] != "支持 货到付款"
+    res = client.post("/api/kb", json={"question": "支持 货到付款 吗", "answer": "支持 货到付款"}, headers=AUTH)
+    assert res.status_code == 201
+    new_id = res.get_json()["id"]
+    after = client.post("/api/chat", json={"query": "支持货到付款吗"}).get_json()
+    assert after["answer"] == "支持 货到付款" and after["candidates"][0]["id"] == new_id
+
+    res = client.put(f"/api/kb/{new_id}", json={"answer": "暂不支持 货到付款"}, headers=AUTH)
+    assert res.status_code == 200
+    assert client.post("/api/chat", json={"query": "支持货到付款吗"}).get_json()["answer"] == "暂不支持 货到付款"
+
+    assert client.delete(f"/api/kb/{new_id}", headers=AUTH).status_code == 200
+    gone = client.post("/api/chat", json={"query": "支持货到付款吗"}).get_json()
+    assert all(c["id"] != new_id for c in gone["candidates"])
+    assert client.get(f"/api/kb/{new_id}", headers=AUTH).status_code == 404
+    assert client.delete(f"/api/kb/{new_id}", headers=AUTH).status_code == 404
+
+
+def test_bulk_import_is_all_or_nothing(client):
+    total = client.get("/api/kb", headers=AUTH).get_json()["total"]
+    bad = {"pairs": [{"question": "q1", "answer": "a1"}, {"question": "q2"}]}
+    res = client.post("/api/kb/import", json=bad, headers=AUTH)
+    assert res.status_code == 400 and "pairs[1]" in res.get_json()["error"]
+    assert client.get("/api/kb", headers=AUTH).get_json()["total"] == total
+    res = client.post("/api/kb/import", json={**bad, "skip_bad": True}, headers=AUTH)
+    assert res.get_json()["imported"] == 1 and len(res.get_json()["skipped"]) == 1
+    tsv = {"format": "tsv", "content": "能 开 专票 吗\t可以 开 专票\nbroken line\n"}
+    res = client.post("/api/kb/import", json=tsv, headers=AUTH)
+    assert res.status_code == 400 and "line 2" in res.get_json()["error"]
+    res = client.post("/api/kb/import", json={**tsv, "skip_bad": True}, headers=AUTH)
+    assert res.status_code == 201
+    assert client.post("/api/chat", json={"query": "能开专票吗"}).get_json()["answer"] == "可以 开 专票"
+
+
+def test_admin_bad_input(client):
+    assert client.post("/api/kb", data="x", headers=AUTH).status_code == 400
+    assert client.post("/api/kb", json={"question": "q", "answer": 3}, headers=AUTH).status_code == 400
+    assert client.patch("/api/kb/1", json={}, headers=AUTH).status_code == 400
+    assert client.get("/api/kb?limit=abc", headers=AUTH).status_code == 400
+    assert client.get("/api/kb?limit=0", headers=AUTH).status_code == 400
+    res = client.post("/api/kb/import", json={"format": "xml", "content": "x"}, headers=AUTH)
+    assert res.status_code == 400 and "valid:" in res.get_json()["error"]
