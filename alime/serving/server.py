@@ -37,7 +37,7 @@ def serve(config: AppConfig) -> None:
             self.cfg.set("worker_class", "gthread")
             self.cfg.set("timeout", max(30, int(s.request_timeout_s * 3)))
             self.cfg.set("preload_app", False)  # build the bot (and TensorFlow) in each worker
-            self.cfg.set("accesslog", "-")
+            self.cfg.set("accesslog", None)  # alime logs each request itself, as JSON with an id
             self.cfg.set("limit_request_line", 8190)
 
         def load(self):
