@@ -37,9 +37,11 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def request(url, body=None, timeout=30):
+def request(url, body=None, timeout=30, headers=None, method=None):
     data = None if body is None else (body if isinstance(body, bytes) else json.dumps(body).encode())
-    req = urllib.request.Request(url, data=data, headers={"Content-Type": "application/json"})
+    req = urllib.request.Request(
+        url, data=data, method=method, headers={"Content-Type": "application/json", **(headers or {})}
+    )
     try:
         with urllib.request.urlopen(req, timeout=timeout) as res:
             return res.status, json.loads(res.read())
@@ -48,33 +50,41 @@ def request(url, body=None, timeout=30):
             return err.code, json.loads(err.read())
 
 
-@pytest.fixture
-def server(tmp_path):
-    """`alime serve` (gunicorn) on a free port, retrieval-only, with its own ALIME_HOME."""
+def start_server(tmp_path, env_extra=None, config_text='[paths]\nmodel = "none"\n'):
+    """Start `alime serve` (gunicorn) on a free port in its own process group; wait until ready."""
     port = free_port()
     config = tmp_path / "alime.toml"
-    config.write_text('[paths]\nmodel = "none"\n')
-    env = {**os.environ, "ALIME_HOME": str(tmp_path / "home"), "TF_CPP_MIN_LOG_LEVEL": "3"}
-    log = (tmp_path / "server.log").open("w")
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "alime", "--config", str(config), "serve", "--port", str(port)],
-        stdout=log, stderr=subprocess.STDOUT, text=True, env=env,
-    )
+    config.write_text(config_text)
+    env = {**os.environ, "ALIME_HOME": str(tmp_path / "home"), "TF_CPP_MIN_LOG_LEVEL": "3", **(env_extra or {})}
+    log_path = tmp_path / "server.log"
+    with log_path.open("a") as log:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "alime", "--config", str(config), "serve", "--port", str(port)],
+            stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True,
+        )
     base = f"http://127.0.0.1:{port}"
-    deadline = time.time() + 90
+    deadline = time.time() + 120
     while time.time() < deadline:
         try:
             if request(base + "/readyz", timeout=2)[0] == 200:
-                break
+                return base, proc
         except OSError:
             time.sleep(0.3)
-    else:
-        proc.kill()
-        log.close()
-        pytest.fail("server did not become ready: " + (tmp_path / "server.log").read_text())
+    os.killpg(proc.pid, 9)
+    pytest.fail("server did not become ready: " + log_path.read_text())
+
+
+def stop_server(proc, hard=False):
+    try:
+        os.killpg(proc.pid, 9 if hard else 15)
+    except ProcessLookupError:
+        pass
+    proc.wait(timeout=60)
+
+
+@pytest.fixture
+def server(tmp_path):
+    """`alime serve` (gunicorn) on a free port, retrieval-only, with its own ALIME_HOME."""
+    base, proc = start_server(tmp_path)
     yield base, proc
-    proc.terminate()
-    proc.wait(timeout=30)
-    log.close()
-
-
+    stop_server(proc)
