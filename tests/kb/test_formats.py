@@ -62,10 +62,15 @@ def test_chatterbot_yaml(tmp_path):
     assert [e.line for e in result.skipped] == [7]
 
 
-def test_shared_chatterbot_corpus_parses():
-    rows = read_rows("/work/shared/data/chatterbot_zh/greetings.yml", "chatterbot").rows \
-        if __import__("pathlib").Path("/work/shared/data/chatterbot_zh/greetings.yml").exists() else []
-    assert all(r.question and r.answer for r in rows)
+def test_bundled_chatterbot_corpus_parses():
+    from alime.config import BUNDLED_DATA
+
+    total = 0
+    for path in sorted((BUNDLED_DATA / "chatterbot_zh").glob("*.yml")):
+        result = read_rows(path, "chatterbot", skip_bad=True)
+        assert all(r.question and r.answer for r in result.rows)
+        total += len(result.rows)
+    assert total > 300
 
 
 def test_unknown_format_lists_valid_ones(tmp_path):
