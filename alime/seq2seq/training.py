@@ -132,8 +132,17 @@ class Trainer:
             self.model = build_model(config)
             self.optimizer = keras.optimizers.Adam(options.learning_rate)
             self.optimizer.build(self.model.trainable_variables)
-        self._train_step = tf.function(self._distributed_train_step, reduce_retracing=True)
-        self._eval_step = tf.function(self._distributed_eval_step, reduce_retracing=True)
+        self._compiled: dict = {}
+
+    def _step(self, kind: str, dataset):
+        """The traced train or eval step; its signature is the dataset's (None-sized) element
+        spec, so every bucket shape shares one trace."""
+        import tensorflow as tf
+
+        if kind not in self._compiled:
+            fn = self._distributed_train_step if kind == "train" else self._distributed_eval_step
+            self._compiled[kind] = tf.function(fn, input_signature=list(dataset.element_spec))
+        return self._compiled[kind]
 
     def _nll(self, source, target, training: bool):
         import tensorflow as tf
@@ -175,11 +184,12 @@ class Trainer:
     def train_epoch(self, batches, progress=None, on_step=None) -> float:
         """One pass over ``batches``; returns the mean training token loss."""
         dataset = self.strategy.experimental_distribute_dataset(make_dataset(batches))
+        step = self._step("train", dataset)
         total = tokens = 0.0
         for i, (source, target) in enumerate(dataset):
             if self.options.max_steps and i >= self.options.max_steps:
                 break
-            nll, count = self._train_step(source, target)
+            nll, count = step(source, target)
             nll, count = float(nll), float(count)
             total += nll
             tokens += count
@@ -193,9 +203,10 @@ class Trainer:
     def evaluate(self, batches) -> float:
         """Mean token loss (negative log-likelihood) over ``batches``."""
         dataset = self.strategy.experimental_distribute_dataset(make_dataset(batches))
+        step = self._step("eval", dataset)
         total = tokens = 0.0
         for source, target in dataset:
-            nll, count = self._eval_step(source, target)
+            nll, count = step(source, target)
             total += float(nll)
             tokens += float(count)
         return total / max(tokens, 1.0)

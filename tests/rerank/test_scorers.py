@@ -1,0 +1,49 @@
+import math
+
+import numpy as np
+import pytest
+
+from alime.rerank.scorers import (
+    MeanLogProbScorer,
+    MeanProbScorer,
+    PMIScorer,
+    PriorScorer,
+    make_scorer,
+)
+from tests.seq2seq.conftest import SplitPipeline
+
+ANSWERS = ["亲 您好", "可以 包邮 的 哦", "中通 快递", "没见过 的 词", ""]
+
+
+@pytest.mark.parametrize("cls", [MeanProbScorer, MeanLogProbScorer, PriorScorer, PMIScorer])
+def test_one_finite_float_per_answer(tiny_model, cls):
+    scores = cls(tiny_model, SplitPipeline()).score("什么 时候 发货", ["您好"], ANSWERS)
+    assert len(scores) == len(ANSWERS)
+    assert all(isinstance(s, float) and math.isfinite(s) for s in scores)
+    assert cls(tiny_model, SplitPipeline()).score("q", [], []) == []
+
+
+def test_scores_relate_as_defined(tiny_model):
+    p = SplitPipeline()
+    mean_prob = MeanProbScorer(tiny_model, p).score("可以 包邮 吗", [], ANSWERS)
+    mean_lp = MeanLogProbScorer(tiny_model, p).score("可以 包邮 吗", [], ANSWERS)
+    assert all(0 < s <= 1 for s in mean_prob)
+    assert all(math.exp(lp) <= pr + 1e-9 for lp, pr in zip(mean_lp, mean_prob, strict=True))  # AM-GM
+    assert PMIScorer(tiny_model, p, weight=0.0).score("可以 包邮 吗", [], ANSWERS) == mean_lp
+    prior = PriorScorer(tiny_model, p)
+    assert prior.score("a", [], ANSWERS) == prior.score("b", ["c"], ANSWERS)
+    pmi = PMIScorer(tiny_model, p, weight=1.0).score("可以 包邮 吗", [], ANSWERS)
+    np.testing.assert_allclose(pmi, np.array(mean_lp) - np.array(prior.score("", [], ANSWERS)))
+
+
+def test_batched_scores_equal_one_at_a_time(tiny_model):
+    scorer = MeanProbScorer(tiny_model, SplitPipeline())
+    together = scorer.score("发货", ["您好"], ANSWERS)
+    alone = [scorer.score("发货", ["您好"], [a])[0] for a in ANSWERS]
+    np.testing.assert_allclose(together, alone, rtol=1e-5)
+
+
+def test_make_scorer_names(tiny_model):
+    assert isinstance(make_scorer("pmi", tiny_model, SplitPipeline(), weight=0.3), PMIScorer)
+    with pytest.raises(ValueError, match="valid: .*mean_prob"):
+        make_scorer("bm25", tiny_model)
