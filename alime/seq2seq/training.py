@@ -171,7 +171,8 @@ class Trainer:
 
         nll, count = self.strategy.run(self._replica_train_step, args=(source, target))
         sum_ = tf.distribute.ReduceOp.SUM
-        return self.strategy.reduce(sum_, nll, axis=None), self.strategy.reduce(sum_, count, axis=None)
+        return (self.strategy.reduce(sum_, nll, axis=None),
+                self.strategy.reduce(sum_, count, axis=None))
 
     def _distributed_eval_step(self, source, target):
         import tensorflow as tf
@@ -179,7 +180,8 @@ class Trainer:
         nll, count = self.strategy.run(lambda s, t: self._nll(s, t, training=False),
                                        args=(source, target))
         sum_ = tf.distribute.ReduceOp.SUM
-        return self.strategy.reduce(sum_, nll, axis=None), self.strategy.reduce(sum_, count, axis=None)
+        return (self.strategy.reduce(sum_, nll, axis=None),
+                self.strategy.reduce(sum_, count, axis=None))
 
     def train_epoch(self, batches, progress=None, on_step=None) -> float:
         """One pass over ``batches``; returns the mean training token loss."""
@@ -352,7 +354,8 @@ def train(
         writer.flush()
         state["train_seconds"] += time.time() - epoch_started
         state["epoch"] = epoch + 1
-        state["history"].append({"epoch": epoch + 1, "train_loss": train_loss, "val_loss": val_loss})
+        state["history"].append(
+            {"epoch": epoch + 1, "train_loss": train_loss, "val_loss": val_loss})
         log.info("epoch %d: train loss %.4f, validation loss %.4f", epoch + 1, train_loss, val_loss)
         best = state["best_val_loss"]
         if best is None or val_loss < best:

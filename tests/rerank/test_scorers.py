@@ -28,7 +28,8 @@ def test_scores_relate_as_defined(tiny_model):
     mean_prob = MeanProbScorer(tiny_model, p).score("可以 包邮 吗", [], ANSWERS)
     mean_lp = MeanLogProbScorer(tiny_model, p).score("可以 包邮 吗", [], ANSWERS)
     assert all(0 < s <= 1 for s in mean_prob)
-    assert all(math.exp(lp) <= pr + 1e-9 for lp, pr in zip(mean_lp, mean_prob, strict=True))  # AM-GM
+    # exp(mean log p) <= mean p (AM-GM)
+    assert all(math.exp(lp) <= pr + 1e-9 for lp, pr in zip(mean_lp, mean_prob, strict=True))
     assert PMIScorer(tiny_model, p, weight=0.0).score("可以 包邮 吗", [], ANSWERS) == mean_lp
     prior = PriorScorer(tiny_model, p)
     assert prior.score("a", [], ANSWERS) == prior.score("b", ["c"], ANSWERS)
