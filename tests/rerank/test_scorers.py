@@ -48,3 +48,22 @@ def test_make_scorer_names(tiny_model):
     assert isinstance(make_scorer("pmi", tiny_model, SplitPipeline(), weight=0.3), PMIScorer)
     with pytest.raises(ValueError, match="valid: .*mean_prob"):
         make_scorer("bm25", tiny_model)
+
+
+def test_load_stages_builds_scorer_generator_and_reads_thresholds(tiny_model_dir, tmp_path):
+    import shutil
+
+    from alime.config import AppConfig, EngineConfig
+    from alime.rerank.loading import load_stages, read_thresholds
+
+    model_dir = tmp_path / "m"
+    shutil.copytree(tiny_model_dir, model_dir)
+    config = AppConfig(engine=EngineConfig(beam_size=2, max_answer_tokens=3))
+    scorer, generator, tuned = load_stages(model_dir, config, SplitPipeline())
+    assert isinstance(scorer, MeanProbScorer) and tuned == {}
+    assert (generator.beam_size, generator.max_len) == (2, 3)
+    (model_dir / "thresholds.json").write_text('{"threshold": 0.3, "generation_threshold": 0.2}')
+    assert read_thresholds(model_dir) == {"threshold": 0.3, "generation_threshold": 0.2}
+    (model_dir / "thresholds.json").write_text('{"treshold": 0.3}')
+    with pytest.raises(ValueError, match="unknown key"):
+        read_thresholds(model_dir)
