@@ -61,7 +61,7 @@ def register(subparsers) -> None:
 
 def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--data", required=True, help="E-commerce-format groups of 10 lines")
-    p.add_argument("--model", help="model directory (default: the bundled model, if any)")
+    p.add_argument("--model", help="model directory (default: the bundled model, if any; 'none': no model)")
     p.add_argument("--limit", type=_positive_int, help="first N groups")
     p.add_argument("--pmi-weight", type=float, default=0.5, help="lambda of the pmi scorer")
     p.add_argument("--query-turns", type=_positive_int, default=3, help="last turns in the BM25 query")
@@ -79,6 +79,8 @@ def _config_and_model(args):
     from alime.cli import config_of
 
     config = config_of(args)
+    if args.model == "none":
+        return config, None
     return config, args.model or config.resolved_paths()[2]
 
 
