@@ -111,7 +111,14 @@ def heldout_lines(metadata: Mapping, data_path: str | Path) -> set[int] | None:
             "(split.valid_dialogue_lines); refusing to build validation data that may overlap "
             "the training data"
         )
-    return {int(line) for f, line in pairs if same_file(f, path)}
+    return {line for f, lines in _lines_by_file(pairs) if same_file(f, path) for line in lines}
+
+
+def _lines_by_file(pairs: Mapping | list) -> list[tuple[str, list[int]]]:
+    """``{file: [line, ...]}`` or ``[[file, line], ...]`` as (file, lines) pairs."""
+    if isinstance(pairs, Mapping):
+        return [(f, [int(x) for x in lines]) for f, lines in pairs.items()]
+    return [(f, [int(line)]) for f, line in pairs]
 
 
 def select_heldout(dialogues: Sequence[Row], lines: set[int] | None) -> list[Row]:

@@ -57,6 +57,8 @@ def test_heldout_lines_from_training_metadata(tmp_path, rows):
     lines = heldout_lines(meta, data)
     assert lines == {2, 5}
     assert [r.line for r in select_heldout(rows, lines)] == [2, 5]
+    by_file = {"data_files": [str(data)], "split": {"valid_dialogue_lines": {str(data): [2, 5]}}}
+    assert heldout_lines(by_file, data) == {2, 5}
     assert heldout_lines({"valid_files": [str(data)]}, data) is None
     with pytest.raises(ValueError, match="does not list held-out"):
         heldout_lines({"data_files": [str(data)], "split": {"valid_dialogue_lines": None}}, data)
