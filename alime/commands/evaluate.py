@@ -29,6 +29,9 @@ def register(subparsers) -> None:
     p.add_argument("--json", action="store_true", help="print the JSON report (default: a table)")
     p.add_argument("--dump-scores", metavar="PATH", help="one JSON line per candidate")
     p.add_argument("--out", help="folder for report.json and report.md")
+    p.add_argument("--pmi-sweep", type=_floats, default=(), metavar="W1,W2,..",
+                   help="lambdas of mean_logprob - lambda * prior: tuned on even groups, "
+                        "reported on odd groups")
     p.set_defaults(func=cmd_select)
 
     p = sub.add_parser("threshold", help="sweep T: share answered from the KB vs precision")
@@ -75,6 +78,13 @@ def _positive_int(text: str) -> int:
     return value
 
 
+def _floats(text: str) -> tuple[float, ...]:
+    try:
+        return tuple(float(x) for x in text.split(",") if x.strip())
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated numbers, got {text!r}") from None
+
+
 def _config_and_model(args):
     from alime.cli import config_of
 
@@ -87,7 +97,8 @@ def _config_and_model(args):
 def _select_options(args):
     from alime.evaluation.runner import SelectOptions
 
-    return SelectOptions(getattr(args, "scorers", None), args.limit, args.pmi_weight, args.query_turns)
+    return SelectOptions(getattr(args, "scorers", None), args.limit, args.pmi_weight,
+                         args.query_turns, getattr(args, "pmi_sweep", ()))
 
 
 def cmd_build_valid(args) -> int:
@@ -107,7 +118,7 @@ def cmd_select(args) -> int:
     config, model = _config_and_model(args)
     report = run_select(args.data, model, _select_options(args), config, args.dump_scores,
                         args.out, progress=not args.no_progress)
-    print(json.dumps(report) if args.json else selection_markdown(report))
+    print(json.dumps(report) if args.json else selection_markdown({**report, "data": args.data}))
     return 0
 
 

@@ -24,9 +24,16 @@ def selection_markdown(report: Mapping, descriptions: Mapping[str, str] | None =
     metric_names = list(next(iter(scorers.values()))) if scorers else []
     rows = [[n, *(scorers[n][m] for m in metric_names), (descriptions or {}).get(n, "")]
             for n in names]
+    sweep = report.get("pmi_sweep")
+    extra = "" if not sweep else (
+        f"\n## PMI weight sweep (`{sweep['score']}`)\n\nChosen on {sweep['tune_groups']} even "
+        f"groups: weight **{sweep['chosen']}**; on the {sweep['test_groups']} odd groups it scores "
+        f"R10@1 {sweep['test']['r10@1']:.4f}, MRR {sweep['test']['mrr']:.4f}.\n\n"
+        + markdown_table(["weight", *next(iter(sweep["weights"].values()))],
+                         [[w, *m.values()] for w, m in sweep["weights"].items()]))
     return (f"# Response selection\n\nData: `{report.get('data', '')}`, {report['groups']} groups "
             "(ties counted against the model).\n\n"
-            + markdown_table(["scorer", *metric_names, "what"], rows))
+            + markdown_table(["scorer", *metric_names, "what"], rows) + extra)
 
 
 def write_report(out_dir: str | Path, report: Mapping, markdown: str) -> Path:

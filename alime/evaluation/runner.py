@@ -99,6 +99,7 @@ class SelectOptions:
     limit: int | None = None
     pmi_weight: float = 0.5
     query_turns: int = 3
+    pmi_sweep: tuple[float, ...] = ()
 
 
 def _score(data, model_dir, opts: SelectOptions, config: AppConfig, progress: bool,
@@ -120,6 +121,12 @@ def run_select(data, model_dir, opts: SelectOptions, config: AppConfig | None = 
     config = config or AppConfig()
     scored, names, _, _ = _score(data, model_dir, opts, config, progress)
     report = selection.selection_report(scored, [n.value for n in names])
+    if opts.pmi_sweep:
+        needed = {scorers.ScorerName.MEAN_LOGPROB, scorers.ScorerName.PRIOR}
+        if not needed <= set(names):
+            raise ValueError("--pmi-sweep needs the mean_logprob and prior scorers")
+        report["pmi_sweep"] = selection.weight_sweep(scored, "mean_logprob", "prior",
+                                                     opts.pmi_sweep)
     if dump:
         with open(dump, "w", encoding="utf-8") as fh:
             selection.dump_scores(scored, fh)

@@ -63,3 +63,42 @@ def dump_scores(scored: Sequence[GroupScores], out: TextIO) -> int:
             out.write(json.dumps(row) + "\n")
             n += 1
     return n
+
+
+def combined_ranks(scored: Sequence[GroupScores], a: str, b: str, weight: float) -> list[int]:
+    """True-response ranks under the score ``a - weight * b`` (e.g. PMI from logprob and prior)."""
+    ranks = []
+    for g in scored:
+        values = [x - weight * y for x, y in zip(g.scores[a], g.scores[b], strict=True)]
+        ranks.append(rank_of_true(values, g.group.true_index))
+    return ranks
+
+
+def weight_sweep(
+    scored: Sequence[GroupScores], a: str, b: str, weights: Sequence[float]
+) -> dict:
+    """Choose ``weight`` of ``a - weight * b`` on half the groups, report it on the other half.
+
+    Groups at even positions tune (highest R10@1, then MRR, then the smallest weight); groups
+    at odd positions test, so the reported figure is not chosen on its own data.
+
+    Returns:
+        ``{"weights": {w: metrics on all groups}, "chosen": w, "tune": metrics, "test": metrics}``.
+    """
+    if not weights:
+        raise ValueError("no weights to sweep")
+    tune, test = scored[0::2], scored[1::2]
+
+    def metrics(groups: Sequence[GroupScores], w: float) -> dict[str, float]:
+        return selection_metrics(combined_ranks(groups, a, b, w))
+
+    chosen = max(weights, key=lambda w: (metrics(tune, w)["r10@1"], metrics(tune, w)["mrr"], -w))
+    return {
+        "score": f"{a} - weight * {b}",
+        "weights": {str(w): metrics(scored, w) for w in weights},
+        "chosen": chosen,
+        "tune_groups": len(tune),
+        "test_groups": len(test),
+        "tune": metrics(tune, chosen),
+        "test": metrics(test, chosen),
+    }

@@ -105,3 +105,20 @@ def test_cache_recomputes_for_a_new_group():
     cache.prior("a", (), ["a"])
     cache.conditional("b", (), ["a"])
     assert stub.calls == {"cond": 2, "prior": 1}
+
+
+def test_weight_sweep_tunes_on_even_groups_and_tests_on_odd(groups_file):
+    from alime.evaluation.selection import GroupScores, combined_ranks, weight_sweep
+
+    g0, g1 = read_groups(groups_file)
+    # a favours a wrong candidate unless b (its "prior") is subtracted with weight >= 1.
+    a = [0.0] * 10
+    b = [0.0] * 10
+    a[g0.true_index], a[5] = 1.0, 1.5
+    b[5] = 1.0
+    scored = [GroupScores(g0, {"a": a, "b": b}), GroupScores(g1, {"a": list(a), "b": list(b)})]
+    assert combined_ranks(scored[:1], "a", "b", 0.0) == [2]
+    assert combined_ranks(scored[:1], "a", "b", 1.0) == [1]
+    sweep = weight_sweep(scored, "a", "b", [0.0, 1.0, 2.0])
+    assert sweep["chosen"] == 1.0 and sweep["tune"]["r10@1"] == 1.0
+    assert sweep["test_groups"] == 1 and sweep["weights"]["0.0"]["r10@1"] == 0.0
