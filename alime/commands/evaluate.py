@@ -20,6 +20,8 @@ def register(subparsers) -> None:
     p.add_argument("--negatives", default="bm25", choices=[k.value for k in validation.NegativeKind])
     p.add_argument("--query-turns", type=_positive_int, default=3, help="last turns in the BM25 query")
     p.add_argument("--seed", type=int, default=validation.ValidationOptions.seed)
+    p.add_argument("--drop-seen", action="store_true",
+                   help="leave out held-out dialogues that also start a training dialogue")
     p.set_defaults(func=cmd_build_valid)
 
     p = sub.add_parser("select", help="R10@1/2/5 and MRR per scorer")
@@ -107,7 +109,8 @@ def cmd_build_valid(args) -> int:
 
     options = validation.ValidationOptions(validation.NegativeKind(args.negatives), args.query_turns,
                                            args.seed)
-    print(json.dumps(build_valid(args.data, args.model, args.out, options, config_of(args))))
+    print(json.dumps(build_valid(args.data, args.model, args.out, options, config_of(args),
+                                 drop_seen=args.drop_seen)))
     return 0
 
 

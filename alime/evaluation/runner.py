@@ -65,11 +65,20 @@ def build_valid(
     options: validation.ValidationOptions,
     config: AppConfig | None = None,
     progress: bool = True,
+    drop_seen: bool = False,
 ) -> dict:
-    """Write a validation file for the model's held-out dialogues of ``data``; returns a summary."""
+    """Write a validation file for the model's held-out dialogues of ``data``; returns a summary.
+
+    ``drop_seen`` leaves out held-out dialogues that also occur as the start of a training
+    dialogue (``validation.seen_in_training``); the summary counts them either way.
+    """
     config = config or AppConfig()
     dialogues = read_dialogues(data)
     heldout = validation.select_heldout(dialogues, validation.heldout_lines(model_metadata(model_dir), data))
+    held = {d.line for d in heldout}
+    seen = validation.seen_in_training(heldout, [d for d in dialogues if d.line not in held])
+    if drop_seen:
+        heldout = [d for d in heldout if d.line not in seen]
     if not heldout:
         raise ValueError(f"{data}: none of its dialogues is held out by the model in {model_dir}")
     pool = validation.response_pool(dialogues)
@@ -81,6 +90,7 @@ def build_valid(
         write_groups(built.groups, fh)
     return {"out": str(out), "groups": len(built.groups), "dialogues_in_file": len(dialogues),
             "pool_size": built.pool_size, "random_fills": built.random_fills,
+            "seen_in_training": len(seen), "dropped_seen": drop_seen,
             "options": {**asdict(options), "negatives": options.negatives.value}}
 
 

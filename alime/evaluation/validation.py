@@ -126,6 +126,17 @@ def select_heldout(dialogues: Sequence[Row], lines: set[int] | None) -> list[Row
     return list(dialogues) if lines is None else [d for d in dialogues if d.line in lines]
 
 
+def seen_in_training(heldout: Sequence[Row], training: Sequence[Row]) -> set[int]:
+    """Lines of held-out dialogues whose turns and response occur, in order from the start, in
+    a training dialogue (the same session sampled twice; training on every responder turn
+    then shows the model this exact context and reply)."""
+    prefixes = set()
+    for d in training:
+        sequence = (*d.turns, d.response)
+        prefixes.update(sequence[:i] for i in range(2, len(sequence) + 1))
+    return {d.line for d in heldout if (*d.turns, d.response) in prefixes}
+
+
 def _query_text(turns: Sequence[str], query_turns: int) -> str:
     return " ".join(turns[-query_turns:])
 

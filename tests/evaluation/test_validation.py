@@ -8,6 +8,7 @@ from alime.evaluation.validation import (
     heldout_lines,
     response_key,
     response_pool,
+    seen_in_training,
     select_heldout,
 )
 
@@ -64,3 +65,10 @@ def test_heldout_lines_from_training_metadata(tmp_path, rows):
         heldout_lines({"data_files": [str(data)], "split": {"valid_dialogue_lines": None}}, data)
     with pytest.raises(ValueError, match="does not list held-out"):
         heldout_lines({"data_files": ["elsewhere.txt"]}, data)
+
+
+def test_seen_in_training_finds_the_same_session_sampled_twice():
+    train = [Row(1, ("a", "b", "c"), "d", 1)]
+    held = [Row(1, ("a",), "b", 2), Row(1, ("a", "b"), "c", 3), Row(1, ("b",), "c", 4),
+            Row(1, ("a", "b", "c"), "d", 5), Row(1, ("a", "x"), "c", 6)]
+    assert seen_in_training(held, train) == {2, 3, 5}
