@@ -45,6 +45,8 @@ def register(subparsers) -> None:
                    choices=[r.value for r in threshold.ThresholdRule])
     p.add_argument("--target", type=float, default=threshold.DEFAULT_PRECISION_TARGET,
                    help="precision the 'precision' rule asks for")
+    p.add_argument("--min-answered", type=_positive_int, default=threshold.DEFAULT_MIN_ANSWERED,
+                   help="answered groups a precision must rest on to count")
     p.add_argument("--generation-quantile", type=float, default=threshold.DEFAULT_GENERATION_QUANTILE)
     p.add_argument("--generation-limit", type=_positive_int, default=200,
                    help="contexts generated for to choose G")
@@ -130,7 +132,7 @@ def cmd_threshold(args) -> int:
 
     config, model = _config_and_model(args)
     opts = ThresholdOptions(args.scorer, threshold.ThresholdRule(args.rule), args.target,
-                            args.generation_quantile, args.generation_limit)
+                            args.generation_quantile, args.generation_limit, args.min_answered)
     report = run_threshold(args.data, model, args.out, opts, _select_options(args), config,
                            args.write_model, progress=not args.no_progress)
     summary = {k: report[k] for k in ("scorer", "groups", "threshold", "rule", "chosen",

@@ -156,6 +156,7 @@ class ThresholdOptions:
     target: float = threshold.DEFAULT_PRECISION_TARGET
     generation_quantile: float = threshold.DEFAULT_GENERATION_QUANTILE
     generation_limit: int | None = 200
+    min_answered: int = threshold.DEFAULT_MIN_ANSWERED
 
 
 def run_threshold(data, model_dir, out_dir, opts: ThresholdOptions, select: SelectOptions,
@@ -171,7 +172,7 @@ def run_threshold(data, model_dir, out_dir, opts: ThresholdOptions, select: Sele
     best, correct = threshold.top_outcomes([g.scores[name] for g in scored],
                                            [g.group.true_index for g in scored])
     points = threshold.sweep(best, correct, threshold.threshold_grid(best))
-    choice = threshold.choose_threshold(points, opts.rule, opts.target)
+    choice = threshold.choose_threshold(points, opts.rule, opts.target, opts.min_answered)
     gen = _generation_threshold(groups, stages, best, choice.threshold, opts, progress)
     report = {
         "data": str(data), "model": str(model_dir) if model_dir else None, "scorer": name,

@@ -19,6 +19,7 @@ from alime.evaluation.metrics import rank_of_true
 
 DEFAULT_PRECISION_TARGET = 0.8
 DEFAULT_GRID_POINTS = 200
+DEFAULT_MIN_ANSWERED = 10  # a precision measured on fewer answered groups is too noisy to pick
 DEFAULT_GENERATION_QUANTILE = 0.1
 # With no generator to calibrate on, every generated reply is used (no hand-off to a human).
 DEFAULT_GENERATION_THRESHOLD = 0.0
@@ -36,6 +37,7 @@ class SweepPoint:
     """One T of the sweep. ``precision`` is None when no group is answered."""
 
     threshold: float
+    n_answered: int
     answered: float
     precision: float | None
     f1: float
@@ -71,7 +73,7 @@ def sweep_point(best: np.ndarray, correct: np.ndarray, threshold: float) -> Swee
     share = float(answered.mean()) if len(best) else 0.0
     precision = float(correct[answered].mean()) if answered.any() else None
     f1 = 0.0 if not precision or not share else 2 * precision * share / (precision + share)
-    return SweepPoint(float(threshold), share, precision, f1)
+    return SweepPoint(float(threshold), int(answered.sum()), share, precision, f1)
 
 
 def sweep(best: np.ndarray, correct: np.ndarray, grid: np.ndarray) -> list[SweepPoint]:
@@ -83,11 +85,13 @@ def choose_threshold(
     points: Sequence[SweepPoint],
     rule: ThresholdRule = ThresholdRule.PRECISION,
     target: float = DEFAULT_PRECISION_TARGET,
+    min_answered: int = DEFAULT_MIN_ANSWERED,
 ) -> Choice:
     """Pick T from a sweep.
 
-    ``PRECISION``: the smallest T whose precision reaches ``target`` (so the KB answers as much
-    as it can at that precision); if no T reaches it, falls back to ``MAX_F`` and says so in
+    ``PRECISION``: the smallest T whose precision reaches ``target`` on at least
+    ``min_answered`` answered groups (so the KB answers as much as it can at that precision);
+    if no T reaches it, falls back to ``MAX_F`` and says so in
     ``rule``. ``MAX_F``: the T with the highest F1 of precision and answered share (the smallest
     such T on ties).
     """
@@ -95,8 +99,9 @@ def choose_threshold(
         raise ValueError("empty sweep")
     if rule is ThresholdRule.PRECISION:
         for p in points:
-            if p.precision is not None and p.precision >= target:
-                return Choice(p.threshold, f"smallest T with precision >= {target}", p)
+            if p.precision is not None and p.precision >= target and p.n_answered >= min_answered:
+                return Choice(p.threshold, f"smallest T with precision >= {target} "
+                                           f"(on >= {min_answered} answered groups)", p)
         best = _max_f(points)
         return Choice(best.threshold, f"no T reaches precision {target}: max F1 instead", best)
     best = _max_f(points)

@@ -28,7 +28,7 @@ def test_top_outcomes_count_a_tie_as_wrong():
 def test_sweep_points_at_the_boundaries():
     best, correct = _data()
     at = sweep_point(best, correct, 0.7)  # >= T answers: 0.9 and 0.7
-    assert (at.answered, at.precision) == (0.5, 1.0)
+    assert (at.n_answered, at.answered, at.precision) == (2, 0.5, 1.0)
     just_above = sweep_point(best, correct, 0.7000001)
     assert (just_above.answered, just_above.precision) == (0.25, 1.0)
     below = sweep_point(best, correct, 0.5)
@@ -41,11 +41,12 @@ def test_choose_threshold_rules():
     best, correct = _data()
     points = sweep(best, correct, threshold_grid(best))
     assert [p.threshold for p in points] == [0.3, 0.5, 0.7, 0.9]
-    assert choose_threshold(points, ThresholdRule.PRECISION, 0.8).threshold == 0.7
-    assert choose_threshold(points, ThresholdRule.PRECISION, 2 / 3).threshold == 0.5
+    assert choose_threshold(points, ThresholdRule.PRECISION, 0.8, min_answered=1).threshold == 0.7
+    assert choose_threshold(points, ThresholdRule.PRECISION, 2 / 3, min_answered=1).threshold == 0.5
+    assert choose_threshold(points, ThresholdRule.PRECISION, 0.8, min_answered=3).threshold == 0.5
     # F1: 0.3 -> 2/3, 0.5 -> 2*(2/3)*.75/(2/3+.75) = 12/17, 0.7 -> 2/3, 0.9 -> 0.4
     assert choose_threshold(points, ThresholdRule.MAX_F).threshold == 0.5
-    fallback = choose_threshold(points[:1], ThresholdRule.PRECISION, 0.9)
+    fallback = choose_threshold(points[:1], ThresholdRule.PRECISION, 0.9, min_answered=1)
     assert "max F1 instead" in fallback.rule
 
 
