@@ -20,6 +20,7 @@ log = logging.getLogger(__name__)
 
 METADATA_FILE = "training.json"
 THRESHOLDS_FILE = "thresholds.json"
+SWEEP_FILE = "thresholds_sweep.json"
 
 
 def model_metadata(model_dir: str | Path) -> dict:
@@ -188,12 +189,26 @@ def run_threshold(data, model_dir, out_dir, opts: ThresholdOptions, select: Sele
     if write_model:
         if model_dir is None:
             raise ValueError("--write-model needs --model DIR")
-        stored = {"threshold": choice.threshold, "generation_threshold": gen["threshold"],
-                  "scorer": name, "rule": choice.rule, "generation_rule": gen["rule"],
-                  "data": str(data), "groups": len(scored)}
-        Path(model_dir, THRESHOLDS_FILE).write_text(json.dumps(stored, indent=2) + "\n",
-                                                    encoding="utf-8")
+        provenance = {"scorer": name, "rule": choice.rule, "chosen": report["chosen"],
+                      "generation_rule": gen["rule"], "data": str(data), "groups": len(scored)}
+        write_thresholds(model_dir, choice.threshold, gen["threshold"], provenance)
     return report
+
+
+def write_thresholds(model_dir: str | Path, answer: float, generation: float,
+                     provenance: dict) -> None:
+    """Store T and G where the engine reads them, and how they were chosen beside them.
+
+    ``thresholds.json`` holds only the two numbers (the engine's loader,
+    ``alime.rerank.loading.read_thresholds``, rejects other keys); ``thresholds_sweep.json``
+    holds the rule, the data and the scorer they were chosen with.
+    """
+    numbers = {"threshold": answer, "generation_threshold": generation}
+    Path(model_dir, THRESHOLDS_FILE).write_text(json.dumps(numbers, indent=2) + "\n",
+                                                encoding="utf-8")
+    Path(model_dir, SWEEP_FILE).write_text(
+        json.dumps({**numbers, **provenance}, indent=2, ensure_ascii=False) + "\n",
+        encoding="utf-8")
 
 
 def _generation_threshold(groups, stages: ModelStages | None, best, t: float,
@@ -208,7 +223,8 @@ def _generation_threshold(groups, stages: ModelStages | None, best, t: float,
     values = [s.score for s in samples if s.score is not None]
     g = threshold.generation_threshold(values, opts.generation_quantile)
     return {"threshold": g,
-            "rule": (f"{opts.generation_quantile:.0%} quantile of generated-reply scores on "
+            "rule": (f"{opts.generation_quantile:.0%} quantile of generated-reply scores (mean "
+                     f"per-token probability, the generator's scale) on "
                      f"{len(values)} validation contexts the KB does not answer at T "
                      "(the least confident share goes to the fallback)"),
             "scores": {"n": len(values), "min": min(values), "max": max(values),

@@ -41,3 +41,13 @@ def test_bad_scorer_names(groups_file, scorers, capsys):
     assert main(["evaluate", "select", "--data", str(groups_file), "--model", "none",
                  "--scorers", scorers]) == 2
     assert "alime: error:" in capsys.readouterr().err
+
+
+def test_written_thresholds_load_in_the_engine(tmp_path):
+    from alime.evaluation.runner import write_thresholds
+    from alime.rerank.loading import read_thresholds
+
+    write_thresholds(tmp_path, 0.25, 0.125, {"rule": "r", "data": "d"})
+    assert read_thresholds(tmp_path) == {"threshold": 0.25, "generation_threshold": 0.125}
+    sweep = json.loads((tmp_path / "thresholds_sweep.json").read_text())
+    assert sweep == {"threshold": 0.25, "generation_threshold": 0.125, "rule": "r", "data": "d"}
