@@ -11,6 +11,7 @@ import pytest
 from rank_bm25 import BM25Okapi
 
 from alime.config import BM25Config
+from alime.retrieval import bm25
 from alime.retrieval.bm25 import BM25Index
 from alime.types import Hit
 
@@ -245,3 +246,25 @@ def test_concurrent_readers_see_whole_snapshots(corpus):
     for t in readers:
         t.join()
     assert not errors, errors[0]
+
+
+@pytest.mark.parametrize("k", [1, 3, 10])
+def test_pruned_search_equals_the_dense_pass(corpus, queries, k, monkeypatch):
+    """Force MaxScore pruning (free look-ups) and check it is taken and changes nothing."""
+    index = build(corpus)
+    index.add(1, ["w1", "w2", "fresh"])
+    index.delete(1007)
+    corpus = {**corpus, 1: ["w1", "w2", "fresh"]}
+    del corpus[1007]
+    calls = []
+    accumulate = bm25._accumulate
+
+    def spy(snap, terms, essential, buffers):
+        calls.append(len(essential) < len({t for t, _ in terms if t in snap.main.vocab}))
+        return accumulate(snap, terms, essential, buffers)
+
+    monkeypatch.setattr(bm25, "_LOOKUP_COST", 0.0)
+    monkeypatch.setattr(bm25, "_accumulate", spy)
+    many_terms = [q for q in queries if len(set(q) - {"unknown"}) > 2]
+    assert_matches(index, corpus, many_terms, k)
+    assert any(calls), "pruning never ran"
