@@ -361,6 +361,9 @@ def _score_main(
         buffers.acc, buffers.mark = np.zeros(main.n), np.zeros(main.n, bool)
     bounds = _term_bounds(snap, terms)
     ranked = sorted(bounds, key=bounds.__getitem__, reverse=True)
+    if len(ranked) == 1:
+        # One distinct term: its postings are the candidates, no corpus-wide buffer needed.
+        return _best(main, *_accumulate(snap, terms, set(ranked), buffers), k)
     if all(idf > 0 for _, idf in terms):
         pruned = _maxscore(snap, terms, k, buffers, bounds, ranked)
         if pruned is not None:
@@ -441,9 +444,14 @@ def _accumulate(
         tid = main.vocab.get(term)
         if tid is not None:
             slices[term] = (tid, main.offsets[tid], main.offsets[tid + 1])
-    if all(tid in essential for tid, _, _ in slices.values()):
+    essential_slices = [sl for sl in slices.values() if sl[0] in essential]
+    if len(essential_slices) == len(slices) > 1:
         return _accumulate_dense(snap, terms, slices, acc)
-    cands = _union(main, [slices[t] for t in slices if slices[t][0] in essential], buffers.mark)
+    if not essential_slices:
+        return np.zeros(0, np.int64), np.zeros(0)
+    # Scores live in candidate space (a small dense array), not in the corpus-wide buffer.
+    cands = _union(main, essential_slices, buffers.mark)
+    scores = np.zeros(len(cands))
     try:
         for term, idf in terms:
             if term not in slices:
@@ -451,24 +459,28 @@ def _accumulate(
             tid, lo, hi = slices[term]
             docs, weights = main.postings_doc[lo:hi], snap.weights[lo:hi]
             if tid in essential:
-                acc[docs] += idf * weights
+                rows = slice(None) if len(essential_slices) == 1 else np.searchsorted(cands, docs)
+                scores[rows] += idf * weights
             elif len(docs) < _SCAN_RATIO * len(cands):
                 # Short postings: test each against the candidate marks (1 byte/doc, cached).
                 hit = buffers.mark[docs]
-                acc[docs[hit]] += idf * weights[hit]
+                scores[np.searchsorted(cands, docs[hit])] += idf * weights[hit]
             else:
                 j = np.minimum(np.searchsorted(docs, cands), len(docs) - 1)
                 hit = docs[j] == cands
-                acc[cands[hit]] += idf * weights[j[hit]]
-        scores = acc[cands]
+                scores[hit] += idf * weights[j[hit]]
     finally:
-        acc[cands] = 0.0
         buffers.mark[cands] = False
     return cands, _zero_dead(snap, cands, scores)
 
 
 def _union(main: Segment, slices: list[tuple[int, int, int]], mark: np.ndarray) -> np.ndarray:
     """Distinct, sorted doc positions of the given postings slices; leaves them set in ``mark``."""
+    if len(slices) == 1:
+        _, lo, hi = slices[0]
+        cands = main.postings_doc[lo:hi]  # already sorted and distinct
+        mark[cands] = True
+        return cands
     parts = []
     for _, lo, hi in slices:
         docs = main.postings_doc[lo:hi]
@@ -514,7 +526,9 @@ def _zero_dead(snap: Snapshot, pos: np.ndarray, scores: np.ndarray) -> np.ndarra
     return scores
 
 
-def _best(main: Segment, pos: np.ndarray, scores: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+def _best(
+    main: Segment, pos: np.ndarray, scores: np.ndarray, k: int
+) -> tuple[np.ndarray, np.ndarray]:
     """(ids, scores) of the positive scores that can be in the top ``k`` (ties all kept)."""
     keep = scores > 0
     pos, scores = pos[keep], scores[keep]

@@ -23,7 +23,8 @@ def make_docs(rng: random.Random, n: int) -> list[list[str]]:
     """Short docs; "common" is in ~90% of them so its raw idf is negative (epsilon rule)."""
     docs = []
     for _ in range(n):
-        doc = [rng.choice(VOCAB[:4] if rng.random() < 0.4 else VOCAB) for _ in range(rng.randint(0, 8))]
+        length = rng.randint(0, 8)
+        doc = [rng.choice(VOCAB[:4] if rng.random() < 0.4 else VOCAB) for _ in range(length)]
         if rng.random() < 0.9:
             doc.append("common")
         docs.append(doc)
