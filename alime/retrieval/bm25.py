@@ -335,9 +335,11 @@ def merged_segment(snap: Snapshot) -> Segment:
 _LOOKUP_COST = 0.25  # a candidate look-up, in units of one dense posting update (measured)
 _SCAN_RATIO = 8  # scan a non-essential term's postings when shorter than this many candidates
 
+Slices = dict[str, tuple[int, int, int]]  # query term -> (term id, postings start, end)
+
 
 class _Buffers(threading.local):
-    """Per-thread score accumulator, reused across queries and reset only where touched."""
+    """Per-thread corpus-wide buffers (scores, candidate marks), reset only where touched."""
 
     acc: np.ndarray = np.zeros(0)
     mark: np.ndarray = np.zeros(0, bool)
@@ -349,26 +351,29 @@ def _score_main(
     """Candidate (ids, scores) from the main segment: every doc that can be in the top ``k``.
 
     MaxScore pruning: query terms are ranked by an upper bound of what they can add (idf *
-    largest posting weight * repeats). Only the docs of the top-ranked ("essential") terms are
-    candidates; the other terms are looked up for those candidates by binary search. When the
-    k-th best candidate score exceeds the sum of the other terms' bounds, no other doc can reach
-    the top ``k``. Otherwise one more term becomes essential, up to the plain dense pass over
-    every posting. Candidates' contributions are always added in query order, so their scores
-    are the dense pass's (and rank-bm25's) to the bit.
+    largest posting weight * repeats). They become "essential" one at a time; each brings the
+    docs of its postings not seen yet as candidates, scored in full (the non-essential terms are
+    looked up for those candidates only). When the k-th best candidate score exceeds the sum of
+    the bounds of the terms not yet essential, no other doc can reach the top ``k``. When that
+    would cost more than a dense pass over every posting, the dense pass runs. Each doc's
+    contributions are always added in query order, so scores equal rank-bm25's to the bit.
     """
     main = snap.main
     if len(buffers.acc) != main.n:
         buffers.acc, buffers.mark = np.zeros(main.n), np.zeros(main.n, bool)
+    slices = _slices(main, terms)
     bounds = _term_bounds(snap, terms)
     ranked = sorted(bounds, key=bounds.__getitem__, reverse=True)
     if len(ranked) == 1:
         # One distinct term: its postings are the candidates, no corpus-wide buffer needed.
-        return _best(main, *_accumulate(snap, terms, set(ranked), buffers), k)
+        _, lo, hi = next(iter(slices.values()))
+        docs = main.postings_doc[lo:hi]
+        return _best(main, docs, _score_new(snap, terms, slices, ranked[0], docs, None), k)
     if all(idf > 0 for _, idf in terms):
-        pruned = _maxscore(snap, terms, k, buffers, bounds, ranked)
+        pruned = _maxscore(snap, terms, k, buffers, slices, bounds, ranked)
         if pruned is not None:
             return pruned
-    pos, scores = _accumulate(snap, terms, set(ranked), buffers)
+    pos, scores = _accumulate_dense(snap, terms, slices, buffers.acc)
     if any(idf < 0 for _, idf in terms):
         # A negative idf can bring a sum back to 0, so a doc may have been recorded twice.
         pos, first = np.unique(pos, return_index=True)
@@ -376,35 +381,97 @@ def _score_main(
     return _best(main, pos, scores, k)
 
 
+def _slices(main: Segment, terms: list[tuple[str, float]]) -> Slices:
+    """Postings slice of each query term the main segment knows."""
+    out = {}
+    for term, _ in terms:
+        tid = main.vocab.get(term)
+        if tid is not None:
+            out[term] = (tid, int(main.offsets[tid]), int(main.offsets[tid + 1]))
+    return out
+
+
 def _maxscore(
     snap: Snapshot,
     terms: list[tuple[str, float]],
     k: int,
     buffers: _Buffers,
+    slices: Slices,
     bounds: dict[int, float],
     ranked: list[int],
 ) -> tuple[np.ndarray, np.ndarray] | None:
     """The pruned search of :func:`_score_main`; None when it would cost more than dense."""
-    main = snap.main
-    sizes = [int(main.offsets[tid + 1] - main.offsets[tid]) for tid in ranked]
-    occurrences = Counter(main.vocab.get(t) for t, _ in terms)
-    theta = 0.0  # a lower bound of the final k-th best score: candidates only ever grow
-    j = 1
-    while j < len(ranked):
-        # Once theta is known, fewer essential terms than this cannot be enough.
-        while theta and j < len(ranked) - 1 and not _beats(theta, _rest(bounds, ranked, j)):
-            j += 1
-        lookups = sum(occurrences[t] for t in ranked[j:])
-        if sum(sizes[:j]) * (1 + lookups * _LOOKUP_COST) > sum(sizes):
-            return None
-        pos, scores = _accumulate(snap, terms, set(ranked[:j]), buffers)
-        positive = scores[scores > 0]
-        if len(positive) >= k:
-            theta = float(np.partition(positive, len(positive) - k)[len(positive) - k])
-            if _beats(theta, _rest(bounds, ranked, j)):
-                return _best(main, pos, scores, k)
-        j += 1
+    main, mark = snap.main, buffers.mark
+    size = {tid: hi - lo for tid, lo, hi in slices.values()}
+    occurrences = Counter(slices[t][0] for t, _ in terms if t in slices)
+    pos_parts: list[np.ndarray] = []
+    score_parts: list[np.ndarray] = []
+    best = np.zeros(0)  # positive candidate scores that may still be in the top k
+    spent = 0
+    try:
+        for j, tid in enumerate(ranked[:-1]):
+            spent += size[tid]
+            lookups = sum(occurrences[t] for t in ranked[j + 1 :])
+            if spent * (1 + lookups * _LOOKUP_COST) > sum(size.values()):
+                return None
+            lo, hi = main.offsets[tid], main.offsets[tid + 1]
+            docs = main.postings_doc[lo:hi]
+            fresh = ~mark[docs] if j else None  # docs that no earlier essential term had
+            new = docs if fresh is None else docs[fresh]
+            mark[new] = True
+            pos_parts.append(new)
+            score_parts.append(_score_new(snap, terms, slices, tid, new, fresh, set(ranked[:j]),
+                                          mark))
+            best = np.concatenate([best, score_parts[-1][score_parts[-1] > 0]])
+            if len(best) >= k:
+                theta = np.partition(best, len(best) - k)[len(best) - k]
+                if _beats(float(theta), _rest(bounds, ranked, j + 1)):
+                    return _best(main, np.concatenate(pos_parts), np.concatenate(score_parts), k)
+                best = best[best >= theta]
+    finally:
+        for part in pos_parts:
+            mark[part] = False
     return None
+
+
+def _score_new(
+    snap: Snapshot,
+    terms: list[tuple[str, float]],
+    slices: Slices,
+    tid: int,
+    new: np.ndarray,
+    fresh: np.ndarray | None,
+    skip: set[int] = frozenset(),
+    mark: np.ndarray | None = None,
+) -> np.ndarray:
+    """Full scores of ``new``: the docs of term ``tid`` selected by ``fresh`` (None: all).
+
+    Terms in ``skip`` are skipped: no doc of ``new`` has them, and rank-bm25 would add exactly
+    0. Other terms are looked up: a scan of their postings against ``mark`` (set for ``new``,
+    possibly more) when short, else a binary search per doc of ``new``.
+    """
+    main = snap.main
+    scores = np.zeros(len(new))
+    if not len(new):
+        return scores
+    for term, idf in terms:
+        if term not in slices or slices[term][0] in skip:
+            continue
+        other, lo, hi = slices[term]
+        docs, weights = main.postings_doc[lo:hi], snap.weights[lo:hi]
+        if other == tid:
+            scores += idf * (weights if fresh is None else weights[fresh])
+        elif len(docs) < _SCAN_RATIO * len(new):
+            hit = mark[docs]
+            found, found_w = docs[hit], weights[hit]
+            rows = np.minimum(np.searchsorted(new, found), len(new) - 1)
+            ok = new[rows] == found
+            scores[rows[ok]] += idf * found_w[ok]
+        else:
+            j = np.minimum(np.searchsorted(docs, new), len(docs) - 1)
+            hit = docs[j] == new
+            scores[hit] += idf * weights[j[hit]]
+    return _zero_dead(snap, new, scores)
 
 
 def _rest(bounds: dict[int, float], ranked: list[int], j: int) -> float:
@@ -430,74 +497,8 @@ def _term_bounds(snap: Snapshot, terms: list[tuple[str, float]]) -> dict[int, fl
     return bounds
 
 
-def _accumulate(
-    snap: Snapshot, terms: list[tuple[str, float]], essential: set[int], buffers: _Buffers
-) -> tuple[np.ndarray, np.ndarray]:
-    """Scores of the docs of the ``essential`` terms (dead docs get 0), and their positions.
-
-    Essential terms are added posting by posting; the others only for the candidates, by binary
-    search. Either way each doc's contributions are added in query order.
-    """
-    main, acc = snap.main, buffers.acc
-    slices = {}
-    for term, _ in terms:
-        tid = main.vocab.get(term)
-        if tid is not None:
-            slices[term] = (tid, main.offsets[tid], main.offsets[tid + 1])
-    essential_slices = [sl for sl in slices.values() if sl[0] in essential]
-    if len(essential_slices) == len(slices) > 1:
-        return _accumulate_dense(snap, terms, slices, acc)
-    if not essential_slices:
-        return np.zeros(0, np.int64), np.zeros(0)
-    # Scores live in candidate space (a small dense array), not in the corpus-wide buffer.
-    cands = _union(main, essential_slices, buffers.mark)
-    scores = np.zeros(len(cands))
-    try:
-        for term, idf in terms:
-            if term not in slices:
-                continue
-            tid, lo, hi = slices[term]
-            docs, weights = main.postings_doc[lo:hi], snap.weights[lo:hi]
-            if tid in essential:
-                rows = slice(None) if len(essential_slices) == 1 else np.searchsorted(cands, docs)
-                scores[rows] += idf * weights
-            elif len(docs) < _SCAN_RATIO * len(cands):
-                # Short postings: test each against the candidate marks (1 byte/doc, cached).
-                hit = buffers.mark[docs]
-                scores[np.searchsorted(cands, docs[hit])] += idf * weights[hit]
-            else:
-                j = np.minimum(np.searchsorted(docs, cands), len(docs) - 1)
-                hit = docs[j] == cands
-                scores[hit] += idf * weights[j[hit]]
-    finally:
-        buffers.mark[cands] = False
-    return cands, _zero_dead(snap, cands, scores)
-
-
-def _union(main: Segment, slices: list[tuple[int, int, int]], mark: np.ndarray) -> np.ndarray:
-    """Distinct, sorted doc positions of the given postings slices; leaves them set in ``mark``."""
-    if len(slices) == 1:
-        _, lo, hi = slices[0]
-        cands = main.postings_doc[lo:hi]  # already sorted and distinct
-        mark[cands] = True
-        return cands
-    parts = []
-    for _, lo, hi in slices:
-        docs = main.postings_doc[lo:hi]
-        new = docs[~mark[docs]]
-        mark[new] = True
-        parts.append(new)
-    cands = np.concatenate(parts)
-    # Sorted needles let each binary search start where the previous one ended.
-    cands.sort()
-    return cands
-
-
 def _accumulate_dense(
-    snap: Snapshot,
-    terms: list[tuple[str, float]],
-    slices: dict[str, tuple[int, int, int]],
-    acc: np.ndarray,
+    snap: Snapshot, terms: list[tuple[str, float]], slices: Slices, acc: np.ndarray
 ) -> tuple[np.ndarray, np.ndarray]:
     """Every posting of every term, added into ``acc``; touched docs found on the way."""
     touched: list[np.ndarray] = []

@@ -257,15 +257,22 @@ def test_pruned_search_equals_the_dense_pass(corpus, queries, k, monkeypatch):
     index.delete(1007)
     corpus = {**corpus, 1: ["w1", "w2", "fresh"]}
     del corpus[1007]
-    calls = []
-    accumulate = bm25._accumulate
+    pruned, later_terms = [], []
+    maxscore, score_new = bm25._maxscore, bm25._score_new
 
-    def spy(snap, terms, essential, buffers):
-        calls.append(len(essential) < len({t for t, _ in terms if t in snap.main.vocab}))
-        return accumulate(snap, terms, essential, buffers)
+    def spy_maxscore(*args):
+        result = maxscore(*args)
+        pruned.append(result is not None)
+        return result
+
+    def spy_score_new(snap, terms, slices, tid, new, fresh, *rest):
+        later_terms.append(fresh is not None)  # a second essential term, scored incrementally
+        return score_new(snap, terms, slices, tid, new, fresh, *rest)
 
     monkeypatch.setattr(bm25, "_LOOKUP_COST", 0.0)
-    monkeypatch.setattr(bm25, "_accumulate", spy)
+    monkeypatch.setattr(bm25, "_maxscore", spy_maxscore)
+    monkeypatch.setattr(bm25, "_score_new", spy_score_new)
     many_terms = [q for q in queries if len(set(q) - {"unknown"}) > 2]
     assert_matches(index, corpus, many_terms, k)
-    assert any(calls), "pruning never ran"
+    assert any(pruned), "pruning never answered a query"
+    assert any(later_terms), "pruning never needed a second essential term"
