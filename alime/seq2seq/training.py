@@ -285,6 +285,8 @@ def train(
     valid_tok = tokenize_dialogues(valid_dialogues, pipeline.tokenize)
 
     resuming = resume and (ckpt_dir / "state.json").is_file()
+    if resume and not resuming:
+        log.info("no checkpoint in %s: training from scratch", ckpt_dir)
     if resuming:
         vocab = Vocabulary.load(out / VOCAB_FILE)
         config = Seq2SeqConfig.load(out / "config.json")

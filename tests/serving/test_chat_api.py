@@ -58,9 +58,9 @@ def test_sessions_feed_context_and_are_not_shared(client, bot):
     seen = []
     original = bot.engine.reply
 
-    def spy(query, context=()):
+    def spy(query, context=(), budget_s=None):
         seen.append(list(context))
-        return original(query, context)
+        return original(query, context, budget_s)
 
     bot.engine.reply = spy
     client.post("/api/chat", json={"query": "什么时候发货", "session_id": "alice"})
