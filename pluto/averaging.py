@@ -5,8 +5,9 @@ same mean on every replica, and assigning a mirrored variable there writes that 
 so after :func:`average_weights` every replica holds the same averaged weights.
 
 BMUF (Chen & Huo, 2016) treats the averaged model as one "block" step of a global optimizer:
-``G = mean(w_i) - w_g``; ``delta = block_momentum * delta + block_lr * G``; ``w_g += delta``.
-Replicas restart from ``w_g`` (classical) or ``w_g + block_momentum * delta`` (Nesterov).
+``G = mean(w_i) - start``; ``delta = block_momentum * delta + block_lr * G``; ``w_g += delta``,
+where ``start`` is the point the block started from. Replicas restart from ``w_g`` (classical) or
+the look-ahead ``w_g + block_momentum * delta`` (Nesterov).
 """
 
 from __future__ import annotations
@@ -112,7 +113,10 @@ class BlockMomentum:
         for var, w_g, delta, mean in zip(
             self.variables, self.global_weights, self.delta, means, strict=True
         ):
-            new_delta = self.momentum * delta + self.block_lr * (mean - w_g)
+            # The block's progress is measured from where the block started: the look-ahead point
+            # for Nesterov. Measuring from w_g instead would count mu * delta twice and diverge.
+            block_start = w_g + self.momentum * delta if self.nesterov else w_g
+            new_delta = self.momentum * delta + self.block_lr * (mean - block_start)
             new_global = w_g + new_delta
             delta.assign(new_delta)
             w_g.assign(new_global)

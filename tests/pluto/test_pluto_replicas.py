@@ -59,7 +59,8 @@ def test_bmuf_matches_hand_computed_block_update(replica_checks):
     for block in replica_checks["bmuf"]:
         before = arrays(block["before"])
         mean = [np.mean([rep[i] for rep in before], axis=0) for i in range(len(w_g))]
-        delta = [mu * d + 1.0 * (m - g) for d, m, g in zip(delta, mean, w_g)]
+        start = [g + mu * d for g, d in zip(w_g, delta)]  # where this block started
+        delta = [mu * d + 1.0 * (m - s) for d, m, s in zip(delta, mean, start)]
         w_g = [g + d for g, d in zip(w_g, delta)]
         start = [g + mu * d for g, d in zip(w_g, delta)]  # Nesterov look-ahead
         for rep in arrays(block["after"]):
