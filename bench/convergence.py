@@ -49,16 +49,16 @@ class BenchConfig:
     batch_per_replica: int = 32
     replicas: int = 4
     single_steps: int = 600
-    multi_steps: int = 240
+    multi_steps: int = 200
     eval_every_single: int = 20
     eval_every_multi: int = 5
     seed: int = 1234
     optimizer: str = "adam"
     lr: float = 2e-3
     ma_period: int = 8
-    ma_warmup: int = 20
-    ma_lr_scaling: str = "sqrt"
-    sync_lr_scaling: str = "sqrt"
+    ma_warmup: int = 0
+    ma_lr_scaling: str = "linear"
+    sync_lr_scaling: str = "linear"
     lr_warmup_steps: int = 20
     bmuf_period: int = 8
 

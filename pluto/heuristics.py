@@ -6,29 +6,20 @@ trainer feeds them measurements.
 
 from __future__ import annotations
 
-import enum
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
+from pluto.choices import Choice
 
-class LrScaling(enum.Enum):
+
+class LrScaling(Choice):
     """How the learning rate grows with the number of replicas."""
 
     NONE = "none"
     LINEAR = "linear"
     SQRT = "sqrt"
 
-    @classmethod
-    def parse(cls, value: str | LrScaling) -> LrScaling:
-        """Return the member for ``value``, or raise ``ValueError`` listing valid ones."""
-        if isinstance(value, cls):
-            return value
-        try:
-            return cls(value)
-        except ValueError:
-            valid = ", ".join(m.value for m in cls)
-            raise ValueError(f"unknown lr scaling {value!r}; valid: {valid}") from None
 
 
 _SCALE = {

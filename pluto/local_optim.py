@@ -8,29 +8,20 @@ changes only the calling replica's copy.
 
 from __future__ import annotations
 
-import enum
 from collections.abc import Sequence
 from dataclasses import dataclass
 
 import tensorflow as tf
 
+from pluto.choices import Choice
 
-class OptimizerKind(enum.Enum):
+
+class OptimizerKind(Choice):
     """Local optimizer update rules."""
 
     SGD = "sgd"
     ADAM = "adam"
 
-    @classmethod
-    def parse(cls, value: str | OptimizerKind) -> OptimizerKind:
-        """Return the member for ``value``, or raise ``ValueError`` listing valid ones."""
-        if isinstance(value, cls):
-            return value
-        try:
-            return cls(value)
-        except ValueError:
-            valid = ", ".join(m.value for m in cls)
-            raise ValueError(f"unknown optimizer {value!r}; valid: {valid}") from None
 
 
 @dataclass(frozen=True)

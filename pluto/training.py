@@ -12,7 +12,6 @@ not, and averages the weights every K steps instead.
 
 from __future__ import annotations
 
-import enum
 import math
 import time
 from collections.abc import Callable
@@ -22,6 +21,7 @@ import numpy as np
 import tensorflow as tf
 
 from pluto import averaging, heuristics, sync
+from pluto.choices import Choice
 from pluto.comm import CommCounter, payload_bytes
 from pluto.local_optim import LocalOptimizer, OptimizerConfig
 from pluto.strategy import is_chief
@@ -29,25 +29,15 @@ from pluto.strategy import is_chief
 LossFn = Callable[[tf.Tensor, tf.Tensor], tf.Tensor]
 
 
-class Mode(enum.Enum):
+class Mode(Choice):
     """Parallel training modes."""
 
     SYNC = "sync"
     MA = "ma"
 
-    @classmethod
-    def parse(cls, value: str | Mode) -> Mode:
-        """Return the member for ``value``, or raise ``ValueError`` listing valid ones."""
-        if isinstance(value, cls):
-            return value
-        try:
-            return cls(value)
-        except ValueError:
-            valid = ", ".join(m.value for m in cls)
-            raise ValueError(f"unknown parallel mode {value!r}; valid: {valid}") from None
 
 
-class SlotPolicy(enum.Enum):
+class SlotPolicy(Choice):
     """What model averaging does with the optimizer state (momentum / Adam moments).
 
     ``LOCAL`` (default) keeps each replica's own state: it costs no communication and, since
@@ -99,7 +89,7 @@ class TrainConfig:
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "mode", Mode.parse(self.mode))
-        object.__setattr__(self, "slot_policy", SlotPolicy(self.slot_policy))
+        object.__setattr__(self, "slot_policy", SlotPolicy.parse(self.slot_policy))
         object.__setattr__(self, "lr_scaling", heuristics.LrScaling.parse(self.lr_scaling))
         if self.avg_period < 1:
             raise ValueError(f"avg_period must be >= 1, got {self.avg_period}")
