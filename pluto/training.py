@@ -435,3 +435,39 @@ def fit(
     result.bytes_per_replica = trainer.bytes_per_replica
     result.wall_s = time.perf_counter() - start
     return result
+
+
+def measure_throughput(
+    trainer: Trainer,
+    dataset: tf.data.Dataset,
+    batch_per_replica: int,
+    steps: int = 5,
+    warmup_steps: int = 2,
+) -> float | None:
+    """Short pre-run for :func:`pluto.heuristics.select_batch_size`: examples per second.
+
+    Trains ``trainer`` (use a throwaway model: its weights change) on ``dataset`` unbatched
+    examples at ``batch_per_replica`` examples per replica.
+
+    Args:
+        trainer: A trainer over a throwaway copy of the model.
+        dataset: Unbatched ``(inputs, targets)`` examples.
+        batch_per_replica: Batch size to try on each replica.
+        steps: Timed steps.
+        warmup_steps: Untimed steps first (tracing, allocation).
+
+    Returns:
+        Examples per second over all replicas, or ``None`` when the batch does not fit in memory.
+    """
+    global_batch = batch_per_replica * trainer.replicas
+    batches = iter(trainer.distribute(dataset.repeat().batch(global_batch, drop_remainder=True)))
+    try:
+        for _ in range(warmup_steps):
+            trainer.step(next(batches))
+        start = time.perf_counter()
+        for _ in range(steps):
+            trainer.step(next(batches))
+        elapsed = time.perf_counter() - start
+    except tf.errors.ResourceExhaustedError:
+        return None
+    return steps * global_batch / max(elapsed, 1e-9)

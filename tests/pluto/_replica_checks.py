@@ -23,7 +23,8 @@ def main(replicas: int) -> None:
     from pluto.averaging import BmufConfig
     from pluto.local_optim import OptimizerConfig
     from pluto.strategy import StrategyError, configure_logical_cpus
-    from pluto.training import Trainer, TrainConfig
+    from pluto.heuristics import select_batch_size
+    from pluto.training import Trainer, TrainConfig, measure_throughput
 
     per_replica = 3
     rng = np.random.default_rng(0)
@@ -106,6 +107,14 @@ def main(replicas: int) -> None:
     trainer.step(batch)
     trainer.sync_weights_for_save()
     out["save_sync"] = weights(trainer)
+
+    # Batch-size pre-run on the real trainer path: every candidate fits, so one is chosen.
+    trainer, _ = make(TrainConfig(mode="sync", optimizer=plain))
+    examples = tf.data.Dataset.from_tensor_slices((x, y))
+    out["throughput"] = measure_throughput(trainer, examples, 2, steps=2, warmup_steps=1)
+    out["chosen_batch"] = select_batch_size(
+        lambda b: measure_throughput(trainer, examples, b, steps=2, warmup_steps=1), [1, 2], 0.0
+    )
 
     try:
         configure_logical_cpus(replicas + 4)

@@ -76,3 +76,8 @@ def test_bytes_follow_the_ring_allreduce_model(replica_checks):
 
 def test_late_logical_device_request_raises_clear_error(replica_checks):
     assert "already initialized" in replica_checks["late_config_error"]
+
+
+def test_throughput_prerun_feeds_batch_size_selection(replica_checks):
+    assert replica_checks["throughput"] > 0
+    assert replica_checks["chosen_batch"] in (1, 2)
