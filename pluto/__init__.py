@@ -1,0 +1,16 @@
+"""Pluto: framework-level training acceleration (data parallelism and model averaging).
+
+Independent of the chatbot: nothing here imports ``alime``. TensorFlow is imported lazily by the
+submodules so that ``import pluto`` stays cheap.
+
+Typical use::
+
+    from pluto import strategy as pstrategy, training
+    strategy = pstrategy.make_strategy(pstrategy.StrategyConfig(devices=4))
+    with strategy.scope():
+        model = build_model()
+    trainer = training.Trainer(model, loss_fn, strategy, training.TrainConfig(mode="ma"))
+    result = training.fit(trainer, dataset, steps=1000, val_dataset=val)
+"""
+
+__all__ = ["averaging", "comm", "heuristics", "strategy", "sync", "training"]

@@ -1,0 +1,473 @@
+"""Generic data-parallel trainer: synchronous all-reduce or model averaging.
+
+The chatbot's ``alime train --devices N --parallel sync|ma --avg-period K [--bmuf]`` builds a
+strategy with :func:`pluto.strategy.make_strategy`, builds its Keras model inside
+``strategy.scope()``, and hands model, loss function and ``tf.data`` dataset to :class:`Trainer`
+(step by step) or :func:`fit` (a whole run with evaluation and the heuristics).
+
+Both modes share one replica step: forward, loss, gradient, then the local optimizer of
+:mod:`pluto.local_optim`. Sync mode all-reduces the gradients first; model-averaging mode does
+not, and averages the weights every K steps instead.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import numpy as np
+import tensorflow as tf
+
+from pluto import averaging, heuristics, sync
+from pluto.choices import Choice
+from pluto.comm import CommCounter, payload_bytes
+from pluto.local_optim import LocalOptimizer, OptimizerConfig
+from pluto.strategy import is_chief
+
+LossFn = Callable[[tf.Tensor, tf.Tensor], tf.Tensor]
+
+
+class Mode(Choice):
+    """Parallel training modes."""
+
+    SYNC = "sync"
+    MA = "ma"
+
+
+
+class SlotPolicy(Choice):
+    """What model averaging does with the optimizer state (momentum / Adam moments).
+
+    ``LOCAL`` (default) keeps each replica's own state: it costs no communication and, since
+    replicas restart from the same weights, their momenta stay close. ``AVERAGE`` all-reduces the
+    slots too (doubles or triples the bytes). ``RESET`` zeroes them after every average.
+    """
+
+    LOCAL = "local"
+    AVERAGE = "average"
+    RESET = "reset"
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Settings for one parallel training run.
+
+    Attributes:
+        mode: ``sync`` (gradient all-reduce every step) or ``ma`` (model averaging).
+        optimizer: Local optimizer settings; ``learning_rate`` is the one-replica rate.
+        avg_period: K, local steps between averages (model averaging only).
+        warmup_avg_steps: First W steps average after every step (period 1).
+        slot_policy: Optimizer-state handling at averaging time.
+        bmuf: Block momentum settings, or ``None`` for plain averaging.
+        lr_scaling: Learning-rate scaling with the number of replicas.
+        lr_warmup_steps: Steps to ramp from the one-replica rate to the scaled rate.
+        plateau_patience: Evaluations without progress before the learning rate is halved
+            (0 switches the reduction off).
+        plateau_factor: Multiplier applied on a plateau.
+        adaptive_period: Let the averaging period follow the replicas' drift.
+        drift_low: Drift under which the period doubles.
+        drift_high: Drift over which the period halves.
+        max_period: Upper bound of the adaptive period.
+    """
+
+    mode: Mode | str = Mode.SYNC
+    optimizer: OptimizerConfig = field(default_factory=OptimizerConfig)
+    avg_period: int = 8
+    warmup_avg_steps: int = 0
+    slot_policy: SlotPolicy | str = SlotPolicy.LOCAL
+    bmuf: averaging.BmufConfig | None = None
+    lr_scaling: heuristics.LrScaling | str = heuristics.LrScaling.NONE
+    lr_warmup_steps: int = 0
+    plateau_patience: int = 0
+    plateau_factor: float = 0.5
+    adaptive_period: bool = False
+    drift_low: float = 0.002
+    drift_high: float = 0.02
+    max_period: int = 64
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "mode", Mode.parse(self.mode))
+        object.__setattr__(self, "slot_policy", SlotPolicy.parse(self.slot_policy))
+        object.__setattr__(self, "lr_scaling", heuristics.LrScaling.parse(self.lr_scaling))
+        if self.avg_period < 1:
+            raise ValueError(f"avg_period must be >= 1, got {self.avg_period}")
+        if self.bmuf is not None and self.mode is not Mode.MA:
+            raise ValueError("bmuf needs mode='ma'")
+
+
+def _dense(grad: tf.Tensor | tf.IndexedSlices | None) -> tf.Tensor | None:
+    # Embedding gradients arrive as IndexedSlices; all-reduce and the local update want dense.
+    return None if grad is None else tf.convert_to_tensor(grad)
+
+
+class Trainer:
+    """Data-parallel trainer over any Keras model, loss function and ``tf.data`` input.
+
+    Args:
+        model: A Keras model built inside ``strategy.scope()``.
+        loss_fn: ``loss_fn(targets, predictions)`` returning the mean loss of a replica's batch.
+        strategy: From :func:`pluto.strategy.make_strategy`.
+        config: Mode, optimizer and heuristics.
+
+    Raises:
+        ValueError: The model was not built under ``strategy.scope()``.
+    """
+
+    def __init__(
+        self,
+        model: tf.keras.Model,
+        loss_fn: LossFn,
+        strategy: tf.distribute.Strategy,
+        config: TrainConfig | None = None,
+    ) -> None:
+        self.model = model
+        self.loss_fn = loss_fn
+        self.strategy = strategy
+        self.config = config or TrainConfig()
+        self.replicas = strategy.num_replicas_in_sync
+        variables = model.trainable_variables
+        if not variables:
+            raise ValueError("model has no trainable variables; build it before the Trainer")
+        if not all(strategy.extended.variable_created_in_scope(v.value) for v in variables):
+            raise ValueError("build the model inside strategy.scope() before creating a Trainer")
+        self._vars = list(variables)
+        # Non-trainable float state (e.g. normalization statistics) is averaged along so that the
+        # saved model is the same on every replica.
+        self._state = [
+            v for v in model.non_trainable_variables if v.dtype in ("float32", "float64")
+        ]
+        cfg = self.config
+        with strategy.scope():
+            self.optimizer = LocalOptimizer(self._vars, cfg.optimizer)
+            self.bmuf = None
+            if cfg.bmuf is not None:
+                self.bmuf = averaging.BlockMomentum(
+                    self._vars,
+                    cfg.bmuf.momentum_for(self.replicas),
+                    cfg.bmuf.block_lr,
+                    cfg.bmuf.nesterov,
+                )
+        self.comm = CommCounter(self.replicas)
+        self._model_bytes = payload_bytes(self._vars)
+        self._avg_bytes = payload_bytes(self._vars + self._state)
+        if cfg.slot_policy is SlotPolicy.AVERAGE:
+            self._avg_bytes += payload_bytes(self.optimizer.slots)
+        self.period = cfg.avg_period
+        self._adaptive = (
+            heuristics.AdaptivePeriod(
+                cfg.avg_period, 1, max(cfg.max_period, cfg.avg_period), cfg.drift_low,
+                cfg.drift_high,
+            )
+            if cfg.adaptive_period
+            else None
+        )
+        self.global_step = 0
+        self.local_steps = 0
+        self.drift_history: list[tuple[int, float]] = []
+        self._train_fn = tf.function(self._distributed_step)
+        self._avg_fn = tf.function(self._distributed_average)
+        self._eval_fn = tf.function(self._distributed_eval)
+
+    # ---- replica-context functions -------------------------------------------------------
+    def _replica_step(self, inputs, targets) -> tf.Tensor:
+        with tf.GradientTape() as tape:
+            predictions = self.model(inputs, training=True)
+            loss = self.loss_fn(targets, predictions)
+        grads = [_dense(g) for g in tape.gradient(loss, self._vars)]
+        if self.config.mode is Mode.SYNC:
+            grads = sync.allreduce_gradients(grads)
+        self.optimizer.apply(grads)
+        return loss
+
+    def _replica_average(self) -> tf.Tensor:
+        policy = self.config.slot_policy
+        extra = self._state + (self.optimizer.slots if policy is SlotPolicy.AVERAGE else [])
+        means, drift = averaging.average_weights(self._vars, extra)
+        if self.bmuf is not None:
+            self.bmuf.apply(means)
+        if policy is SlotPolicy.RESET:
+            for slot in self.optimizer.slots:
+                slot.assign(tf.zeros_like(slot))
+        return drift
+
+    def _replica_eval(self, inputs, targets) -> tuple[tf.Tensor, tf.Tensor]:
+        predictions = self.model(inputs, training=False)
+        count = tf.cast(tf.shape(tf.nest.flatten(targets)[0])[0], tf.float32)
+        return self.loss_fn(targets, predictions) * count, count
+
+    def _distributed_step(self, batch) -> tf.Tensor:
+        inputs, targets = batch
+        losses = self.strategy.run(self._replica_step, args=(inputs, targets))
+        return self.strategy.reduce(tf.distribute.ReduceOp.MEAN, losses, axis=None)
+
+    def _distributed_average(self) -> tf.Tensor:
+        drift = self.strategy.run(self._replica_average)
+        return self.strategy.reduce(tf.distribute.ReduceOp.MEAN, drift, axis=None)
+
+    def _distributed_eval(self, batch) -> tuple[tf.Tensor, tf.Tensor]:
+        inputs, targets = batch
+        total, count = self.strategy.run(self._replica_eval, args=(inputs, targets))
+        reduce = self.strategy.reduce
+        return (
+            reduce(tf.distribute.ReduceOp.SUM, total, axis=None),
+            reduce(tf.distribute.ReduceOp.SUM, count, axis=None),
+        )
+
+    # ---- public API ------------------------------------------------------------------------
+    def distribute(self, dataset: tf.data.Dataset) -> tf.distribute.DistributedDataset:
+        """Split a dataset batched at the global batch size into per-replica shards.
+
+        Sharding is by data (not files), so in-memory datasets shard across workers too.
+        """
+        options = tf.data.Options()
+        options.experimental_distribute.auto_shard_policy = (
+            tf.data.experimental.AutoShardPolicy.DATA
+        )
+        return self.strategy.experimental_distribute_dataset(dataset.with_options(options))
+
+    @property
+    def in_sync(self) -> bool:
+        """Whether every replica currently holds the same weights."""
+        return self.config.mode is Mode.SYNC or self.local_steps == 0
+
+    @property
+    def bytes_per_replica(self) -> float:
+        """Bytes each replica has sent so far (ring all-reduce model)."""
+        return self.comm.bytes_sent
+
+    def set_learning_rate(self, value: float) -> None:
+        """Set the local learning rate on every replica."""
+        self.optimizer.learning_rate.assign(value)
+
+    def step(self, batch) -> float:
+        """One training step on a distributed batch; averages when the period is reached.
+
+        Args:
+            batch: ``(inputs, targets)`` from an iterator over :meth:`distribute`'s dataset.
+
+        Returns:
+            The loss averaged over replicas.
+        """
+        loss = float(self._train_fn(batch))
+        self.global_step += 1
+        if self.config.mode is Mode.SYNC:
+            self.comm.add(self._model_bytes)
+            return loss
+        self.local_steps += 1
+        warming = self.global_step <= self.config.warmup_avg_steps
+        if self.local_steps >= (1 if warming else self.period):
+            self.average(adapt=not warming)
+        return loss
+
+    def average(self, adapt: bool = True) -> float:
+        """Average the weights across replicas now (BMUF block update when configured).
+
+        Args:
+            adapt: Let the adaptive period see this drift measurement.
+
+        Returns:
+            The replicas' relative drift from their mean before averaging.
+        """
+        drift = float(self._avg_fn())
+        self.comm.add(self._avg_bytes)
+        self.local_steps = 0
+        self.drift_history.append((self.global_step, drift))
+        if self._adaptive is not None and adapt:
+            self.period = self._adaptive.update(drift)
+        return drift
+
+    def sync_weights_for_save(self) -> None:
+        """Make every replica hold the same weights (call before evaluation or saving).
+
+        Model averaging averages any pending local steps; sync mode averages the non-trainable
+        state only if there is any (the trainable weights are already identical).
+        """
+        if not self.in_sync:
+            self.average(adapt=False)
+        elif self.config.mode is Mode.SYNC and self._state and self.replicas > 1:
+            self._sync_state_fn()
+
+    @tf.function
+    def _sync_state_fn(self) -> None:
+        def replica() -> None:
+            ctx = tf.distribute.get_replica_context()
+            means = ctx.all_reduce(tf.distribute.ReduceOp.MEAN, [tf.identity(v) for v in self._state])
+            for var, mean in zip(self._state, means, strict=True):
+                var.assign(mean)
+
+        self.strategy.run(replica)
+
+    def evaluate(self, dataset: tf.data.Dataset | tf.distribute.DistributedDataset) -> float:
+        """Mean loss over ``dataset`` (weights must be in sync; see :attr:`in_sync`).
+
+        Args:
+            dataset: Global-batch dataset, or one already passed through :meth:`distribute`.
+        """
+        if not self.in_sync:
+            raise RuntimeError("replicas are out of sync; call sync_weights_for_save() first")
+        if isinstance(dataset, tf.data.Dataset):
+            dataset = self.distribute(dataset)
+        total, count = 0.0, 0.0
+        for batch in dataset:
+            t, c = self._eval_fn(batch)
+            total += float(t)
+            count += float(c)
+        return total / max(count, 1.0)
+
+    def replica_weights(self) -> list[list[np.ndarray]]:
+        """Each replica's copy of the trainable weights: ``[replica][variable]`` arrays."""
+        per_var = [
+            [np.asarray(x) for x in self.strategy.experimental_local_results(v.value)]
+            for v in self._vars
+        ]
+        return [list(row) for row in zip(*per_var, strict=True)]
+
+    def save_weights(self, path: str) -> bool:
+        """Synchronize the replicas, then write the weights from the chief only.
+
+        Args:
+            path: Keras weights file (``*.weights.h5``).
+
+        Returns:
+            Whether this process wrote the file.
+        """
+        self.sync_weights_for_save()
+        if not is_chief(self.strategy):
+            return False
+        self.model.save_weights(path)
+        return True
+
+
+@dataclass
+class FitResult:
+    """What :func:`fit` measured.
+
+    Attributes:
+        history: ``(steps per replica, validation loss)`` at each evaluation.
+        steps: Steps per replica taken.
+        steps_to_target: First evaluated step whose validation loss reached the target.
+        bytes_per_replica: Bytes each replica sent.
+        wall_s: Wall time of the run.
+        final_val_loss: Validation loss after the final synchronization.
+        learning_rates: ``(step, learning rate)`` whenever it changed.
+    """
+
+    history: list[tuple[int, float]] = field(default_factory=list)
+    steps: int = 0
+    steps_to_target: int | None = None
+    bytes_per_replica: float = 0.0
+    wall_s: float = 0.0
+    final_val_loss: float = math.nan
+    learning_rates: list[tuple[int, float]] = field(default_factory=list)
+
+
+def fit(
+    trainer: Trainer,
+    dataset: tf.data.Dataset,
+    steps: int,
+    val_dataset: tf.data.Dataset | None = None,
+    eval_every: int = 50,
+    target_val_loss: float | None = None,
+    stop_at_target: bool = False,
+) -> FitResult:
+    """Train for ``steps`` steps per replica with the configured heuristics.
+
+    Evaluation happens at the first in-sync step after every ``eval_every`` steps, so model
+    averaging is never forced by evaluation.
+
+    Args:
+        trainer: The trainer.
+        dataset: Training data batched at the global batch size (repeats as needed).
+        steps: Steps per replica.
+        val_dataset: Validation data batched at the global batch size.
+        eval_every: Steps between evaluations.
+        target_val_loss: Records the first evaluated step at or below this loss.
+        stop_at_target: Stop as soon as the target is reached.
+
+    Returns:
+        The measurements of the run.
+    """
+    cfg = trainer.config
+    base_lr = cfg.optimizer.learning_rate
+    target_lr = heuristics.scaled_learning_rate(base_lr, trainer.replicas, cfg.lr_scaling)
+    plateau = (
+        heuristics.PlateauReducer(factor=cfg.plateau_factor, patience=cfg.plateau_patience)
+        if cfg.plateau_patience > 0
+        else None
+    )
+    scale = 1.0
+    result = FitResult()
+    val = trainer.distribute(val_dataset) if val_dataset is not None else None
+    iterator = iter(trainer.distribute(dataset.repeat()))
+    last_lr = math.nan
+    last_eval = 0
+    start = time.perf_counter()
+    for step in range(steps):
+        lr = scale * heuristics.warmup_learning_rate(step, target_lr, base_lr, cfg.lr_warmup_steps)
+        if lr != last_lr:
+            trainer.set_learning_rate(lr)
+            result.learning_rates.append((step, lr))
+            last_lr = lr
+        trainer.step(next(iterator))
+        done = trainer.global_step
+        if val is not None and trainer.in_sync and done - last_eval >= eval_every:
+            last_eval = done
+            loss = trainer.evaluate(val)
+            result.history.append((done, loss))
+            if plateau is not None:
+                scale = plateau.update(loss)
+            if target_val_loss is not None and result.steps_to_target is None:
+                if loss <= target_val_loss:
+                    result.steps_to_target = done
+                    if stop_at_target:
+                        break
+    trainer.sync_weights_for_save()
+    result.steps = trainer.global_step
+    if val is not None:
+        result.final_val_loss = trainer.evaluate(val)
+        if not result.history or result.history[-1][0] != result.steps:
+            result.history.append((result.steps, result.final_val_loss))
+        if target_val_loss is not None and result.steps_to_target is None:
+            if result.final_val_loss <= target_val_loss:
+                result.steps_to_target = result.steps
+    result.bytes_per_replica = trainer.bytes_per_replica
+    result.wall_s = time.perf_counter() - start
+    return result
+
+
+def measure_throughput(
+    trainer: Trainer,
+    dataset: tf.data.Dataset,
+    batch_per_replica: int,
+    steps: int = 5,
+    warmup_steps: int = 2,
+) -> float | None:
+    """Short pre-run for :func:`pluto.heuristics.select_batch_size`: examples per second.
+
+    Trains ``trainer`` (use a throwaway model: its weights change) on ``dataset`` unbatched
+    examples at ``batch_per_replica`` examples per replica.
+
+    Args:
+        trainer: A trainer over a throwaway copy of the model.
+        dataset: Unbatched ``(inputs, targets)`` examples.
+        batch_per_replica: Batch size to try on each replica.
+        steps: Timed steps.
+        warmup_steps: Untimed steps first (tracing, allocation).
+
+    Returns:
+        Examples per second over all replicas, or ``None`` when the batch does not fit in memory.
+    """
+    global_batch = batch_per_replica * trainer.replicas
+    batches = iter(trainer.distribute(dataset.repeat().batch(global_batch, drop_remainder=True)))
+    try:
+        for _ in range(warmup_steps):
+            trainer.step(next(batches))
+        start = time.perf_counter()
+        for _ in range(steps):
+            trainer.step(next(batches))
+        elapsed = time.perf_counter() - start
+    except tf.errors.ResourceExhaustedError:
+        return None
+    return steps * global_batch / max(elapsed, 1e-9)
