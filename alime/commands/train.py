@@ -39,6 +39,19 @@ def register(subparsers) -> argparse.ArgumentParser:
     p.add_argument("--threads", type=int, default=defaults.threads,
                    help="TensorFlow threads (0: TensorFlow's default)")
     p.add_argument("--resume", action="store_true", help="continue from OUT/checkpoint")
+    g = p.add_argument_group("parallel training (Pluto; see docs/pluto.md)")
+    g.add_argument("--devices", type=int, default=1,
+                   help="replicas: N GPUs when present, else N logical CPU devices; several "
+                        "machines via TF_CONFIG. --batch-size is then per replica")
+    g.add_argument("--parallel", choices=["sync", "ma"], default=None,
+                   help="sync: gradient all-reduce every step; ma: model averaging every "
+                        "--avg-period local steps (default: sync when --devices > 1)")
+    g.add_argument("--avg-period", type=int, default=8, help="K local steps between averages")
+    g.add_argument("--bmuf", action="store_true", help="block momentum (BMUF) on averaging")
+    g.add_argument("--lr-scaling", choices=["none", "linear", "sqrt"], default="linear",
+                   help="learning-rate scaling with the number of replicas (with warm-up)")
+    g.add_argument("--adaptive-period", action="store_true",
+                   help="let K follow how far the replicas drift apart")
     p.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     p.set_defaults(func=run)
     return p
@@ -55,8 +68,33 @@ def run(args: argparse.Namespace) -> int:
                            learning_rate=args.learning_rate, patience=args.patience,
                            seed=args.seed, valid_fraction=args.valid_fraction,
                            max_vocab=args.vocab_size, threads=args.threads)
+    strategy, parallel = _parallel_setup(args, options)
     result = train(args.data, args.out, valid_files=args.valid, model_config=shape,
-                   options=options, resume=args.resume, progress=not args.no_progress)
+                   options=options, strategy=strategy, parallel=parallel, resume=args.resume,
+                   progress=not args.no_progress)
     print(f"model written to {result.out_dir}: best validation loss {result.best_val_loss:.4f} "
           f"after {result.epochs_run} epoch(s)" + (" (early stop)" if result.stopped_early else ""))
     return 0
+
+
+def _parallel_setup(args: argparse.Namespace, options: TrainOptions):
+    """(strategy, ParallelOptions) for Pluto, or (None, None) for the plain one-device loop.
+
+    The strategy is made before anything else touches TensorFlow (logical CPU devices can only
+    be configured before it initializes)."""
+    import os
+
+    multiworker = bool(os.environ.get("TF_CONFIG"))
+    if args.devices == 1 and args.parallel is None and not multiworker:
+        return None, None
+    from alime.seq2seq.distributed import ParallelOptions
+    from alime.seq2seq.training import _set_threads
+    from pluto.strategy import StrategyConfig, make_strategy
+
+    parallel = ParallelOptions(devices=args.devices, mode=args.parallel or "sync",
+                               avg_period=args.avg_period, bmuf=args.bmuf,
+                               lr_scaling=args.lr_scaling, adaptive_period=args.adaptive_period)
+    _set_threads(options.threads)
+    strategy = make_strategy(StrategyConfig(devices=args.devices))
+    log.info("training on %d replica(s), %s", strategy.num_replicas_in_sync, parallel.mode)
+    return strategy, parallel

@@ -238,6 +238,7 @@ def train(
     options: TrainOptions | None = None,
     text_config: TextConfig | None = None,
     strategy=None,
+    parallel=None,
     resume: bool = False,
     progress: bool = True,
 ) -> TrainResult:
@@ -253,6 +254,8 @@ def train(
         options: loop settings.
         text_config: the text pipeline to tokenize with (default: the app's default).
         strategy: a ``tf.distribute.Strategy`` (default: the current/default strategy).
+        parallel: ``ParallelOptions`` to train through Pluto (sync all-reduce or model
+            averaging over ``strategy``'s replicas); None: the plain single-strategy loop.
         resume: continue from ``out_dir/checkpoint`` (same vocabulary and config) if present.
         progress: show a tqdm progress bar.
 
@@ -301,9 +304,16 @@ def train(
 
     train_ex = make_examples(train_tok, vocab, config, options.expand_turns)
     valid_ex = make_examples(valid_tok, vocab, config, expand_turns=False)
-    valid_batches = bucket_batches(valid_ex, config.buckets, options.batch_size)
+    if parallel is not None:
+        from alime.seq2seq.distributed import PlutoSeq2SeqTrainer
 
-    trainer = Trainer(config, options, strategy)
+        trainer = PlutoSeq2SeqTrainer(config, options, parallel, strategy)
+        batch_size = trainer.global_batch  # --batch-size is per replica
+    else:
+        trainer = Trainer(config, options, strategy)
+        batch_size = options.batch_size
+    valid_batches = bucket_batches(valid_ex, config.buckets, batch_size)
+
     state = {"epoch": 0, "best_val_loss": None, "bad_epochs": 0, "history": [], "step": 0,
              "train_seconds": 0.0}
     if resuming:
@@ -328,6 +338,7 @@ def train(
         "options": dataclasses.asdict(options),
         "text": dataclasses.asdict(text_config),
         "tensorflow_version": tf.__version__,
+        "parallel": dataclasses.asdict(parallel) if parallel is not None else None,
     }
 
     writer = tf.summary.create_file_writer(str(out / "logs"))
@@ -337,7 +348,7 @@ def train(
         save_model_dir(out, trainer.model, vocab)
     for epoch in range(state["epoch"], options.epochs):
         epoch_started = time.time()
-        batches = bucket_batches(train_ex, config.buckets, options.batch_size,
+        batches = bucket_batches(train_ex, config.buckets, batch_size,
                                  seed=options.seed + epoch, empty_source_rate=config.prior_dropout)
         steps = min(len(batches), options.max_steps or len(batches))
         bar = tqdm(total=steps, desc=f"epoch {epoch + 1}/{options.epochs}", disable=not progress)
