@@ -1,0 +1,62 @@
+"""``alime train``: parse flags, call ``alime.seq2seq.training.train``."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+
+from alime.seq2seq.config import Seq2SeqConfig
+from alime.seq2seq.training import TrainOptions
+
+log = logging.getLogger(__name__)
+
+
+def register(subparsers) -> argparse.ArgumentParser:
+    """Add the ``train`` subcommand to an ``argparse`` subparsers object."""
+    defaults, shape = TrainOptions(), Seq2SeqConfig(vocab_size=1)
+    p = subparsers.add_parser("train", help="train the seq2seq rerank/generation model",
+                              description="Train the attentive GRU seq2seq model and write a "
+                                          "model directory.")
+    p.add_argument("--data", required=True, action="append",
+                   help="training file (E-commerce 'label\\tturns...\\tresponse' or "
+                        "'question\\tanswer' TSV); repeatable")
+    p.add_argument("--valid", action="append", default=[],
+                   help="validation file; default: hold out --valid-fraction of the dialogues")
+    p.add_argument("--valid-fraction", type=float, default=defaults.valid_fraction)
+    p.add_argument("--out", required=True, help="model directory to write")
+    p.add_argument("--epochs", type=int, default=defaults.epochs)
+    p.add_argument("--batch-size", type=int, default=defaults.batch_size)
+    p.add_argument("--learning-rate", type=float, default=defaults.learning_rate)
+    p.add_argument("--embed-dim", type=int, default=shape.embed_dim)
+    p.add_argument("--hidden-dim", type=int, default=shape.hidden_dim)
+    p.add_argument("--attention-dim", type=int, default=shape.attention_dim)
+    p.add_argument("--context-turns", type=int, default=shape.context_turns)
+    p.add_argument("--vocab-size", type=int, default=defaults.max_vocab,
+                   help="largest vocabulary, reserved ids included")
+    p.add_argument("--seed", type=int, default=defaults.seed)
+    p.add_argument("--patience", type=int, default=defaults.patience,
+                   help="stop after this many epochs without validation improvement")
+    p.add_argument("--threads", type=int, default=defaults.threads,
+                   help="TensorFlow threads (0: TensorFlow's default)")
+    p.add_argument("--resume", action="store_true", help="continue from OUT/checkpoint")
+    p.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+    p.set_defaults(func=run)
+    return p
+
+
+def run(args: argparse.Namespace) -> int:
+    """Run the ``train`` subcommand; returns the exit status."""
+    from alime.seq2seq.training import train
+
+    shape = Seq2SeqConfig(vocab_size=args.vocab_size, embed_dim=args.embed_dim,
+                          hidden_dim=args.hidden_dim, attention_dim=args.attention_dim,
+                          context_turns=args.context_turns)
+    options = TrainOptions(epochs=args.epochs, batch_size=args.batch_size,
+                           learning_rate=args.learning_rate, patience=args.patience,
+                           seed=args.seed, valid_fraction=args.valid_fraction,
+                           max_vocab=args.vocab_size, threads=args.threads)
+    result = train(args.data, args.out, valid_files=args.valid, model_config=shape,
+                   options=options, resume=args.resume, progress=not args.no_progress)
+    print(f"model written to {result.out_dir}: best validation loss {result.best_val_loss:.4f} "
+          f"after {result.epochs_run} epoch(s)" + (" (early stop)" if result.stopped_early else ""))
+    return 0

@@ -1,0 +1,1 @@
+"""Candidate scorers for reranking retrieved answers (imported explicitly; loads no TensorFlow)."""

@@ -1,0 +1,128 @@
+"""Candidate-answer scorers over a loaded seq2seq model (``alime.types.Scorer``).
+
+Every scorer runs one encoder pass per query and teacher-forces all candidate answers in one
+batch (``InferenceModel.answer_log_probs``). Scores are per-token averages, so long and short
+answers are comparable; each answer's EOS counts as a token.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from enum import Enum
+
+import numpy as np
+
+from alime.config import AppConfig
+from alime.seq2seq.data import encode_query, encode_target
+from alime.seq2seq.model_dir import LoadedModel
+from alime.text import TextPipeline
+
+
+class _ModelScorer:
+    """Shared text-to-ids plumbing.
+
+    Args:
+        model: a model directory loaded with ``load_model_dir``.
+        pipeline: the shared text pipeline (default: the app's default text config, as in training).
+    """
+
+    def __init__(self, model: LoadedModel, pipeline: TextPipeline | None = None) -> None:
+        self.model = model
+        self.pipeline = pipeline or TextPipeline(AppConfig().text)
+
+    def _targets(self, answers: Sequence[str]) -> list[list[int]]:
+        m = self.model
+        return [encode_target(self.pipeline.tokenize(a), m.vocab, m.config) for a in answers]
+
+    def _source(self, query: str, context: Sequence[str]) -> list[int]:
+        m = self.model
+        return encode_query(query, context, self.pipeline.tokenize, m.vocab, m.config)
+
+    def conditional_log_probs(
+        self, query: str, context: Sequence[str], answers: Sequence[str]
+    ) -> list[np.ndarray]:
+        """log p(token | earlier tokens, query, context) for each answer's tokens and EOS."""
+        return self.model.inference.answer_log_probs(self._source(query, context),
+                                                     self._targets(answers))
+
+    def prior_log_probs(self, answers: Sequence[str]) -> list[np.ndarray]:
+        """log p(token | earlier tokens) with an empty source: the answer's typicality alone."""
+        return self.model.inference.answer_log_probs([], self._targets(answers))
+
+
+class MeanProbScorer(_ModelScorer):
+    """AliMe's score: the mean per-token probability of the answer given the query, in (0, 1]."""
+
+    def score(self, query: str, context: Sequence[str], answers: Sequence[str]) -> list[float]:
+        return [float(np.mean(np.exp(lp)))
+                for lp in self.conditional_log_probs(query, context, answers)]
+
+
+class MeanLogProbScorer(_ModelScorer):
+    """Mean per-token log-probability of the answer given the query (<= 0)."""
+
+    def score(self, query: str, context: Sequence[str], answers: Sequence[str]) -> list[float]:
+        return [float(np.mean(lp)) for lp in self.conditional_log_probs(query, context, answers)]
+
+
+class PriorScorer(_ModelScorer):
+    """Context-free baseline: mean per-token log-probability of the answer with an empty source.
+
+    The query and context are ignored; the score says how typical the reply is on its own.
+    """
+
+    def score(self, query: str, context: Sequence[str], answers: Sequence[str]) -> list[float]:
+        return [float(np.mean(lp)) for lp in self.prior_log_probs(answers)]
+
+
+class PMIScorer(_ModelScorer):
+    """PMI-style score: ``mean log p(answer | query) - weight * mean log p(answer)``.
+
+    Subtracting the prior discounts stock replies that fit any query.
+
+    Args:
+        weight: the prior's weight (lambda); 0 gives ``MeanLogProbScorer``, 1 full PMI.
+    """
+
+    def __init__(self, model: LoadedModel, pipeline: TextPipeline | None = None,
+                 weight: float = 0.5) -> None:
+        super().__init__(model, pipeline)
+        if weight < 0:
+            raise ValueError(f"weight must be >= 0, got {weight}")
+        self.weight = weight
+
+    def score(self, query: str, context: Sequence[str], answers: Sequence[str]) -> list[float]:
+        cond = self.conditional_log_probs(query, context, answers)
+        prior = self.prior_log_probs(answers) if self.weight else [np.zeros(1)] * len(cond)
+        return [float(np.mean(c) - self.weight * np.mean(p)) for c, p in zip(cond, prior, strict=True)]
+
+
+class ScorerKind(str, Enum):
+    """Names the CLI and config use for the scorers."""
+
+    MEAN_PROB = "mean_prob"
+    MEAN_LOG_PROB = "mean_log_prob"
+    PRIOR = "prior"
+    PMI = "pmi"
+
+
+SCORERS: dict[ScorerKind, type[_ModelScorer]] = {
+    ScorerKind.MEAN_PROB: MeanProbScorer,
+    ScorerKind.MEAN_LOG_PROB: MeanLogProbScorer,
+    ScorerKind.PRIOR: PriorScorer,
+    ScorerKind.PMI: PMIScorer,
+}
+
+
+def make_scorer(kind: ScorerKind | str, model: LoadedModel,
+                pipeline: TextPipeline | None = None, **options) -> _ModelScorer:
+    """Build a scorer by name.
+
+    Raises:
+        ValueError: for an unknown name, listing the valid ones.
+    """
+    try:
+        kind = ScorerKind(kind)
+    except ValueError:
+        raise ValueError(f"unknown scorer {kind!r}; valid: {[k.value for k in ScorerKind]}") from None
+    return SCORERS[kind](model, pipeline, **options)

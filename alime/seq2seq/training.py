@@ -1,0 +1,381 @@
+"""Training loop: bucketed batches, Adam with gradient clipping, validation-based checkpoints.
+
+The step runs through a ``tf.distribute.Strategy`` (the default, single-device one unless given),
+so a multi-replica strategy (Pluto's model averaging) can be swapped in: the model and optimizer
+are built under its scope and each batch goes through ``strategy.run``.
+
+Files in the output directory: the model directory (``config.json``, ``vocab.json``,
+``model.weights.h5`` holding the best weights by validation loss, ``training.json``), plus
+``checkpoint/`` (the last epoch's weights, optimizer variables and loop state, for ``resume``) and
+``logs/`` (TensorBoard scalars).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+import alime
+from alime.seq2seq.config import Seq2SeqConfig
+from alime.seq2seq.data import (
+    Dialogue,
+    bucket_batches,
+    make_dataset,
+    make_examples,
+    read_dialogues,
+    split_dialogues,
+    tokenize_dialogues,
+)
+from alime.seq2seq.model_dir import VOCAB_FILE, save_model_dir, write_metadata
+from alime.seq2seq.vocab import PAD_ID, Vocabulary
+from alime.text import TextConfig, TextPipeline
+
+log = logging.getLogger(__name__)
+
+CHECKPOINT_DIR = "checkpoint"
+
+
+@dataclass(frozen=True)
+class TrainOptions:
+    """Settings of the training loop (the network's shape is a ``Seq2SeqConfig``).
+
+    Attributes:
+        valid_fraction: share of dialogues held out when no validation file is given.
+        max_vocab: vocabulary size limit, reserved ids included.
+        min_count: drop rarer words from the vocabulary.
+        expand_turns: also train on earlier responder turns of each dialogue.
+        threads: TensorFlow intra/inter-op threads (0: TensorFlow's default).
+        max_steps: stop each epoch after this many batches (0: no limit; for smoke runs).
+    """
+
+    epochs: int = 10
+    batch_size: int = 64
+    learning_rate: float = 1e-3
+    clip_norm: float = 5.0
+    patience: int = 3
+    seed: int = 42
+    valid_fraction: float = 0.1
+    max_vocab: int = 8000
+    min_count: int = 1
+    expand_turns: bool = True
+    threads: int = 0
+    max_steps: int = 0
+
+    def __post_init__(self) -> None:
+        if self.epochs < 1 or self.batch_size < 1 or self.patience < 1:
+            raise ValueError("epochs, batch_size and patience must be >= 1")
+
+
+@dataclass(frozen=True)
+class TrainResult:
+    out_dir: Path
+    best_val_loss: float
+    epochs_run: int
+    stopped_early: bool
+
+
+def _set_threads(n: int) -> None:
+    import tensorflow as tf
+
+    if n <= 0:
+        return
+    try:
+        tf.config.threading.set_intra_op_parallelism_threads(n)
+        tf.config.threading.set_inter_op_parallelism_threads(n)
+    except RuntimeError:  # TensorFlow already initialized: keep its settings
+        log.warning("TensorFlow already initialized; thread settings unchanged")
+
+
+def _scalar(name: str, value: float, step: int) -> None:
+    """A TensorBoard scalar without needing the ``tensorboard`` package (TF 2.21 no longer pulls
+    it in): a raw summary tagged for TensorBoard's scalar plugin."""
+    import tensorflow as tf
+    from tensorflow.core.framework import summary_pb2
+
+    meta = summary_pb2.SummaryMetadata()
+    meta.plugin_data.plugin_name = "scalars"
+    tf.summary.write(name, tf.constant(value, tf.float32), step=step,
+                     metadata=meta.SerializeToString())
+
+
+def _read(files: Sequence[str | Path]) -> list[Dialogue]:
+    return [d for f in files for d in read_dialogues(f)]
+
+
+class Trainer:
+    """Owns the model, optimizer and compiled steps for one training run.
+
+    Args:
+        config: the network's shape (its ``vocab_size`` must match the vocabulary).
+        options: loop settings.
+        strategy: a ``tf.distribute.Strategy``; None uses the default strategy.
+    """
+
+    def __init__(self, config: Seq2SeqConfig, options: TrainOptions, strategy=None) -> None:
+        import keras
+        import tensorflow as tf
+
+        from alime.seq2seq.model import build_model
+
+        self.config = config
+        self.options = options
+        self.strategy = strategy or tf.distribute.get_strategy()
+        keras.utils.set_random_seed(options.seed)
+        with self.strategy.scope():
+            self.model = build_model(config)
+            self.optimizer = keras.optimizers.Adam(options.learning_rate)
+            self.optimizer.build(self.model.trainable_variables)
+        self._train_step = tf.function(self._distributed_train_step, reduce_retracing=True)
+        self._eval_step = tf.function(self._distributed_eval_step, reduce_retracing=True)
+
+    def _nll(self, source, target, training: bool):
+        import tensorflow as tf
+
+        from alime.seq2seq.model import shift_right, target_log_probs
+
+        logits = self.model((source, shift_right(target)), training=training)
+        mask = tf.cast(tf.not_equal(target, PAD_ID), tf.float32)
+        return -tf.reduce_sum(target_log_probs(logits, target) * mask), tf.reduce_sum(mask)
+
+    def _replica_train_step(self, source, target):
+        import tensorflow as tf
+
+        with tf.GradientTape() as tape:
+            nll, count = self._nll(source, target, training=True)
+            # Keras 3 optimizers sum gradients over replicas: divide by the replica count.
+            loss = nll / tf.maximum(count, 1.0) / self.strategy.num_replicas_in_sync
+        variables = self.model.trainable_variables
+        grads = tape.gradient(loss, variables)
+        grads, _ = tf.clip_by_global_norm(grads, self.options.clip_norm)
+        self.optimizer.apply_gradients(zip(grads, variables, strict=True))
+        return nll, count
+
+    def _distributed_train_step(self, source, target):
+        import tensorflow as tf
+
+        nll, count = self.strategy.run(self._replica_train_step, args=(source, target))
+        sum_ = tf.distribute.ReduceOp.SUM
+        return self.strategy.reduce(sum_, nll, axis=None), self.strategy.reduce(sum_, count, axis=None)
+
+    def _distributed_eval_step(self, source, target):
+        import tensorflow as tf
+
+        nll, count = self.strategy.run(lambda s, t: self._nll(s, t, training=False),
+                                       args=(source, target))
+        sum_ = tf.distribute.ReduceOp.SUM
+        return self.strategy.reduce(sum_, nll, axis=None), self.strategy.reduce(sum_, count, axis=None)
+
+    def train_epoch(self, batches, progress=None, on_step=None) -> float:
+        """One pass over ``batches``; returns the mean training token loss."""
+        dataset = self.strategy.experimental_distribute_dataset(make_dataset(batches))
+        total = tokens = 0.0
+        for i, (source, target) in enumerate(dataset):
+            if self.options.max_steps and i >= self.options.max_steps:
+                break
+            nll, count = self._train_step(source, target)
+            nll, count = float(nll), float(count)
+            total += nll
+            tokens += count
+            if on_step is not None:
+                on_step(nll / max(count, 1.0))
+            if progress is not None:
+                progress.update(1)
+                progress.set_postfix(loss=f"{total / max(tokens, 1.0):.3f}")
+        return total / max(tokens, 1.0)
+
+    def evaluate(self, batches) -> float:
+        """Mean token loss (negative log-likelihood) over ``batches``."""
+        dataset = self.strategy.experimental_distribute_dataset(make_dataset(batches))
+        total = tokens = 0.0
+        for source, target in dataset:
+            nll, count = self._eval_step(source, target)
+            total += float(nll)
+            tokens += float(count)
+        return total / max(tokens, 1.0)
+
+    def save_checkpoint(self, directory: Path, state: dict) -> None:
+        """Last-epoch weights, optimizer variables (npz, no pickle) and loop state."""
+        directory.mkdir(parents=True, exist_ok=True)
+        self.model.save_weights(str(directory / "last.weights.h5"))
+        arrays = {f"v{i}": np.asarray(v) for i, v in enumerate(self.optimizer.variables)}
+        np.savez(directory / "optimizer.npz", **arrays)
+        (directory / "state.json").write_text(json.dumps(state, indent=2), encoding="utf-8")
+
+    def restore_checkpoint(self, directory: Path) -> dict:
+        self.model.load_weights(str(directory / "last.weights.h5"))
+        with np.load(directory / "optimizer.npz", allow_pickle=False) as arrays:
+            for i, var in enumerate(self.optimizer.variables):
+                var.assign(arrays[f"v{i}"])
+        return json.loads((directory / "state.json").read_text(encoding="utf-8"))
+
+
+def train(
+    data_files: Sequence[str | Path],
+    out_dir: str | Path,
+    *,
+    valid_files: Sequence[str | Path] = (),
+    model_config: Seq2SeqConfig | None = None,
+    options: TrainOptions | None = None,
+    text_config: TextConfig | None = None,
+    strategy=None,
+    resume: bool = False,
+    progress: bool = True,
+) -> TrainResult:
+    """Train a model and write its model directory to ``out_dir``.
+
+    Args:
+        data_files: training files (E-commerce or question/answer TSV, detected per file).
+        out_dir: the model directory to write.
+        valid_files: validation files; when empty, ``options.valid_fraction`` of the training
+            dialogues are held out (split by dialogue with ``options.seed``).
+        model_config: the network's shape; its ``vocab_size`` is replaced by the real vocabulary
+            size. Default: ``Seq2SeqConfig`` defaults.
+        options: loop settings.
+        text_config: the text pipeline to tokenize with (default: the app's default).
+        strategy: a ``tf.distribute.Strategy`` (default: the current/default strategy).
+        resume: continue from ``out_dir/checkpoint`` (same vocabulary and config) if present.
+        progress: show a tqdm progress bar.
+
+    Returns:
+        Where the model went, its best validation loss and how many epochs ran.
+    """
+    import tensorflow as tf
+    from tqdm import tqdm
+
+    from alime.config import AppConfig
+
+    started = time.time()
+    options = options or TrainOptions()
+    _set_threads(options.threads)
+    out = Path(out_dir)
+    ckpt_dir = out / CHECKPOINT_DIR
+    text_config = text_config or AppConfig().text
+    pipeline = TextPipeline(text_config)
+
+    dialogues = _read(data_files)
+    if valid_files:
+        train_dialogues, valid_dialogues = dialogues, _read(valid_files)
+    else:
+        train_dialogues, valid_dialogues = split_dialogues(dialogues, options.valid_fraction,
+                                                           options.seed)
+    if not train_dialogues or not valid_dialogues:
+        raise ValueError(f"need training and validation dialogues, got {len(train_dialogues)} "
+                         f"and {len(valid_dialogues)}")
+    train_tok = tokenize_dialogues(train_dialogues, pipeline.tokenize)
+    valid_tok = tokenize_dialogues(valid_dialogues, pipeline.tokenize)
+
+    resuming = resume and (ckpt_dir / "state.json").is_file()
+    if resuming:
+        vocab = Vocabulary.load(out / VOCAB_FILE)
+        config = Seq2SeqConfig.load(out / "config.json")
+    else:
+        # Built from the training split only, so validation words may be unknown, as at serving.
+        vocab = Vocabulary.build(
+            (seq for d in train_tok for seq in (*d.turns, d.response)),
+            min_count=options.min_count, max_size=options.max_vocab,
+        )
+        base = model_config or Seq2SeqConfig(vocab_size=len(vocab))
+        config = dataclasses.replace(base, vocab_size=len(vocab))
+
+    train_ex = make_examples(train_tok, vocab, config, options.expand_turns)
+    valid_ex = make_examples(valid_tok, vocab, config, expand_turns=False)
+    valid_batches = bucket_batches(valid_ex, config.buckets, options.batch_size)
+
+    trainer = Trainer(config, options, strategy)
+    state = {"epoch": 0, "best_val_loss": None, "bad_epochs": 0, "history": [], "step": 0,
+             "train_seconds": 0.0}
+    if resuming:
+        state = trainer.restore_checkpoint(ckpt_dir)
+        log.info("resumed from %s at epoch %d", ckpt_dir, state["epoch"])
+
+    metadata = {
+        "alime_version": alime.__version__,
+        "data_files": [str(f) for f in data_files],
+        "valid_files": [str(f) for f in valid_files],
+        "split": {
+            "by": "dialogue",
+            "seed": options.seed,
+            "valid_fraction": 0.0 if valid_files else options.valid_fraction,
+            "train_dialogues": len(train_dialogues),
+            "valid_dialogues": len(valid_dialogues),
+            # (file, 1-based line) of every held-out dialogue: evaluation must skip training data.
+            "valid_dialogue_lines": None if valid_files else _lines_by_file(valid_dialogues),
+        },
+        "train_examples": len(train_ex),
+        "valid_examples": len(valid_ex),
+        "options": dataclasses.asdict(options),
+        "text": dataclasses.asdict(text_config),
+        "tensorflow_version": tf.__version__,
+    }
+
+    writer = tf.summary.create_file_writer(str(out / "logs"))
+    stopped_early = False
+    out.mkdir(parents=True, exist_ok=True)
+    if not resuming:
+        save_model_dir(out, trainer.model, vocab)
+    for epoch in range(state["epoch"], options.epochs):
+        epoch_started = time.time()
+        batches = bucket_batches(train_ex, config.buckets, options.batch_size,
+                                 seed=options.seed + epoch, empty_source_rate=config.prior_dropout)
+        steps = min(len(batches), options.max_steps or len(batches))
+        bar = tqdm(total=steps, desc=f"epoch {epoch + 1}/{options.epochs}", disable=not progress)
+
+        def on_step(loss: float) -> None:
+            state["step"] += 1
+            with writer.as_default():
+                _scalar("train/loss", loss, state["step"])
+
+        train_loss = trainer.train_epoch(batches, bar, on_step)
+        bar.close()
+        val_loss = trainer.evaluate(valid_batches)
+        with writer.as_default():
+            _scalar("valid/loss", val_loss, state["step"])
+            _scalar("train/epoch_loss", train_loss, state["step"])
+        writer.flush()
+        state["train_seconds"] += time.time() - epoch_started
+        state["epoch"] = epoch + 1
+        state["history"].append({"epoch": epoch + 1, "train_loss": train_loss, "val_loss": val_loss})
+        log.info("epoch %d: train loss %.4f, validation loss %.4f", epoch + 1, train_loss, val_loss)
+        best = state["best_val_loss"]
+        if best is None or val_loss < best:
+            state["best_val_loss"] = val_loss
+            state["best_epoch"] = epoch + 1
+            state["bad_epochs"] = 0
+            save_model_dir(out, trainer.model, vocab)
+        else:
+            state["bad_epochs"] += 1
+        trainer.save_checkpoint(ckpt_dir, state)
+        write_metadata(out, {**metadata, **_summary(state)})
+        if state["bad_epochs"] >= options.patience:
+            stopped_early = True
+            log.info("early stop: no validation improvement for %d epochs", options.patience)
+            break
+    writer.close()
+    state["wall_seconds"] = time.time() - started
+    write_metadata(out, {**metadata, **_summary(state), "stopped_early": stopped_early})
+    return TrainResult(out, float(state["best_val_loss"]), state["epoch"], stopped_early)
+
+
+def _lines_by_file(dialogues: Sequence[Dialogue]) -> dict[str, list[int]]:
+    out: dict[str, list[int]] = {}
+    for d in dialogues:
+        out.setdefault(d.file, []).append(d.line)
+    return out
+
+
+def _summary(state: dict) -> dict:
+    return {
+        "epochs": state["epoch"],
+        "best_epoch": state.get("best_epoch"),
+        "best_val_loss": state["best_val_loss"],
+        "history": state["history"],
+        "train_seconds": round(state["train_seconds"], 1),
+        **({"wall_seconds": round(state["wall_seconds"], 1)} if "wall_seconds" in state else {}),
+    }
