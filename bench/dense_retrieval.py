@@ -37,7 +37,7 @@ from alime.evaluation.noisy_queries import (  # noqa: E402
 from alime.evaluation.retrieval import DEFAULT_VARIANTS  # noqa: E402
 from alime.kb.formats import read_rows  # noqa: E402
 from alime.retrieval.bm25 import BM25Index  # noqa: E402
-from alime.retrieval.dense import DenseIndex, IndexKind, set_search_threads  # noqa: E402
+from alime.retrieval.dense import DenseIndex, IndexKind  # noqa: E402
 from alime.retrieval.fusion import FusionSettings, HybridSearcher  # noqa: E402
 from alime.text import TextPipeline, is_punctuation  # noqa: E402
 
@@ -224,10 +224,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--parallel-hybrid", action="store_true",
                    help="run BM25 and dense on two threads (slower on a busy 2-core machine)")
     p.add_argument("--json", action="store_true", help="print the JSON report on stdout")
-    p.add_argument("--omp-threads", type=int, default=1,
-                   help="faiss OpenMP threads while searching (1: see docs/benchmarks.md)")
     args = p.parse_args(argv)
-    set_search_threads(args.omp_threads)
 
     pipeline = TextPipeline(AppConfig().text)
     base = [pipeline.tokenize(r.question) for r in read_rows(args.kb, "tsv").rows]

@@ -22,6 +22,7 @@ Saved as ``index.faiss`` (``faiss.write_index``) plus ``params.json``; no pickle
 from __future__ import annotations
 
 import json
+import os
 import threading
 from collections.abc import Iterable, Mapping
 from dataclasses import asdict, dataclass
@@ -50,11 +51,13 @@ class IndexKind(str, Enum):
 
 
 def set_search_threads(n: int) -> None:
-    """faiss's OpenMP threads for the calling thread's searches.
+    """faiss's OpenMP threads for the calling thread (OpenMP keeps the setting per thread).
 
     One query at a time gains nothing from OpenMP, and on a busy 2-core machine its spin-waiting
     threads made single-query searches 20-80x slower (measured: 0.5 ms vs 40 ms for exact search
-    over 20,000 vectors), so the searchers use 1; concurrent requests use the cores instead.
+    over 20,000 vectors), so searches use ``DenseConfig.search_threads`` (1) and set it on every
+    call, whichever request thread runs them; concurrent requests use the cores instead. Builds
+    use every core.
     """
     import faiss
 
@@ -81,6 +84,7 @@ def build_faiss(vectors: np.ndarray, ids: np.ndarray, kind: IndexKind, config: D
     """A new ``IndexIDMap2`` over ``vectors`` (float32, normalized) labelled with KB ``ids``."""
     import faiss
 
+    set_search_threads(os.cpu_count() or 1)
     dim = vectors.shape[1]
     if kind is IndexKind.HNSW:
         inner = faiss.IndexHNSWFlat(dim, config.hnsw_m, faiss.METRIC_INNER_PRODUCT)
@@ -298,6 +302,7 @@ class DenseIndex:
         """:meth:`search` for a batch of queries ``[q, dim]``, all against one snapshot."""
         snap = self._snapshot
         queries = snap.prepare(vectors)
+        set_search_threads(snap.config.search_threads)
         if k <= 0 or len(snap) == 0:
             return [[] for _ in range(len(queries))]
         main_k = min(k, len(snap.main_ids))

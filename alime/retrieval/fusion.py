@@ -15,11 +15,12 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from enum import Enum
 
 import numpy as np
 
+from alime.config import FusionConfig
 from alime.types import Hit, Retriever
 
 
@@ -97,10 +98,15 @@ class FusionSettings:
         rrf_c: RRF's rank offset ``c`` (60 in the original paper).
     """
 
-    mode: FusionMode = FusionMode.RRF
-    dense_weight: float = 0.5
+    mode: FusionMode = FusionMode.WEIGHTED
+    dense_weight: float = 0.4
     depth: int = 50
     rrf_c: float = 60.0
+
+    @classmethod
+    def from_config(cls, config: FusionConfig) -> FusionSettings:
+        """Validated settings from the ``retrieval.fusion`` config section."""
+        return cls(**asdict(config))
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "mode", parse_enum(FusionMode, self.mode, "fusion mode"))
