@@ -86,7 +86,7 @@ class ServeConfig:
     max_context_turns: int = 10
     session_capacity: int = 10_000
     session_ttl_s: float = 1800.0
-    request_timeout_s: float = 10.0
+    request_timeout_s: float = 10.0  # per-request budget: generation is skipped when it would overrun
     admin_token: str | None = None  # also read from $ALIME_ADMIN_TOKEN; admin API off when unset
 
 

@@ -45,10 +45,16 @@ class HybridEngine:
         self.generator = generator
         self.k = k
         self.fallback_reply = fallback_reply
+        self._generate_s = 0.0  # moving average of generation time, for the time budget
 
-    def reply(self, query: str, context: Sequence[str] = ()) -> Reply:
+    def reply(self, query: str, context: Sequence[str] = (), budget_s: float | None = None) -> Reply:
+        """Answer ``query`` given the conversation's recent ``context`` (oldest first).
+
+        With ``budget_s``, generation is skipped (fallback with hand-off) when the time already
+        spent plus the usual generation time would overrun the budget.
+        """
         timings: dict[str, float] = {}
-        clock = time.perf_counter()
+        clock = started = time.perf_counter()
 
         hits = self.retriever.search(query, self.k)
         pairs = self.lookup([h.id for h in hits])
@@ -73,13 +79,20 @@ class HybridEngine:
         if decide(best, threshold) is Decision.ANSWER_FROM_KB:
             return self._reply(candidates[0].answer, Source.RETRIEVAL, best, candidates, timings)
 
-        if self.generator is not None:
+        if self.generator is not None and self._fits_budget(started, budget_s):
             generated = self.generator.generate(query, context)
+            before = clock
             clock = _lap(timings, "generate", clock)
+            self._generate_s = 0.8 * self._generate_s + 0.2 * (clock - before) if self._generate_s else clock - before
             if generated and accept_generation(generated[0].score, self.thresholds.generation):
                 top = generated[0]
                 return self._reply(top.text, Source.GENERATION, top.score, candidates, timings)
         return self._reply(self.fallback_reply, Source.FALLBACK, best, candidates, timings, True)
+
+    def _fits_budget(self, started: float, budget_s: float | None) -> bool:
+        if budget_s is None:
+            return True
+        return time.perf_counter() - started + self._generate_s <= budget_s
 
     def _reply(self, answer, source, score, candidates, timings, handoff=False) -> Reply:
         timings["total"] = sum(timings.values())

@@ -93,3 +93,18 @@ def test_reply_json_shape():
     assert set(body) == {"answer", "source", "score", "threshold", "candidates", "timings_ms", "handoff"}
     assert body["source"] == "retrieval"
     assert set(body["candidates"][0]) == {"id", "question", "answer", "retrieval_score", "rerank_score"}
+
+
+def test_time_budget_skips_generation_when_it_would_overrun():
+    import time
+
+    class SlowGenerator:
+        def generate(self, query, context):
+            time.sleep(0.05)
+            return [Generated("慢", 0.9)]
+
+    engine = HybridEngine(StubRetriever([Hit(1, 9.0)]), lookup, Thresholds(0.5, 0.3),
+                          scorer=StubScorer({"a1": 0.1}), generator=SlowGenerator())
+    assert engine.reply("q", budget_s=10.0).source is Source.GENERATION  # learns it takes ~50 ms
+    reply = engine.reply("q", budget_s=0.01)
+    assert reply.source is Source.FALLBACK and reply.handoff and "generate" not in reply.timings_ms

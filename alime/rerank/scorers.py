@@ -94,7 +94,8 @@ class PMIScorer(_ModelScorer):
     def score(self, query: str, context: Sequence[str], answers: Sequence[str]) -> list[float]:
         cond = self.conditional_log_probs(query, context, answers)
         prior = self.prior_log_probs(answers) if self.weight else [np.zeros(1)] * len(cond)
-        return [float(np.mean(c) - self.weight * np.mean(p)) for c, p in zip(cond, prior, strict=True)]
+        return [float(np.mean(c) - self.weight * np.mean(p))
+                for c, p in zip(cond, prior, strict=True)]
 
 
 class ScorerKind(str, Enum):
@@ -124,5 +125,6 @@ def make_scorer(kind: ScorerKind | str, model: LoadedModel,
     try:
         kind = ScorerKind(kind)
     except ValueError:
-        raise ValueError(f"unknown scorer {kind!r}; valid: {[k.value for k in ScorerKind]}") from None
+        valid = [k.value for k in ScorerKind]
+        raise ValueError(f"unknown scorer {kind!r}; valid: {valid}") from None
     return SCORERS[kind](model, pipeline, **options)

@@ -92,7 +92,8 @@ _READERS: dict[DataFormat, Callable[[str | Path], list[Dialogue]]] = {
 def detect_format(path: str | Path) -> DataFormat:
     """ECOMMERCE when the first row starts with a 0/1 label and has 3+ fields, else TSV."""
     for _, fields in _rows(Path(path)):
-        return DataFormat.ECOMMERCE if fields[0] in ("0", "1") and len(fields) >= 3 else DataFormat.TSV
+        labelled = fields[0] in ("0", "1") and len(fields) >= 3
+        return DataFormat.ECOMMERCE if labelled else DataFormat.TSV
     raise ValueError(f"{path}: no data rows")
 
 
@@ -101,7 +102,8 @@ def read_dialogues(path: str | Path, fmt: DataFormat | str = DataFormat.AUTO) ->
     try:
         fmt = DataFormat(fmt)
     except ValueError:
-        raise ValueError(f"unknown data format {fmt!r}; valid: {[f.value for f in DataFormat]}") from None
+        valid = [f.value for f in DataFormat]
+        raise ValueError(f"unknown data format {fmt!r}; valid: {valid}") from None
     if fmt is DataFormat.AUTO:
         fmt = detect_format(path)
     return _READERS[fmt](path)
@@ -153,7 +155,10 @@ def encode_source(
 
 
 def encode_target(tokens: Sequence[str], vocab: Vocabulary, config: Seq2SeqConfig) -> list[int]:
-    """Response ids + EOS, cut at ``max_target_len`` (a cut response keeps no EOS: it did not end)."""
+    """Response ids + EOS, cut at ``max_target_len``.
+
+    A cut response keeps no EOS: it did not end there.
+    """
     return (vocab.encode(tokens) + [EOS_ID])[: config.max_target_len]
 
 

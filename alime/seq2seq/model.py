@@ -217,7 +217,8 @@ class InferenceModel:
 
     def batch_log_probs(self, source_ids: np.ndarray, target_ids: np.ndarray) -> np.ndarray:
         """Per-token log-probs [batch, steps] of each target given its own source row."""
-        return self._batch(np.asarray(source_ids, np.int32), np.asarray(target_ids, np.int32)).numpy()
+        src, tgt = np.asarray(source_ids, np.int32), np.asarray(target_ids, np.int32)
+        return self._batch(src, tgt).numpy()
 
     def answer_log_probs(
         self, source_ids: Sequence[int], targets: Sequence[Sequence[int]]

@@ -43,7 +43,9 @@ def write_metadata(path: str | Path, metadata: dict) -> None:
                                          encoding="utf-8")
 
 
-def save_model_dir(path: str | Path, model, vocab: Vocabulary, metadata: dict | None = None) -> None:
+def save_model_dir(
+    path: str | Path, model, vocab: Vocabulary, metadata: dict | None = None
+) -> None:
     """Write config, vocabulary, weights and (when given) metadata into ``path``."""
     path = Path(path)
     path.mkdir(parents=True, exist_ok=True)
@@ -69,7 +71,8 @@ def load_model_dir(path: str | Path) -> LoadedModel:
     config = Seq2SeqConfig.load(path / CONFIG_FILE)
     vocab = Vocabulary.load(path / VOCAB_FILE)
     if len(vocab) != config.vocab_size:
-        raise ValueError(f"{path}: vocab.json has {len(vocab)} ids, config says {config.vocab_size}")
+        raise ValueError(
+            f"{path}: vocab.json has {len(vocab)} ids, config says {config.vocab_size}")
     model = build_model(config)
     model.load_weights(str(path / WEIGHTS_FILE))
     meta_file = path / METADATA_FILE

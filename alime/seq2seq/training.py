@@ -132,8 +132,17 @@ class Trainer:
             self.model = build_model(config)
             self.optimizer = keras.optimizers.Adam(options.learning_rate)
             self.optimizer.build(self.model.trainable_variables)
-        self._train_step = tf.function(self._distributed_train_step, reduce_retracing=True)
-        self._eval_step = tf.function(self._distributed_eval_step, reduce_retracing=True)
+        self._compiled: dict = {}
+
+    def _step(self, kind: str, dataset):
+        """The traced train or eval step; its signature is the dataset's (None-sized) element
+        spec, so every bucket shape shares one trace."""
+        import tensorflow as tf
+
+        if kind not in self._compiled:
+            fn = self._distributed_train_step if kind == "train" else self._distributed_eval_step
+            self._compiled[kind] = tf.function(fn, input_signature=list(dataset.element_spec))
+        return self._compiled[kind]
 
     def _nll(self, source, target, training: bool):
         import tensorflow as tf
@@ -162,7 +171,8 @@ class Trainer:
 
         nll, count = self.strategy.run(self._replica_train_step, args=(source, target))
         sum_ = tf.distribute.ReduceOp.SUM
-        return self.strategy.reduce(sum_, nll, axis=None), self.strategy.reduce(sum_, count, axis=None)
+        return (self.strategy.reduce(sum_, nll, axis=None),
+                self.strategy.reduce(sum_, count, axis=None))
 
     def _distributed_eval_step(self, source, target):
         import tensorflow as tf
@@ -170,16 +180,18 @@ class Trainer:
         nll, count = self.strategy.run(lambda s, t: self._nll(s, t, training=False),
                                        args=(source, target))
         sum_ = tf.distribute.ReduceOp.SUM
-        return self.strategy.reduce(sum_, nll, axis=None), self.strategy.reduce(sum_, count, axis=None)
+        return (self.strategy.reduce(sum_, nll, axis=None),
+                self.strategy.reduce(sum_, count, axis=None))
 
     def train_epoch(self, batches, progress=None, on_step=None) -> float:
         """One pass over ``batches``; returns the mean training token loss."""
         dataset = self.strategy.experimental_distribute_dataset(make_dataset(batches))
+        step = self._step("train", dataset)
         total = tokens = 0.0
         for i, (source, target) in enumerate(dataset):
             if self.options.max_steps and i >= self.options.max_steps:
                 break
-            nll, count = self._train_step(source, target)
+            nll, count = step(source, target)
             nll, count = float(nll), float(count)
             total += nll
             tokens += count
@@ -193,9 +205,10 @@ class Trainer:
     def evaluate(self, batches) -> float:
         """Mean token loss (negative log-likelihood) over ``batches``."""
         dataset = self.strategy.experimental_distribute_dataset(make_dataset(batches))
+        step = self._step("eval", dataset)
         total = tokens = 0.0
         for source, target in dataset:
-            nll, count = self._eval_step(source, target)
+            nll, count = step(source, target)
             total += float(nll)
             tokens += float(count)
         return total / max(tokens, 1.0)
@@ -272,6 +285,8 @@ def train(
     valid_tok = tokenize_dialogues(valid_dialogues, pipeline.tokenize)
 
     resuming = resume and (ckpt_dir / "state.json").is_file()
+    if resume and not resuming:
+        log.info("no checkpoint in %s: training from scratch", ckpt_dir)
     if resuming:
         vocab = Vocabulary.load(out / VOCAB_FILE)
         config = Seq2SeqConfig.load(out / "config.json")
@@ -341,7 +356,8 @@ def train(
         writer.flush()
         state["train_seconds"] += time.time() - epoch_started
         state["epoch"] = epoch + 1
-        state["history"].append({"epoch": epoch + 1, "train_loss": train_loss, "val_loss": val_loss})
+        state["history"].append(
+            {"epoch": epoch + 1, "train_loss": train_loss, "val_loss": val_loss})
         log.info("epoch %d: train loss %.4f, validation loss %.4f", epoch + 1, train_loss, val_loss)
         best = state["best_val_loss"]
         if best is None or val_loss < best:

@@ -48,12 +48,15 @@ class Vocabulary:
             max_size: total size including the reserved ids; None means no limit.
 
         Returns:
-            The vocabulary; ties in frequency are broken by the word, so the result is deterministic.
+            The vocabulary; frequency ties are broken by the word, so the result is
+            deterministic.
         """
         if max_size is not None and max_size <= NUM_RESERVED:
-            raise ValueError(f"max_size must exceed the {NUM_RESERVED} reserved ids, got {max_size}")
+            raise ValueError(
+                f"max_size must exceed the {NUM_RESERVED} reserved ids, got {max_size}")
         counts = Counter(tok for tokens in token_lists for tok in tokens)
-        ranked = sorted((w for w, c in counts.items() if c >= min_count), key=lambda w: (-counts[w], w))
+        kept = (w for w, c in counts.items() if c >= min_count)
+        ranked = sorted(kept, key=lambda w: (-counts[w], w))
         if max_size is not None:
             ranked = ranked[: max_size - NUM_RESERVED]
         return cls(ranked)

@@ -120,7 +120,9 @@ def chat():
         context = st.sessions.turns(req.session_id)
     else:
         context = []
-    reply = st.bot.engine.reply(req.query, context[-st.config.engine.context_turns :])
+    reply = st.bot.engine.reply(
+        req.query, context[-st.config.engine.context_turns :], budget_s=st.config.serve.request_timeout_s
+    )
     if req.session_id is not None:
         st.sessions.append(req.session_id, req.query, reply.answer)
     st.metrics.replies.inc(reply.source.value)

@@ -86,7 +86,8 @@ SHORT_OR_LONG = Table({
 def test_without_length_normalization_the_short_answer_wins():
     hyps = search(SHORT_OR_LONG, beam_size=3, min_len=0, alpha=0.0)[0]
     assert [h.tokens for h in hyps] == [(), (A, B), (A,)]
-    assert [h.score for h in hyps] == pytest.approx([math.log(0.5), math.log(0.405), math.log(0.05)])
+    expected = [math.log(0.5), math.log(0.405), math.log(0.05)]
+    assert [h.score for h in hyps] == pytest.approx(expected)
 
 
 def test_length_normalization_lets_the_longer_answer_win():
@@ -122,7 +123,8 @@ def test_no_repeat_ngram_blocks_repeated_bigrams():
 
 
 def test_reserved_ids_are_never_emitted():
-    table = Table({}, default={UNK_ID: 0.5, SEP_ID: 0.2, BOS_ID: 0.1, 0: 0.1, A: 0.05, EOS_ID: 0.05})
+    table = Table({}, default={UNK_ID: 0.5, SEP_ID: 0.2, BOS_ID: 0.1, 0: 0.1, A: 0.05,
+                               EOS_ID: 0.05})
     hyps = search(table, beam_size=2, max_len=3)[0]
     assert hyps and all(set(h.tokens) <= {A} for h in hyps)
 

@@ -22,7 +22,8 @@ def test_special_names_in_text_never_map_to_special_ids():
 
 
 def test_build_orders_by_count_then_word_and_applies_limits():
-    vocab = Vocabulary.build([["b", "a", "c", "b"], ["a", "d"]], min_count=1, max_size=NUM_RESERVED + 2)
+    texts = [["b", "a", "c", "b"], ["a", "d"]]
+    vocab = Vocabulary.build(texts, min_count=1, max_size=NUM_RESERVED + 2)
     assert vocab.words == ["a", "b"]  # a and b seen twice; the tie broken by the word
     assert len(vocab) == NUM_RESERVED + 2
     assert Vocabulary.build([["x", "y", "y"]], min_count=2).words == ["y"]
