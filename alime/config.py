@@ -33,13 +33,13 @@ class BM25Config:
 
 @dataclass(frozen=True)
 class DenseConfig:
-    kind: str = "auto"  # auto | flat | hnsw | ivf (auto: flat below approx_threshold, else hnsw)
+    kind: str = "auto"  # auto | flat | hnsw | ivf (auto: flat below approx_threshold, else ivf)
     approx_threshold: int = 50_000  # vectors from which "auto" leaves exact search
     hnsw_m: int = 32
     ef_construction: int = 64
     ef_search: int = 64
     ivf_nlist: int = 0  # 0: about 4 * sqrt(n) lists
-    ivf_nprobe: int = 16
+    ivf_nprobe: int = 0  # 0: a tenth of the lists (recall@10 vs exact >= 0.95, docs/benchmarks.md)
     pooling: str = "words"  # states | words | concat (see alime.retrieval.embeddings)
     sif_a: float = 0.01  # smooth-inverse-frequency word weighting; 0 = plain mean
     center: bool = True

@@ -46,3 +46,15 @@ def test_ranking_metrics_hand_computed():
     m = ranking_metrics([1, 3, None, 10, 7])
     assert m == {"recall@1": 0.2, "recall@5": 0.4, "recall@10": 0.8,
                  "mrr": round((1 + 1 / 3 + 1 / 10 + 1 / 7) / 5, 4)}
+
+
+def test_register_retrieval_adds_the_subcommand():
+    import argparse
+
+    from alime.commands.evaluate_retrieval import cmd_evaluate_retrieval, register_retrieval
+
+    parser = argparse.ArgumentParser()
+    register_retrieval(parser.add_subparsers())
+    args = parser.parse_args(["retrieval", "--json", "--queries", "50", "--seed", "3"])
+    assert args.func is cmd_evaluate_retrieval and args.json and args.queries == 50
+    assert args.fusion == "tune" and args.seed == 3

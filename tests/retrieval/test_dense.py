@@ -38,7 +38,7 @@ def test_exact_search_equals_numpy_top_k(center):
 def test_auto_kind_follows_the_size_threshold():
     config = DenseConfig(approx_threshold=100)
     assert resolve_kind(config, 99) is IndexKind.FLAT
-    assert resolve_kind(config, 100) is IndexKind.HNSW
+    assert resolve_kind(config, 100) is IndexKind.IVF
     with pytest.raises(ValueError, match="valid: auto, flat, hnsw, ivf"):
         resolve_kind(DenseConfig(kind="annoy"), 10)
 
