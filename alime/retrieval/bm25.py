@@ -58,6 +58,17 @@ def posting_weights(tf: np.ndarray, norm: np.ndarray, config: BM25Config) -> np.
     return (tf * (config.k1 + 1)) / (tf + norm)
 
 
+def term_maxima(offsets: np.ndarray, values: np.ndarray) -> np.ndarray:
+    """Largest value of each term's postings slice (0 for a term without postings)."""
+    out = np.zeros(len(offsets) - 1)
+    starts = offsets[:-1]
+    nonempty = offsets[1:] > starts
+    if len(values):
+        # With empty slices left out, each reduceat segment is exactly one term's slice.
+        out[nonempty] = np.maximum.reduceat(values, starts[nonempty])
+    return out
+
+
 def mean_idf(n_docs: int, df: np.ndarray) -> float:
     """Mean raw idf over the vocabulary (terms with ``df > 0``), negatives included."""
     df = df[df > 0].astype(np.float64)
@@ -77,7 +88,7 @@ class Segment:
         vocab: Term -> term id; ids follow the sorted order of the terms.
         offsets: int64 ``[V + 1]``; term ``t``'s postings are ``offsets[t]:offsets[t + 1]``.
         postings_doc: int32 document positions, ascending within each term.
-        postings_tf: int32 term frequencies, parallel to ``postings_doc``.
+        postings_tf: uint16 (or int32) term frequencies, parallel to ``postings_doc``.
         doc_len: int32 ``[n]`` token counts (duplicates included, as rank-bm25 counts).
         ids: int64 ``[n]`` KB ids by position.
         id_order: int64 ``[n]`` positions sorted by id, for id -> position look-ups.
@@ -140,7 +151,8 @@ def build_segment(
         vocab={terms[old]: new for new, old in enumerate(order)},
         offsets=offsets,
         postings_doc=doc[by_term_doc].astype(np.int32),
-        postings_tf=tf[by_term_doc].astype(np.int32),
+        # Term frequencies are small: two bytes each unless a doc repeats a term 65,535 times.
+        postings_tf=tf[by_term_doc].astype(np.uint16 if tf.max(initial=0) < 2**16 else np.int32),
         doc_len=np.asarray(doc_len, dtype=np.int32),
         ids=ids,
         id_order=np.argsort(ids, kind="stable"),
@@ -192,6 +204,7 @@ class Snapshot:
         n_docs: Documents in the current corpus.
         total_len: Sum of their lengths.
         weights: Per main posting, ``tf * (k1 + 1) / (tf + norm)`` for this snapshot's avgdl.
+        max_weight: Per main term, the largest of its postings' weights (for pruning).
         eps_idf: The idf given to terms whose raw idf is negative.
     """
 
@@ -205,6 +218,7 @@ class Snapshot:
     n_docs: int
     total_len: int
     weights: np.ndarray = field(repr=False)
+    max_weight: np.ndarray = field(repr=False)
     eps_idf: float
 
     @property
@@ -276,6 +290,7 @@ def make_snapshot(
         n_docs=n_docs,
         total_len=total_len,
         weights=weights,
+        max_weight=term_maxima(main.offsets, weights),
         eps_idf=config.epsilon * mean_idf(n_docs, all_df),
     )
 
@@ -317,49 +332,209 @@ def merged_segment(snap: Snapshot) -> Segment:
 # --------------------------------------------------------------------------- scoring
 
 
+_LOOKUP_COST = 0.25  # a candidate look-up, in units of one dense posting update (measured)
+_SCAN_RATIO = 8  # scan a non-essential term's postings when shorter than this many candidates
+
+Slices = dict[str, tuple[int, int, int]]  # query term -> (term id, postings start, end)
+
+
 class _Buffers(threading.local):
-    """Per-thread score accumulator, reused across queries and reset only where touched."""
+    """Per-thread corpus-wide buffers (scores, candidate marks), reset only where touched."""
 
     acc: np.ndarray = np.zeros(0)
+    mark: np.ndarray = np.zeros(0, bool)
 
 
 def _score_main(
     snap: Snapshot, terms: list[tuple[str, float]], k: int, buffers: _Buffers
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Candidate (ids, scores) from the main segment: every doc that can be in the top ``k``."""
+    """Candidate (ids, scores) from the main segment: every doc that can be in the top ``k``.
+
+    MaxScore pruning: query terms are ranked by an upper bound of what they can add (idf *
+    largest posting weight * repeats). They become "essential" one at a time; each brings the
+    docs of its postings not seen yet as candidates, scored in full (the non-essential terms are
+    looked up for those candidates only). When the k-th best candidate score exceeds the sum of
+    the bounds of the terms not yet essential, no other doc can reach the top ``k``. When that
+    would cost more than a dense pass over every posting, the dense pass runs. Each doc's
+    contributions are always added in query order, so scores equal rank-bm25's to the bit.
+    """
     main = snap.main
     if len(buffers.acc) != main.n:
-        buffers.acc = np.zeros(main.n)
-    acc = buffers.acc
+        buffers.acc, buffers.mark = np.zeros(main.n), np.zeros(main.n, bool)
+    slices = _slices(main, terms)
+    bounds = _term_bounds(snap, terms)
+    ranked = sorted(bounds, key=bounds.__getitem__, reverse=True)
+    if len(ranked) == 1:
+        # One distinct term: its postings are the candidates, no corpus-wide buffer needed.
+        _, lo, hi = next(iter(slices.values()))
+        docs = main.postings_doc[lo:hi]
+        return _best(main, docs, _score_new(snap, terms, slices, ranked[0], docs, None), k)
+    if all(idf > 0 for _, idf in terms):
+        pruned = _maxscore(snap, terms, k, buffers, slices, bounds, ranked)
+        if pruned is not None:
+            return pruned
+    pos, scores = _accumulate_dense(snap, terms, slices, buffers.acc)
+    if any(idf < 0 for _, idf in terms):
+        # A negative idf can bring a sum back to 0, so a doc may have been recorded twice.
+        pos, first = np.unique(pos, return_index=True)
+        scores = scores[first]
+    return _best(main, pos, scores, k)
+
+
+def _slices(main: Segment, terms: list[tuple[str, float]]) -> Slices:
+    """Postings slice of each query term the main segment knows."""
+    out = {}
+    for term, _ in terms:
+        tid = main.vocab.get(term)
+        if tid is not None:
+            out[term] = (tid, int(main.offsets[tid]), int(main.offsets[tid + 1]))
+    return out
+
+
+def _maxscore(
+    snap: Snapshot,
+    terms: list[tuple[str, float]],
+    k: int,
+    buffers: _Buffers,
+    slices: Slices,
+    bounds: dict[int, float],
+    ranked: list[int],
+) -> tuple[np.ndarray, np.ndarray] | None:
+    """The pruned search of :func:`_score_main`; None when it would cost more than dense."""
+    main, mark = snap.main, buffers.mark
+    size = {tid: hi - lo for tid, lo, hi in slices.values()}
+    occurrences = Counter(slices[t][0] for t, _ in terms if t in slices)
+    pos_parts: list[np.ndarray] = []
+    score_parts: list[np.ndarray] = []
+    best = np.zeros(0)  # positive candidate scores that may still be in the top k
+    spent = 0
+    try:
+        for j, tid in enumerate(ranked[:-1]):
+            spent += size[tid]
+            lookups = sum(occurrences[t] for t in ranked[j + 1 :])
+            if spent * (1 + lookups * _LOOKUP_COST) > sum(size.values()):
+                return None
+            lo, hi = main.offsets[tid], main.offsets[tid + 1]
+            docs = main.postings_doc[lo:hi]
+            fresh = ~mark[docs] if j else None  # docs that no earlier essential term had
+            new = docs if fresh is None else docs[fresh]
+            mark[new] = True
+            pos_parts.append(new)
+            score_parts.append(_score_new(snap, terms, slices, tid, new, fresh, set(ranked[:j]),
+                                          mark))
+            best = np.concatenate([best, score_parts[-1][score_parts[-1] > 0]])
+            if len(best) >= k:
+                theta = np.partition(best, len(best) - k)[len(best) - k]
+                if _beats(float(theta), _rest(bounds, ranked, j + 1)):
+                    return _best(main, np.concatenate(pos_parts), np.concatenate(score_parts), k)
+                best = best[best >= theta]
+    finally:
+        for part in pos_parts:
+            mark[part] = False
+    return None
+
+
+def _score_new(
+    snap: Snapshot,
+    terms: list[tuple[str, float]],
+    slices: Slices,
+    tid: int,
+    new: np.ndarray,
+    fresh: np.ndarray | None,
+    skip: set[int] = frozenset(),
+    mark: np.ndarray | None = None,
+) -> np.ndarray:
+    """Full scores of ``new``: the docs of term ``tid`` selected by ``fresh`` (None: all).
+
+    Terms in ``skip`` are skipped: no doc of ``new`` has them, and rank-bm25 would add exactly
+    0. Other terms are looked up: a scan of their postings against ``mark`` (set for ``new``,
+    possibly more) when short, else a binary search per doc of ``new``.
+    """
+    main = snap.main
+    scores = np.zeros(len(new))
+    if not len(new):
+        return scores
+    for term, idf in terms:
+        if term not in slices or slices[term][0] in skip:
+            continue
+        other, lo, hi = slices[term]
+        docs, weights = main.postings_doc[lo:hi], snap.weights[lo:hi]
+        if other == tid:
+            scores += idf * (weights if fresh is None else weights[fresh])
+        elif len(docs) < _SCAN_RATIO * len(new):
+            hit = mark[docs]
+            found, found_w = docs[hit], weights[hit]
+            rows = np.minimum(np.searchsorted(new, found), len(new) - 1)
+            ok = new[rows] == found
+            scores[rows[ok]] += idf * found_w[ok]
+        else:
+            j = np.minimum(np.searchsorted(docs, new), len(docs) - 1)
+            hit = docs[j] == new
+            scores[hit] += idf * weights[j[hit]]
+    return _zero_dead(snap, new, scores)
+
+
+def _rest(bounds: dict[int, float], ranked: list[int], j: int) -> float:
+    """The most a doc without any of the first ``j`` ranked terms can score."""
+    return sum(bounds[t] for t in ranked[j:])
+
+
+def _beats(theta: float, rest: float) -> bool:
+    """True when a k-th best score ``theta`` is out of reach of bounds summing to ``rest``.
+
+    The margin covers rounding in the float sums of the bounds.
+    """
+    return theta > rest * (1 + 1e-9) + 1e-12
+
+
+def _term_bounds(snap: Snapshot, terms: list[tuple[str, float]]) -> dict[int, float]:
+    """Main term id -> the most its occurrences in the query can add to one doc's score."""
+    bounds: dict[int, float] = {}
+    for term, idf in terms:
+        tid = snap.main.vocab.get(term)
+        if tid is not None:
+            bounds[tid] = bounds.get(tid, 0.0) + idf * float(snap.max_weight[tid])
+    return bounds
+
+
+def _accumulate_dense(
+    snap: Snapshot, terms: list[tuple[str, float]], slices: Slices, acc: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """Every posting of every term, added into ``acc``; touched docs found on the way."""
     touched: list[np.ndarray] = []
     try:
         for term, idf in terms:
-            tid = main.vocab.get(term)
-            if tid is None:
+            if term not in slices:
                 continue
-            lo, hi = main.offsets[tid], main.offsets[tid + 1]
-            docs = main.postings_doc[lo:hi]
+            _, lo, hi = slices[term]
+            docs = snap.main.postings_doc[lo:hi]
             before = acc[docs]
-            # A doc whose sum is still 0 is seen for the first time (sums of positive idfs never
-            # return to 0; negative idfs are handled by the unique() below).
+            # A doc whose sum is still 0 is touched for the first time (sums of positive idfs
+            # never return to 0; the caller deduplicates when an idf is negative).
             touched.append(docs[before == 0])
             acc[docs] = before + idf * snap.weights[lo:hi]
-        if not touched:
-            return np.zeros(0, np.int64), np.zeros(0)
-        pos = np.concatenate(touched)
+        pos = np.concatenate(touched) if touched else np.zeros(0, np.int64)
         scores = acc[pos]
     finally:
         for docs in touched:
             acc[docs] = 0.0
-    if any(idf < 0 for _, idf in terms):
-        pos, first = np.unique(pos, return_index=True)
-        scores = scores[first]
+    return pos, _zero_dead(snap, pos, scores)
+
+
+def _zero_dead(snap: Snapshot, pos: np.ndarray, scores: np.ndarray) -> np.ndarray:
     if snap.dead is not None:
         scores[snap.dead[pos]] = 0.0
+    return scores
+
+
+def _best(
+    main: Segment, pos: np.ndarray, scores: np.ndarray, k: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """(ids, scores) of the positive scores that can be in the top ``k`` (ties all kept)."""
     keep = scores > 0
     pos, scores = pos[keep], scores[keep]
     if len(scores) > k:
-        # Everything tied with the k-th best stays, so the id tie-break below is exact.
+        # Everything tied with the k-th best stays, so the id tie-break is exact.
         kth = np.partition(scores, len(scores) - k)[len(scores) - k]
         keep = scores >= kth
         pos, scores = pos[keep], scores[keep]

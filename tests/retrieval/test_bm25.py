@@ -11,6 +11,7 @@ import pytest
 from rank_bm25 import BM25Okapi
 
 from alime.config import BM25Config
+from alime.retrieval import bm25
 from alime.retrieval.bm25 import BM25Index
 from alime.types import Hit
 
@@ -22,7 +23,8 @@ def make_docs(rng: random.Random, n: int) -> list[list[str]]:
     """Short docs; "common" is in ~90% of them so its raw idf is negative (epsilon rule)."""
     docs = []
     for _ in range(n):
-        doc = [rng.choice(VOCAB[:4] if rng.random() < 0.4 else VOCAB) for _ in range(rng.randint(0, 8))]
+        length = rng.randint(0, 8)
+        doc = [rng.choice(VOCAB[:4] if rng.random() < 0.4 else VOCAB) for _ in range(length)]
         if rng.random() < 0.9:
             doc.append("common")
         docs.append(doc)
@@ -245,3 +247,32 @@ def test_concurrent_readers_see_whole_snapshots(corpus):
     for t in readers:
         t.join()
     assert not errors, errors[0]
+
+
+@pytest.mark.parametrize("k", [1, 3, 10])
+def test_pruned_search_equals_the_dense_pass(corpus, queries, k, monkeypatch):
+    """Force MaxScore pruning (free look-ups) and check it is taken and changes nothing."""
+    index = build(corpus)
+    index.add(1, ["w1", "w2", "fresh"])
+    index.delete(1007)
+    corpus = {**corpus, 1: ["w1", "w2", "fresh"]}
+    del corpus[1007]
+    pruned, later_terms = [], []
+    maxscore, score_new = bm25._maxscore, bm25._score_new
+
+    def spy_maxscore(*args):
+        result = maxscore(*args)
+        pruned.append(result is not None)
+        return result
+
+    def spy_score_new(snap, terms, slices, tid, new, fresh, *rest):
+        later_terms.append(fresh is not None)  # a second essential term, scored incrementally
+        return score_new(snap, terms, slices, tid, new, fresh, *rest)
+
+    monkeypatch.setattr(bm25, "_LOOKUP_COST", 0.0)
+    monkeypatch.setattr(bm25, "_maxscore", spy_maxscore)
+    monkeypatch.setattr(bm25, "_score_new", spy_score_new)
+    many_terms = [q for q in queries if len(set(q) - {"unknown"}) > 2]
+    assert_matches(index, corpus, many_terms, k)
+    assert any(pruned), "pruning never answered a query"
+    assert any(later_terms), "pruning never needed a second essential term"
