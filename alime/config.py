@@ -39,7 +39,7 @@ class DenseConfig:
     ef_construction: int = 64
     ef_search: int = 64
     ivf_nlist: int = 0  # 0: about 4 * sqrt(n) lists
-    ivf_nprobe: int = 0  # 0: a tenth of the lists (recall@10 vs exact >= 0.95, docs/benchmarks.md)
+    ivf_nprobe: int = 128  # lists searched per query (recall@10 vs exact >= 0.95 at 100k and 1M)
     pooling: str = "words"  # states | words | concat (see alime.retrieval.embeddings)
     sif_a: float = 0.01  # smooth-inverse-frequency word weighting; 0 = plain mean
     center: bool = True

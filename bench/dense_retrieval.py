@@ -9,8 +9,8 @@ latency and queries/s (one thread issuing queries, as a request does), recall@10
 index against exact search on the same query vectors; and for the hybrid retriever (BM25 + dense,
 the engine's fusion) p50 and queries/s.
 
-    python bench/dense_retrieval.py --json            # 100k and 1M, ~15 minutes on 2 cores
-    python bench/dense_retrieval.py --sizes 100000    # quicker
+    python bench/dense_retrieval.py --json --nprobe 64 128 256 --hnsw-max 0   # ~12 min, 2 cores
+    python bench/dense_retrieval.py --sizes 100000 --json                      # + HNSW, ~4 min
 """
 
 from __future__ import annotations
@@ -132,6 +132,7 @@ def bench_size(n, base, variants, embedder, pipeline, queries, args) -> dict:
         return bm25.search(pipeline.query_terms(query), k)
 
     result["bm25"] = timed_queries(bm25_search, queries)
+    result["load_avg_1min"] = [round(os.getloadavg()[0], 2)]  # the machine is shared: context
     exact_hits = None
     for name, config, sweep in index_plan(n, args):
         if name == "hnsw" and n > args.hnsw_max:
@@ -167,6 +168,7 @@ def bench_size(n, base, variants, embedder, pipeline, queries, args) -> dict:
             entry["settings"].append(row)
             print(f"[{n}] {name} {row}", file=sys.stderr, flush=True)
         result["indexes"][name] = entry
+        result["load_avg_1min"].append(round(os.getloadavg()[0], 2))
         del index
     return result
 

@@ -101,9 +101,10 @@ def build_faiss(vectors: np.ndarray, ids: np.ndarray, kind: IndexKind, config: D
         inner.own_fields = True
         quantizer.this.disown()  # the IVF index frees its quantizer
         inner.nprobe = ivf_probes(config, nlist)
-        # k-means on a fixed-seed sample: faiss needs ~39 points per list, more adds little.
+        # k-means on a fixed-seed sample of 40 points per list (faiss warns below 39): the
+        # training is most of the build time (204 s at 1M with 64 per list).
         rng = np.random.default_rng(0)
-        sample = vectors[rng.choice(len(vectors), min(len(vectors), 64 * nlist), replace=False)]
+        sample = vectors[rng.choice(len(vectors), min(len(vectors), 40 * nlist), replace=False)]
         inner.train(np.ascontiguousarray(sample, np.float32))
     else:
         inner = faiss.IndexFlatIP(dim)
@@ -120,12 +121,12 @@ def ivf_lists(config: DenseConfig, n: int) -> int:
 
 
 def ivf_probes(config: DenseConfig, nlist: int) -> int:
-    """Lists searched per query: ``config.ivf_nprobe``, or a tenth of the lists.
+    """Lists searched per query: ``config.ivf_nprobe``, at most all of them.
 
-    A fixed share keeps recall steady as the KB grows (lists grow with sqrt(n)); a tenth gave
-    recall@10 against exact search >= 0.95 at 100,000 and 1,000,000 questions.
+    128 gave recall@10 against exact search of 0.97 at 100,000 questions (1,264 lists) and 0.96 at
+    1,000,000 (4,000 lists): the share needed falls as lists grow, so a fixed count serves both.
     """
-    return min(nlist, config.ivf_nprobe or max(1, nlist // 10))
+    return max(1, min(nlist, config.ivf_nprobe))
 
 
 def main_vectors(index) -> tuple[np.ndarray, np.ndarray]:
