@@ -10,6 +10,7 @@ from alime.config import BUNDLED_DATA, AppConfig
 from alime.engine import HybridEngine, Thresholds
 from alime.kb.formats import Format, read_rows
 from alime.kb.store import KnowledgeBase
+from alime.retrieval.modes import build_retriever
 from alime.retrieval.searcher import KBSearcher
 from alime.text import TextPipeline
 from alime.types import Generator, Scorer
@@ -54,10 +55,11 @@ def build_bot(config: AppConfig | None = None) -> Bot:
     searcher = open_searcher(config, kb)
     _, _, model_dir = config.resolved_paths()
     scorer, generator, tuned = _model_stages(model_dir, config, searcher.pipeline)
+    retriever = build_retriever(config, kb, searcher, model_dir)  # retrieval.mode
     answer_t = _pick(config.engine.threshold, tuned.get("threshold"), 0.0)
     gen_t = _pick(config.engine.generation_threshold, tuned.get("generation_threshold"), 0.0)
     engine = HybridEngine(
-        retriever=searcher,
+        retriever=retriever,
         lookup=kb.get_many,
         thresholds=Thresholds(answer=answer_t, generation=gen_t),
         scorer=scorer,

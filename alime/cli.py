@@ -57,9 +57,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--rebuild", action="store_true", help="index everything from scratch")
     p.set_defaults(func=cmd_index)
 
-    p = sub.add_parser("search", help="BM25 search of the KB")
+    p = sub.add_parser("search", help="search the KB (BM25, dense or hybrid)")
     p.add_argument("query")
     p.add_argument("--k", type=_positive_int, default=10)
+    p.add_argument("--mode", default="bm25", choices=["bm25", "dense", "hybrid"],
+                   help="bm25 (default, no model needed), dense or hybrid (retrieval.fusion)")
     p.add_argument("--json", action="store_true", help="print JSON")
     p.set_defaults(func=cmd_search)
 
@@ -237,19 +239,34 @@ def cmd_search(args) -> int:
     config = config_of(args)
     searcher = open_searcher(config)
     terms = searcher.analyze(args.query)
-    hits = searcher.search_terms(terms, args.k)
+    if args.mode == "bm25":
+        hits = searcher.search_terms(terms, args.k)
+    else:
+        hits = _search_mode(config, searcher, args.mode, args.query, args.k)
     pairs = searcher.kb.get_many([h.id for h in hits])
     results = [
         {"id": h.id, "question": pairs[h.id].question, "answer": pairs[h.id].answer, "score": h.score}
         for h in hits if h.id in pairs
     ]
     if args.json:
-        print(json.dumps({"query_tokens": terms, "results": results}, ensure_ascii=False))
+        print(json.dumps({"mode": args.mode, "query_tokens": terms, "results": results},
+                         ensure_ascii=False))
     else:
         print("query tokens:", " ".join(terms))
         for rank, r in enumerate(results, 1):
             print(f"{rank:2d}. [{r['score']:.3f}] #{r['id']} {r['question']}  ->  {r['answer']}")
     return 0
+
+
+def _search_mode(config, searcher, mode: str, query: str, k: int):
+    """Dense or hybrid hits through the engine's own retriever builder."""
+    from alime.retrieval.modes import build_retriever
+
+    model_dir = config.resolved_paths()[2]
+    if model_dir is None:
+        raise SystemExit(f"alime search --mode {mode}: needs a model (paths.model)")
+    config = dataclasses.replace(config, retrieval=dataclasses.replace(config.retrieval, mode=mode))
+    return build_retriever(config, searcher.kb, searcher, model_dir).search(query, k)
 
 
 # -- serve / chat -----------------------------------------------------------------------------

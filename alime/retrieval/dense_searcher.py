@@ -1,0 +1,87 @@
+"""Dense search over a knowledge base, following its live changes (the dense twin of KBSearcher).
+
+Before each query the KB's change log is applied (:class:`~alime.retrieval.following.KBFollower`):
+new and edited questions are embedded into the index's delta, deleted ones tombstoned, so edits
+are searchable at once; a background thread merges the delta past ``merge_every`` edits.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+
+from alime.config import RetrievalConfig
+from alime.kb.store import KnowledgeBase
+from alime.retrieval.dense import DenseIndex
+from alime.retrieval.embeddings import Embedder
+from alime.retrieval.following import KBFollower
+from alime.types import Hit, QAPair
+
+
+class DenseRetriever:
+    """A Retriever over a fixed :class:`DenseIndex`: embed the query, search the index.
+
+    Args:
+        index: The vectors.
+        embedder: The model that produced them (its identity must match the index's).
+    """
+
+    def __init__(self, index: DenseIndex, embedder: Embedder) -> None:
+        if index.model_identity != embedder.identity:
+            raise ValueError(f"index built by {index.model_identity}, embedder is "
+                             f"{embedder.identity}")
+        self.index = index
+        self.embedder = embedder
+
+    def search(self, query: str, k: int) -> list[Hit]:
+        return self.index.search(self.embedder.embed([query])[0], k)
+
+
+class DenseSearcher(KBFollower):
+    """A Retriever over a KnowledgeBase's questions by embedding similarity.
+
+    The index records the embedder identity; an index made by another model (or with other
+    build parameters) is rebuilt on open rather than searched with incomparable vectors.
+
+    Args:
+        kb: The knowledge base to follow.
+        embedder: Question embedder (its identity versions the index).
+        index_dir: Where the index is saved.
+        config: Retrieval settings (``dense`` and ``merge_every`` are used).
+    """
+
+    name = "dense index"
+
+    def __init__(
+        self,
+        kb: KnowledgeBase,
+        embedder: Embedder,
+        index_dir: str | Path,
+        config: RetrievalConfig | None = None,
+    ) -> None:
+        self.embedder = embedder
+        super().__init__(kb, index_dir, config)
+
+    def _load_index(self) -> DenseIndex:
+        return DenseIndex.load(self.index_dir, self.config.dense, self.embedder.identity)
+
+    def _build_index(self, ids: list[int], pairs: Sequence[QAPair]) -> DenseIndex:
+        vectors = np.asarray(self._index_values(pairs), np.float32).reshape(len(ids), -1)
+        return DenseIndex.build(vectors, np.asarray(ids, np.int64), self.embedder.identity,
+                                self.config.dense, dim=self.embedder.dim)
+
+    def _index_values(self, pairs: Sequence[QAPair]) -> list[np.ndarray]:
+        return list(self.embedder.embed([p.question for p in pairs])) if pairs else []
+
+    def _state(self) -> dict:
+        return {"model_identity": self.embedder.identity}
+
+    @property
+    def index(self) -> DenseIndex:
+        return self._index
+
+    def search(self, query: str, k: int) -> list[Hit]:
+        self.sync()
+        return self._index.search(self.embedder.embed([query])[0], k)
