@@ -63,6 +63,10 @@ def register(subparsers) -> None:
     p.add_argument("--no-progress", action="store_true")
     p.set_defaults(func=cmd_generate)
 
+    from alime.commands.evaluate_retrieval import register_retrieval
+
+    register_retrieval(sub)  # recall@k of BM25 / dense / hybrid on noisy queries
+
     ev.set_defaults(func=lambda args: ev.print_help() or 2)
 
 
