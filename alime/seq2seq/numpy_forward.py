@@ -1,0 +1,109 @@
+"""The seq2seq network's inference forward pass in numpy, from a dict of float weights.
+
+Why numpy: at serving sizes (one query, ~10 candidates, ~20 steps) a Keras GRU inside a
+``tf.function`` spends most of its time in per-op and while-loop overhead, not arithmetic; a
+Python loop over a handful of numpy ops per step is several times cheaper. The maths matches
+``alime.seq2seq.model`` exactly (Keras GRU with ``reset_after=True``, gates ordered z, r, h).
+Weights are keyed like ``alime.seq2seq.quantized.weight_name`` ('encoder/gru_cell/kernel', ...).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from alime.seq2seq.vocab import BOS_ID, PAD_ID
+
+_MASKED_SCORE = -1e9
+
+
+def sigmoid(x: np.ndarray) -> np.ndarray:
+    """Logistic function in the tanh form, which cannot overflow (no exp of large values)."""
+    return 0.5 * (1.0 + np.tanh(0.5 * x))
+
+
+@dataclass
+class Encoded:
+    """One encoder pass: values [b, src, hidden], keys [b, src, att], mask [b, src], state [b, hidden]."""
+
+    values: np.ndarray
+    keys: np.ndarray
+    mask: np.ndarray
+    state: np.ndarray
+
+
+class NumpySeq2Seq:
+    """Inference-only forward pass of ``Seq2SeqModel`` (dropout off).
+
+    Args:
+        weights: float32 arrays by weight name (biases included).
+    """
+
+    def __init__(self, weights: dict[str, np.ndarray]) -> None:
+        w = {k: np.ascontiguousarray(v, np.float32) for k, v in weights.items()}
+        self.embeddings = w["embedding/embeddings"]
+        self.enc_kernel, self.enc_rec = w["encoder/gru_cell/kernel"], w["encoder/gru_cell/recurrent_kernel"]
+        self.enc_bias = w["encoder/gru_cell/bias"]
+        self.dec_kernel, self.dec_rec = w["decoder/gru_cell/kernel"], w["decoder/gru_cell/recurrent_kernel"]
+        self.dec_bias = w["decoder/gru_cell/bias"]
+        self.bridge_w, self.bridge_b = w["bridge/kernel"], w["bridge/bias"]
+        self.key_w = w["key_proj/kernel"]
+        self.query_w, self.query_b = w["attention/query_proj/kernel"], w["attention/query_proj/bias"]
+        self.score_v = w["attention/score_proj/kernel"][:, 0]
+        self.combine_w, self.combine_b = w["combine/kernel"], w["combine/bias"]
+
+    @staticmethod
+    def _gru(x_proj: np.ndarray, h: np.ndarray, rec: np.ndarray, rec_bias: np.ndarray,
+             mask: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
+        """Run a GRU over precomputed input projections [b, steps, 3h]; (outputs, last state)."""
+        units = h.shape[1]
+        steps = x_proj.shape[1]
+        outputs = np.empty((h.shape[0], steps, units), np.float32)
+        for t in range(steps):
+            xp = x_proj[:, t]
+            hp = h @ rec + rec_bias
+            z = sigmoid(xp[:, :units] + hp[:, :units])
+            r = sigmoid(xp[:, units:2 * units] + hp[:, units:2 * units])
+            cand = np.tanh(xp[:, 2 * units:] + r * hp[:, 2 * units:])
+            new = z * h + (1.0 - z) * cand
+            # Masked (padding) steps keep the previous state, as Keras does.
+            h = new if mask is None else np.where(mask[:, t, None], new, h)
+            outputs[:, t] = h
+        return outputs, h
+
+    def encode(self, source_ids: np.ndarray) -> Encoded:
+        """Encoder pass over right-padded ids [b, src]."""
+        mask = source_ids != PAD_ID
+        x_proj = self.embeddings[source_ids] @ self.enc_kernel + self.enc_bias[0]
+        h0 = np.zeros((source_ids.shape[0], self.enc_rec.shape[0]), np.float32)
+        values, last = self._gru(x_proj, h0, self.enc_rec, self.enc_bias[1], mask)
+        state = np.tanh(last @ self.bridge_w + self.bridge_b)
+        return Encoded(values, values @ self.key_w, mask, state)
+
+    def decoder_states(self, target_ids: np.ndarray, state: np.ndarray) -> np.ndarray:
+        """Teacher-forced decoder GRU outputs [b, steps, hidden] (inputs: BOS + target[:-1])."""
+        inputs = np.concatenate(
+            [np.full((target_ids.shape[0], 1), BOS_ID, target_ids.dtype), target_ids[:, :-1]], 1)
+        x_proj = self.embeddings[inputs] @ self.dec_kernel + self.dec_bias[0]
+        return self._gru(x_proj, state, self.dec_rec, self.dec_bias[1], None)[0]
+
+    def attend(self, queries: np.ndarray, enc: Encoded) -> np.ndarray:
+        """Additive attention: queries [b, n, hidden] -> context [b, n, hidden]."""
+        q = queries @ self.query_w + self.query_b
+        energy = np.tanh(q[:, :, None, :] + enc.keys[:, None, :, :]) @ self.score_v
+        energy = np.where(enc.mask[:, None, :], energy, _MASKED_SCORE)
+        energy = np.exp(energy - energy.max(axis=-1, keepdims=True))
+        weights = energy / energy.sum(axis=-1, keepdims=True) * enc.mask[:, None, :]
+        return weights @ enc.values
+
+    def combine(self, states: np.ndarray, context: np.ndarray) -> np.ndarray:
+        """The pre-softmax hidden layer ``tanh(W [state; context] + b)``."""
+        return np.tanh(np.concatenate([states, context], axis=-1) @ self.combine_w
+                       + self.combine_b)
+
+    def step(self, tokens: np.ndarray, hidden: np.ndarray, enc: Encoded):
+        """One decoder step: (pre-softmax hidden [rows, hidden], new GRU state [rows, hidden])."""
+        x_proj = (self.embeddings[tokens] @ self.dec_kernel + self.dec_bias[0])[:, None, :]
+        out, new = self._gru(x_proj, hidden, self.dec_rec, self.dec_bias[1], None)
+        return self.combine(out[:, 0], self.attend(out, enc)[:, 0]), new

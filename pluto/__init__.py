@@ -1,0 +1,1 @@
+"""Framework-level acceleration, independent of chatbots (never imports ``alime``)."""
