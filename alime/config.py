@@ -68,7 +68,7 @@ class ServeConfig:
 class PathsConfig:
     kb: str = ""  # SQLite file; "" = $ALIME_HOME/kb.sqlite (seeded from the bundled default)
     index: str = ""  # index folder; "" = next to the KB
-    model: str = ""  # model folder; "" = the bundled default model; "none" = retrieval only
+    model: str = ""  # model folder; "" = the bundled int8 model (else fp32); "none" = retrieval only
 
 
 @dataclass(frozen=True)
@@ -94,8 +94,10 @@ class AppConfig:
         elif self.paths.model:
             model = Path(self.paths.model)
         else:
-            bundled = BUNDLED_DATA / "model"
-            model = bundled if (bundled / "config.json").exists() else None
+            # The int8 model serves by default (4x smaller, faster); the fp32 one stays
+            # selectable with [paths] model = ".../data/model".
+            candidates = (BUNDLED_DATA / "model-int8", BUNDLED_DATA / "model")
+            model = next((c for c in candidates if (c / "config.json").exists()), None)
         return kb, index, model
 
 
