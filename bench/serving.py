@@ -135,14 +135,20 @@ def _wait_ready(url: str, proc: subprocess.Popen, timeout: float = 180.0) -> Non
     raise RuntimeError("alime serve did not become ready in time")
 
 
-def bench_http(int8_dir: Path, seconds: float, clients: tuple[int, ...]) -> dict:
-    """Start ``alime serve`` on the int8 model and load it with each client count."""
+def bench_http(int8_dir: Path, seconds: float, clients: tuple[int, ...],
+               serve_overrides: dict[str, int] | None = None) -> dict:
+    """Start ``alime serve`` on the int8 model and load it with each client count.
+
+    Args:
+        serve_overrides: ``[serve]`` settings (workers, threads) instead of the defaults.
+    """
     port = _free_port()
     url = f"http://127.0.0.1:{port}"
     with tempfile.TemporaryDirectory() as home:
         config = Path(home, "bench.toml")
-        config.write_text(f'[paths]\nmodel = "{int8_dir.resolve()}"\n\n[serve]\nport = {port}\n',
-                          encoding="utf-8")
+        serve = "".join(f"{k} = {v}\n" for k, v in (serve_overrides or {}).items())
+        config.write_text(f'[paths]\nmodel = "{int8_dir.resolve()}"\n\n[serve]\nport = {port}\n'
+                          + serve, encoding="utf-8")
         env = {**os.environ, "ALIME_HOME": home, "PYTHONPATH": str(ROOT)}
         log = open(Path(home, "serve.log"), "wb")  # noqa: SIM115 - closed below
         proc = subprocess.Popen([sys.executable, "-m", "alime", "--config", str(config), "serve"],
@@ -169,9 +175,16 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3, help="passes over the rerank inputs")
     parser.add_argument("--seconds", type=float, default=20.0, help="HTTP load per client count")
     parser.add_argument("--no-http", action="store_true", help="skip the endpoint load test")
+    parser.add_argument("--http-only", action="store_true", help="only the endpoint load test")
+    parser.add_argument("--workers", type=int, help="gunicorn workers (default: ServeConfig's)")
+    parser.add_argument("--threads", type=int, help="threads per worker (default: ServeConfig's)")
     parser.add_argument("--json", action="store_true", help="print only the JSON result")
     args = parser.parse_args()
 
+    overrides = {k: v for k, v in (("workers", args.workers), ("threads", args.threads)) if v}
+    if args.http_only:
+        print(json.dumps(bench_http(args.int8, args.seconds, (1, 8, 32), overrides), indent=2))
+        return
     result = bench_models(args.fp32, args.int8, args.queries, args.repeats)
     fp32_bytes = (args.fp32 / "model.weights.h5").stat().st_size
     int8_bytes = _dir_bytes(args.int8 / "int8")
@@ -179,7 +192,7 @@ def main() -> None:
     result["size_ratio"] = round(fp32_bytes / int8_bytes, 2)
     result["dir_bytes"] = {"fp32": _dir_bytes(args.fp32), "int8": _dir_bytes(args.int8)}
     if not args.no_http:
-        result["http"] = bench_http(args.int8, args.seconds, (1, 8, 32))
+        result["http"] = bench_http(args.int8, args.seconds, (1, 8, 32), overrides)
     if args.json:
         print(json.dumps(result, indent=2))
         return

@@ -56,17 +56,26 @@ class NumpySeq2Seq:
     @staticmethod
     def _gru(x_proj: np.ndarray, h: np.ndarray, rec: np.ndarray, rec_bias: np.ndarray,
              mask: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
-        """Run a GRU over precomputed input projections [b, steps, 3h]; (outputs, last state)."""
+        """Run a GRU over input projections [b, steps, 3h] (input bias included).
+
+        Returns:
+            (outputs [b, steps, h], last state [b, h]).
+        """
         units = h.shape[1]
         steps = x_proj.shape[1]
+        # The z and r gates add the recurrent bias outside any product, so it folds into the
+        # input projection once; only the candidate's recurrent bias sits inside r * (...).
+        x_proj = x_proj.copy()
+        x_proj[..., : 2 * units] += rec_bias[: 2 * units]
+        cand_bias = rec_bias[2 * units:]
         outputs = np.empty((h.shape[0], steps, units), np.float32)
         for t in range(steps):
             xp = x_proj[:, t]
-            hp = h @ rec + rec_bias
-            z = sigmoid(xp[:, :units] + hp[:, :units])
-            r = sigmoid(xp[:, units:2 * units] + hp[:, units:2 * units])
-            cand = np.tanh(xp[:, 2 * units:] + r * hp[:, 2 * units:])
-            new = z * h + (1.0 - z) * cand
+            hp = h @ rec
+            zr = sigmoid(xp[:, : 2 * units] + hp[:, : 2 * units])
+            z, r = zr[:, :units], zr[:, units:]
+            cand = np.tanh(xp[:, 2 * units:] + r * (hp[:, 2 * units:] + cand_bias))
+            new = cand + z * (h - cand)  # = z * h + (1 - z) * cand
             # Masked (padding) steps keep the previous state, as Keras does.
             h = new if mask is None else np.where(mask[:, t, None], new, h)
             outputs[:, t] = h

@@ -12,6 +12,7 @@ import pytest
 
 from alime.seq2seq.vocab import EOS_ID
 from pluto.int8_head import onnxruntime_available
+from tests.seq2seq.conftest import SplitPipeline
 
 SOURCES = [[5, 6, 7], [8], [9, 10, 11, 12, 13], []]
 TARGETS = [[5, 7, EOS_ID], [6, EOS_ID], [9, 10, 11, 12, 13, 14, EOS_ID]]
@@ -80,12 +81,7 @@ def test_beam_step_close_and_generation_runs(fp32_dir, int8_dir, backend):
     np.testing.assert_allclose(got, ref, atol=0.05)
     assert int8.inference.reorder(new_state, np.array([0, 0]))["hidden"].shape == (2, 8)
 
-    class Split:
-        @staticmethod
-        def tokenize(text):
-            return text.split()
-
-    out = BeamGenerator(int8, Split(), beam_size=3, max_len=5).generate("什么 时候 发货", [])
+    out = BeamGenerator(int8, SplitPipeline(), beam_size=3, max_len=5).generate("什么 时候 发货", [])
     assert out and 0.0 < out[0].score <= 1.0
 
 
@@ -118,12 +114,7 @@ def test_load_stages_reads_int8_dir(int8_dir):
     from alime.config import AppConfig
     from alime.rerank.loading import load_stages
 
-    class Split:
-        @staticmethod
-        def tokenize(text):
-            return text.split()
-
-    scorer, generator, thresholds = load_stages(int8_dir, AppConfig(), Split())
+    scorer, generator, thresholds = load_stages(int8_dir, AppConfig(), SplitPipeline())
     scores = scorer.score("什么 时候", [], ["发货 哦", "中通 快递"])
     assert len(scores) == 2 and all(0 < s <= 1 for s in scores)
     assert thresholds == {"threshold": 0.3}
