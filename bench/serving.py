@@ -3,7 +3,8 @@
 Usage::
 
     /work/main/.venv/bin/python bench/serving.py --json
-    /work/main/.venv/bin/python bench/serving.py --fp32 data/model --int8 data/model-int8 --seconds 20
+    /work/main/.venv/bin/python bench/serving.py --fp32 data/model --int8 data/model-int8 \
+        --seconds 20
 
 Measurements:
 * ``rerank_ms``: ``answer_log_probs`` for one real KB question and 10 real KB answers (one encoder
@@ -106,7 +107,8 @@ def bench_models(fp32_dir: Path, int8_dir: Path, queries: int, repeats: int) -> 
             generate[name].append((time.perf_counter() - started) * 1000)
     return {
         "rerank_ms": {n: _percentiles(v) for n, v in rerank.items()},
-        "rerank_speedup_p50": round(float(np.median(rerank["fp32"]) / np.median(rerank["int8"])), 2),
+        "rerank_speedup_p50": round(
+            float(np.median(rerank["fp32"]) / np.median(rerank["int8"])), 2),
         "generate_ms": {n: _percentiles(v) for n, v in generate.items()},
         "generate_speedup_p50": round(
             float(np.median(generate["fp32"]) / np.median(generate["int8"])), 2),

@@ -25,7 +25,14 @@ def sigmoid(x: np.ndarray) -> np.ndarray:
 
 @dataclass
 class Encoded:
-    """One encoder pass: values [b, src, hidden], keys [b, src, att], mask [b, src], state [b, hidden]."""
+    """One encoder pass.
+
+    Attributes:
+        values: encoder outputs [b, src, hidden].
+        keys: projected outputs [b, src, att].
+        mask: True at real source positions [b, src].
+        state: the decoder's initial state [b, hidden].
+    """
 
     values: np.ndarray
     keys: np.ndarray
@@ -43,13 +50,16 @@ class NumpySeq2Seq:
     def __init__(self, weights: dict[str, np.ndarray]) -> None:
         w = {k: np.ascontiguousarray(v, np.float32) for k, v in weights.items()}
         self.embeddings = w["embedding/embeddings"]
-        self.enc_kernel, self.enc_rec = w["encoder/gru_cell/kernel"], w["encoder/gru_cell/recurrent_kernel"]
+        self.enc_kernel = w["encoder/gru_cell/kernel"]
+        self.enc_rec = w["encoder/gru_cell/recurrent_kernel"]
         self.enc_bias = w["encoder/gru_cell/bias"]
-        self.dec_kernel, self.dec_rec = w["decoder/gru_cell/kernel"], w["decoder/gru_cell/recurrent_kernel"]
+        self.dec_kernel = w["decoder/gru_cell/kernel"]
+        self.dec_rec = w["decoder/gru_cell/recurrent_kernel"]
         self.dec_bias = w["decoder/gru_cell/bias"]
         self.bridge_w, self.bridge_b = w["bridge/kernel"], w["bridge/bias"]
         self.key_w = w["key_proj/kernel"]
-        self.query_w, self.query_b = w["attention/query_proj/kernel"], w["attention/query_proj/bias"]
+        self.query_w = w["attention/query_proj/kernel"]
+        self.query_b = w["attention/query_proj/bias"]
         self.score_v = w["attention/score_proj/kernel"][:, 0]
         self.combine_w, self.combine_b = w["combine/kernel"], w["combine/bias"]
 

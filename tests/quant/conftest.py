@@ -9,7 +9,7 @@ import pytest
 from alime.seq2seq.config import Seq2SeqConfig
 from alime.seq2seq.vocab import Vocabulary
 
-WORDS = ["亲", "您好", "发货", "什么", "时候", "包邮", "吗", "可以", "的", "哦", "快递", "中通"]
+from tests.seq2seq.conftest import WORDS
 
 
 @pytest.fixture(scope="session")

@@ -81,7 +81,8 @@ def test_beam_step_close_and_generation_runs(fp32_dir, int8_dir, backend):
     np.testing.assert_allclose(got, ref, atol=0.05)
     assert int8.inference.reorder(new_state, np.array([0, 0]))["hidden"].shape == (2, 8)
 
-    out = BeamGenerator(int8, SplitPipeline(), beam_size=3, max_len=5).generate("什么 时候 发货", [])
+    generator = BeamGenerator(int8, SplitPipeline(), beam_size=3, max_len=5)
+    out = generator.generate("什么 时候 发货", [])
     assert out and 0.0 < out[0].score <= 1.0
 
 
