@@ -65,11 +65,17 @@ class NumpySeq2Seq:
 
     @staticmethod
     def _gru(x_proj: np.ndarray, h: np.ndarray, rec: np.ndarray, rec_bias: np.ndarray,
-             mask: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
+             mask: np.ndarray | None, active: np.ndarray | None = None
+             ) -> tuple[np.ndarray, np.ndarray]:
         """Run a GRU over input projections [b, steps, 3h] (input bias included).
 
+        Args:
+            active: optional rows still running at each step [steps], for rows sorted by
+                decreasing length: step t updates only the first ``active[t]`` rows (the others
+                are padding and keep their state), so short candidates stop costing work.
+
         Returns:
-            (outputs [b, steps, h], last state [b, h]).
+            (outputs [b, steps, h], last state [b, h]); outputs of inactive rows are zero.
         """
         units = h.shape[1]
         steps = x_proj.shape[1]
@@ -78,17 +84,19 @@ class NumpySeq2Seq:
         x_proj = x_proj.copy()
         x_proj[..., : 2 * units] += rec_bias[: 2 * units]
         cand_bias = rec_bias[2 * units:]
-        outputs = np.empty((h.shape[0], steps, units), np.float32)
+        outputs = np.zeros((h.shape[0], steps, units), np.float32)
+        h = h.copy()
         for t in range(steps):
-            xp = x_proj[:, t]
-            hp = h @ rec
+            n = h.shape[0] if active is None else int(active[t])
+            xp, prev = x_proj[:n, t], h[:n]
+            hp = prev @ rec
             zr = sigmoid(xp[:, : 2 * units] + hp[:, : 2 * units])
             z, r = zr[:, :units], zr[:, units:]
             cand = np.tanh(xp[:, 2 * units:] + r * (hp[:, 2 * units:] + cand_bias))
-            new = cand + z * (h - cand)  # = z * h + (1 - z) * cand
+            new = cand + z * (prev - cand)  # = z * h + (1 - z) * cand
             # Masked (padding) steps keep the previous state, as Keras does.
-            h = new if mask is None else np.where(mask[:, t, None], new, h)
-            outputs[:, t] = h
+            h[:n] = new if mask is None else np.where(mask[:n, t, None], new, prev)
+            outputs[:n, t] = h[:n]
         return outputs, h
 
     def encode(self, source_ids: np.ndarray) -> Encoded:
@@ -100,12 +108,24 @@ class NumpySeq2Seq:
         state = np.tanh(last @ self.bridge_w + self.bridge_b)
         return Encoded(values, values @ self.key_w, mask, state)
 
-    def decoder_states(self, target_ids: np.ndarray, state: np.ndarray) -> np.ndarray:
-        """Teacher-forced decoder GRU outputs [b, steps, hidden] (inputs: BOS + target[:-1])."""
+    def decoder_states(self, target_ids: np.ndarray, state: np.ndarray,
+                       lengths: np.ndarray | None = None) -> np.ndarray:
+        """Teacher-forced decoder GRU outputs [b, steps, hidden] (inputs: BOS + target[:-1]).
+
+        Args:
+            lengths: optional target lengths in decreasing order (rows sorted so); outputs past
+                a row's length are then zero instead of computed.
+        """
         inputs = np.concatenate(
             [np.full((target_ids.shape[0], 1), BOS_ID, target_ids.dtype), target_ids[:, :-1]], 1)
         x_proj = self.embeddings[inputs] @ self.dec_kernel + self.dec_bias[0]
-        return self._gru(x_proj, state, self.dec_rec, self.dec_bias[1], None)[0]
+        active = None
+        if lengths is not None:
+            if np.any(np.diff(lengths) > 0):
+                raise ValueError("lengths must be in decreasing order")
+            # Rows running at step t: those longer than t (a prefix, since sorted).
+            active = (np.asarray(lengths)[None, :] > np.arange(target_ids.shape[1])[:, None]).sum(1)
+        return self._gru(x_proj, state, self.dec_rec, self.dec_bias[1], None, active)[0]
 
     def attend(self, queries: np.ndarray, enc: Encoded) -> np.ndarray:
         """Additive attention: queries [b, n, hidden] -> context [b, n, hidden]."""

@@ -181,11 +181,18 @@ class QuantizedInferenceModel:
         """Per-token log-probs [k, steps] of k right-padded targets given ONE source [src]."""
         tgt = np.asarray(target_ids, np.int64)
         enc = self.net.encode(np.asarray(source_ids, np.int64)[None, :])
-        states = self.net.decoder_states(tgt, np.repeat(enc.state, tgt.shape[0], axis=0))
-        real = tgt != PAD_ID
+        # Longest first, so each decoder step runs only the candidates not yet finished.
+        lengths = (tgt != PAD_ID).sum(axis=1)
+        order = np.argsort(-lengths, kind="stable")
+        tgt_sorted = tgt[order]
+        states = self.net.decoder_states(tgt_sorted, np.repeat(enc.state, tgt.shape[0], axis=0),
+                                         lengths[order])
+        real = tgt_sorted != PAD_ID
         packed = states[real]
         hidden = self.net.combine(packed, self.net.attend(packed[None], enc)[0])
-        return self._picked(hidden, tgt, real)
+        out = np.empty_like(tgt, dtype=np.float32)
+        out[order] = self._picked(hidden, tgt_sorted, real)
+        return out
 
     def batch_log_probs(self, source_ids: np.ndarray, target_ids: np.ndarray) -> np.ndarray:
         """Per-token log-probs [batch, steps] of each target given its own source row."""

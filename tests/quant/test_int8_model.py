@@ -66,6 +66,12 @@ def test_numpy_forward_matches_tensorflow_exactly_on_fp32_weights(fp32_dir):
     ref = fp32.inference.batch_log_probs(src, tgt)
     real = tgt != 0
     np.testing.assert_allclose(picked[real], ref[real], atol=1e-5)
+    # Skipping finished rows (sorted by decreasing length) changes nothing at real positions.
+    skipped = net.decoder_states(tgt, enc.state, lengths=real.sum(1))
+    np.testing.assert_allclose(skipped[real], states[real], atol=1e-6)
+    assert not skipped[~real].any()
+    with pytest.raises(ValueError, match="decreasing"):
+        net.decoder_states(tgt, enc.state, lengths=np.array([1, 2]))
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
