@@ -7,7 +7,13 @@ import dataclasses
 import importlib
 import json
 import logging
+import os
 import sys
+
+# The int8 model's numpy forward pass multiplies small matrices, where OpenBLAS's thread pool
+# costs more than it saves and fights TensorFlow's and the server's threads for the 2 cores.
+# Set before anything imports numpy; an explicit setting wins.
+os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 from pathlib import Path
 
 from alime import __version__

@@ -1,4 +1,4 @@
-"""Pluto: framework-level training acceleration (data parallelism and model averaging).
+"""Pluto: framework-level acceleration: data parallelism, model averaging, int8 quantization.
 
 Independent of the chatbot: nothing here imports ``alime``. TensorFlow is imported lazily by the
 submodules so that ``import pluto`` stays cheap.
@@ -13,4 +13,4 @@ Typical use::
     result = training.fit(trainer, dataset, steps=1000, val_dataset=val)
 """
 
-__all__ = ["averaging", "comm", "heuristics", "strategy", "sync", "training"]
+__all__ = ["averaging", "comm", "heuristics", "int8_head", "quantization", "strategy", "sync", "training"]

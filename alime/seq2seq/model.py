@@ -231,12 +231,15 @@ class InferenceModel:
         if not targets:
             return []
         src = np.asarray(list(source_ids) or [PAD_ID], np.int32)
-        width = max(len(t) for t in targets)
-        tgt = np.full((len(targets), width), PAD_ID, np.int32)
-        for i, t in enumerate(targets):
+        # Stock replies recur among a query's candidates: score each distinct answer once.
+        unique = list(dict.fromkeys(tuple(t) for t in targets))
+        width = max(len(t) for t in unique)
+        tgt = np.full((len(unique), width), PAD_ID, np.int32)
+        for i, t in enumerate(unique):
             tgt[i, : len(t)] = t
         log_probs = self.candidate_log_probs(src, tgt)
-        return [log_probs[i, : len(t)].astype(np.float64) for i, t in enumerate(targets)]
+        rows = {t: log_probs[i, : len(t)].astype(np.float64) for i, t in enumerate(unique)}
+        return [rows[tuple(t)].copy() for t in targets]
 
     def start(self, source_ids: np.ndarray) -> dict[str, tf.Tensor]:
         """Encode a batch of sources; the result is the decoder state for ``step``."""

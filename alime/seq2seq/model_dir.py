@@ -1,7 +1,9 @@
 """A model directory: everything needed to rebuild the exact trained model, and nothing pickled.
 
 Layout: ``config.json`` (Seq2SeqConfig), ``vocab.json``, ``model.weights.h5`` (Keras weights) and
-``training.json`` (metadata: data, split, epochs, losses, the alime version that wrote it).
+``training.json`` (metadata: data, split, epochs, losses, the alime version that wrote it). An int8
+directory written by ``alime quantize`` has ``quantization.json`` and ``int8/*.npy`` instead of
+the ``.h5`` weights (``alime.seq2seq.quantized``); ``load_model_dir`` reads either.
 """
 
 from __future__ import annotations
@@ -56,16 +58,23 @@ def save_model_dir(
         write_metadata(path, metadata)
 
 
-def load_model_dir(path: str | Path) -> LoadedModel:
+def load_model_dir(path: str | Path, int8_backend: str | None = None) -> LoadedModel:
     """Rebuild the saved model exactly (architecture from config.json, then the weights).
+
+    Args:
+        path: an fp32 or int8 model directory.
+        int8_backend: for an int8 directory, where its int8 kernel runs ("onnxruntime" or
+            "numpy"; default: ONNX Runtime when installed).
 
     Raises:
         ValueError: when a required file is missing or the vocabulary does not match the config.
     """
     from alime.seq2seq.model import InferenceModel, build_model
+    from alime.seq2seq.quantized import QUANT_FILE, is_quantized_dir, load_quantized_into
 
     path = Path(path)
-    for name in (CONFIG_FILE, VOCAB_FILE, WEIGHTS_FILE):
+    quantized = is_quantized_dir(path)
+    for name in (CONFIG_FILE, VOCAB_FILE, QUANT_FILE if quantized else WEIGHTS_FILE):
         if not (path / name).is_file():
             raise ValueError(f"{path}: not a model directory (missing {name})")
     config = Seq2SeqConfig.load(path / CONFIG_FILE)
@@ -74,7 +83,11 @@ def load_model_dir(path: str | Path) -> LoadedModel:
         raise ValueError(
             f"{path}: vocab.json has {len(vocab)} ids, config says {config.vocab_size}")
     model = build_model(config)
-    model.load_weights(str(path / WEIGHTS_FILE))
+    if quantized:
+        inference = load_quantized_into(path, model, int8_backend)
+    else:
+        model.load_weights(str(path / WEIGHTS_FILE))
+        inference = InferenceModel(model)
     meta_file = path / METADATA_FILE
     metadata = json.loads(meta_file.read_text(encoding="utf-8")) if meta_file.is_file() else {}
-    return LoadedModel(config, vocab, model, InferenceModel(model), metadata, path)
+    return LoadedModel(config, vocab, model, inference, metadata, path)

@@ -135,3 +135,15 @@ def test_batched_inputs_match_separate_searches_and_n_best():
     both = search(table, batch=2, beam_size=3, min_len=0, n_best=2)
     assert [h.tokens for h in both[0]] == [(B,), (A,)]
     assert [h.tokens for h in both[1]] == [(), (A, B)]
+
+
+def test_beam_top_k_equals_a_full_stable_sort():
+    from alime.seq2seq.decoding import _top_stable
+
+    rng = np.random.default_rng(2)
+    for _ in range(200):
+        scores = rng.integers(-4, 4, int(rng.integers(1, 120))).astype(np.float64)
+        scores[rng.random(scores.size) < 0.2] = -np.inf  # ties and blocked tokens
+        k = int(rng.integers(1, 12))
+        np.testing.assert_array_equal(_top_stable(scores, k),
+                                      np.argsort(-scores, kind="stable")[:k])

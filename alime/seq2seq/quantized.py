@@ -1,0 +1,236 @@
+"""int8 model directories: write (``quantize_model_dir``), read back, and serve.
+
+Layout: the fp32 directory's ``config.json``, ``vocab.json``, ``training.json`` and (when present)
+``thresholds.json``, plus ``quantization.json`` (the marker: scheme, the alime version, one entry
+per tensor) and ``int8/`` with one ``.npy`` per tensor: int8 values and float32 per-channel scales
+for every weight matrix (embedding rows; kernel output columns), float32 for biases. No pickle.
+
+Serving (``QuantizedInferenceModel``): the recurrences and attention run in numpy on the
+dequantized weights (neither TensorFlow nor ONNX Runtime has an int8 GRU on CPU, and at these
+sizes per-op overhead, not arithmetic, dominates them), and the vocabulary projection with its
+log-softmax, where the arithmetic is, runs as an int8 kernel (``pluto.int8_head``). The Keras
+model is still filled with the dequantized weights, so training-side tools work on it.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+
+from alime import __version__
+from alime.seq2seq.model import InferenceModel, Seq2SeqModel
+from alime.seq2seq.numpy_forward import Encoded, NumpySeq2Seq
+from alime.seq2seq.vocab import PAD_ID
+from pluto.int8_head import HeadBackend, Int8LogSoftmaxHead, onnxruntime_available
+from pluto.quantization import QuantizedTensor, quantize
+
+QUANT_FILE = "quantization.json"
+QUANT_DIR = "int8"
+SCHEME = "int8-symmetric-per-channel"
+FORMAT_VERSION = 1
+# Files of the fp32 directory carried over unchanged (thresholds were tuned on the same scale).
+_COPIED = ("config.json", "vocab.json", "training.json", "thresholds.json")
+_OUTPUT_KERNEL = "output_proj/kernel"
+_OUTPUT_BIAS = "output_proj/bias"
+
+
+def weight_name(variable) -> str:
+    """A variable's path without the model's own (auto-numbered) prefix, e.g. 'encoder/...'."""
+    return variable.path.split("/", 1)[1]
+
+
+def channel_axis(name: str) -> int | None:
+    """The per-channel axis for a matrix to quantize, None for tensors kept in float32.
+
+    Embedding tables are read a row (token) at a time, so they get one scale per row; kernels
+    ``[in, out]`` get one per output column. Biases are tiny and stay float.
+    """
+    leaf = name.rsplit("/", 1)[-1]
+    if leaf == "embeddings":
+        return 0
+    if leaf in ("kernel", "recurrent_kernel"):
+        return -1
+    return None
+
+
+def _file_stem(name: str) -> str:
+    return name.replace("/", "__")
+
+
+def quantize_model_dir(source: str | Path, out: str | Path) -> dict:
+    """Quantize the fp32 model directory ``source`` into ``out``; returns the marker contents.
+
+    Raises:
+        ValueError: when ``source`` is not a model directory, is already quantized, or ``out``
+            is ``source``.
+    """
+    from alime.seq2seq.model_dir import load_model_dir
+
+    source, out = Path(source), Path(out)
+    if (source / QUANT_FILE).is_file():
+        raise ValueError(f"{source}: already an int8 model directory")
+    if out.resolve() == source.resolve():
+        raise ValueError("--out must differ from the source model directory")
+    loaded = load_model_dir(source)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / QUANT_DIR).mkdir(exist_ok=True)
+    entries = []
+    for variable in loaded.model.weights:
+        name = weight_name(variable)
+        stem = _file_stem(name)
+        value = np.asarray(variable.numpy(), np.float32)
+        axis = channel_axis(name)
+        entry = {"name": name, "shape": list(value.shape)}
+        if axis is None:
+            np.save(out / QUANT_DIR / f"{stem}.f32.npy", value, allow_pickle=False)
+            entry.update(dtype="float32", file=f"{QUANT_DIR}/{stem}.f32.npy")
+        else:
+            q = quantize(value, axis)
+            np.save(out / QUANT_DIR / f"{stem}.int8.npy", q.values, allow_pickle=False)
+            np.save(out / QUANT_DIR / f"{stem}.scale.npy", q.scales, allow_pickle=False)
+            entry.update(dtype="int8", axis=axis, file=f"{QUANT_DIR}/{stem}.int8.npy",
+                         scale_file=f"{QUANT_DIR}/{stem}.scale.npy")
+        entries.append(entry)
+    for name in _COPIED:
+        if (source / name).is_file():
+            shutil.copyfile(source / name, out / name)
+    marker = {"format_version": FORMAT_VERSION, "scheme": SCHEME, "alime_version": __version__,
+              "source": str(source), "tensors": entries}
+    (out / QUANT_FILE).write_text(json.dumps(marker, indent=2), encoding="utf-8")
+    return marker
+
+
+def is_quantized_dir(path: str | Path) -> bool:
+    """Whether ``path`` holds an int8 model (its ``quantization.json`` marker)."""
+    return Path(path, QUANT_FILE).is_file()
+
+
+def read_quantized(path: str | Path) -> dict[str, QuantizedTensor | np.ndarray]:
+    """Every tensor of an int8 directory by name: ``QuantizedTensor`` or a float32 array.
+
+    Raises:
+        ValueError: for an unknown scheme or format version, or a tensor whose shape disagrees.
+    """
+    path = Path(path)
+    marker = json.loads((path / QUANT_FILE).read_text(encoding="utf-8"))
+    if marker.get("scheme") != SCHEME or marker.get("format_version") != FORMAT_VERSION:
+        raise ValueError(f"{path}: unsupported quantization {marker.get('scheme')!r} "
+                         f"v{marker.get('format_version')}; this alime reads {SCHEME} "
+                         f"v{FORMAT_VERSION}")
+    tensors: dict[str, QuantizedTensor | np.ndarray] = {}
+    for entry in marker["tensors"]:
+        values = np.load(path / entry["file"], allow_pickle=False)
+        if list(values.shape) != entry["shape"]:
+            raise ValueError(f"{path}: {entry['file']} has shape {values.shape}, "
+                             f"expected {entry['shape']}")
+        if entry["dtype"] == "int8":
+            scales = np.load(path / entry["scale_file"], allow_pickle=False)
+            tensors[entry["name"]] = QuantizedTensor(values, scales, entry["axis"])
+        else:
+            tensors[entry["name"]] = values
+    return tensors
+
+
+def assign_quantized(model: Seq2SeqModel, tensors: dict) -> None:
+    """Load the dequantized weights into a built model.
+
+    Raises:
+        ValueError: when the directory and the model disagree on the set of weights.
+    """
+    names = {weight_name(v) for v in model.weights}
+    if names != set(tensors):
+        raise ValueError(f"weights do not match the model: missing {sorted(names - set(tensors))}"
+                         f", unexpected {sorted(set(tensors) - names)}")
+    for variable in model.weights:
+        t = tensors[weight_name(variable)]
+        variable.assign(t.dequantize() if isinstance(t, QuantizedTensor) else t)
+
+
+def default_backend() -> HeadBackend:
+    """ONNX Runtime's integer GEMM when installed, else numpy on the dequantized weights."""
+    return HeadBackend.ONNXRUNTIME if onnxruntime_available() else HeadBackend.NUMPY
+
+
+class QuantizedInferenceModel:
+    """The serving paths of an int8 model, with ``InferenceModel``'s methods and results (up to
+    quantization error); log-probs at padded target positions are 0.
+
+    The network runs in numpy (``NumpySeq2Seq``) on the dequantized weights and the vocabulary
+    projection with its log-softmax in the int8 kernel. Rerank scoring projects only real
+    (non-padding) target positions and attends from all of them to the one shared source
+    encoding in a single batch.
+
+    Args:
+        net: the numpy forward pass.
+        head: the int8 ``log_softmax(hidden @ W_out + b)``.
+    """
+
+    def __init__(self, net: NumpySeq2Seq, head: Int8LogSoftmaxHead) -> None:
+        self.net = net
+        self.head = head
+
+    def _picked(self, hidden: np.ndarray, target_ids: np.ndarray, real: np.ndarray) -> np.ndarray:
+        out = np.zeros(target_ids.shape, np.float32)
+        out[real] = self.head.target_log_probs(hidden, target_ids[real])
+        return out
+
+    def candidate_log_probs(self, source_ids: np.ndarray, target_ids: np.ndarray) -> np.ndarray:
+        """Per-token log-probs [k, steps] of k right-padded targets given ONE source [src]."""
+        tgt = np.asarray(target_ids, np.int64)
+        enc = self.net.encode(np.asarray(source_ids, np.int64)[None, :])
+        # Longest first, so each decoder step runs only the candidates not yet finished.
+        lengths = (tgt != PAD_ID).sum(axis=1)
+        order = np.argsort(-lengths, kind="stable")
+        tgt_sorted = tgt[order]
+        states = self.net.decoder_states(tgt_sorted, np.repeat(enc.state, tgt.shape[0], axis=0),
+                                         lengths[order])
+        real = tgt_sorted != PAD_ID
+        packed = states[real]
+        hidden = self.net.combine(packed, self.net.attend(packed[None], enc)[0])
+        out = np.empty_like(tgt, dtype=np.float32)
+        out[order] = self._picked(hidden, tgt_sorted, real)
+        return out
+
+    def batch_log_probs(self, source_ids: np.ndarray, target_ids: np.ndarray) -> np.ndarray:
+        """Per-token log-probs [batch, steps] of each target given its own source row."""
+        tgt = np.asarray(target_ids, np.int64)
+        enc = self.net.encode(np.asarray(source_ids, np.int64))
+        states = self.net.decoder_states(tgt, enc.state)
+        real = tgt != PAD_ID
+        hidden = self.net.combine(states, self.net.attend(states, enc))[real]
+        return self._picked(hidden, tgt, real)
+
+    answer_log_probs = InferenceModel.answer_log_probs
+
+    def start(self, source_ids: np.ndarray) -> dict[str, np.ndarray]:
+        """Encode a batch of sources; the result is the decoder state for ``step``."""
+        enc = self.net.encode(np.asarray(source_ids, np.int64))
+        return {"hidden": enc.state, "values": enc.values, "keys": enc.keys, "mask": enc.mask}
+
+    def step(self, tokens: np.ndarray, state: dict[str, np.ndarray]):
+        """Next-token log-probs [rows, vocab] and the new state."""
+        enc = Encoded(state["values"], state["keys"], state["mask"], state["hidden"])
+        hidden, new = self.net.step(np.asarray(tokens, np.int64), state["hidden"], enc)
+        return self.head.log_probs(hidden), {**state, "hidden": new}
+
+    @staticmethod
+    def reorder(state: dict[str, np.ndarray], indices: np.ndarray) -> dict[str, np.ndarray]:
+        """Select state rows (beam search keeps the rows of surviving hypotheses)."""
+        idx = np.asarray(indices, np.int64)
+        return {name: t[idx] for name, t in state.items()}
+
+
+def load_quantized_into(path: str | Path, model: Seq2SeqModel,
+                        backend: HeadBackend | str | None = None,
+                        threads: int = 1) -> QuantizedInferenceModel:
+    """Fill ``model`` from the int8 directory ``path`` and wrap it for serving."""
+    tensors = read_quantized(path)
+    assign_quantized(model, tensors)
+    dense = {name: t.dequantize() if isinstance(t, QuantizedTensor) else t
+             for name, t in tensors.items()}
+    head = Int8LogSoftmaxHead(tensors[_OUTPUT_KERNEL], np.asarray(tensors[_OUTPUT_BIAS]),
+                              backend or default_backend(), threads=threads)
+    return QuantizedInferenceModel(NumpySeq2Seq(dense), head)
