@@ -56,6 +56,7 @@ def build_bot(config: AppConfig | None = None) -> Bot:
     _, _, model_dir = config.resolved_paths()
     scorer, generator, tuned = _model_stages(model_dir, config, searcher.pipeline)
     retriever = build_retriever(config, kb, searcher, model_dir)  # retrieval.mode
+    retriever.search("您好", 1)  # warm-up: the first query traces and loads lazily-built parts
     answer_t = _pick(config.engine.threshold, tuned.get("threshold"), 0.0)
     gen_t = _pick(config.engine.generation_threshold, tuned.get("generation_threshold"), 0.0)
     engine = HybridEngine(

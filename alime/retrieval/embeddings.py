@@ -70,11 +70,21 @@ def sif_weights(vocab_size: int, a: float) -> np.ndarray:
     return weights
 
 
+def _weight_files(model_dir: Path) -> list[Path]:
+    """The files holding a model directory's weights: fp32 Keras weights, or the int8 tensors
+    listed by ``quantization.json`` (an int8 directory has different weights, so other vectors)."""
+    from alime.seq2seq.quantized import QUANT_FILE, is_quantized_dir
+
+    if is_quantized_dir(model_dir):
+        return [model_dir / QUANT_FILE, *sorted((model_dir / "int8").glob("*.npy"))]
+    return [model_dir / WEIGHTS_FILE]
+
+
 def model_identity(model_dir: str | Path, pooling: Pooling | str, sif_a: float = 0.0) -> str:
     """A short hash of everything that determines the vectors: weights, config, vocab, pooling."""
     digest = hashlib.sha256()
-    for name in (WEIGHTS_FILE, CONFIG_FILE, VOCAB_FILE):
-        with open(Path(model_dir, name), "rb") as f:
+    for path in _weight_files(Path(model_dir)) + [Path(model_dir, CONFIG_FILE), Path(model_dir, VOCAB_FILE)]:
+        with open(path, "rb") as f:
             for block in iter(lambda: f.read(1 << 20), b""):
                 digest.update(block)
     digest.update(f"{Pooling(pooling).value}/sif={sif_a:g}".encode())
