@@ -1,0 +1,298 @@
+"""One facade per ``alime evaluate`` action: load data and model, run, write reports.
+
+The CLI only parses flags and calls these. TensorFlow is imported only when a model is loaded.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+from alime.config import AppConfig
+from alime.evaluation import generation, reports, scorers, selection, threshold, validation
+from alime.evaluation.corpus import Group, Row, read_dialogues, read_groups, write_groups
+from alime.text import TextPipeline
+
+log = logging.getLogger(__name__)
+
+METADATA_FILE = "training.json"
+THRESHOLDS_FILE = "thresholds.json"
+SWEEP_FILE = "thresholds_sweep.json"
+
+
+def model_metadata(model_dir: str | Path) -> dict:
+    """A model directory's ``training.json`` (read without loading the model).
+
+    Raises:
+        ValueError: the file is missing or not JSON.
+    """
+    path = Path(model_dir) / METADATA_FILE
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ValueError(f"{model_dir}: no {METADATA_FILE} (not a trained model directory)") from None
+    except json.JSONDecodeError as exc:
+        raise ValueError(f"{path}: invalid JSON: {exc}") from None
+
+
+@dataclass
+class ModelStages:
+    """A loaded model's log-probability source and generator."""
+
+    log_probs: scorers.LogProbSource
+    generator: object
+
+
+def load_model(model_dir: str | Path, pipeline: TextPipeline, beam_size: int = 5) -> ModelStages:
+    """Load a seq2seq model directory (imports TensorFlow)."""
+    try:
+        from alime.rerank.scorers import MeanProbScorer
+        from alime.seq2seq.generator import BeamGenerator
+        from alime.seq2seq.model_dir import load_model_dir
+    except ModuleNotFoundError as exc:
+        raise ValueError(f"model scorers unavailable ({exc.name} missing)") from None
+    model = load_model_dir(model_dir)
+    return ModelStages(MeanProbScorer(model, pipeline), BeamGenerator(model, pipeline,
+                                                                      beam_size=beam_size))
+
+
+def build_valid(
+    data: str | Path,
+    model_dir: str | Path,
+    out: str | Path,
+    options: validation.ValidationOptions,
+    config: AppConfig | None = None,
+    progress: bool = True,
+    drop_seen: bool = False,
+) -> dict:
+    """Write a validation file for the model's held-out dialogues of ``data``; returns a summary.
+
+    ``drop_seen`` leaves out held-out dialogues that also occur as the start of a training
+    dialogue (``validation.seen_in_training``); the summary counts them either way.
+    """
+    config = config or AppConfig()
+    dialogues = read_dialogues(data)
+    heldout = validation.select_heldout(dialogues, validation.heldout_lines(model_metadata(model_dir), data))
+    held = {d.line for d in heldout}
+    seen = validation.seen_in_training(heldout, [d for d in dialogues if d.line not in held])
+    if drop_seen:
+        heldout = [d for d in heldout if d.line not in seen]
+    if not heldout:
+        raise ValueError(f"{data}: none of its dialogues is held out by the model in {model_dir}")
+    pool = validation.response_pool(dialogues)
+    pipeline = TextPipeline(config.text)
+    built = validation.build_groups(heldout, pool, pipeline.index_terms, options, progress)
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    with out.open("w", encoding="utf-8") as fh:
+        write_groups(built.groups, fh)
+    return {"out": str(out), "groups": len(built.groups), "dialogues_in_file": len(dialogues),
+            "pool_size": built.pool_size, "random_fills": built.random_fills,
+            "seen_in_training": len(seen), "dropped_seen": drop_seen,
+            "options": {**asdict(options), "negatives": options.negatives.value}}
+
+
+def _env(groups, pipeline: TextPipeline, stages: ModelStages | None, pmi_weight: float,
+         query_turns: int) -> scorers.ScorerEnv:
+    responses = [r for g in groups for r in g.responses]
+    return scorers.ScorerEnv(responses, pipeline.index_terms, pipeline.tokenize,
+                             stages.log_probs if stages else None, pmi_weight, query_turns)
+
+
+@dataclass(frozen=True)
+class SelectOptions:
+    """Flags of ``evaluate select`` / ``evaluate threshold``."""
+
+    scorers: str | None = None
+    limit: int | None = None
+    pmi_weight: float = 0.5
+    query_turns: int = 3
+    pmi_sweep: tuple[float, ...] = ()
+
+
+def _score(data, model_dir, opts: SelectOptions, config: AppConfig, progress: bool,
+           names: Sequence[scorers.ScorerName] | None = None):
+    groups = read_groups(data, limit=opts.limit)
+    pipeline = TextPipeline(config.text)
+    names = names or scorers.parse_scorer_names(opts.scorers, model_dir is not None)
+    need_model = any(scorers.SCORERS[n].needs_model for n in names)
+    stages = load_model(model_dir, pipeline) if need_model else None
+    env = _env(groups, pipeline, stages, opts.pmi_weight, opts.query_turns)
+    table = {n.value: env.get(n) for n in names}
+    return selection.score_groups(groups, table, progress), names, stages, groups
+
+
+def run_select(data, model_dir, opts: SelectOptions, config: AppConfig | None = None,
+               dump: str | Path | None = None, out_dir: str | Path | None = None,
+               progress: bool = True) -> dict:
+    """Selection metrics per scorer (and optional score dump and report folder)."""
+    config = config or AppConfig()
+    scored, names, _, _ = _score(data, model_dir, opts, config, progress)
+    report = selection.selection_report(scored, [n.value for n in names])
+    if opts.pmi_sweep:
+        needed = {scorers.ScorerName.MEAN_LOGPROB, scorers.ScorerName.PRIOR}
+        if not needed <= set(names):
+            raise ValueError("--pmi-sweep needs the mean_logprob and prior scorers")
+        report["pmi_sweep"] = selection.weight_sweep(scored, "mean_logprob", "prior",
+                                                     opts.pmi_sweep)
+    if dump:
+        with open(dump, "w", encoding="utf-8") as fh:
+            selection.dump_scores(scored, fh)
+    if out_dir:
+        full = {**report, "data": str(data), "model": str(model_dir) if model_dir else None,
+                "pmi_weight": opts.pmi_weight, "scorer_descriptions": scorers.describe(names)}
+        reports.write_report(out_dir, full, reports.selection_markdown(full, scorers.describe(names)))
+    return report
+
+
+@dataclass(frozen=True)
+class ThresholdOptions:
+    """Flags of ``evaluate threshold``."""
+
+    scorer: str = scorers.ScorerName.SEQ2SEQ.value
+    rule: threshold.ThresholdRule = threshold.ThresholdRule.PRECISION
+    target: float = threshold.DEFAULT_PRECISION_TARGET
+    generation_quantile: float = threshold.DEFAULT_GENERATION_QUANTILE
+    generation_limit: int | None = 200
+    min_answered: int = threshold.DEFAULT_MIN_ANSWERED
+
+
+def run_threshold(data, model_dir, out_dir, opts: ThresholdOptions, select: SelectOptions,
+                  config: AppConfig | None = None, write_model: bool = False,
+                  progress: bool = True) -> dict:
+    """Sweep T on ``data``, choose T (and G when a generator exists), write the report folder."""
+    config = config or AppConfig()
+    names = scorers.parse_scorer_names(opts.scorer, model_dir is not None)
+    if len(names) != 1:
+        raise ValueError("threshold sweeps one scorer")
+    scored, _, stages, groups = _score(data, model_dir, select, config, progress, names)
+    name = names[0].value
+    best, correct = threshold.top_outcomes([g.scores[name] for g in scored],
+                                           [g.group.true_index for g in scored])
+    points = threshold.sweep(best, correct, threshold.threshold_grid(best))
+    choice = threshold.choose_threshold(points, opts.rule, opts.target, opts.min_answered)
+    gen = _generation_threshold(groups, stages, best, choice.threshold, opts, progress)
+    report = {
+        "data": str(data), "model": str(model_dir) if model_dir else None, "scorer": name,
+        "groups": len(scored), "top1_accuracy": float(correct.mean()) if len(correct) else 0.0,
+        "threshold": choice.threshold, "rule": choice.rule,
+        "chosen": asdict(choice.point) if choice.point else None,
+        "generation_threshold": gen["threshold"], "generation_rule": gen["rule"],
+        "generation_scores": gen.get("scores"),
+        "sweep": threshold.points_json(points),
+    }
+    out = reports.write_report(out_dir, report, _threshold_markdown(report))
+    threshold.plot_sweep(points, choice, out / "threshold.png", f"{name} on {Path(data).name}")
+    if write_model:
+        if model_dir is None:
+            raise ValueError("--write-model needs --model DIR")
+        provenance = {"scorer": name, "rule": choice.rule, "chosen": report["chosen"],
+                      "generation_rule": gen["rule"], "data": str(data), "groups": len(scored)}
+        write_thresholds(model_dir, choice.threshold, gen["threshold"], provenance)
+    return report
+
+
+def write_thresholds(model_dir: str | Path, answer: float, generation: float,
+                     provenance: dict) -> None:
+    """Store T and G where the engine reads them, and how they were chosen beside them.
+
+    ``thresholds.json`` holds only the two numbers (the engine's loader,
+    ``alime.rerank.loading.read_thresholds``, rejects other keys); ``thresholds_sweep.json``
+    holds the rule, the data and the scorer they were chosen with.
+    """
+    numbers = {"threshold": answer, "generation_threshold": generation}
+    Path(model_dir, THRESHOLDS_FILE).write_text(json.dumps(numbers, indent=2) + "\n",
+                                                encoding="utf-8")
+    Path(model_dir, SWEEP_FILE).write_text(
+        json.dumps({**numbers, **provenance}, indent=2, ensure_ascii=False) + "\n",
+        encoding="utf-8")
+
+
+def _generation_threshold(groups, stages: ModelStages | None, best, t: float,
+                          opts: ThresholdOptions, progress: bool) -> dict:
+    """G from the generator's scores on the contexts the KB would not answer at T."""
+    if stages is None or stages.generator is None:
+        return {"threshold": threshold.DEFAULT_GENERATION_THRESHOLD,
+                "rule": "no generator: default 0.0 (every generated reply is used)"}
+    below = [g for g, b in zip(groups, best, strict=True) if b < t] or list(groups)
+    below = below[: opts.generation_limit] if opts.generation_limit else below
+    samples = generation.generate_replies(_as_rows(below), stages.generator, progress)
+    values = [s.score for s in samples if s.score is not None]
+    g = threshold.generation_threshold(values, opts.generation_quantile)
+    return {"threshold": g,
+            "rule": (f"{opts.generation_quantile:.0%} quantile of generated-reply scores (mean "
+                     f"per-token probability, the generator's scale) on "
+                     f"{len(values)} validation contexts the KB does not answer at T "
+                     "(the least confident share goes to the fallback)"),
+            "scores": {"n": len(values), "min": min(values), "max": max(values),
+                       "mean": sum(values) / len(values)}}
+
+
+def _as_rows(groups: Sequence[Group]) -> list[Row]:
+    """Each group's context and real response as a dialogue row."""
+    return [Row(1, g.turns, g.true_response, g.line) for g in groups]
+
+
+def _threshold_markdown(report: dict) -> str:
+    chosen = report["chosen"] or {}
+    lines = [
+        "# Threshold sweep\n",
+        f"Data: `{report['data']}`, {report['groups']} groups, scorer `{report['scorer']}`; "
+        f"top-1 accuracy {report['top1_accuracy']:.4f}.\n",
+        f"**T = {report['threshold']:.6g}** ({report['rule']}): answered "
+        f"{chosen.get('answered', 0):.4f}, precision {chosen.get('precision') or 0:.4f}.\n",
+        f"**G = {report['generation_threshold']:.6g}** ({report['generation_rule']}).\n",
+        "![sweep](threshold.png)\n",
+    ]
+    step = max(1, len(report["sweep"]) // 20)
+    rows = [[p["threshold"], p["answered"], p["precision"] if p["precision"] is not None else "-",
+             p["f1"]] for p in report["sweep"][::step]]
+    lines.append(reports.markdown_table(["T", "answered", "precision", "F1"], rows))
+    return "\n".join(lines)
+
+
+def run_generate(data, model_dir, limit: int | None, config: AppConfig | None = None,
+                 out_dir: str | Path | None = None, progress: bool = True,
+                 beam_size: int = 5) -> dict:
+    """Generation metrics on the held-out dialogues (label-1 lines) of ``data``."""
+    config = config or AppConfig()
+    dialogues = read_dialogues(data)
+    if model_dir is None:
+        raise ValueError("generation needs a model: give --model DIR")
+    lines = _heldout_or_all(model_metadata(model_dir), data)
+    dialogues = validation.select_heldout(dialogues, lines)[:limit]
+    pipeline = TextPipeline(config.text)
+    stages = load_model(model_dir, pipeline, beam_size)
+    samples = generation.generate_replies(dialogues, stages.generator, progress)
+    report = {"data": str(data), "model": str(model_dir),
+              **generation.generation_report(samples, pipeline.tokenize)}
+    if out_dir:
+        out = reports.write_report(out_dir, report, _generation_markdown(report))
+        with (out / "samples.jsonl").open("w", encoding="utf-8") as fh:
+            for s in samples[:200]:
+                fh.write(json.dumps(asdict(s), ensure_ascii=False) + "\n")
+    return report
+
+
+def _heldout_or_all(metadata: dict, data) -> set[int] | None:
+    """Held-out lines when ``data`` is a training file of the model, else every line."""
+    try:
+        return validation.heldout_lines(metadata, data)
+    except ValueError:
+        trained = [f for f in metadata.get("data_files") or ()
+                   if validation.same_file(f, Path(data))]
+        if trained:
+            raise
+        return None
+
+
+def _generation_markdown(report: dict) -> str:
+    rows = [[k, report["generated"][k], report["reference"][k]]
+            for k in ("distinct_1", "distinct_2", "mean_length", "most_common_share")]
+    return (f"# Generation\n\nData: `{report['data']}`, {report['dialogues']} held-out dialogues; "
+            f"corpus BLEU-4 (add-one smoothed for n >= 2): **{report['bleu4']:.4f}**.\n\n"
+            + reports.markdown_table(["metric", "generated", "real replies"], rows)
+            + f"\nMost common generated reply: `{report['generated']['most_common']}`\n")

@@ -1,0 +1,257 @@
+"""The scorers ``alime evaluate select`` compares, chosen by name from one table.
+
+Each is an ``alime.types.Scorer`` (``score(query, context, answers) -> list[float]``, higher is
+better). Model-based scores share one cached pass per group: the answers' per-token
+log-probabilities given the context (``cond``) and with an empty source (``prior``), as computed
+by the seq2seq rerank scorers; the named scores are pure functions of those two arrays.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from enum import Enum
+from typing import Any, Protocol
+
+import numpy as np
+
+from alime.evaluation.metrics import rank_of_true
+from alime.types import Scorer
+
+Analyzer = Callable[[str], list[str]]
+RRF_K = 60  # reciprocal rank fusion constant (Cormack et al., 2009)
+
+
+class LogProbSource(Protocol):
+    """What the seq2seq rerank scorers expose (``alime.rerank.scorers._ModelScorer``)."""
+
+    def conditional_log_probs(
+        self, query: str, context: Sequence[str], answers: Sequence[str]
+    ) -> list[np.ndarray]: ...
+
+    def prior_log_probs(self, answers: Sequence[str]) -> list[np.ndarray]: ...
+
+
+class CachedLogProbs:
+    """Remembers the last group's log-probabilities so several scores cost one model pass."""
+
+    def __init__(self, source: LogProbSource) -> None:
+        self.source = source
+        self._key: tuple | None = None
+        self._cond: list[np.ndarray] = []
+        self._prior: list[np.ndarray] | None = None
+
+    def _refresh(self, query: str, context: Sequence[str], answers: Sequence[str]) -> None:
+        key = (query, tuple(context), tuple(answers))
+        if key != self._key:
+            self._key, self._cond, self._prior = key, [], None
+            self._cond = self.source.conditional_log_probs(query, context, answers)
+
+    def conditional(self, query: str, context: Sequence[str], answers: Sequence[str]) -> list[np.ndarray]:
+        self._refresh(query, context, answers)
+        return self._cond
+
+    def prior(self, query: str, context: Sequence[str], answers: Sequence[str]) -> list[np.ndarray]:
+        self._refresh(query, context, answers)
+        if self._prior is None:
+            self._prior = self.source.prior_log_probs(answers)
+        return self._prior
+
+
+def mean_prob(cond: np.ndarray) -> float:
+    """AliMe's rerank score: mean per-token probability of the answer given the context."""
+    return float(np.mean(np.exp(cond)))
+
+
+def mean_log_prob(cond: np.ndarray) -> float:
+    """Mean per-token log-probability of the answer given the context."""
+    return float(np.mean(cond))
+
+
+def pmi(cond: np.ndarray, prior: np.ndarray, weight: float) -> float:
+    """``mean log p(r | c) - weight * mean log p(r)``: discounts replies that fit any context."""
+    return float(np.mean(cond) - weight * np.mean(prior))
+
+
+class ModelScore:
+    """A score over a group's conditional (and, when needed, prior) log-probabilities."""
+
+    def __init__(self, cache: CachedLogProbs, fn: Callable[..., float], uses: str) -> None:
+        self.cache = cache
+        self.fn = fn
+        self.uses = uses  # "cond", "prior" or "both"
+
+    def score(self, query: str, context: Sequence[str], answers: Sequence[str]) -> list[float]:
+        if self.uses == "prior":
+            return [self.fn(p) for p in self.cache.prior(query, context, answers)]
+        cond = self.cache.conditional(query, context, answers)
+        if self.uses == "cond":
+            return [self.fn(c) for c in cond]
+        prior = self.cache.prior(query, context, answers)
+        return [self.fn(c, p) for c, p in zip(cond, prior, strict=True)]
+
+
+class BM25Scorer:
+    """BM25 of each candidate response against the query and its context.
+
+    The index holds every distinct response of the evaluated file (not only the group's ten),
+    so idf and the average length are corpus statistics, as in retrieval.
+
+    Args:
+        responses: all responses of the evaluated file.
+        analyze: text to BM25 terms.
+        query_turns: the last turns (query included) that form the BM25 query.
+    """
+
+    def __init__(self, responses: Sequence[str], analyze: Analyzer, query_turns: int = 3) -> None:
+        from alime.retrieval.bm25 import BM25Index
+
+        self.analyze = analyze
+        self.query_turns = query_turns
+        self.ids = {r: i for i, r in enumerate(dict.fromkeys(responses))}
+        self.index = BM25Index.build([analyze(r) for r in self.ids], list(self.ids.values()))
+
+    def score(self, query: str, context: Sequence[str], answers: Sequence[str]) -> list[float]:
+        terms = self.analyze(" ".join([*context, query][-self.query_turns :]))
+        return self.index.scores_for(terms, [self.ids[a] for a in answers]).tolist()
+
+
+class ShorterScorer:
+    """Baseline 'the shorter reply wins': minus the number of tokens."""
+
+    def __init__(self, tokenize: Callable[[str], list[str]]) -> None:
+        self.tokenize = tokenize
+
+    def score(self, query: str, context: Sequence[str], answers: Sequence[str]) -> list[float]:
+        return [-float(len(self.tokenize(a))) for a in answers]
+
+
+def ranks_within(scores: Sequence[float]) -> list[int]:
+    """Each candidate's 1-based rank in ``scores``, ties counted against it (as in evaluation)."""
+    return [rank_of_true(scores, i) for i in range(len(scores))]
+
+
+class FusedScorer:
+    """Reciprocal rank fusion of several scorers within a group: ``sum 1 / (RRF_K + rank)``."""
+
+    def __init__(self, parts: Sequence[Scorer]) -> None:
+        if not parts:
+            raise ValueError("fusion needs at least one scorer")
+        self.parts = list(parts)
+
+    def score(self, query: str, context: Sequence[str], answers: Sequence[str]) -> list[float]:
+        total = np.zeros(len(answers))
+        for part in self.parts:
+            total += 1.0 / (RRF_K + np.asarray(ranks_within(part.score(query, context, answers))))
+        return total.tolist()
+
+
+@dataclass
+class ScorerEnv:
+    """What scorers are built from; heavy parts are made on first use.
+
+    Attributes:
+        responses: every response of the evaluated file (the BM25 corpus).
+        analyze: text to BM25 terms.
+        tokenize: text to tokens (for lengths).
+        log_probs: the model's log-probability source, or None without a model.
+        pmi_weight: lambda of the PMI score.
+        query_turns: turns of context in the BM25 query.
+    """
+
+    responses: Sequence[str]
+    analyze: Analyzer
+    tokenize: Callable[[str], list[str]]
+    log_probs: LogProbSource | None = None
+    pmi_weight: float = 0.5
+    query_turns: int = 3
+    built: dict[str, Scorer] = field(default_factory=dict)
+    _cache: CachedLogProbs | None = None
+
+    def cache(self) -> CachedLogProbs:
+        if self.log_probs is None:
+            raise ValueError("this scorer needs a model: give --model DIR (or bundle data/model)")
+        if self._cache is None:
+            self._cache = CachedLogProbs(self.log_probs)
+        return self._cache
+
+    def get(self, name: ScorerName) -> Scorer:
+        if name.value not in self.built:
+            self.built[name.value] = SCORERS[name].build(self)
+        return self.built[name.value]
+
+
+class ScorerName(str, Enum):
+    """Scorer names for ``--scorers``."""
+
+    BM25 = "bm25"
+    SEQ2SEQ = "seq2seq"
+    PRIOR = "prior"
+    MEAN_LOGPROB = "mean_logprob"
+    PMI = "pmi"
+    SHORTER = "shorter"
+    FUSED = "fused"
+    FUSED_PMI = "fused_pmi"
+
+
+@dataclass(frozen=True)
+class ScorerSpec:
+    """How to build one scorer, what it needs and what it is."""
+
+    build: Callable[[ScorerEnv], Scorer]
+    needs_model: bool
+    description: str
+
+
+SCORERS: dict[ScorerName, ScorerSpec] = {
+    ScorerName.BM25: ScorerSpec(
+        lambda env: BM25Scorer(env.responses, env.analyze, env.query_turns), False,
+        "BM25 of the response against the last turns, over all responses of the file"),
+    ScorerName.SEQ2SEQ: ScorerSpec(
+        lambda env: ModelScore(env.cache(), mean_prob, "cond"), True,
+        "the engine's rerank score: mean per-token probability of the response given the context"),
+    ScorerName.PRIOR: ScorerSpec(
+        lambda env: ModelScore(env.cache(), mean_log_prob, "prior"), True,
+        "context-free: mean per-token log-probability of the response with an empty source"),
+    ScorerName.MEAN_LOGPROB: ScorerSpec(
+        lambda env: ModelScore(env.cache(), mean_log_prob, "cond"), True,
+        "mean per-token log-probability of the response given the context"),
+    ScorerName.PMI: ScorerSpec(
+        lambda env: ModelScore(env.cache(), lambda c, p: pmi(c, p, env.pmi_weight), "both"), True,
+        "mean log p(r|c) - lambda * mean log p(r)"),
+    ScorerName.SHORTER: ScorerSpec(
+        lambda env: ShorterScorer(env.tokenize), False, "context-free: the shorter reply wins"),
+    ScorerName.FUSED: ScorerSpec(
+        lambda env: FusedScorer([env.get(ScorerName.SEQ2SEQ), env.get(ScorerName.BM25)]), True,
+        "reciprocal rank fusion of seq2seq and bm25"),
+    ScorerName.FUSED_PMI: ScorerSpec(
+        lambda env: FusedScorer([env.get(ScorerName.PMI), env.get(ScorerName.BM25)]), True,
+        "reciprocal rank fusion of pmi and bm25"),
+}
+
+
+def parse_scorer_names(text: str | None, have_model: bool) -> list[ScorerName]:
+    """Scorer names from a comma-separated list; default all (model-free ones without a model).
+
+    Raises:
+        ValueError: an unknown name (the valid ones are listed), or a model scorer without a model.
+    """
+    if not text:
+        return [n for n in ScorerName if have_model or not SCORERS[n].needs_model]
+    names = []
+    for part in (p.strip() for p in text.split(",") if p.strip()):
+        try:
+            names.append(ScorerName(part))
+        except ValueError:
+            raise ValueError(
+                f"unknown scorer {part!r}; valid: {[n.value for n in ScorerName]}"
+            ) from None
+    missing = [n.value for n in names if SCORERS[n].needs_model and not have_model]
+    if missing:
+        raise ValueError(f"scorer(s) {missing} need a model: give --model DIR")
+    return list(dict.fromkeys(names))
+
+
+def describe(names: Sequence[ScorerName]) -> Mapping[str, Any]:
+    """Name -> one-line description, for reports."""
+    return {n.value: SCORERS[n].description for n in names}

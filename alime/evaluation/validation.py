@@ -1,0 +1,217 @@
+"""Held-out validation files built like the official E-commerce test split.
+
+The official test's 9 wrong candidates per context were retrieved by Lucene from the corpus, not
+drawn at random. Here, for each held-out dialogue, the 9 wrong responses are the BM25 top hits of
+its last turns among the *other* dialogues' (deduplicated) responses, never equal to its own
+response. The real response goes to a seeded random position in its group of 10.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from enum import Enum
+from pathlib import Path
+
+import numpy as np
+
+from alime.evaluation.corpus import GROUP_SIZE, Group, Row
+from alime.text import normalize
+
+Analyzer = Callable[[str], list[str]]
+
+
+class NegativeKind(str, Enum):
+    """How the wrong candidates of a group are chosen."""
+
+    BM25 = "bm25"  # retrieved by BM25 from other dialogues' responses (like the official test)
+    RANDOM = "random"  # drawn uniformly from other dialogues' responses (much easier)
+
+
+@dataclass(frozen=True)
+class ValidationOptions:
+    """Settings of a validation build.
+
+    Attributes:
+        negatives: how wrong candidates are chosen.
+        query_turns: the dialogue's last turns that form the BM25 query.
+        seed: seeds the real response's position and any random draws.
+        group_size: candidates per group (the real one included).
+    """
+
+    negatives: NegativeKind = NegativeKind.BM25
+    query_turns: int = 3
+    seed: int = 2017
+    group_size: int = GROUP_SIZE
+
+    def __post_init__(self) -> None:
+        if self.query_turns < 1:
+            raise ValueError(f"query_turns must be >= 1, got {self.query_turns}")
+        if self.group_size < 2:
+            raise ValueError(f"group_size must be >= 2, got {self.group_size}")
+
+
+@dataclass(frozen=True)
+class ValidationBuild:
+    """The built groups and how they were made.
+
+    Attributes:
+        groups: one group per held-out dialogue, in file order.
+        random_fills: wrong candidates drawn at random because BM25 found too few.
+        pool_size: distinct responses the wrong candidates were drawn from.
+    """
+
+    groups: list[Group]
+    random_fills: int
+    pool_size: int
+
+
+def response_key(text: str) -> str:
+    """Identity of a response for deduplication: normalized, with all spaces removed."""
+    return normalize(text).replace(" ", "")
+
+
+def response_pool(dialogues: Sequence[Row]) -> list[str]:
+    """The distinct responses of ``dialogues`` (first spelling kept), in file order."""
+    seen: dict[str, str] = {}
+    for d in dialogues:
+        seen.setdefault(response_key(d.response), d.response)
+    return list(seen.values())
+
+
+def same_file(recorded: str, path: Path) -> bool:
+    """Whether a path recorded in metadata names ``path`` (by resolved path, else by name)."""
+    recorded_path = Path(recorded)
+    try:
+        return recorded_path.resolve() == path.resolve()
+    except OSError:
+        return recorded_path.name == path.name
+
+
+def heldout_lines(metadata: Mapping, data_path: str | Path) -> set[int] | None:
+    """Lines of ``data_path`` that a model held out from training, per its ``training.json``.
+
+    Returns:
+        The 1-based line numbers of the held-out dialogues, or None when the whole file was a
+        validation file of the model.
+
+    Raises:
+        ValueError: the metadata does not say which dialogues of this file were held out (using
+            them could report scores on training data).
+    """
+    path = Path(data_path)
+    if any(same_file(f, path) for f in metadata.get("valid_files") or ()):
+        return None
+    split = metadata.get("split") or {}
+    pairs = split.get("valid_dialogue_lines")
+    trained_on = [f for f in metadata.get("data_files") or () if same_file(f, path)]
+    if not trained_on or pairs is None:
+        raise ValueError(
+            f"{path}: the model's training.json does not list held-out dialogues of this file "
+            "(split.valid_dialogue_lines); refusing to build validation data that may overlap "
+            "the training data"
+        )
+    return {line for f, lines in _lines_by_file(pairs) if same_file(f, path) for line in lines}
+
+
+def _lines_by_file(pairs: Mapping | list) -> list[tuple[str, list[int]]]:
+    """``{file: [line, ...]}`` or ``[[file, line], ...]`` as (file, lines) pairs."""
+    if isinstance(pairs, Mapping):
+        return [(f, [int(x) for x in lines]) for f, lines in pairs.items()]
+    return [(f, [int(line)]) for f, line in pairs]
+
+
+def select_heldout(dialogues: Sequence[Row], lines: set[int] | None) -> list[Row]:
+    """The dialogues whose line is in ``lines`` (all of them when ``lines`` is None)."""
+    return list(dialogues) if lines is None else [d for d in dialogues if d.line in lines]
+
+
+def seen_in_training(heldout: Sequence[Row], training: Sequence[Row]) -> set[int]:
+    """Lines of held-out dialogues whose turns and response occur, in order from the start, in
+    a training dialogue (the same session sampled twice; training on every responder turn
+    then shows the model this exact context and reply)."""
+    prefixes = set()
+    for d in training:
+        sequence = (*d.turns, d.response)
+        prefixes.update(sequence[:i] for i in range(2, len(sequence) + 1))
+    return {d.line for d in heldout if (*d.turns, d.response) in prefixes}
+
+
+def _query_text(turns: Sequence[str], query_turns: int) -> str:
+    return " ".join(turns[-query_turns:])
+
+
+def _random_negatives(
+    pool: Sequence[str], exclude: set[str], n: int, rng: np.random.Generator
+) -> list[str]:
+    """``n`` distinct pool entries whose key is not in ``exclude``."""
+    out: list[str] = []
+    for i in rng.permutation(len(pool)):
+        key = response_key(pool[i])
+        if key not in exclude:
+            out.append(pool[i])
+            exclude = exclude | {key}
+            if len(out) == n:
+                break
+    if len(out) < n:
+        raise ValueError(f"response pool too small: need {n} wrong responses, found {len(out)}")
+    return out
+
+
+def _bm25_negatives(
+    index, pool: Sequence[str], terms: list[str], true_key: str, n: int
+) -> list[str]:
+    """The best BM25 hits among ``pool`` (at most ``n``), skipping the true response."""
+    out: list[str] = []
+    for hit in index.search(terms, n + 1):
+        if response_key(pool[hit.id]) != true_key:
+            out.append(pool[hit.id])
+    return out[:n]
+
+
+def build_groups(
+    heldout: Sequence[Row],
+    pool: Sequence[str],
+    analyze: Analyzer,
+    options: ValidationOptions | None = None,
+    progress: bool = False,
+) -> ValidationBuild:
+    """One group per held-out dialogue: its real response and ``group_size - 1`` wrong ones.
+
+    Args:
+        heldout: the held-out dialogues (label-1 rows).
+        pool: the responses wrong candidates are taken from (other dialogues' responses, as
+            from ``response_pool``); entries equal to a dialogue's own response are skipped.
+        analyze: text to BM25 terms (the project's ``TextPipeline.index_terms``).
+        options: negative kind, query turns, seed, group size.
+        progress: show a progress bar on stderr.
+
+    Returns:
+        The groups; when BM25 finds too few wrong responses (a query of stop words only), the
+        rest are drawn at random and counted in ``random_fills``.
+    """
+    from tqdm import tqdm
+
+    from alime.retrieval.bm25 import BM25Index
+
+    options = options or ValidationOptions()
+    rng = np.random.default_rng(options.seed)
+    n_neg = options.group_size - 1
+    index = None
+    if options.negatives is NegativeKind.BM25:
+        index = BM25Index.build([analyze(r) for r in pool], list(range(len(pool))))
+    groups, fills = [], 0
+    for d in tqdm(heldout, desc=f"{options.negatives.value} negatives", disable=not progress):
+        true_key = response_key(d.response)
+        wrong: list[str] = []
+        if index is not None:
+            terms = analyze(_query_text(d.turns, options.query_turns))
+            wrong = _bm25_negatives(index, pool, terms, true_key, n_neg)
+        missing = n_neg - len(wrong)
+        if missing:
+            fills += missing if index is not None else 0
+            wrong += _random_negatives(pool, {true_key, *map(response_key, wrong)}, missing, rng)
+        position = int(rng.integers(0, options.group_size))
+        responses = (*wrong[:position], d.response, *wrong[position:])
+        groups.append(Group(d.turns, responses, position, d.line))
+    return ValidationBuild(groups, fills, len(pool))

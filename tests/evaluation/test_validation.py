@@ -1,0 +1,74 @@
+import pytest
+
+from alime.evaluation.corpus import Row
+from alime.evaluation.validation import (
+    NegativeKind,
+    ValidationOptions,
+    build_groups,
+    heldout_lines,
+    response_key,
+    response_pool,
+    seen_in_training,
+    select_heldout,
+)
+
+
+def test_bm25_negatives_are_retrieved_deduplicated_and_never_the_truth(rows):
+    pool = response_pool(rows + [Row(1, ("x",), "保证  正品", 99)])
+    assert len(pool) == len(rows)  # the respelled duplicate is dropped
+    held = rows[:3]
+    built = build_groups(held, pool, str.split, ValidationOptions(seed=1))
+    assert len(built.groups) == 3
+    for d, g in zip(held, built.groups, strict=True):
+        assert g.responses[g.true_index] == d.response and g.turns == d.turns
+        assert len(g.responses) == 10 and len(set(g.responses)) == 10
+        wrong = [r for i, r in enumerate(g.responses) if i != g.true_index]
+        assert all(response_key(r) != response_key(d.response) for r in wrong)
+    # "什么 时候 发货" retrieves the replies sharing words with it first.
+    first = built.groups[0]
+    assert "三 到 五 天 到货" in first.responses and "发货 前 可以 改 地址" in first.responses
+
+
+def test_positions_are_seeded(rows):
+    pool = response_pool(rows)
+    one = build_groups(rows, pool, str.split, ValidationOptions(seed=5))
+    two = build_groups(rows, pool, str.split, ValidationOptions(seed=5))
+    assert [g.true_index for g in one.groups] == [g.true_index for g in two.groups]
+    assert len({g.true_index for g in one.groups}) > 1
+
+
+def test_random_negatives_and_fills(rows):
+    pool = response_pool(rows)
+    rnd = build_groups(rows[:2], pool, str.split, ValidationOptions(NegativeKind.RANDOM))
+    assert rnd.random_fills == 0 and all(len(set(g.responses)) == 10 for g in rnd.groups)
+    # A query sharing no word with any response: BM25 finds nothing, all 9 are random fills.
+    lonely = [Row(1, ("喂",), "好的", 1)]
+    assert build_groups(lonely, pool, str.split).random_fills == 9
+
+
+def test_pool_too_small(rows):
+    with pytest.raises(ValueError, match="pool too small"):
+        build_groups(rows[:1], response_pool(rows[:3]), str.split)
+
+
+def test_heldout_lines_from_training_metadata(tmp_path, rows):
+    data = tmp_path / "dev.txt"
+    meta = {"data_files": [str(data)],
+            "split": {"valid_dialogue_lines": [[str(data), 2], [str(data), 5], ["other", 3]]}}
+    lines = heldout_lines(meta, data)
+    assert lines == {2, 5}
+    assert [r.line for r in select_heldout(rows, lines)] == [2, 5]
+    by_file = {"data_files": [str(data)], "split": {"valid_dialogue_lines": {str(data): [2, 5]}}}
+    assert heldout_lines(by_file, data) == {2, 5}
+    assert heldout_lines({"valid_files": [str(data)]}, data) is None
+    with pytest.raises(ValueError, match="does not list held-out"):
+        heldout_lines({"data_files": [str(data)], "split": {"valid_dialogue_lines": None}}, data)
+    with pytest.raises(ValueError, match="does not list held-out"):
+        heldout_lines({"data_files": ["elsewhere.txt"]}, data)
+
+
+def test_seen_in_training_finds_the_same_session_sampled_twice():
+    train = [Row(1, ("a", "b", "c"), "d", 1)]
+    held = [Row(1, ("a",), "b", 2), Row(1, ("a", "b"), "c", 3), Row(1, ("b",), "c", 4),
+            Row(1, ("a", "b", "c"), "d", 5), Row(1, ("a", "x"), "c", 6)]
+    assert seen_in_training(held, train) == {2, 3, 5}
