@@ -53,6 +53,11 @@ class TrainOptions:
         expand_turns: also train on earlier responder turns of each dialogue.
         threads: TensorFlow intra/inter-op threads (0: TensorFlow's default).
         max_steps: stop each epoch after this many batches (0: no limit; for smoke runs).
+        contrastive_weight: weight λ of the rerank-aware term (``contrastive_loss``) added to the
+            token loss; 0 trains on the generation loss alone.
+        contrastive_negatives: wrong answers per example for that term: the targets of the
+            next examples in the batch (in-batch negatives).
+        contrastive_temperature: divides the sequence scores before the softmax.
     """
 
     epochs: int = 10
@@ -67,10 +72,17 @@ class TrainOptions:
     expand_turns: bool = True
     threads: int = 0
     max_steps: int = 0
+    contrastive_weight: float = 0.0
+    contrastive_negatives: int = 3
+    contrastive_temperature: float = 1.0
 
     def __post_init__(self) -> None:
         if self.epochs < 1 or self.batch_size < 1 or self.patience < 1:
             raise ValueError("epochs, batch_size and patience must be >= 1")
+        if self.contrastive_weight < 0 or self.contrastive_negatives < 1:
+            raise ValueError("contrastive_weight must be >= 0 and contrastive_negatives >= 1")
+        if self.contrastive_temperature <= 0:
+            raise ValueError("contrastive_temperature must be > 0")
 
 
 @dataclass(frozen=True)
@@ -133,6 +145,7 @@ class Trainer:
             self.optimizer = keras.optimizers.Adam(options.learning_rate)
             self.optimizer.build(self.model.trainable_variables)
         self._compiled: dict = {}
+        self.last_contrastive = 0.0
 
     def _step(self, kind: str, dataset):
         """The traced train or eval step; its signature is the dataset's (None-sized) element
@@ -153,26 +166,63 @@ class Trainer:
         mask = tf.cast(tf.not_equal(target, PAD_ID), tf.float32)
         return -tf.reduce_sum(target_log_probs(logits, target) * mask), tf.reduce_sum(mask)
 
+    def _losses(self, source, target):
+        """Training losses of one batch: summed token NLL, token count and the contrastive term.
+
+        Returns:
+            (nll, count, contrastive): the contrastive term is the mean over the rows that have
+            a source and at least one distinct negative (0 when λ = 0 or none has).
+        """
+        import tensorflow as tf
+
+        from alime.seq2seq.model import EncoderOutput, shift_right, target_log_probs
+
+        enc = self.model.encode(source, training=True)
+        log_probs = target_log_probs(self.model.decode(enc, shift_right(target), training=True),
+                                     target)
+        mask = tf.cast(tf.not_equal(target, PAD_ID), tf.float32)
+        nll, count = -tf.reduce_sum(log_probs * mask), tf.reduce_sum(mask)
+        if not self.options.contrastive_weight:
+            return nll, count, tf.constant(0.0)
+        negatives = self.options.contrastive_negatives
+        wrong = in_batch_negatives(target, negatives)
+        tiled = EncoderOutput(*(tf.tile(t, [negatives] + [1] * (len(t.shape) - 1))
+                                for t in (enc.values, enc.keys, enc.mask, enc.state)))
+        wrong_log_probs = target_log_probs(
+            self.model.decode(tiled, shift_right(wrong), training=True), wrong)
+        positive = sequence_scores(log_probs, target)
+        negative = tf.transpose(tf.reshape(sequence_scores(wrong_log_probs, wrong),
+                                           [negatives, -1]))
+        distinct = tf.transpose(tf.reshape(
+            tf.reduce_any(tf.not_equal(wrong, tf.tile(target, [negatives, 1])), axis=1),
+            [negatives, -1]))
+        has_source = tf.reduce_any(tf.not_equal(source, PAD_ID), axis=1)
+        term = contrastive_loss(positive, negative, distinct, has_source,
+                                self.options.contrastive_temperature)
+        return nll, count, term
+
     def _replica_train_step(self, source, target):
         import tensorflow as tf
 
         with tf.GradientTape() as tape:
-            nll, count = self._nll(source, target, training=True)
+            nll, count, term = self._losses(source, target)
+            loss = nll / tf.maximum(count, 1.0) + self.options.contrastive_weight * term
             # Keras 3 optimizers sum gradients over replicas: divide by the replica count.
-            loss = nll / tf.maximum(count, 1.0) / self.strategy.num_replicas_in_sync
+            loss = loss / self.strategy.num_replicas_in_sync
         variables = self.model.trainable_variables
         grads = tape.gradient(loss, variables)
         grads, _ = tf.clip_by_global_norm(grads, self.options.clip_norm)
         self.optimizer.apply_gradients(zip(grads, variables, strict=True))
-        return nll, count
+        return nll, count, term
 
     def _distributed_train_step(self, source, target):
         import tensorflow as tf
 
-        nll, count = self.strategy.run(self._replica_train_step, args=(source, target))
-        sum_ = tf.distribute.ReduceOp.SUM
+        nll, count, term = self.strategy.run(self._replica_train_step, args=(source, target))
+        sum_, mean = tf.distribute.ReduceOp.SUM, tf.distribute.ReduceOp.MEAN
         return (self.strategy.reduce(sum_, nll, axis=None),
-                self.strategy.reduce(sum_, count, axis=None))
+                self.strategy.reduce(sum_, count, axis=None),
+                self.strategy.reduce(mean, term, axis=None))
 
     def _distributed_eval_step(self, source, target):
         import tensorflow as tf
@@ -184,22 +234,28 @@ class Trainer:
                 self.strategy.reduce(sum_, count, axis=None))
 
     def train_epoch(self, batches, progress=None, on_step=None) -> float:
-        """One pass over ``batches``; returns the mean training token loss."""
+        """One pass over ``batches``; returns the mean training token loss (the contrastive
+        term's batch mean is in ``last_contrastive``)."""
         dataset = self.strategy.experimental_distribute_dataset(make_dataset(batches))
         step = self._step("train", dataset)
-        total = tokens = 0.0
+        total = tokens = term_sum = 0.0
+        steps = 0
         for i, (source, target) in enumerate(dataset):
             if self.options.max_steps and i >= self.options.max_steps:
                 break
-            nll, count = step(source, target)
-            nll, count = float(nll), float(count)
+            nll, count, term = (float(x) for x in step(source, target))
             total += nll
             tokens += count
+            term_sum += term
+            steps += 1
             if on_step is not None:
                 on_step(nll / max(count, 1.0))
             if progress is not None:
                 progress.update(1)
-                progress.set_postfix(loss=f"{total / max(tokens, 1.0):.3f}")
+                progress.set_postfix(loss=f"{total / max(tokens, 1.0):.3f}",
+                                     **({"nce": f"{term_sum / steps:.3f}"}
+                                        if self.options.contrastive_weight else {}))
+        self.last_contrastive = term_sum / max(steps, 1)
         return total / max(tokens, 1.0)
 
     def evaluate(self, batches) -> float:
@@ -315,7 +371,7 @@ def train(
         "data_files": [str(f) for f in data_files],
         "valid_files": [str(f) for f in valid_files],
         "split": {
-            "by": "dialogue",
+            "by": "conversation (alime.seq2seq.data.group_conversations)",
             "seed": options.seed,
             "valid_fraction": 0.0 if valid_files else options.valid_fraction,
             "train_dialogues": len(train_dialogues),
@@ -357,7 +413,9 @@ def train(
         state["train_seconds"] += time.time() - epoch_started
         state["epoch"] = epoch + 1
         state["history"].append(
-            {"epoch": epoch + 1, "train_loss": train_loss, "val_loss": val_loss})
+            {"epoch": epoch + 1, "train_loss": train_loss, "val_loss": val_loss,
+             **({"train_contrastive": trainer.last_contrastive}
+                if options.contrastive_weight else {})})
         log.info("epoch %d: train loss %.4f, validation loss %.4f", epoch + 1, train_loss, val_loss)
         best = state["best_val_loss"]
         if best is None or val_loss < best:
@@ -377,6 +435,50 @@ def train(
     state["wall_seconds"] = time.time() - started
     write_metadata(out, {**metadata, **_summary(state), "stopped_early": stopped_early})
     return TrainResult(out, float(state["best_val_loss"]), state["epoch"], stopped_early)
+
+
+def sequence_scores(log_probs, target):
+    """The rerank score being trained: each row's mean log-probability over its non-PAD ids.
+
+    Args:
+        log_probs: per-token log-probabilities [batch, steps].
+        target: the target ids [batch, steps] (PAD after the end).
+    """
+    import tensorflow as tf
+
+    mask = tf.cast(tf.not_equal(target, PAD_ID), log_probs.dtype)
+    return tf.reduce_sum(log_probs * mask, axis=1) / tf.maximum(tf.reduce_sum(mask, axis=1), 1.0)
+
+
+def in_batch_negatives(target, negatives: int):
+    """Wrong answers for each row: the targets ``1..negatives`` rows further on (cyclically),
+    stacked as ``[negatives * batch, steps]`` (block k holds every row's k-th negative)."""
+    import tensorflow as tf
+
+    return tf.concat([tf.roll(target, shift=-k, axis=0) for k in range(1, negatives + 1)], axis=0)
+
+
+def contrastive_loss(positive, negative, distinct, has_source, temperature: float = 1.0):
+    """InfoNCE over each row's candidates: -log softmax of the true answer's score.
+
+    Args:
+        positive: the true answers' scores [batch].
+        negative: the wrong answers' scores [batch, negatives].
+        distinct: False where a "wrong" answer equals the true one [batch, negatives]; masked.
+        has_source: False for rows with an empty source (the answer prior); left out.
+        temperature: divides the scores.
+
+    Returns:
+        The mean over rows with a source and at least one distinct negative; 0 if there are none.
+    """
+    import tensorflow as tf
+
+    scores = tf.concat([positive[:, None], negative], axis=1) / temperature
+    keep = tf.concat([tf.ones_like(distinct[:, :1]), distinct], axis=1)
+    scores = tf.where(keep, scores, tf.constant(-1e9, scores.dtype))
+    per_row = tf.reduce_logsumexp(scores, axis=1) - scores[:, 0]
+    rows = tf.cast(tf.logical_and(has_source, tf.reduce_any(distinct, axis=1)), scores.dtype)
+    return tf.reduce_sum(per_row * rows) / tf.maximum(tf.reduce_sum(rows), 1.0)
 
 
 def _lines_by_file(dialogues: Sequence[Dialogue]) -> dict[str, list[int]]:
