@@ -47,6 +47,8 @@ def register(subparsers) -> argparse.ArgumentParser:
                    default=defaults.contrastive_temperature)
     p.add_argument("--min-count", type=int, default=defaults.min_count,
                    help="drop rarer words from the vocabulary")
+    p.add_argument("--max-minutes", type=float, default=defaults.max_minutes,
+                   help="do not start an epoch that would end after this many minutes (0: none)")
     p.add_argument("--resume", action="store_true", help="continue from OUT/checkpoint")
     p.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     p.set_defaults(func=run)
@@ -67,7 +69,8 @@ def run(args: argparse.Namespace) -> int:
                            min_count=args.min_count,
                            contrastive_weight=args.contrastive_weight,
                            contrastive_negatives=args.contrastive_negatives,
-                           contrastive_temperature=args.contrastive_temperature)
+                           contrastive_temperature=args.contrastive_temperature,
+                           max_minutes=args.max_minutes)
     result = train(args.data, args.out, valid_files=args.valid, model_config=shape,
                    options=options, resume=args.resume, progress=not args.no_progress)
     print(f"model written to {result.out_dir}: best validation loss {result.best_val_loss:.4f} "

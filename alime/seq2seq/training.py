@@ -58,6 +58,8 @@ class TrainOptions:
         contrastive_negatives: wrong answers per example for that term: the targets of the
             next examples in the batch (in-batch negatives).
         contrastive_temperature: divides the sequence scores before the softmax.
+        max_minutes: do not start an epoch that would end after this many minutes of wall time
+            (judged by the previous epoch's length; 0: no limit).
     """
 
     epochs: int = 10
@@ -75,6 +77,7 @@ class TrainOptions:
     contrastive_weight: float = 0.0
     contrastive_negatives: int = 3
     contrastive_temperature: float = 1.0
+    max_minutes: float = 0.0
 
     def __post_init__(self) -> None:
         if self.epochs < 1 or self.batch_size < 1 or self.patience < 1:
@@ -145,7 +148,7 @@ class Trainer:
             self.optimizer = keras.optimizers.Adam(options.learning_rate)
             self.optimizer.build(self.model.trainable_variables)
         self._compiled: dict = {}
-        self.last_contrastive = 0.0
+        self.last_contrastive = self.last_valid_contrastive = 0.0
 
     def _step(self, kind: str, dataset):
         """The traced train or eval step; its signature is the dataset's (None-sized) element
@@ -157,17 +160,8 @@ class Trainer:
             self._compiled[kind] = tf.function(fn, input_signature=list(dataset.element_spec))
         return self._compiled[kind]
 
-    def _nll(self, source, target, training: bool):
-        import tensorflow as tf
-
-        from alime.seq2seq.model import shift_right, target_log_probs
-
-        logits = self.model((source, shift_right(target)), training=training)
-        mask = tf.cast(tf.not_equal(target, PAD_ID), tf.float32)
-        return -tf.reduce_sum(target_log_probs(logits, target) * mask), tf.reduce_sum(mask)
-
-    def _losses(self, source, target):
-        """Training losses of one batch: summed token NLL, token count and the contrastive term.
+    def _losses(self, source, target, training: bool = True):
+        """Losses of one batch: summed token NLL, token count and the contrastive term.
 
         Returns:
             (nll, count, contrastive): the contrastive term is the mean over the rows that have
@@ -177,9 +171,9 @@ class Trainer:
 
         from alime.seq2seq.model import EncoderOutput, shift_right, target_log_probs
 
-        enc = self.model.encode(source, training=True)
-        log_probs = target_log_probs(self.model.decode(enc, shift_right(target), training=True),
-                                     target)
+        enc = self.model.encode(source, training=training)
+        log_probs = target_log_probs(
+            self.model.decode(enc, shift_right(target), training=training), target)
         mask = tf.cast(tf.not_equal(target, PAD_ID), tf.float32)
         nll, count = -tf.reduce_sum(log_probs * mask), tf.reduce_sum(mask)
         if not self.options.contrastive_weight:
@@ -189,7 +183,7 @@ class Trainer:
         tiled = EncoderOutput(*(tf.tile(t, [negatives] + [1] * (len(t.shape) - 1))
                                 for t in (enc.values, enc.keys, enc.mask, enc.state)))
         wrong_log_probs = target_log_probs(
-            self.model.decode(tiled, shift_right(wrong), training=True), wrong)
+            self.model.decode(tiled, shift_right(wrong), training=training), wrong)
         positive = sequence_scores(log_probs, target)
         negative = tf.transpose(tf.reshape(sequence_scores(wrong_log_probs, wrong),
                                            [negatives, -1]))
@@ -227,11 +221,12 @@ class Trainer:
     def _distributed_eval_step(self, source, target):
         import tensorflow as tf
 
-        nll, count = self.strategy.run(lambda s, t: self._nll(s, t, training=False),
-                                       args=(source, target))
-        sum_ = tf.distribute.ReduceOp.SUM
+        nll, count, term = self.strategy.run(lambda s, t: self._losses(s, t, training=False),
+                                             args=(source, target))
+        sum_, mean = tf.distribute.ReduceOp.SUM, tf.distribute.ReduceOp.MEAN
         return (self.strategy.reduce(sum_, nll, axis=None),
-                self.strategy.reduce(sum_, count, axis=None))
+                self.strategy.reduce(sum_, count, axis=None),
+                self.strategy.reduce(mean, term, axis=None))
 
     def train_epoch(self, batches, progress=None, on_step=None) -> float:
         """One pass over ``batches``; returns the mean training token loss (the contrastive
@@ -259,15 +254,25 @@ class Trainer:
         return total / max(tokens, 1.0)
 
     def evaluate(self, batches) -> float:
-        """Mean token loss (negative log-likelihood) over ``batches``."""
+        """Mean token loss (negative log-likelihood) over ``batches``; the contrastive term's
+        batch mean (no dropout) goes to ``last_valid_contrastive``."""
         dataset = self.strategy.experimental_distribute_dataset(make_dataset(batches))
         step = self._step("eval", dataset)
-        total = tokens = 0.0
+        total = tokens = term_sum = 0.0
+        steps = 0
         for source, target in dataset:
-            nll, count = step(source, target)
-            total += float(nll)
-            tokens += float(count)
+            nll, count, term = (float(x) for x in step(source, target))
+            total += nll
+            tokens += count
+            term_sum += term
+            steps += 1
+        self.last_valid_contrastive = term_sum / max(steps, 1)
         return total / max(tokens, 1.0)
+
+    def objective(self, val_loss: float) -> float:
+        """What checkpoints and early stopping minimize: the validation token loss plus λ times
+        the validation contrastive term (the training objective, measured on held-out data)."""
+        return val_loss + self.options.contrastive_weight * self.last_valid_contrastive
 
     def save_checkpoint(self, directory: Path, state: dict) -> None:
         """Last-epoch weights, optimizer variables (npz, no pickle) and loop state."""
@@ -414,12 +419,16 @@ def train(
         state["epoch"] = epoch + 1
         state["history"].append(
             {"epoch": epoch + 1, "train_loss": train_loss, "val_loss": val_loss,
-             **({"train_contrastive": trainer.last_contrastive}
+             **({"train_contrastive": trainer.last_contrastive,
+                 "val_contrastive": trainer.last_valid_contrastive,
+                 "val_objective": trainer.objective(val_loss)}
                 if options.contrastive_weight else {})})
         log.info("epoch %d: train loss %.4f, validation loss %.4f", epoch + 1, train_loss, val_loss)
-        best = state["best_val_loss"]
-        if best is None or val_loss < best:
+        best = _best_objective(state, options.contrastive_weight)
+        if best is None or trainer.objective(val_loss) < best:
             state["best_val_loss"] = val_loss
+            state["best_objective"] = trainer.objective(val_loss)
+            state["objective_weight"] = options.contrastive_weight
             state["best_epoch"] = epoch + 1
             state["bad_epochs"] = 0
             save_model_dir(out, trainer.model, vocab)
@@ -431,10 +440,27 @@ def train(
             stopped_early = True
             log.info("early stop: no validation improvement for %d epochs", options.patience)
             break
+        if _out_of_time(options.max_minutes, started, time.time() - epoch_started):
+            state["stopped_by_time"] = True
+            log.info("stop: another epoch would pass the %.0f-minute budget", options.max_minutes)
+            break
     writer.close()
     state["wall_seconds"] = time.time() - started
     write_metadata(out, {**metadata, **_summary(state), "stopped_early": stopped_early})
     return TrainResult(out, float(state["best_val_loss"]), state["epoch"], stopped_early)
+
+
+def _best_objective(state: dict, weight: float) -> float | None:
+    """The best validation objective so far, or None when it was measured with another
+    contrastive weight (a resumed run that changes the objective starts a new comparison)."""
+    if state.get("objective_weight", 0.0) != weight:
+        return None
+    return state.get("best_objective", state["best_val_loss"])
+
+
+def _out_of_time(max_minutes: float, started: float, last_epoch_seconds: float) -> bool:
+    """Whether one more epoch as long as the last would end past the budget (0: no budget)."""
+    return bool(max_minutes) and time.time() - started + last_epoch_seconds > 60 * max_minutes
 
 
 def sequence_scores(log_probs, target):
@@ -496,4 +522,5 @@ def _summary(state: dict) -> dict:
         "history": state["history"],
         "train_seconds": round(state["train_seconds"], 1),
         **({"wall_seconds": round(state["wall_seconds"], 1)} if "wall_seconds" in state else {}),
+        **({"stopped_by_time": True} if state.get("stopped_by_time") else {}),
     }

@@ -6,6 +6,7 @@ from alime.seq2seq.data import Example, bucket_batches
 from alime.seq2seq.training import (
     Trainer,
     TrainOptions,
+    _best_objective,
     contrastive_loss,
     in_batch_negatives,
     sequence_scores,
@@ -68,3 +69,18 @@ def test_options_reject_bad_contrastive_settings():
         TrainOptions(contrastive_negatives=0)
     with pytest.raises(ValueError):
         TrainOptions(contrastive_temperature=0.0)
+
+
+def test_validation_objective_adds_the_weighted_contrastive_term(tiny_config):
+    trainer = Trainer(tiny_config, TrainOptions(seed=1, contrastive_weight=0.5))
+    val_loss = trainer.evaluate([_batch(tiny_config)])
+    assert trainer.last_valid_contrastive > 0
+    assert trainer.objective(val_loss) == pytest.approx(
+        val_loss + 0.5 * trainer.last_valid_contrastive)
+
+
+def test_a_resumed_run_with_another_weight_restarts_the_best_objective():
+    state = {"best_val_loss": 4.0, "best_objective": 4.0, "objective_weight": 0.0}
+    assert _best_objective(state, 0.0) == 4.0
+    assert _best_objective(state, 1.0) is None
+    assert _best_objective({"best_val_loss": 3.0}, 0.0) == 3.0
