@@ -2,10 +2,10 @@
 
 Usage::
 
-    /work/main/.venv/bin/python bench/retrieval.py --json            # 100K and 1M QA pairs
-    /work/main/.venv/bin/python bench/retrieval.py --sizes 20000 --queries 200
+    .venv/bin/python bench/retrieval.py --json            # 100K and 1M QA pairs
+    .venv/bin/python bench/retrieval.py --sizes 20000 --queries 200
 
-Data. The real questions of ``/work/shared/data/ecommerce/question_answer.txt`` (word-segmented
+Data. The real questions of ``data/kb/ecommerce_qa.tsv`` (the bundled copy of the corpus's question_answer.txt) (word-segmented
 customer-service chat) are tokenized once with ``TextPipeline.index_terms``. With a fixed seed,
 each synthetic KB question starts from one real question's terms, appends contiguous fragments
 (2-4 terms) of other real questions until it has 5-10 terms, then replaces each term with
@@ -55,7 +55,7 @@ from alime.config import AppConfig  # noqa: E402
 from alime.retrieval.bm25 import BM25Index  # noqa: E402
 from alime.text import TextPipeline  # noqa: E402
 
-QA_FILE = Path("/work/shared/data/ecommerce/question_answer.txt")
+QA_FILE = Path(__file__).resolve().parent.parent / "data" / "kb" / "ecommerce_qa.tsv"
 SEED = 20261127
 TOP = 10
 RANK_BM25_BUDGET = 100_000_000  # docs x queries rank-bm25 is given per size (it is slow)

@@ -73,22 +73,35 @@ def pmi(cond: np.ndarray, prior: np.ndarray, weight: float) -> float:
     return float(np.mean(cond) - weight * np.mean(prior))
 
 
-class ModelScore:
-    """A score over a group's conditional (and, when needed, prior) log-probabilities."""
+GroupFn = Callable[[CachedLogProbs, str, Sequence[str], Sequence[str]], list[float]]
 
-    def __init__(self, cache: CachedLogProbs, fn: Callable[..., float], uses: str) -> None:
+
+def on_conditional(fn: Callable[[np.ndarray], float]) -> GroupFn:
+    """Apply ``fn`` to each answer's conditional log-probabilities."""
+    return lambda cache, q, c, a: [fn(x) for x in cache.conditional(q, c, a)]
+
+
+def on_prior(fn: Callable[[np.ndarray], float]) -> GroupFn:
+    """Apply ``fn`` to each answer's context-free log-probabilities."""
+    return lambda cache, q, c, a: [fn(x) for x in cache.prior(q, c, a)]
+
+
+def on_both(fn: Callable[[np.ndarray, np.ndarray], float]) -> GroupFn:
+    """Apply ``fn`` to each answer's conditional and context-free log-probabilities."""
+    return lambda cache, q, c, a: [
+        fn(x, y) for x, y in zip(cache.conditional(q, c, a), cache.prior(q, c, a), strict=True)
+    ]
+
+
+class ModelScore:
+    """A Scorer over a group's cached log-probabilities (built with ``on_conditional`` etc.)."""
+
+    def __init__(self, cache: CachedLogProbs, run: GroupFn) -> None:
         self.cache = cache
-        self.fn = fn
-        self.uses = uses  # "cond", "prior" or "both"
+        self.run = run
 
     def score(self, query: str, context: Sequence[str], answers: Sequence[str]) -> list[float]:
-        if self.uses == "prior":
-            return [self.fn(p) for p in self.cache.prior(query, context, answers)]
-        cond = self.cache.conditional(query, context, answers)
-        if self.uses == "cond":
-            return [self.fn(c) for c in cond]
-        prior = self.cache.prior(query, context, answers)
-        return [self.fn(c, p) for c, p in zip(cond, prior, strict=True)]
+        return self.run(self.cache, query, context, answers)
 
 
 class BM25Scorer:
@@ -208,16 +221,17 @@ SCORERS: dict[ScorerName, ScorerSpec] = {
         lambda env: BM25Scorer(env.responses, env.analyze, env.query_turns), False,
         "BM25 of the response against the last turns, over all responses of the file"),
     ScorerName.SEQ2SEQ: ScorerSpec(
-        lambda env: ModelScore(env.cache(), mean_prob, "cond"), True,
+        lambda env: ModelScore(env.cache(), on_conditional(mean_prob)), True,
         "the engine's rerank score: mean per-token probability of the response given the context"),
     ScorerName.PRIOR: ScorerSpec(
-        lambda env: ModelScore(env.cache(), mean_log_prob, "prior"), True,
+        lambda env: ModelScore(env.cache(), on_prior(mean_log_prob)), True,
         "context-free: mean per-token log-probability of the response with an empty source"),
     ScorerName.MEAN_LOGPROB: ScorerSpec(
-        lambda env: ModelScore(env.cache(), mean_log_prob, "cond"), True,
+        lambda env: ModelScore(env.cache(), on_conditional(mean_log_prob)), True,
         "mean per-token log-probability of the response given the context"),
     ScorerName.PMI: ScorerSpec(
-        lambda env: ModelScore(env.cache(), lambda c, p: pmi(c, p, env.pmi_weight), "both"), True,
+        lambda env: ModelScore(env.cache(), on_both(lambda c, p: pmi(c, p, env.pmi_weight))),
+        True,
         "mean log p(r|c) - lambda * mean log p(r)"),
     ScorerName.SHORTER: ScorerSpec(
         lambda env: ShorterScorer(env.tokenize), False, "context-free: the shorter reply wins"),
