@@ -38,6 +38,17 @@ def register(subparsers) -> argparse.ArgumentParser:
                    help="stop after this many epochs without validation improvement")
     p.add_argument("--threads", type=int, default=defaults.threads,
                    help="TensorFlow threads (0: TensorFlow's default)")
+    p.add_argument("--contrastive-weight", type=float, default=defaults.contrastive_weight,
+                   help="weight of the rerank-aware InfoNCE term over in-batch wrong answers "
+                        "(0: generation loss only)")
+    p.add_argument("--contrastive-negatives", type=int, default=defaults.contrastive_negatives,
+                   help="wrong answers per example for that term")
+    p.add_argument("--contrastive-temperature", type=float,
+                   default=defaults.contrastive_temperature)
+    p.add_argument("--min-count", type=int, default=defaults.min_count,
+                   help="drop rarer words from the vocabulary")
+    p.add_argument("--max-minutes", type=float, default=defaults.max_minutes,
+                   help="do not start an epoch that would end after this many minutes (0: none)")
     p.add_argument("--resume", action="store_true", help="continue from OUT/checkpoint")
     g = p.add_argument_group("parallel training (Pluto; see docs/pluto.md)")
     g.add_argument("--devices", type=int, default=1,
@@ -67,7 +78,12 @@ def run(args: argparse.Namespace) -> int:
     options = TrainOptions(epochs=args.epochs, batch_size=args.batch_size,
                            learning_rate=args.learning_rate, patience=args.patience,
                            seed=args.seed, valid_fraction=args.valid_fraction,
-                           max_vocab=args.vocab_size, threads=args.threads)
+                           max_vocab=args.vocab_size, threads=args.threads,
+                           min_count=args.min_count,
+                           contrastive_weight=args.contrastive_weight,
+                           contrastive_negatives=args.contrastive_negatives,
+                           contrastive_temperature=args.contrastive_temperature,
+                           max_minutes=args.max_minutes)
     strategy, parallel = _parallel_setup(args, options)
     result = train(args.data, args.out, valid_files=args.valid, model_config=shape,
                    options=options, strategy=strategy, parallel=parallel, resume=args.resume,

@@ -10,15 +10,19 @@ import json
 from pathlib import Path
 
 from alime.config import AppConfig
-from alime.rerank.scorers import MeanProbScorer
+from alime.rerank.scorers import ScorerKind, make_scorer
 from alime.seq2seq.generator import BeamGenerator
 from alime.seq2seq.model_dir import load_model_dir
 from alime.text import TextPipeline
+from alime.types import Scorer
 
 # Written by the threshold sweep (evaluation) next to the weights: {"threshold": T,
 # "generation_threshold": G}, both on the mean per-token probability scale.
 THRESHOLDS_FILE = "thresholds.json"
 _THRESHOLD_KEYS = ("threshold", "generation_threshold")
+# The rerank score chosen on validation data for this model: {"rerank_score": NAME} with NAME a
+# ``ScorerKind`` value, plus "pmi_weight" for "pmi". Absent: AliMe's mean per-token probability.
+RERANK_FILE = "rerank.json"
 
 
 def read_thresholds(model_dir: str | Path) -> dict[str, float]:
@@ -39,11 +43,35 @@ def read_thresholds(model_dir: str | Path) -> dict[str, float]:
     return {k: float(v) for k, v in data.items()}
 
 
+def read_rerank_choice(model_dir: str | Path) -> tuple[ScorerKind, dict[str, float]]:
+    """The model directory's rerank score and its options (mean_prob, {} when not chosen).
+
+    Raises:
+        ValueError: for an unknown score name or key.
+    """
+    path = Path(model_dir) / RERANK_FILE
+    if not path.is_file():
+        return ScorerKind.MEAN_PROB, {}
+    data = json.loads(path.read_text(encoding="utf-8"))
+    unknown = sorted(set(data) - {"rerank_score", "pmi_weight"})
+    if unknown:
+        raise ValueError(f"{path}: unknown key(s) {unknown}; valid: rerank_score, pmi_weight")
+    try:
+        kind = ScorerKind(data.get("rerank_score", ScorerKind.MEAN_PROB.value))
+    except ValueError:
+        valid = [k.value for k in ScorerKind]
+        raise ValueError(f"{path}: unknown rerank_score; valid: {valid}") from None
+    if "pmi_weight" in data and kind is not ScorerKind.PMI:
+        raise ValueError(f"{path}: pmi_weight applies to rerank_score 'pmi' only")
+    return kind, ({"weight": float(data["pmi_weight"])} if "pmi_weight" in data else {})
+
+
 def load_stages(
     model_dir: str | Path, config: AppConfig, pipeline: TextPipeline, warm_up: bool = True
-) -> tuple[MeanProbScorer, BeamGenerator, dict[str, float]]:
-    """AliMe's scorer (mean per-token probability), the beam-search generator on the same scale,
-    and the model directory's tuned thresholds.
+) -> tuple[Scorer, BeamGenerator, dict[str, float]]:
+    """The model directory's rerank scorer (``rerank.json``; default AliMe's mean per-token
+    probability), the beam-search generator (mean per-token probability) and the tuned
+    thresholds (T on the rerank score's scale, G on the generator's).
 
     Args:
         model_dir: a directory written by ``alime train``.
@@ -53,7 +81,8 @@ def load_stages(
             first request.
     """
     model = load_model_dir(model_dir)
-    scorer = MeanProbScorer(model, pipeline)
+    kind, options = read_rerank_choice(model_dir)
+    scorer = make_scorer(kind, model, pipeline, **options)
     generator = BeamGenerator(model, pipeline, beam_size=config.engine.beam_size,
                               max_len=config.engine.max_answer_tokens)
     if warm_up:

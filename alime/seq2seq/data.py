@@ -109,10 +109,50 @@ def read_dialogues(path: str | Path, fmt: DataFormat | str = DataFormat.AUTO) ->
     return _READERS[fmt](path)
 
 
+def _conversation_keys(utterances: Sequence[str]) -> list[tuple[str, ...]]:
+    """Keys two samples of one conversation share: the opening pair and every 3-turn window."""
+    keys = [("<open>", *utterances[:2])]
+    keys.extend(tuple(utterances[i : i + 3]) for i in range(len(utterances) - 2))
+    return keys
+
+
+def group_conversations(dialogues: Sequence[Dialogue]) -> list[int]:
+    """Group id per dialogue: dialogues that may be samples of the same conversation share one.
+
+    The E-commerce files hold the same conversation several times, cut at different lengths and
+    starting turns. Two dialogues are linked when they open with the same two utterances or share
+    three consecutive utterances; groups are the connected components of those links, so a
+    held-out dialogue never starts, ends or overlaps a training one by three turns.
+
+    Returns:
+        For each dialogue, the index of its group's first dialogue.
+    """
+    parent = list(range(len(dialogues)))
+
+    def root(i: int) -> int:
+        while parent[i] != i:
+            parent[i] = parent[parent[i]]
+            i = parent[i]
+        return i
+
+    first_with: dict[tuple[str, ...], int] = {}
+    for i, d in enumerate(dialogues):
+        for key in _conversation_keys((*d.turns, d.response)):
+            j = first_with.setdefault(key, i)
+            a, b = root(i), root(j)
+            parent[max(a, b)] = min(a, b)
+    return [root(i) for i in range(len(dialogues))]
+
+
 def split_dialogues(
     dialogues: Sequence[Dialogue], valid_fraction: float, seed: int
 ) -> tuple[list[Dialogue], list[Dialogue]]:
-    """Deterministic split by dialogue (a dialogue's expanded turns never straddle the split).
+    """Deterministic split by conversation (``group_conversations``): overlapping samples of one
+    conversation, and a dialogue's expanded turns, never straddle the split.
+
+    Whole groups are drawn in a seeded random order until ``valid_fraction`` of the dialogues
+    are held out; a group that would overshoot the target, or is larger than a twentieth of it
+    (and than 10: a chain of stock openings such as 你好 / 您好), stays in training.
 
     Returns:
         (train, valid), each in file order.
@@ -120,7 +160,18 @@ def split_dialogues(
     if not 0.0 <= valid_fraction < 1.0:
         raise ValueError(f"valid_fraction must be in [0, 1), got {valid_fraction}")
     n_valid = int(round(len(dialogues) * valid_fraction))
-    held = set(np.random.default_rng(seed).permutation(len(dialogues))[:n_valid].tolist())
+    groups: dict[int, list[int]] = {}
+    for i, g in enumerate(group_conversations(dialogues)):
+        groups.setdefault(g, []).append(i)
+    members = list(groups.values())
+    largest = max(10, n_valid // 20)
+    held: set[int] = set()
+    for k in np.random.default_rng(seed).permutation(len(members)).tolist():
+        group = members[k]
+        if len(held) >= n_valid:
+            break
+        if len(group) <= largest and len(held) + len(group) <= n_valid:
+            held.update(group)
     train = [d for i, d in enumerate(dialogues) if i not in held]
     valid = [d for i, d in enumerate(dialogues) if i in held]
     return train, valid

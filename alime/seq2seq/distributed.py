@@ -60,9 +60,12 @@ class PlutoSeq2SeqTrainer:
         from pluto.local_optim import OptimizerConfig
         from pluto.training import TrainConfig, Trainer
 
+        if getattr(options, "contrastive_weight", 0.0):
+            raise ValueError("--contrastive-weight is not supported with --devices/--parallel yet")
         self.config = config
         self.options = options
         self.parallel = parallel
+        self.last_contrastive = self.last_valid_contrastive = 0.0  # no contrastive term here
         self.strategy = strategy
         keras.utils.set_random_seed(options.seed)
         with strategy.scope():
@@ -114,6 +117,10 @@ class PlutoSeq2SeqTrainer:
     def evaluate(self, batches) -> float:
         self.pluto.sync_weights_for_save()
         return self.pluto.evaluate(self._dataset(batches))
+
+    def objective(self, val_loss: float) -> float:
+        """What checkpoints and early stopping minimize: the validation token loss."""
+        return val_loss
 
     def save_checkpoint(self, directory: Path, state: dict) -> None:
         """Averaged weights and loop state (the replicas' local optimizer state restarts on

@@ -53,6 +53,13 @@ class TrainOptions:
         expand_turns: also train on earlier responder turns of each dialogue.
         threads: TensorFlow intra/inter-op threads (0: TensorFlow's default).
         max_steps: stop each epoch after this many batches (0: no limit; for smoke runs).
+        contrastive_weight: weight λ of the rerank-aware term (``contrastive_loss``) added to the
+            token loss; 0 trains on the generation loss alone.
+        contrastive_negatives: wrong answers per example for that term: the targets of the
+            next examples in the batch (in-batch negatives).
+        contrastive_temperature: divides the sequence scores before the softmax.
+        max_minutes: do not start an epoch that would end after this many minutes of wall time
+            (judged by the previous epoch's length; 0: no limit).
     """
 
     epochs: int = 10
@@ -67,10 +74,18 @@ class TrainOptions:
     expand_turns: bool = True
     threads: int = 0
     max_steps: int = 0
+    contrastive_weight: float = 0.0
+    contrastive_negatives: int = 3
+    contrastive_temperature: float = 1.0
+    max_minutes: float = 0.0
 
     def __post_init__(self) -> None:
         if self.epochs < 1 or self.batch_size < 1 or self.patience < 1:
             raise ValueError("epochs, batch_size and patience must be >= 1")
+        if self.contrastive_weight < 0 or self.contrastive_negatives < 1:
+            raise ValueError("contrastive_weight must be >= 0 and contrastive_negatives >= 1")
+        if self.contrastive_temperature <= 0:
+            raise ValueError("contrastive_temperature must be > 0")
 
 
 @dataclass(frozen=True)
@@ -133,6 +148,7 @@ class Trainer:
             self.optimizer = keras.optimizers.Adam(options.learning_rate)
             self.optimizer.build(self.model.trainable_variables)
         self._compiled: dict = {}
+        self.last_contrastive = self.last_valid_contrastive = 0.0
 
     def _step(self, kind: str, dataset):
         """The traced train or eval step; its signature is the dataset's (None-sized) element
@@ -144,74 +160,119 @@ class Trainer:
             self._compiled[kind] = tf.function(fn, input_signature=list(dataset.element_spec))
         return self._compiled[kind]
 
-    def _nll(self, source, target, training: bool):
+    def _losses(self, source, target, training: bool = True):
+        """Losses of one batch: summed token NLL, token count and the contrastive term.
+
+        Returns:
+            (nll, count, contrastive): the contrastive term is the mean over the rows that have
+            a source and at least one distinct negative (0 when λ = 0 or none has).
+        """
         import tensorflow as tf
 
-        from alime.seq2seq.model import shift_right, target_log_probs
+        from alime.seq2seq.model import EncoderOutput, shift_right, target_log_probs
 
-        logits = self.model((source, shift_right(target)), training=training)
+        enc = self.model.encode(source, training=training)
+        log_probs = target_log_probs(
+            self.model.decode(enc, shift_right(target), training=training), target)
         mask = tf.cast(tf.not_equal(target, PAD_ID), tf.float32)
-        return -tf.reduce_sum(target_log_probs(logits, target) * mask), tf.reduce_sum(mask)
+        nll, count = -tf.reduce_sum(log_probs * mask), tf.reduce_sum(mask)
+        if not self.options.contrastive_weight:
+            return nll, count, tf.constant(0.0)
+        negatives = self.options.contrastive_negatives
+        wrong = in_batch_negatives(target, negatives)
+        tiled = EncoderOutput(*(tf.tile(t, [negatives] + [1] * (len(t.shape) - 1))
+                                for t in (enc.values, enc.keys, enc.mask, enc.state)))
+        wrong_log_probs = target_log_probs(
+            self.model.decode(tiled, shift_right(wrong), training=training), wrong)
+        positive = sequence_scores(log_probs, target)
+        negative = tf.transpose(tf.reshape(sequence_scores(wrong_log_probs, wrong),
+                                           [negatives, -1]))
+        distinct = tf.transpose(tf.reshape(
+            tf.reduce_any(tf.not_equal(wrong, tf.tile(target, [negatives, 1])), axis=1),
+            [negatives, -1]))
+        has_source = tf.reduce_any(tf.not_equal(source, PAD_ID), axis=1)
+        term = contrastive_loss(positive, negative, distinct, has_source,
+                                self.options.contrastive_temperature)
+        return nll, count, term
 
     def _replica_train_step(self, source, target):
         import tensorflow as tf
 
         with tf.GradientTape() as tape:
-            nll, count = self._nll(source, target, training=True)
+            nll, count, term = self._losses(source, target)
+            loss = nll / tf.maximum(count, 1.0) + self.options.contrastive_weight * term
             # Keras 3 optimizers sum gradients over replicas: divide by the replica count.
-            loss = nll / tf.maximum(count, 1.0) / self.strategy.num_replicas_in_sync
+            loss = loss / self.strategy.num_replicas_in_sync
         variables = self.model.trainable_variables
         grads = tape.gradient(loss, variables)
         grads, _ = tf.clip_by_global_norm(grads, self.options.clip_norm)
         self.optimizer.apply_gradients(zip(grads, variables, strict=True))
-        return nll, count
+        return nll, count, term
 
     def _distributed_train_step(self, source, target):
         import tensorflow as tf
 
-        nll, count = self.strategy.run(self._replica_train_step, args=(source, target))
-        sum_ = tf.distribute.ReduceOp.SUM
+        nll, count, term = self.strategy.run(self._replica_train_step, args=(source, target))
+        sum_, mean = tf.distribute.ReduceOp.SUM, tf.distribute.ReduceOp.MEAN
         return (self.strategy.reduce(sum_, nll, axis=None),
-                self.strategy.reduce(sum_, count, axis=None))
+                self.strategy.reduce(sum_, count, axis=None),
+                self.strategy.reduce(mean, term, axis=None))
 
     def _distributed_eval_step(self, source, target):
         import tensorflow as tf
 
-        nll, count = self.strategy.run(lambda s, t: self._nll(s, t, training=False),
-                                       args=(source, target))
-        sum_ = tf.distribute.ReduceOp.SUM
+        nll, count, term = self.strategy.run(lambda s, t: self._losses(s, t, training=False),
+                                             args=(source, target))
+        sum_, mean = tf.distribute.ReduceOp.SUM, tf.distribute.ReduceOp.MEAN
         return (self.strategy.reduce(sum_, nll, axis=None),
-                self.strategy.reduce(sum_, count, axis=None))
+                self.strategy.reduce(sum_, count, axis=None),
+                self.strategy.reduce(mean, term, axis=None))
 
     def train_epoch(self, batches, progress=None, on_step=None) -> float:
-        """One pass over ``batches``; returns the mean training token loss."""
+        """One pass over ``batches``; returns the mean training token loss (the contrastive
+        term's batch mean is in ``last_contrastive``)."""
         dataset = self.strategy.experimental_distribute_dataset(make_dataset(batches))
         step = self._step("train", dataset)
-        total = tokens = 0.0
+        total = tokens = term_sum = 0.0
+        steps = 0
         for i, (source, target) in enumerate(dataset):
             if self.options.max_steps and i >= self.options.max_steps:
                 break
-            nll, count = step(source, target)
-            nll, count = float(nll), float(count)
+            nll, count, term = (float(x) for x in step(source, target))
             total += nll
             tokens += count
+            term_sum += term
+            steps += 1
             if on_step is not None:
                 on_step(nll / max(count, 1.0))
             if progress is not None:
                 progress.update(1)
-                progress.set_postfix(loss=f"{total / max(tokens, 1.0):.3f}")
+                progress.set_postfix(loss=f"{total / max(tokens, 1.0):.3f}",
+                                     **({"nce": f"{term_sum / steps:.3f}"}
+                                        if self.options.contrastive_weight else {}))
+        self.last_contrastive = term_sum / max(steps, 1)
         return total / max(tokens, 1.0)
 
     def evaluate(self, batches) -> float:
-        """Mean token loss (negative log-likelihood) over ``batches``."""
+        """Mean token loss (negative log-likelihood) over ``batches``; the contrastive term's
+        batch mean (no dropout) goes to ``last_valid_contrastive``."""
         dataset = self.strategy.experimental_distribute_dataset(make_dataset(batches))
         step = self._step("eval", dataset)
-        total = tokens = 0.0
+        total = tokens = term_sum = 0.0
+        steps = 0
         for source, target in dataset:
-            nll, count = step(source, target)
-            total += float(nll)
-            tokens += float(count)
+            nll, count, term = (float(x) for x in step(source, target))
+            total += nll
+            tokens += count
+            term_sum += term
+            steps += 1
+        self.last_valid_contrastive = term_sum / max(steps, 1)
         return total / max(tokens, 1.0)
+
+    def objective(self, val_loss: float) -> float:
+        """What checkpoints and early stopping minimize: the validation token loss plus λ times
+        the validation contrastive term (the training objective, measured on held-out data)."""
+        return val_loss + self.options.contrastive_weight * self.last_valid_contrastive
 
     def save_checkpoint(self, directory: Path, state: dict) -> None:
         """Last-epoch weights, optimizer variables (npz, no pickle) and loop state."""
@@ -325,7 +386,7 @@ def train(
         "data_files": [str(f) for f in data_files],
         "valid_files": [str(f) for f in valid_files],
         "split": {
-            "by": "dialogue",
+            "by": "conversation (alime.seq2seq.data.group_conversations)",
             "seed": options.seed,
             "valid_fraction": 0.0 if valid_files else options.valid_fraction,
             "train_dialogues": len(train_dialogues),
@@ -368,11 +429,17 @@ def train(
         state["train_seconds"] += time.time() - epoch_started
         state["epoch"] = epoch + 1
         state["history"].append(
-            {"epoch": epoch + 1, "train_loss": train_loss, "val_loss": val_loss})
+            {"epoch": epoch + 1, "train_loss": train_loss, "val_loss": val_loss,
+             **({"train_contrastive": trainer.last_contrastive,
+                 "val_contrastive": trainer.last_valid_contrastive,
+                 "val_objective": trainer.objective(val_loss)}
+                if options.contrastive_weight else {})})
         log.info("epoch %d: train loss %.4f, validation loss %.4f", epoch + 1, train_loss, val_loss)
-        best = state["best_val_loss"]
-        if best is None or val_loss < best:
+        best = _best_objective(state, options.contrastive_weight)
+        if best is None or trainer.objective(val_loss) < best:
             state["best_val_loss"] = val_loss
+            state["best_objective"] = trainer.objective(val_loss)
+            state["objective_weight"] = options.contrastive_weight
             state["best_epoch"] = epoch + 1
             state["bad_epochs"] = 0
             save_model_dir(out, trainer.model, vocab)
@@ -384,10 +451,71 @@ def train(
             stopped_early = True
             log.info("early stop: no validation improvement for %d epochs", options.patience)
             break
+        if _out_of_time(options.max_minutes, started, time.time() - epoch_started):
+            state["stopped_by_time"] = True
+            log.info("stop: another epoch would pass the %.0f-minute budget", options.max_minutes)
+            break
     writer.close()
     state["wall_seconds"] = time.time() - started
     write_metadata(out, {**metadata, **_summary(state), "stopped_early": stopped_early})
     return TrainResult(out, float(state["best_val_loss"]), state["epoch"], stopped_early)
+
+
+def _best_objective(state: dict, weight: float) -> float | None:
+    """The best validation objective so far, or None when it was measured with another
+    contrastive weight (a resumed run that changes the objective starts a new comparison)."""
+    if state.get("objective_weight", 0.0) != weight:
+        return None
+    return state.get("best_objective", state["best_val_loss"])
+
+
+def _out_of_time(max_minutes: float, started: float, last_epoch_seconds: float) -> bool:
+    """Whether one more epoch as long as the last would end past the budget (0: no budget)."""
+    return bool(max_minutes) and time.time() - started + last_epoch_seconds > 60 * max_minutes
+
+
+def sequence_scores(log_probs, target):
+    """The rerank score being trained: each row's mean log-probability over its non-PAD ids.
+
+    Args:
+        log_probs: per-token log-probabilities [batch, steps].
+        target: the target ids [batch, steps] (PAD after the end).
+    """
+    import tensorflow as tf
+
+    mask = tf.cast(tf.not_equal(target, PAD_ID), log_probs.dtype)
+    return tf.reduce_sum(log_probs * mask, axis=1) / tf.maximum(tf.reduce_sum(mask, axis=1), 1.0)
+
+
+def in_batch_negatives(target, negatives: int):
+    """Wrong answers for each row: the targets ``1..negatives`` rows further on (cyclically),
+    stacked as ``[negatives * batch, steps]`` (block k holds every row's k-th negative)."""
+    import tensorflow as tf
+
+    return tf.concat([tf.roll(target, shift=-k, axis=0) for k in range(1, negatives + 1)], axis=0)
+
+
+def contrastive_loss(positive, negative, distinct, has_source, temperature: float = 1.0):
+    """InfoNCE over each row's candidates: -log softmax of the true answer's score.
+
+    Args:
+        positive: the true answers' scores [batch].
+        negative: the wrong answers' scores [batch, negatives].
+        distinct: False where a "wrong" answer equals the true one [batch, negatives]; masked.
+        has_source: False for rows with an empty source (the answer prior); left out.
+        temperature: divides the scores.
+
+    Returns:
+        The mean over rows with a source and at least one distinct negative; 0 if there are none.
+    """
+    import tensorflow as tf
+
+    scores = tf.concat([positive[:, None], negative], axis=1) / temperature
+    keep = tf.concat([tf.ones_like(distinct[:, :1]), distinct], axis=1)
+    scores = tf.where(keep, scores, tf.constant(-1e9, scores.dtype))
+    per_row = tf.reduce_logsumexp(scores, axis=1) - scores[:, 0]
+    rows = tf.cast(tf.logical_and(has_source, tf.reduce_any(distinct, axis=1)), scores.dtype)
+    return tf.reduce_sum(per_row * rows) / tf.maximum(tf.reduce_sum(rows), 1.0)
 
 
 def _lines_by_file(dialogues: Sequence[Dialogue]) -> dict[str, list[int]]:
@@ -405,4 +533,5 @@ def _summary(state: dict) -> dict:
         "history": state["history"],
         "train_seconds": round(state["train_seconds"], 1),
         **({"wall_seconds": round(state["wall_seconds"], 1)} if "wall_seconds" in state else {}),
+        **({"stopped_by_time": True} if state.get("stopped_by_time") else {}),
     }

@@ -67,3 +67,23 @@ def test_load_stages_builds_scorer_generator_and_reads_thresholds(tiny_model_dir
     (model_dir / "thresholds.json").write_text('{"treshold": 0.3}')
     with pytest.raises(ValueError, match="unknown key"):
         read_thresholds(model_dir)
+
+
+def test_load_stages_uses_the_rerank_score_chosen_for_the_model(tiny_model_dir, tmp_path):
+    import shutil
+
+    from alime.config import AppConfig
+    from alime.rerank.loading import load_stages, read_rerank_choice
+
+    model_dir = tmp_path / "m"
+    shutil.copytree(tiny_model_dir, model_dir)
+    (model_dir / "rerank.json").write_text('{"rerank_score": "pmi", "pmi_weight": 0.25}')
+    scorer, _, _ = load_stages(model_dir, AppConfig(), SplitPipeline(), warm_up=False)
+    assert isinstance(scorer, PMIScorer) and scorer.weight == 0.25
+    (model_dir / "rerank.json").write_text('{"rerank_score": "mean_log_prob"}')
+    assert read_rerank_choice(model_dir)[0].value == "mean_log_prob"
+    for bad in ('{"rerank_score": "bm25"}', '{"score": "pmi"}',
+                '{"rerank_score": "mean_prob", "pmi_weight": 1}'):
+        (model_dir / "rerank.json").write_text(bad)
+        with pytest.raises(ValueError):
+            read_rerank_choice(model_dir)

@@ -13,6 +13,7 @@ from alime.seq2seq.data import (
     encode_target,
     make_examples,
     read_dialogues,
+    group_conversations,
     split_dialogues,
 )
 from alime.seq2seq.vocab import EOS_ID, PAD_ID, SEP_ID, UNK_ID, Vocabulary
@@ -58,6 +59,31 @@ def test_split_is_deterministic_disjoint_and_by_dialogue(tmp_path):
     assert {d.line for d in train}.isdisjoint({d.line for d in valid})
     assert split_dialogues(dialogues, 0.1, seed=7) == (train, valid)
     assert split_dialogues(dialogues, 0.1, seed=8)[1] != valid
+
+
+def test_samples_of_one_conversation_share_a_group(tmp_path):
+    lines = [
+        "1\ta\tb\tc\td\n",        # the full conversation
+        "1\ta\tb\n",                # its opening (a prefix)
+        "1\tb\tc\td\n",            # a later window (three shared turns)
+        "1\tx\ty\n",                # unrelated
+        "1\ta\tz\n",                # same first turn, different reply: unrelated
+    ]
+    groups = group_conversations(read_dialogues(_write(tmp_path, "d.txt", "".join(lines))))
+    assert groups[0] == groups[1] == groups[2]
+    assert len({groups[0], groups[3], groups[4]}) == 3
+
+
+def test_split_keeps_overlapping_samples_of_a_conversation_together(tmp_path):
+    rows = []
+    for i in range(40):  # 40 conversations, each sampled at three lengths
+        turns = [f"q{i}", f"r{i}", f"s{i}", f"t{i}", f"u{i}"]
+        rows += ["1\t" + "\t".join(turns[:n]) + "\n" for n in (2, 3, 5)]
+    dialogues = read_dialogues(_write(tmp_path, "d.txt", "".join(rows)))
+    train, valid = split_dialogues(dialogues, 0.1, seed=3)
+    assert len(valid) == 12 and len(train) == 108
+    train_windows = {(*d.turns, d.response)[:2] for d in train}
+    assert all((*d.turns, d.response)[:2] not in train_windows for d in valid)
 
 
 def test_source_joins_last_turns_with_sep_and_truncates_from_the_left():
