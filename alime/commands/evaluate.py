@@ -39,8 +39,9 @@ def register(subparsers) -> None:
     p = sub.add_parser("threshold", help="sweep T: share answered from the KB vs precision")
     _common(p)
     p.add_argument("--out", required=True, help="folder for report.json, report.md, threshold.png")
-    p.add_argument("--scorer", default=scorers.ScorerName.SEQ2SEQ.value,
-                   help="the score T applies to (default: the engine's, seq2seq)")
+    p.add_argument("--scorer", default=None,
+                   help="the score T applies to (default: the engine's rerank score, from the "
+                        "model's rerank.json; seq2seq = AliMe's mean probability without one)")
     p.add_argument("--rule", default=threshold.ThresholdRule.PRECISION.value,
                    choices=[r.value for r in threshold.ThresholdRule])
     p.add_argument("--target", type=float, default=threshold.DEFAULT_PRECISION_TARGET,

@@ -132,6 +132,8 @@ def run_select(data, model_dir, opts: SelectOptions, config: AppConfig | None = 
     config = config or AppConfig()
     scored, names, _, _ = _score(data, model_dir, opts, config, progress)
     report = selection.selection_report(scored, [n.value for n in names])
+    if model_dir is not None:
+        report["engine_default"] = engine_scorer(model_dir)[0].value
     if opts.pmi_sweep:
         needed = {scorers.ScorerName.MEAN_LOGPROB, scorers.ScorerName.PRIOR}
         if not needed <= set(names):
@@ -152,7 +154,7 @@ def run_select(data, model_dir, opts: SelectOptions, config: AppConfig | None = 
 class ThresholdOptions:
     """Flags of ``evaluate threshold``."""
 
-    scorer: str = scorers.ScorerName.SEQ2SEQ.value
+    scorer: str | None = None  # None: the engine's rerank score (the model's rerank.json)
     rule: threshold.ThresholdRule = threshold.ThresholdRule.PRECISION
     target: float = threshold.DEFAULT_PRECISION_TARGET
     generation_quantile: float = threshold.DEFAULT_GENERATION_QUANTILE
@@ -165,9 +167,17 @@ def run_threshold(data, model_dir, out_dir, opts: ThresholdOptions, select: Sele
                   progress: bool = True) -> dict:
     """Sweep T on ``data``, choose T (and G when a generator exists), write the report folder."""
     config = config or AppConfig()
-    names = scorers.parse_scorer_names(opts.scorer, model_dir is not None)
+    engine_name, engine_weight = engine_scorer(model_dir)
+    names = scorers.parse_scorer_names(opts.scorer or engine_name.value, model_dir is not None)
     if len(names) != 1:
         raise ValueError("threshold sweeps one scorer")
+    if write_model and (names[0] is not engine_name or (
+            engine_weight is not None and names[0] is scorers.ScorerName.PMI
+            and abs(select.pmi_weight - engine_weight) > 1e-12)):
+        # T is compared with the engine's own rerank score: a T swept on another scale is wrong.
+        raise ValueError(f"--write-model: the engine reranks with {engine_name.value}"
+                         + (f" (pmi weight {engine_weight})" if engine_weight is not None else "")
+                         + f"; sweep that scorer, not {names[0].value}")
     scored, _, stages, groups = _score(data, model_dir, select, config, progress, names)
     name = names[0].value
     best, correct = threshold.top_outcomes([g.scores[name] for g in scored],
@@ -193,6 +203,19 @@ def run_threshold(data, model_dir, out_dir, opts: ThresholdOptions, select: Sele
                       "generation_rule": gen["rule"], "data": str(data), "groups": len(scored)}
         write_thresholds(model_dir, choice.threshold, gen["threshold"], provenance)
     return report
+
+
+def engine_scorer(model_dir: str | Path | None) -> tuple[scorers.ScorerName, float | None]:
+    """The evaluation scorer that computes the engine's rerank score for ``model_dir`` (its
+    ``rerank.json``; AliMe's mean probability, ``seq2seq``, without one) and its PMI weight."""
+    if model_dir is None:
+        return scorers.ScorerName.SEQ2SEQ, None
+    from alime.rerank.loading import read_rerank_choice
+
+    kind, options = read_rerank_choice(model_dir)
+    names = {"mean_prob": scorers.ScorerName.SEQ2SEQ, "mean_log_prob": scorers.ScorerName.MEAN_LOGPROB,
+             "prior": scorers.ScorerName.PRIOR, "pmi": scorers.ScorerName.PMI}
+    return names[kind.value], options.get("weight", 0.5 if kind.value == "pmi" else None)
 
 
 def write_thresholds(model_dir: str | Path, answer: float, generation: float,

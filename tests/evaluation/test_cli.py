@@ -51,3 +51,26 @@ def test_written_thresholds_load_in_the_engine(tmp_path):
     assert read_thresholds(tmp_path) == {"threshold": 0.25, "generation_threshold": 0.125}
     sweep = json.loads((tmp_path / "thresholds_sweep.json").read_text())
     assert sweep == {"threshold": 0.25, "generation_threshold": 0.125, "rule": "r", "data": "d"}
+
+
+def test_threshold_follows_the_engines_rerank_score(tmp_path):
+    import json as _json
+
+    import pytest as _pytest
+
+    from alime.evaluation import runner
+    from alime.evaluation.scorers import ScorerName
+
+    model = tmp_path / "model"
+    model.mkdir()
+    assert runner.engine_scorer(model) == (ScorerName.SEQ2SEQ, None)  # no rerank.json: AliMe's
+    (model / "rerank.json").write_text(_json.dumps({"rerank_score": "pmi", "pmi_weight": 0.7}))
+    assert runner.engine_scorer(model) == (ScorerName.PMI, 0.7)
+    opts = runner.ThresholdOptions(scorer="seq2seq")
+    with _pytest.raises(ValueError, match="reranks with pmi"):
+        runner.run_threshold(tmp_path / "unused.txt", model, tmp_path / "out", opts,
+                             runner.SelectOptions(pmi_weight=0.7), write_model=True)
+    with _pytest.raises(ValueError, match="pmi weight 0.7"):
+        runner.run_threshold(tmp_path / "unused.txt", model, tmp_path / "out",
+                             runner.ThresholdOptions(), runner.SelectOptions(pmi_weight=0.5),
+                             write_model=True)
