@@ -9,12 +9,15 @@ rebuild. Edits go to the index's small delta; a background thread merges it once
 
 from __future__ import annotations
 
+import fcntl
 import json
 import logging
+import os
 import shutil
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -66,7 +69,23 @@ class KBFollower:
         return {}
 
     # -- opening and saving --------------------------------------------------------------------
+    @contextmanager
+    def _folder_lock(self) -> Iterator[None]:
+        """An exclusive lock across processes: server workers started together must not build
+        and save the same index at once (the second one waits, then loads the first's)."""
+        self.index_dir.parent.mkdir(parents=True, exist_ok=True)
+        with open(self.index_dir.with_name(self.index_dir.name + ".lock"), "a") as handle:
+            fcntl.flock(handle, fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(handle, fcntl.LOCK_UN)
+
     def _open(self) -> tuple[Any, int]:
+        with self._folder_lock():
+            return self._open_locked()
+
+    def _open_locked(self) -> tuple[Any, int]:
         state_path = self.index_dir / STATE_FILE
         if state_path.is_file():
             try:
@@ -77,30 +96,38 @@ class KBFollower:
                 return index, int(state["kb_revision"])
             except (OSError, ValueError, KeyError) as exc:
                 log.warning("rebuilding %s %s: %s", self.name, self.index_dir, exc)
-        return self.rebuild()
+        return self._rebuild_locked()
 
     def rebuild(self) -> tuple[Any, int]:
         """Index every KB question from scratch and save the index."""
+        with self._folder_lock():
+            return self._rebuild_locked()
+
+    def _rebuild_locked(self) -> tuple[Any, int]:
         started = time.perf_counter()
         revision = self.kb.revision()
         pairs = list(self.kb.iter_pairs())
         index = self._build_index([p.id for p in pairs], pairs)
         self._index, self._revision = index, revision
-        self.save()
+        self._save_locked()
         log.info("%s: indexed %d questions in %.2fs", self.name, len(pairs),
                  time.perf_counter() - started)
         return index, revision
 
     def save(self) -> None:
         """Write the index atomically (a temporary folder renamed into place)."""
-        tmp = self.index_dir.with_name(self.index_dir.name + ".tmp")
+        with self._folder_lock():
+            self._save_locked()
+
+    def _save_locked(self) -> None:
+        tmp = self.index_dir.with_name(f"{self.index_dir.name}.tmp-{os.getpid()}")
         shutil.rmtree(tmp, ignore_errors=True)
         index, revision = self._index, self._revision
         index.save(tmp)
         state = {"kb_revision": revision, "alime_version": __version__, "kb": str(self.kb.path),
                  **self._state()}
         (tmp / STATE_FILE).write_text(json.dumps(state))
-        old = self.index_dir.with_name(self.index_dir.name + ".old")
+        old = self.index_dir.with_name(f"{self.index_dir.name}.old-{os.getpid()}")
         shutil.rmtree(old, ignore_errors=True)
         if self.index_dir.exists():
             self.index_dir.rename(old)

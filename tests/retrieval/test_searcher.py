@@ -68,3 +68,26 @@ def test_background_merge_keeps_scores(tmp_path):
     ref = reference_scores(kb, pipe, searcher.analyze("发货 快递"))
     assert [h.id for h in after][: len(before)] and all(abs(h.score - ref[h.id]) < 1e-9 for h in after)
     assert np.isfinite([h.score for h in after]).all()
+
+
+def test_processes_opening_one_index_together_do_not_collide(tmp_path):
+    """Server workers start together: one builds and saves, the others wait and load."""
+    import subprocess
+    import sys
+
+    kb = KnowledgeBase(tmp_path / "kb.sqlite")
+    kb.add_many((f"问题 {i} 号 {q}", a, ()) for i in range(100) for q, a in QA_PAIRS)
+    script = (
+        "import sys; from alime.kb.store import KnowledgeBase; from alime.text import TextPipeline;"
+        "from alime.retrieval.searcher import KBSearcher;"
+        "s = KBSearcher(KnowledgeBase(sys.argv[1]), TextPipeline(), sys.argv[2]);"
+        "print(len(s), s.search('发货', 1)[0].id)"
+    )
+    procs = [subprocess.Popen([sys.executable, "-c", script, str(tmp_path / "kb.sqlite"),
+                               str(tmp_path / "index")], stdout=subprocess.PIPE,
+                              stderr=subprocess.PIPE, text=True) for _ in range(3)]
+    outs = [p.communicate(timeout=120) for p in procs]
+    assert all(p.returncode == 0 for p in procs), [err for _, err in outs]
+    assert len({out for out, _ in outs}) == 1 and outs[0][0].startswith("2000 ")
+    assert sorted(x.name for x in tmp_path.iterdir()) == ["index", "index.lock", "kb.sqlite",
+                                                          "kb.sqlite-shm", "kb.sqlite-wal"]
