@@ -25,7 +25,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:  # run as a script from a checkout: import this tree's pluto
     sys.path.insert(0, str(ROOT))
-DATA = Path("/work/shared/data/ecommerce/question_answer.txt")
+DATA = Path(__file__).resolve().parent.parent / "data" / "kb" / "ecommerce_qa.tsv"  # question_answer.txt
 PAD, UNK, BOS, EOS = 0, 1, 2, 3
 RESERVED = 4
 

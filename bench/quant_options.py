@@ -2,7 +2,7 @@
 
 Usage::
 
-    /work/main/.venv/bin/python bench/quant_options.py --json
+    .venv/bin/python bench/quant_options.py --json
 
 Each route scores the same 20 real KB questions x 10 real KB answers (``answer_log_probs``: one
 encoder pass, all candidates in one batch); calls are interleaved route by route, 3 passes, and

@@ -2,8 +2,8 @@
 
 Usage::
 
-    /work/main/.venv/bin/python bench/serving.py --json
-    /work/main/.venv/bin/python bench/serving.py --fp32 data/model --int8 data/model-int8 \
+    .venv/bin/python bench/serving.py --json
+    .venv/bin/python bench/serving.py --fp32 data/model --int8 data/model-int8 \
         --seconds 20
 
 Measurements:
