@@ -22,7 +22,7 @@
   function candidatesTable(cands) {
     const table = el("table", "cands" + (showCandidates.checked ? "" : " hidden"));
     const head = el("tr");
-    ["#", "question", "answer", "BM25", "rerank"].forEach((h) => head.appendChild(el("th", "", h)));
+    ["#", "question", "answer", "retrieval", "rerank"].forEach((h) => head.appendChild(el("th", "", h)));
     table.appendChild(head);
     cands.forEach((c) => {
       const row = el("tr");
