@@ -12,24 +12,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TextIO
 
+from alime.kb.formats import EcommerceRow, iter_ecommerce, parse_ecommerce_line
+
 GROUP_SIZE = 10
 
 
-@dataclass(frozen=True)
-class Row:
-    """One line of an E-commerce-format file.
-
-    Attributes:
-        label: 1 for the real response, 0 for a wrong one.
-        turns: the dialogue's turns, oldest first; the last is the customer's question.
-        response: the candidate response.
-        line: 1-based line number in its file.
-    """
-
-    label: int
-    turns: tuple[str, ...]
-    response: str
-    line: int
+# One line of the format (label, turns oldest first, response, 1-based line): the project's one
+# parser of it lives with the other corpus formats.
+Row = EcommerceRow
 
 
 @dataclass(frozen=True)
@@ -63,21 +53,8 @@ class Group:
 
 
 def parse_row(text: str, where: str, line: int) -> Row:
-    """Parse one line.
-
-    Raises:
-        ValueError: naming ``where:line`` for too few fields, a bad label or an empty field.
-    """
-    fields = text.rstrip("\r\n").split("\t")
-    if len(fields) < 3:
-        raise ValueError(
-            f"{where}:{line}: expected 'label \\t turns... \\t response', got {len(fields)} field(s)"
-        )
-    if fields[0] not in ("0", "1"):
-        raise ValueError(f"{where}:{line}: label must be 0 or 1, got {fields[0]!r}")
-    if any(not f.strip() for f in fields[1:]):
-        raise ValueError(f"{where}:{line}: empty turn or response")
-    return Row(int(fields[0]), tuple(fields[1:-1]), fields[-1], line)
+    """Parse one line (``FormatError``, a ValueError naming ``where:line``, when malformed)."""
+    return parse_ecommerce_line(text, where, line)
 
 
 def iter_rows(path: str | Path) -> Iterator[Row]:
@@ -87,11 +64,9 @@ def iter_rows(path: str | Path) -> Iterator[Row]:
         ValueError: a malformed row (file and line in the message).
         FileNotFoundError: no such file.
     """
-    path = Path(path)
-    with path.open(encoding="utf-8") as fh:
-        for lineno, text in enumerate(fh, 1):
-            if text.strip():
-                yield parse_row(text, str(path), lineno)
+    if not Path(path).is_file():
+        raise FileNotFoundError(f"no such file: {path}")
+    return iter_ecommerce(path)
 
 
 def read_dialogues(path: str | Path) -> list[Row]:

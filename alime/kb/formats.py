@@ -124,20 +124,54 @@ def _read_jsonl(path: Path) -> Iterator[Row | FormatError]:
         yield _nonempty(path, number, question, answer, tags)
 
 
+@dataclass(frozen=True)
+class EcommerceRow:
+    """One line of the E-commerce Dialogue Corpus format."""
+
+    label: int
+    turns: tuple[str, ...]
+    response: str
+    line: int
+
+
+def parse_ecommerce_line(text: str, path: str | Path, line: int) -> EcommerceRow:
+    """Parse ``label \t turn_1 ... \t turn_n \t response`` (the one parser of this format:
+    the KB import, training and evaluation all read it through here).
+
+    Raises:
+        FormatError: too few fields, a label other than 0/1, or an empty turn or response.
+    """
+    fields = text.rstrip("\r\n").split("\t")
+    if len(fields) < 3:
+        raise FormatError(path, line, "expected 'label \\t turns... \\t response', "
+                                      f"got {len(fields)} field(s)")
+    if fields[0] not in ("0", "1"):
+        raise FormatError(path, line, f"label must be 0 or 1, got {fields[0]!r}")
+    if any(not f.strip() for f in fields[1:]):
+        raise FormatError(path, line, "empty turn or response")
+    return EcommerceRow(int(fields[0]), tuple(fields[1:-1]), fields[-1], line)
+
+
+def iter_ecommerce(path: str | Path) -> Iterator[EcommerceRow]:
+    """Every non-blank row of an E-commerce-format file; stops at the first malformed one."""
+    path = Path(path)
+    for number, text in _lines(path):
+        if text.strip():
+            yield parse_ecommerce_line(text, path, number)
+
+
 def _read_ecommerce(path: Path) -> Iterator[Row | FormatError]:
     """``label \\t turns... \\t response``: label-1 lines become (last turn, response) pairs."""
-    for number, line in _lines(path):
-        if not line.strip():
+    for number, text in _lines(path):
+        if not text.strip():
             continue
-        parts = line.split("\t")
-        if len(parts) < 3:
-            yield FormatError(path, number, "expected 'label<TAB>turn...<TAB>response' (3+ fields)")
+        try:
+            row = parse_ecommerce_line(text, path, number)
+        except FormatError as exc:
+            yield exc
             continue
-        if parts[0] not in ("0", "1"):
-            yield FormatError(path, number, f"label must be 0 or 1, found {parts[0]!r}")
-            continue
-        if parts[0] == "1":
-            yield _nonempty(path, number, parts[-2], parts[-1])
+        if row.label == 1:
+            yield _nonempty(path, number, row.turns[-1], row.response)
 
 
 def _read_chatterbot(path: Path) -> Iterator[Row | FormatError]:

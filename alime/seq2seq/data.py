@@ -47,24 +47,15 @@ def _rows(path: Path) -> Iterator[tuple[int, list[str]]]:
 
 
 def read_ecommerce(path: str | Path) -> list[Dialogue]:
-    """Label-1 dialogues of an E-commerce corpus file.
+    """Label-1 dialogues of an E-commerce corpus file (the KB's parser of the format).
 
     Raises:
         ValueError: naming the file and line of a malformed row.
     """
-    path = Path(path)
-    out = []
-    for lineno, fields in _rows(path):
-        if len(fields) < 3:
-            raise ValueError(f"{path}:{lineno}: expected 'label \\t turns... \\t response', "
-                             f"got {len(fields)} field(s)")
-        if fields[0] not in ("0", "1"):
-            raise ValueError(f"{path}:{lineno}: label must be 0 or 1, got {fields[0]!r}")
-        if any(not f.strip() for f in fields[1:]):
-            raise ValueError(f"{path}:{lineno}: empty turn or response")
-        if fields[0] == "1":
-            out.append(Dialogue(tuple(fields[1:-1]), fields[-1], str(path), lineno))
-    return out
+    from alime.kb.formats import iter_ecommerce
+
+    return [Dialogue(r.turns, r.response, str(path), r.line)
+            for r in iter_ecommerce(path) if r.label == 1]
 
 
 def read_qa_tsv(path: str | Path) -> list[Dialogue]:
