@@ -129,6 +129,21 @@ class BM25Scorer:
         return self.index.scores_for(terms, [self.ids[a] for a in answers]).tolist()
 
 
+class NegatedScorer:
+    """Minus another scorer's scores: a probe, not a model.
+
+    ``anti_bm25`` (negated BM25) measures how much a validation file's construction gives away:
+    when the wrong replies are BM25's own top hits for the context, the candidate BM25 likes
+    least is disproportionately often the real one.
+    """
+
+    def __init__(self, part: Scorer) -> None:
+        self.part = part
+
+    def score(self, query: str, context: Sequence[str], answers: Sequence[str]) -> list[float]:
+        return [-float(s) for s in self.part.score(query, context, answers)]
+
+
 class ShorterScorer:
     """Baseline 'the shorter reply wins': minus the number of tokens."""
 
@@ -198,6 +213,7 @@ class ScorerName(str, Enum):
     """Scorer names for ``--scorers``."""
 
     BM25 = "bm25"
+    ANTI_BM25 = "anti_bm25"
     SEQ2SEQ = "seq2seq"
     PRIOR = "prior"
     MEAN_LOGPROB = "mean_logprob"
@@ -220,6 +236,9 @@ SCORERS: dict[ScorerName, ScorerSpec] = {
     ScorerName.BM25: ScorerSpec(
         lambda env: BM25Scorer(env.responses, env.analyze, env.query_turns), False,
         "BM25 of the response against the last turns, over all responses of the file"),
+    ScorerName.ANTI_BM25: ScorerSpec(
+        lambda env: NegatedScorer(env.get(ScorerName.BM25)), False,
+        "construction-artifact probe, not a model: minus bm25 (the reply BM25 likes least wins)"),
     ScorerName.SEQ2SEQ: ScorerSpec(
         lambda env: ModelScore(env.cache(), on_conditional(mean_prob)), True,
         "the engine's rerank score: mean per-token probability of the response given the context"),

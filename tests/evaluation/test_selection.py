@@ -122,3 +122,15 @@ def test_weight_sweep_tunes_on_even_groups_and_tests_on_odd(groups_file):
     sweep = weight_sweep(scored, "a", "b", [0.0, 1.0, 2.0])
     assert sweep["chosen"] == 1.0 and sweep["tune"]["r10@1"] == 1.0
     assert sweep["test_groups"] == 1 and sweep["weights"]["0.0"]["r10@1"] == 0.0
+
+
+def test_anti_bm25_is_minus_bm25(groups_file):
+    groups = read_groups(groups_file)
+    env = _env(groups)
+    table = {n: env.get(ScorerName(n)) for n in ("bm25", "anti_bm25")}
+    scored = score_groups(groups, table, progress=False)
+    for g in scored:
+        assert g.scores["anti_bm25"] == [-x for x in g.scores["bm25"]]
+        assert max(g.scores["bm25"]) > min(g.scores["bm25"])  # not all ties: the sign matters
+    report = selection_report(scored, ["bm25", "anti_bm25"])
+    assert report["scorers"]["bm25"]["r10@1"] == 1.0 and report["scorers"]["anti_bm25"]["r10@1"] == 0.0
