@@ -21,7 +21,8 @@ from alime.config import AppConfig, load_config
 from alime.kb.store import NotFound
 
 # Subcommands defined in their own modules: each has ``register(subparsers)``.
-_PLUGIN_COMMANDS = ("alime.commands.train", "alime.commands.evaluate", "alime.commands.quantize")
+_PLUGIN_COMMANDS = ("alime.commands.train", "alime.commands.train_matcher",
+                    "alime.commands.evaluate", "alime.commands.quantize")
 
 
 class CLIError(Exception):

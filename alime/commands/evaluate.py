@@ -76,6 +76,10 @@ def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--model", help="model directory (default: the bundled model, if any; 'none': no model)")
     p.add_argument("--limit", type=_positive_int, help="first N groups")
     p.add_argument("--pmi-weight", type=float, default=0.5, help="lambda of the pmi scorer")
+    p.add_argument("--matcher", help="matcher directory for the 'match' scorer "
+                                     "(default: MODEL/matcher when it exists)")
+    p.add_argument("--match-pmi-weight", type=float, default=1.0,
+                   help="w of the match_pmi scorer (match + w * pmi)")
     p.add_argument("--query-turns", type=_positive_int, default=3, help="last turns in the BM25 query")
     p.add_argument("--no-progress", action="store_true")
 
@@ -107,7 +111,8 @@ def _select_options(args):
     from alime.evaluation.runner import SelectOptions
 
     return SelectOptions(getattr(args, "scorers", None), args.limit, args.pmi_weight,
-                         args.query_turns, getattr(args, "pmi_sweep", ()))
+                         args.query_turns, getattr(args, "pmi_sweep", ()), args.matcher,
+                         args.match_pmi_weight)
 
 
 def cmd_build_valid(args) -> int:

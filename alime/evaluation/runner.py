@@ -96,10 +96,25 @@ def build_valid(
 
 
 def _env(groups, pipeline: TextPipeline, stages: ModelStages | None, pmi_weight: float,
-         query_turns: int) -> scorers.ScorerEnv:
+         query_turns: int, matcher_dir: Path | None = None,
+         match_pmi_weight: float = 1.0) -> scorers.ScorerEnv:
     responses = [r for g in groups for r in g.responses]
     return scorers.ScorerEnv(responses, pipeline.index_terms, pipeline.tokenize,
-                             stages.log_probs if stages else None, pmi_weight, query_turns)
+                             stages.log_probs if stages else None, pmi_weight, query_turns,
+                             matcher_dir=matcher_dir, match_pmi_weight=match_pmi_weight)
+
+
+def matcher_dir_of(model_dir, matcher: str | Path | None) -> Path | None:
+    """The matcher directory for ``match``: ``matcher`` when given, else MODEL_DIR/matcher when
+    it exists, else None."""
+    if matcher:
+        return Path(matcher)
+    if model_dir is None:
+        return None
+    from alime.rerank.matcher import CONFIG_FILE, MATCHER_DIR
+
+    default = Path(model_dir) / MATCHER_DIR
+    return default if (default / CONFIG_FILE).is_file() else None
 
 
 @dataclass(frozen=True)
@@ -111,16 +126,21 @@ class SelectOptions:
     pmi_weight: float = 0.5
     query_turns: int = 3
     pmi_sweep: tuple[float, ...] = ()
+    matcher: str | None = None  # matcher directory for ``match`` (default MODEL/matcher)
+    match_pmi_weight: float = 1.0
 
 
 def _score(data, model_dir, opts: SelectOptions, config: AppConfig, progress: bool,
            names: Sequence[scorers.ScorerName] | None = None):
     groups = read_groups(data, limit=opts.limit)
     pipeline = TextPipeline(config.text)
-    names = names or scorers.parse_scorer_names(opts.scorers, model_dir is not None)
+    matcher_dir = matcher_dir_of(model_dir, opts.matcher)
+    names = names or scorers.parse_scorer_names(opts.scorers, model_dir is not None,
+                                                matcher_dir is not None)
     need_model = any(scorers.SCORERS[n].needs_model for n in names)
     stages = load_model(model_dir, pipeline) if need_model else None
-    env = _env(groups, pipeline, stages, opts.pmi_weight, opts.query_turns)
+    env = _env(groups, pipeline, stages, opts.pmi_weight, opts.query_turns, matcher_dir,
+               opts.match_pmi_weight)
     table = {n.value: env.get(n) for n in names}
     return selection.score_groups(groups, table, progress), names, stages, groups
 
@@ -214,7 +234,8 @@ def engine_scorer(model_dir: str | Path | None) -> tuple[scorers.ScorerName, flo
 
     kind, options = read_rerank_choice(model_dir)
     names = {"mean_prob": scorers.ScorerName.SEQ2SEQ, "mean_log_prob": scorers.ScorerName.MEAN_LOGPROB,
-             "prior": scorers.ScorerName.PRIOR, "pmi": scorers.ScorerName.PMI}
+             "prior": scorers.ScorerName.PRIOR, "pmi": scorers.ScorerName.PMI,
+             "match": scorers.ScorerName.MATCH}
     return names[kind.value], options.get("weight", 0.5 if kind.value == "pmi" else None)
 
 

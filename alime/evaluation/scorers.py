@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from enum import Enum
+from pathlib import Path
 from typing import Any, Protocol
 
 import numpy as np
@@ -144,6 +145,19 @@ class NegatedScorer:
         return [-float(s) for s in self.part.score(query, context, answers)]
 
 
+class WeightedSum:
+    """``sum weight_i * score_i`` of several scorers (e.g. the matcher stacked with pmi)."""
+
+    def __init__(self, parts: Sequence[tuple[float, Scorer]]) -> None:
+        self.parts = list(parts)
+
+    def score(self, query: str, context: Sequence[str], answers: Sequence[str]) -> list[float]:
+        total = np.zeros(len(answers))
+        for weight, part in self.parts:
+            total += weight * np.asarray(part.score(query, context, answers), np.float64)
+        return total.tolist()
+
+
 class ShorterScorer:
     """Baseline 'the shorter reply wins': minus the number of tokens."""
 
@@ -185,6 +199,8 @@ class ScorerEnv:
         log_probs: the model's log-probability source, or None without a model.
         pmi_weight: lambda of the PMI score.
         query_turns: turns of context in the BM25 query.
+        matcher_dir: the trained matcher for ``match`` (``alime train-matcher``), or None.
+        match_pmi_weight: w of ``match_pmi`` = match + w * pmi.
     """
 
     responses: Sequence[str]
@@ -193,6 +209,8 @@ class ScorerEnv:
     log_probs: LogProbSource | None = None
     pmi_weight: float = 0.5
     query_turns: int = 3
+    matcher_dir: Path | None = None
+    match_pmi_weight: float = 1.0
     built: dict[str, Scorer] = field(default_factory=dict)
     _cache: CachedLogProbs | None = None
 
@@ -202,6 +220,14 @@ class ScorerEnv:
         if self._cache is None:
             self._cache = CachedLogProbs(self.log_probs)
         return self._cache
+
+    def matcher(self) -> Scorer:
+        if self.matcher_dir is None:
+            raise ValueError("the match scorer needs a trained matcher: give --matcher DIR or "
+                             "train MODEL/matcher with 'alime train-matcher'")
+        from alime.rerank.matcher import MatchScorer, load_matcher_dir
+
+        return MatchScorer(load_matcher_dir(self.matcher_dir), self.tokenize)
 
     def get(self, name: ScorerName) -> Scorer:
         if name.value not in self.built:
@@ -221,6 +247,8 @@ class ScorerName(str, Enum):
     SHORTER = "shorter"
     FUSED = "fused"
     FUSED_PMI = "fused_pmi"
+    MATCH = "match"
+    MATCH_PMI = "match_pmi"
 
 
 @dataclass(frozen=True)
@@ -230,6 +258,7 @@ class ScorerSpec:
     build: Callable[[ScorerEnv], Scorer]
     needs_model: bool
     description: str
+    needs_matcher: bool = False
 
 
 SCORERS: dict[ScorerName, ScorerSpec] = {
@@ -260,17 +289,29 @@ SCORERS: dict[ScorerName, ScorerSpec] = {
     ScorerName.FUSED_PMI: ScorerSpec(
         lambda env: FusedScorer([env.get(ScorerName.PMI), env.get(ScorerName.BM25)]), True,
         "reciprocal rank fusion of pmi and bm25"),
+    ScorerName.MATCH: ScorerSpec(
+        lambda env: env.matcher(), False,
+        "the discriminative matcher (alime train-matcher): ESIM-style context-reply interaction",
+        needs_matcher=True),
+    ScorerName.MATCH_PMI: ScorerSpec(
+        lambda env: WeightedSum([(1.0, env.get(ScorerName.MATCH)),
+                                 (env.match_pmi_weight, env.get(ScorerName.PMI))]), True,
+        "match + w * pmi (w = --match-pmi-weight): the matcher stacked with the seq2seq's pmi",
+        needs_matcher=True),
 }
 
 
-def parse_scorer_names(text: str | None, have_model: bool) -> list[ScorerName]:
-    """Scorer names from a comma-separated list; default all (model-free ones without a model).
+def parse_scorer_names(text: str | None, have_model: bool,
+                       have_matcher: bool = False) -> list[ScorerName]:
+    """Scorer names from a comma-separated list; default all that the model (and a trained
+    matcher) allow.
 
     Raises:
         ValueError: an unknown name (the valid ones are listed), or a model scorer without a model.
     """
     if not text:
-        return [n for n in ScorerName if have_model or not SCORERS[n].needs_model]
+        return [n for n in ScorerName if (have_model or not SCORERS[n].needs_model)
+                and (have_matcher or not SCORERS[n].needs_matcher)]
     names = []
     for part in (p.strip() for p in text.split(",") if p.strip()):
         try:

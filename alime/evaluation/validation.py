@@ -37,18 +37,24 @@ class ValidationOptions:
         query_turns: the dialogue's last turns that form the BM25 query.
         seed: seeds the real response's position and any random draws.
         group_size: candidates per group (the real one included).
+        random_negatives: with BM25 negatives, this many of the wrong candidates are drawn at
+            random instead (mixed groups, e.g. for training a matcher); 0 for validation files.
     """
 
     negatives: NegativeKind = NegativeKind.BM25
     query_turns: int = 3
     seed: int = 2017
     group_size: int = GROUP_SIZE
+    random_negatives: int = 0
 
     def __post_init__(self) -> None:
         if self.query_turns < 1:
             raise ValueError(f"query_turns must be >= 1, got {self.query_turns}")
         if self.group_size < 2:
             raise ValueError(f"group_size must be >= 2, got {self.group_size}")
+        if not 0 <= self.random_negatives <= self.group_size - 1:
+            raise ValueError(f"random_negatives must be in [0, {self.group_size - 1}], "
+                             f"got {self.random_negatives}")
 
 
 @dataclass(frozen=True)
@@ -206,10 +212,11 @@ def build_groups(
         wrong: list[str] = []
         if index is not None:
             terms = analyze(_query_text(d.turns, options.query_turns))
-            wrong = _bm25_negatives(index, pool, terms, true_key, n_neg)
+            n_bm25 = n_neg - options.random_negatives
+            wrong = _bm25_negatives(index, pool, terms, true_key, n_bm25) if n_bm25 else []
+            fills += n_bm25 - len(wrong)
         missing = n_neg - len(wrong)
         if missing:
-            fills += missing if index is not None else 0
             wrong += _random_negatives(pool, {true_key, *map(response_key, wrong)}, missing, rng)
         position = int(rng.integers(0, options.group_size))
         responses = (*wrong[:position], d.response, *wrong[position:])

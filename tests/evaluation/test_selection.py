@@ -54,7 +54,9 @@ def test_model_scores_share_one_pass_per_group(groups_file):
     assert first["pmi"][3] == pytest.approx(-2.5 + 0.5 * 2.0)
     report = selection_report(scored, [n.value for n in names])
     assert report["groups"] == 2
-    assert set(report["scorers"]) == {n.value for n in ScorerName}
+    # every scorer but those that need a trained matcher (none here)
+    assert set(report["scorers"]) == {n.value for n in ScorerName if not SCORERS[n].needs_matcher}
+    assert "match" not in report["scorers"]
     assert report["scorers"]["shorter"] == {"r10@1": 1.0, "r10@2": 1.0, "r10@5": 1.0, "mrr": 1.0}
     assert report["scorers"]["bm25"]["r10@1"] == 1.0
     # Every candidate has the same prior per token: all tie, the truth ranks last.
@@ -91,6 +93,8 @@ def test_scorer_names():
     with pytest.raises(ValueError, match="need a model"):
         parse_scorer_names("seq2seq", have_model=False)
     assert set(SCORERS) == set(ScorerName)
+    assert ScorerName.MATCH in parse_scorer_names(None, have_model=True, have_matcher=True)
+    assert ScorerName.MATCH_PMI not in parse_scorer_names(None, have_model=False, have_matcher=True)
 
 
 def test_model_scorer_without_model_is_a_clear_error(groups_file):
@@ -134,3 +138,22 @@ def test_anti_bm25_is_minus_bm25(groups_file):
         assert max(g.scores["bm25"]) > min(g.scores["bm25"])  # not all ties: the sign matters
     report = selection_report(scored, ["bm25", "anti_bm25"])
     assert report["scorers"]["bm25"]["r10@1"] == 1.0 and report["scorers"]["anti_bm25"]["r10@1"] == 0.0
+
+
+def test_match_without_a_matcher_is_a_clear_error(groups_file):
+    with pytest.raises(ValueError, match="needs a trained matcher.*train-matcher"):
+        _env(read_groups(groups_file)).get(ScorerName.MATCH)
+
+
+def test_weighted_sum_stacks_scorers():
+    from alime.evaluation.scorers import WeightedSum
+
+    class Fixed:
+        def __init__(self, values):
+            self.values = values
+
+        def score(self, query, context, answers):
+            return self.values
+
+    total = WeightedSum([(1.0, Fixed([1.0, 2.0])), (0.5, Fixed([4.0, -2.0]))]).score("q", (), ["a", "b"])
+    assert total == pytest.approx([3.0, 1.0])

@@ -72,3 +72,23 @@ def test_seen_in_training_finds_the_same_session_sampled_twice():
     held = [Row(1, ("a",), "b", 2), Row(1, ("a", "b"), "c", 3), Row(1, ("b",), "c", 4),
             Row(1, ("a", "b", "c"), "d", 5), Row(1, ("a", "x"), "c", 6)]
     assert seen_in_training(held, train) == {2, 3, 5}
+
+
+def test_mixed_groups_keep_the_best_bm25_hits_and_add_random_ones(rows):
+    pool = response_pool(rows)
+    full_build = build_groups(rows[:1], pool, str.split, ValidationOptions(seed=1))
+    full = full_build.groups[0]
+    mixed = build_groups(rows[:1], pool, str.split, ValidationOptions(seed=1, random_negatives=3))
+    g = mixed.groups[0]
+    assert len(g.responses) == 10 and len(set(g.responses)) == 10
+    assert g.responses[g.true_index] == rows[0].response
+    # BM25 finds one reply sharing words with the query here: it comes first in both groups
+    hits = 9 - full_build.random_fills
+    assert hits == 1
+    bm25_order = [r for i, r in enumerate(full.responses) if i != full.true_index]
+    mixed_wrong = [r for i, r in enumerate(g.responses) if i != g.true_index]
+    assert mixed_wrong[:hits] == bm25_order[:hits]
+    # only BM25's shortfall among the 6 it was asked for counts as fills, not the 3 random ones
+    assert mixed.random_fills == 6 - hits
+    with pytest.raises(ValueError, match="random_negatives must be in"):
+        ValidationOptions(random_negatives=10)
