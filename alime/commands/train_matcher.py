@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 
+from alime.commands.evaluate import _positive_int
 from alime.rerank.matcher import ENCODERS
 from alime.rerank.matcher_training import MatcherTrainOptions
 
@@ -50,13 +51,6 @@ def register(subparsers) -> argparse.ArgumentParser:
     p.add_argument("--no-progress", action="store_true", help="hide the progress bars")
     p.set_defaults(func=run)
     return p
-
-
-def _positive_int(text: str) -> int:
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError("must be >= 1")
-    return value
 
 
 def run(args: argparse.Namespace) -> int:

@@ -166,6 +166,10 @@ def run_select(data, model_dir, opts: SelectOptions, config: AppConfig | None = 
     if out_dir:
         full = {**report, "data": str(data), "model": str(model_dir) if model_dir else None,
                 "pmi_weight": opts.pmi_weight, "scorer_descriptions": scorers.describe(names)}
+        if any(scorers.SCORERS[n].needs_matcher for n in names):
+            matcher = matcher_dir_of(model_dir, opts.matcher)
+            full.update(matcher=str(matcher) if matcher else None,
+                        match_pmi_weight=opts.match_pmi_weight)
         reports.write_report(out_dir, full, reports.selection_markdown(full, scorers.describe(names)))
     return report
 

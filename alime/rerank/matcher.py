@@ -27,7 +27,7 @@ from typing import Any
 
 import numpy as np
 
-from alime.seq2seq.vocab import NUM_RESERVED, PAD_ID, SEP_ID, Vocabulary
+from alime.seq2seq.vocab import NUM_RESERVED, PAD_ID, Vocabulary
 
 CONFIG_FILE = "config.json"
 VOCAB_FILE = "vocab.json"
@@ -81,6 +81,11 @@ class MatcherConfig:
             raise ValueError(f"dropout must be in [0, 1), got {self.dropout}")
 
     @property
+    def max_source_len(self) -> int:
+        """``max_context_len`` under the seq2seq config's name (``encode_source`` reads it)."""
+        return self.max_context_len
+
+    @property
     def n_features(self) -> int:
         return 1 + (3 if self.lexical_features else 0)
 
@@ -100,13 +105,11 @@ class MatcherConfig:
 
 
 def encode_context(turns: Sequence[Sequence[str]], vocab: Vocabulary, config: MatcherConfig) -> list[int]:
-    """The last ``context_turns`` tokenized turns joined by SEP, the newest ids kept."""
-    ids: list[int] = []
-    for turn in list(turns)[-config.context_turns:]:
-        if ids:
-            ids.append(SEP_ID)
-        ids.extend(vocab.encode(turn))
-    return ids[-config.max_context_len:]
+    """The last ``context_turns`` tokenized turns joined by SEP, the newest ids kept (as the
+    seq2seq source)."""
+    from alime.seq2seq.data import encode_source
+
+    return encode_source(turns, vocab, config)
 
 
 def encode_response(tokens: Sequence[str], vocab: Vocabulary, config: MatcherConfig) -> list[int]:

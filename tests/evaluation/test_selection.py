@@ -73,14 +73,17 @@ def test_dump_scores_one_line_per_candidate(groups_file):
     assert sum(x["label"] for x in lines) == 2
 
 
+class Fixed:
+    """A scorer that returns fixed scores."""
+
+    def __init__(self, values):
+        self.values = values
+
+    def score(self, query, context, answers):
+        return self.values
+
+
 def test_fusion_by_reciprocal_rank():
-    class Fixed:
-        def __init__(self, values):
-            self.values = values
-
-        def score(self, query, context, answers):
-            return self.values
-
     fused = FusedScorer([Fixed([3.0, 2.0, 1.0]), Fixed([1.0, 3.0, 2.0])]).score("q", (), ["a", "b", "c"])
     assert fused == pytest.approx([1 / 61 + 1 / 63, 1 / 62 + 1 / 61, 1 / 63 + 1 / 62])
 
@@ -147,13 +150,6 @@ def test_match_without_a_matcher_is_a_clear_error(groups_file):
 
 def test_weighted_sum_stacks_scorers():
     from alime.evaluation.scorers import WeightedSum
-
-    class Fixed:
-        def __init__(self, values):
-            self.values = values
-
-        def score(self, query, context, answers):
-            return self.values
 
     total = WeightedSum([(1.0, Fixed([1.0, 2.0])), (0.5, Fixed([4.0, -2.0]))]).score("q", (), ["a", "b"])
     assert total == pytest.approx([3.0, 1.0])
