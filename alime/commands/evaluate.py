@@ -67,6 +67,9 @@ def register(subparsers) -> None:
     from alime.commands.evaluate_retrieval import register_retrieval
 
     register_retrieval(sub)  # recall@k of BM25 / dense / hybrid on noisy queries
+    from alime.commands.evaluate_routing import register_routing
+
+    register_routing(sub)  # in-KB answered from the KB vs out-of-KB routed away
 
     ev.set_defaults(func=lambda args: ev.print_help() or 2)
 
