@@ -329,6 +329,20 @@ def read_chitchat(folder: str | Path, skip: Sequence[str] = CHITCHAT_SKIP) -> li
 
 
 ALL_FEATURES = (Feature.RERANK, Feature.MATCH, Feature.CHARS, Feature.DENSE)
+# The logistic routing models compared; the one with the best balanced rate on the tune half
+# is the one --write-model stores (fewer features first on ties).
+FEATURE_SETS: dict[str, tuple[Feature, ...]] = {
+    "logistic_chars": (Feature.CHARS,),
+    "logistic_chars_dense": (Feature.CHARS, Feature.DENSE),
+    "logistic_no_rerank": (Feature.MATCH, Feature.CHARS, Feature.DENSE),
+    "logistic": ALL_FEATURES,
+}
+
+
+def pick_model(results: Mapping[str, dict]) -> str:
+    """The routing model with the best balanced rate on the tune half (first listed on ties)."""
+    names = list(FEATURE_SETS)
+    return max(names, key=lambda n: (results[n]["tune"]["balanced"], -names.index(n)))
 
 
 def run_routing(model_dir: str | Path, kb_path: str | Path, config=None,
@@ -385,13 +399,13 @@ def run_routing(model_dir: str | Path, kb_path: str | Path, config=None,
     tune = [i for i in items if i.query.tune]
     test = [i for i in items if not i.query.tune]
 
-    model = fit_routing(tune, ALL_FEATURES)
-    results = {"logistic": evaluate_score(tune, test, logistic_decider(model)),
-               "rerank": evaluate_score(tune, test, rerank_decider)}
+    models = {name: fit_routing(tune, feats) for name, feats in FEATURE_SETS.items()}
+    results = {name: evaluate_score(tune, test, logistic_decider(m)) for name, m in models.items()}
+    results["rerank"] = evaluate_score(tune, test, rerank_decider)
     for f in (Feature.MATCH, Feature.CHARS, Feature.DENSE):
         results[f.value] = evaluate_score(tune, test, feature_decider(f))
-    no_rerank = fit_routing(tune, ALL_FEATURES[1:])
-    results["logistic_no_rerank"] = evaluate_score(tune, test, logistic_decider(no_rerank))
+    chosen = pick_model(results)
+    model = models[chosen]
     stored_t = read_thresholds(model_dir).get("threshold")
     if stored_t is not None:
         results["rerank@thresholds.json"] = evaluate_score(tune, test, rerank_decider, stored_t)
@@ -405,21 +419,24 @@ def run_routing(model_dir: str | Path, kb_path: str | Path, config=None,
         "halves": {"tune": len(tune), "test": len(test)},
         "rule": "T maximizes the balanced rate (in-KB answered right + out-of-KB routed away) / 2 "
                 "on the tune half; figures on the test half",
-        "fitted": model.to_json(),
+        "chosen": chosen, "chosen_rule": "best balanced rate on the tune half among "
+                                          f"{list(FEATURE_SETS)}",
+        "fitted": {name: m.to_json() for name, m in models.items()},
         "scores": {k: {kk: vv for kk, vv in v.items() if kk != "sweep_test"}
                    for k, v in results.items()},
-        "examples": _examples(test, logistic_decider(model), results["logistic"]["threshold"]),
+        "examples": _examples(test, logistic_decider(model), results[chosen]["threshold"]),
         "seconds": round(time.perf_counter() - started, 1),
     }
     if out_dir:
         out = reports.write_report(out_dir, {**report, "sweeps_test": {
             k: v["sweep_test"] for k, v in results.items()}}, routing_markdown(report))
-        plot_routing({k: results[k] for k in ("rerank", "logistic")}, out / "routing.png",
+        plot_routing({k: results[k] for k in ("rerank", chosen)}, out / "routing.png",
                      f"routing on {Path(kb_path).name} (test half)")
     if write_model:
-        choice = RoutingChoice(model, results["logistic"]["threshold"], dense.pooling, dense.sif_a)
-        provenance = {"rule": report["rule"], "kb": str(kb_path), "settings": asdict(settings),
-                      "tune": results["logistic"]["tune"], "test": results["logistic"]["test"]}
+        choice = RoutingChoice(model, results[chosen]["threshold"], dense.pooling, dense.sif_a)
+        provenance = {"chosen": chosen, "chosen_rule": report["chosen_rule"],
+                      "rule": report["rule"], "kb": str(kb_path), "settings": asdict(settings),
+                      "tune": results[chosen]["tune"], "test": results[chosen]["test"]}
         report["written"] = str(write_routing(model_dir, choice, provenance))
     return report
 
@@ -445,6 +462,7 @@ def routing_markdown(report: Mapping) -> str:
     return ("# Routing\n\n"
             f"Model `{report['model']}`, KB `{report['kb']}`: {s['kept_pairs']} pairs searched, "
             f"{s['held_out_pairs']} held out. Queries {s['queries']}; tune/test halves "
-            f"{report['halves']}. {report['rule']}.\n\n"
+            f"{report['halves']}. {report['rule']}. Chosen routing score: "
+            f"**{report['chosen']}** ({report['chosen_rule']}).\n\n"
             + markdown_table(["score", "T", *cols], rows)
             + "\n![routing](routing.png)\n")
