@@ -58,6 +58,7 @@ def register(subparsers) -> None:
     p.add_argument("--data", required=True)
     p.add_argument("--model", help="model directory (default: the bundled model)")
     p.add_argument("--limit", type=_positive_int, help="first N held-out dialogues")
+    p.add_argument("--skip", type=int, default=0, help="held-out dialogues skipped before --limit")
     p.add_argument("--beam-size", type=_positive_int, default=5)
     p.add_argument("--anti-lm-weight", type=float,
                    help="MMI-antiLM lambda (default: engine.anti_lm_weight of the config)")
@@ -164,6 +165,6 @@ def cmd_generate(args) -> int:
                                    ("min_answer_tokens", args.min_len)) if v is not None}
     config = dataclasses.replace(config, engine=dataclasses.replace(config.engine, **overrides))
     report = run_generate(args.data, model, args.limit, config, args.out,
-                          progress=not args.no_progress, beam_size=args.beam_size)
+                          progress=not args.no_progress, beam_size=args.beam_size, skip=args.skip)
     print(json.dumps(report, ensure_ascii=False, indent=None if args.json else 2))
     return 0

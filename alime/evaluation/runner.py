@@ -281,19 +281,22 @@ def _threshold_markdown(report: dict) -> str:
 
 def run_generate(data, model_dir, limit: int | None, config: AppConfig | None = None,
                  out_dir: str | Path | None = None, progress: bool = True,
-                 beam_size: int = 5) -> dict:
-    """Generation metrics on the held-out dialogues (label-1 lines) of ``data``."""
+                 beam_size: int = 5, skip: int = 0) -> dict:
+    """Generation metrics on the held-out dialogues (label-1 lines) of ``data`` (after the first
+    ``skip``, at most ``limit``)."""
     config = config or AppConfig()
     dialogues = read_dialogues(data)
     if model_dir is None:
         raise ValueError("generation needs a model: give --model DIR")
     lines = _heldout_or_all(model_metadata(model_dir), data)
-    dialogues = validation.select_heldout(dialogues, lines)[:limit]
+    if skip < 0:
+        raise ValueError(f"skip must be >= 0, got {skip}")
+    dialogues = validation.select_heldout(dialogues, lines)[skip:][:limit]
     pipeline = TextPipeline(config.text)
     stages = load_model(model_dir, pipeline, beam_size, config)
     samples = generation.generate_replies(dialogues, stages.generator, progress)
     e = config.engine
-    report = {"data": str(data), "model": str(model_dir),
+    report = {"data": str(data), "model": str(model_dir), "skip": skip,
               "decoding": {"beam_size": beam_size, "min_answer_tokens": e.min_answer_tokens,
                            "anti_lm_weight": e.anti_lm_weight, "anti_lm_steps": e.anti_lm_steps},
               **generation.generation_report(samples, pipeline.tokenize)}
