@@ -78,22 +78,30 @@ class CandidateFeatures:
         self.idf = idf
         self.embed = embed
 
-    def __call__(self, query: str, candidates: Sequence[Candidate]) -> dict[Feature, np.ndarray]:
-        """Each feature's value per candidate (``rerank`` is NaN for unreranked candidates)."""
+    def __call__(self, query: str, candidates: Sequence[Candidate],
+                 wanted: Sequence[Feature] = tuple(Feature)) -> dict[Feature, np.ndarray]:
+        """Each ``wanted`` feature's value per candidate (``rerank`` is NaN for unreranked
+        candidates). Only the wanted ones are computed: the served model uses one or two, and
+        the others cost a tokenization or an encoder pass per candidate."""
         n = len(candidates)
-        q_terms = self.terms(query)
-        out = {
-            Feature.RERANK: np.array([np.nan if c.rerank_score is None else c.rerank_score
-                                      for c in candidates], np.float64),
-            Feature.MATCH: np.array([weighted_overlap_f1(q_terms, self.terms(c.question), self.idf)
-                                     for c in candidates], np.float64),
-            Feature.CHARS: np.array([char_overlap_f1(query, c.question) for c in candidates],
-                                    np.float64),
-            Feature.DENSE: np.zeros(n),
-        }
-        if self.embed is not None and n:
-            vectors = np.asarray(self.embed([query, *(c.question for c in candidates)]), np.float64)
-            out[Feature.DENSE] = vectors[1:] @ vectors[0]
+        out: dict[Feature, np.ndarray] = {}
+        if Feature.RERANK in wanted:
+            out[Feature.RERANK] = np.array([np.nan if c.rerank_score is None else c.rerank_score
+                                            for c in candidates], np.float64)
+        if Feature.MATCH in wanted:
+            q_terms = self.terms(query)
+            out[Feature.MATCH] = np.array(
+                [weighted_overlap_f1(q_terms, self.terms(c.question), self.idf) for c in candidates],
+                np.float64)
+        if Feature.CHARS in wanted:
+            out[Feature.CHARS] = np.array([char_overlap_f1(query, c.question) for c in candidates],
+                                          np.float64)
+        if Feature.DENSE in wanted:
+            out[Feature.DENSE] = np.zeros(n)
+            if self.embed is not None and n:
+                vectors = np.asarray(self.embed([query, *(c.question for c in candidates)]),
+                                     np.float64)
+                out[Feature.DENSE] = vectors[1:] @ vectors[0]
         return out
 
 
@@ -224,5 +232,5 @@ class FeatureRouter:
     def score(self, query: str, candidates: Sequence[Candidate]) -> list[float]:
         if not candidates:
             return []
-        x = self.model.matrix(self.features(query, candidates))
+        x = self.model.matrix(self.features(query, candidates, self.model.features))
         return [float(p) for p in self.model.probabilities(x)]

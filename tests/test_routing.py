@@ -143,3 +143,16 @@ def test_feature_router_scores_candidates():
     p = router.score("发货", [Candidate(1, "发货", "a", 1.0), Candidate(2, "猫", "b", 1.0)])
     assert p == pytest.approx([1 / (1 + math.exp(-4.0)), 1 / (1 + math.exp(4.0))])
     assert router.score("发货", []) == []
+
+
+def test_feature_router_computes_only_the_features_its_model_uses():
+    """A chars-only model must not tokenize or embed (they cost per candidate, per request)."""
+
+    def fail(*_):
+        raise AssertionError("an unused feature was computed")
+
+    m = LogisticRouting((Feature.CHARS,), (1.0,), 0.0, (0.0,), (1.0,))
+    router = FeatureRouter(CandidateFeatures(fail, fail, fail), m)
+    assert len(router.score("发货", [Candidate(1, "发货", "a", 1.0)])) == 1
+    with pytest.raises(AssertionError):
+        CandidateFeatures(fail, fail, fail)("发货", [Candidate(1, "发货", "a", 1.0)])
