@@ -7,9 +7,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from alime.config import BUNDLED_DATA, AppConfig
+from alime.decision import DecisionScore
 from alime.engine import HybridEngine, Thresholds
 from alime.kb.formats import Format, read_rows
 from alime.kb.store import KnowledgeBase
+from alime.retrieval.fusion import parse_enum
 from alime.retrieval.modes import build_retriever
 from alime.retrieval.searcher import KBSearcher
 from alime.routing import CandidateFeatures, FeatureRouter, RoutingChoice, read_routing
@@ -58,7 +60,10 @@ def build_bot(config: AppConfig | None = None) -> Bot:
     scorer, generator, tuned = _model_stages(model_dir, config, searcher.pipeline)
     retriever = build_retriever(config, kb, searcher, model_dir)  # retrieval.mode
     retriever.search("您好", 1)  # warm-up: the first query traces and loads lazily-built parts
-    routing = read_routing(model_dir) if model_dir is not None and scorer is not None else None
+    decision = parse_enum(DecisionScore, config.engine.decision, "engine.decision")
+    routing = (read_routing(model_dir)
+               if decision is DecisionScore.ROUTING and model_dir is not None and scorer is not None
+               else None)
     router = _router(routing, searcher, retriever, model_dir) if routing else None
     # T applies to the routing score when the model has one, else to the rerank score.
     answer_t = _pick(config.engine.threshold,

@@ -66,6 +66,9 @@ class RetrievalConfig:
 
 @dataclass(frozen=True)
 class EngineConfig:
+    # routing: T on the model's routing score (routing.json) when it has one; rerank: AliMe's
+    # rule, T on the best rerank score (thresholds.json). See docs/evaluation.md, "Routing".
+    decision: str = "routing"
     threshold: float | None = None  # None: the model directory's tuned threshold
     generation_threshold: float | None = None  # None: the model directory's value
     context_turns: int = 3

@@ -34,3 +34,25 @@ def test_bundled_bot_routes_in_kb_to_the_kb_and_out_of_kb_away(tmp_path, monkeyp
         assert reply.source is not Source.RETRIEVAL, question
         assert reply.candidates and reply.candidates[0].routing_score < reply.threshold
         assert reply.candidates[0].rerank_score is not None
+
+
+def test_decision_rerank_keeps_alimes_rule(tmp_path, monkeypatch):
+    """``[engine] decision = "rerank"``: no router, T from thresholds.json on the rerank score."""
+    import dataclasses
+
+    import pytest
+
+    from alime.bot import build_bot
+
+    monkeypatch.setenv("ALIME_HOME", str(tmp_path / "home"))
+    base = AppConfig()
+    config = dataclasses.replace(base, engine=dataclasses.replace(base.engine, decision="rerank"))
+    bot = build_bot(config)
+    assert bot.engine.router is None
+    assert bot.engine.thresholds.answer == json.loads(
+        (BUNDLED_DATA / "model-int8" / "thresholds.json").read_text())["threshold"]
+    reply = bot.engine.reply("亲，什么时候发货呀？")
+    assert reply.score == reply.candidates[0].rerank_score
+    bad = dataclasses.replace(base, engine=dataclasses.replace(base.engine, decision="vote"))
+    with pytest.raises(ValueError, match="engine.decision"):
+        build_bot(bad)
