@@ -7,13 +7,16 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from alime.config import BUNDLED_DATA, AppConfig
+from alime.decision import DecisionScore
 from alime.engine import HybridEngine, Thresholds
 from alime.kb.formats import Format, read_rows
 from alime.kb.store import KnowledgeBase
+from alime.retrieval.fusion import parse_enum
 from alime.retrieval.modes import build_retriever
 from alime.retrieval.searcher import KBSearcher
+from alime.routing import CandidateFeatures, FeatureRouter, RoutingChoice, read_routing
 from alime.text import TextPipeline
-from alime.types import Generator, Scorer
+from alime.types import Generator, Retriever, Scorer
 
 log = logging.getLogger(__name__)
 
@@ -57,7 +60,14 @@ def build_bot(config: AppConfig | None = None) -> Bot:
     scorer, generator, tuned = _model_stages(model_dir, config, searcher.pipeline)
     retriever = build_retriever(config, kb, searcher, model_dir)  # retrieval.mode
     retriever.search("您好", 1)  # warm-up: the first query traces and loads lazily-built parts
-    answer_t = _pick(config.engine.threshold, tuned.get("threshold"), 0.0)
+    decision = parse_enum(DecisionScore, config.engine.decision, "engine.decision")
+    routing = (read_routing(model_dir)
+               if decision is DecisionScore.ROUTING and model_dir is not None and scorer is not None
+               else None)
+    router = _router(routing, searcher, retriever, model_dir) if routing else None
+    # T applies to the routing score when the model has one, else to the rerank score.
+    answer_t = _pick(config.engine.threshold,
+                     routing.threshold if routing else tuned.get("threshold"), 0.0)
     gen_t = _pick(config.engine.generation_threshold, tuned.get("generation_threshold"), 0.0)
     engine = HybridEngine(
         retriever=retriever,
@@ -67,9 +77,31 @@ def build_bot(config: AppConfig | None = None) -> Bot:
         generator=generator,
         k=config.retrieval.k,
         fallback_reply=config.engine.fallback_reply,
+        router=router,
     )
-    log.info("bot ready: %d QA pairs, model=%s, T=%.4f", len(searcher), model_dir, answer_t)
+    log.info("bot ready: %d QA pairs, model=%s, T=%.4f on the %s score", len(searcher), model_dir,
+             answer_t, "routing" if router else "rerank")
     return Bot(config, kb, searcher, engine, model_dir)
+
+
+def _router(routing: RoutingChoice, searcher: KBSearcher, retriever: Retriever,
+            model_dir: Path) -> FeatureRouter:
+    """The routing score of ``routing.json`` over this KB (idf) and the model's encoder."""
+    features = routing_features(searcher, retriever, model_dir, routing.pooling, routing.sif_a)
+    return FeatureRouter(features, routing.model)
+
+
+def routing_features(searcher: KBSearcher, retriever: Retriever, model_dir: Path,
+                     pooling: str, sif_a: float) -> CandidateFeatures:
+    """The routing features over ``searcher``'s KB (idf) and the model's question encoder."""
+    from alime.retrieval.embeddings import Seq2SeqEmbedder, model_identity
+
+    pipeline = searcher.pipeline
+    # Reuse the hybrid retriever's encoder when it pools the same way (one model load, not two).
+    embedder = getattr(getattr(retriever, "dense", None), "embedder", None)
+    if embedder is None or embedder.identity != model_identity(model_dir, pooling, sif_a):
+        embedder = Seq2SeqEmbedder(model_dir, pipeline.tokenize, pooling, sif_a=sif_a)
+    return CandidateFeatures(pipeline.index_terms, searcher.idf, embedder.embed)
 
 
 def _pick(*values: float | None) -> float:

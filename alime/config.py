@@ -66,12 +66,21 @@ class RetrievalConfig:
 
 @dataclass(frozen=True)
 class EngineConfig:
+    # routing: T on the model's routing score (routing.json) when it has one; rerank: AliMe's
+    # rule, T on the best rerank score (thresholds.json). See docs/evaluation.md, "Routing".
+    decision: str = "routing"
     threshold: float | None = None  # None: the model directory's tuned threshold
     generation_threshold: float | None = None  # None: the model directory's value
     context_turns: int = 3
     fallback_reply: str = "抱歉，这个问题我暂时无法回答，已为您转接人工客服。"
     beam_size: int = 5
     max_answer_tokens: int = 30
+    # Decoding, chosen by BLEU-4 on the first 250 held-out dialogues (docs/model.md): at least
+    # 3 tokens, and MMI-antiLM: lambda * log p(token | prefix) of the response prior is
+    # subtracted for the first anti_lm_steps tokens (weight 0 or steps 0 disables it).
+    min_answer_tokens: int = 3
+    anti_lm_weight: float = 0.5
+    anti_lm_steps: int = 30
 
 
 @dataclass(frozen=True)

@@ -5,6 +5,13 @@ from __future__ import annotations
 from enum import Enum
 
 
+class DecisionScore(str, Enum):
+    """Which score T applies to (``[engine] decision``)."""
+
+    ROUTING = "routing"  # the model's routing.json score when it has one, else the rerank score
+    RERANK = "rerank"  # AliMe's rule: the best rerank score, T from thresholds.json
+
+
 class Decision(str, Enum):
     ANSWER_FROM_KB = "retrieval"
     GENERATE = "generation"

@@ -8,16 +8,17 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from alime.decision import Decision, accept_generation, decide
-from alime.types import Candidate, Generator, QAPair, Reply, Retriever, Scorer, Source
+from alime.types import Candidate, Generator, QAPair, Reply, Retriever, Router, Scorer, Source
 
 
 @dataclass(frozen=True)
 class Thresholds:
-    """T for KB answers (on the rerank score, or the retrieval score with no reranker) and the
-    bar a generated answer must reach before it is used instead of the fallback."""
+    """T for KB answers and the bar a generated answer must reach before it is used instead of
+    the fallback. T applies to the decision score: the router's score when the engine has a
+    router, else the rerank score (the retrieval score with no reranker)."""
 
     answer: float
     generation: float
@@ -35,6 +36,7 @@ class HybridEngine:
         generator: Generator | None = None,
         k: int = 10,
         fallback_reply: str = "",
+        router: Router | None = None,
     ) -> None:
         if k < 1:
             raise ValueError("k must be >= 1")
@@ -45,6 +47,7 @@ class HybridEngine:
         self.generator = generator
         self.k = k
         self.fallback_reply = fallback_reply
+        self.router = router
         self._generate_s = 0.0  # moving average of generation time, for the time budget
 
     def reply(self, query: str, context: Sequence[str] = (), budget_s: float | None = None) -> Reply:
@@ -54,26 +57,9 @@ class HybridEngine:
         spent plus the usual generation time would overrun the budget.
         """
         timings: dict[str, float] = {}
-        clock = started = time.perf_counter()
-
-        hits = self.retriever.search(query, self.k)
-        pairs = self.lookup([h.id for h in hits])
-        candidates = [
-            Candidate(h.id, pairs[h.id].question, pairs[h.id].answer, h.score)
-            for h in hits
-            if h.id in pairs  # a pair deleted between search and lookup is simply dropped
-        ]
-        clock = _lap(timings, "retrieve", clock)
-
-        if self.scorer is not None and candidates:
-            scores = self.scorer.score(query, context, [c.answer for c in candidates])
-            candidates = [
-                Candidate(c.id, c.question, c.answer, c.retrieval_score, float(s))
-                for c, s in zip(candidates, scores, strict=True)
-            ]
-            candidates.sort(key=lambda c: c.rerank_score, reverse=True)
-            clock = _lap(timings, "rerank", clock)
-
+        started = time.perf_counter()
+        candidates = self.candidates(query, context, timings)
+        clock = time.perf_counter()
         best = _best_score(candidates)
         threshold = self.thresholds.answer
         if decide(best, threshold) is Decision.ANSWER_FROM_KB:
@@ -88,6 +74,38 @@ class HybridEngine:
                 top = generated[0]
                 return self._reply(top.text, Source.GENERATION, top.score, candidates, timings)
         return self._reply(self.fallback_reply, Source.FALLBACK, best, candidates, timings, True)
+
+    def candidates(self, query: str, context: Sequence[str] = (),
+                   timings: dict[str, float] | None = None) -> list[Candidate]:
+        """Retrieve, rerank and route: the candidates, the one the engine would answer first.
+
+        Order: by routing score with a router, else by rerank score, else retrieval order.
+        """
+        timings = {} if timings is None else timings
+        clock = time.perf_counter()
+        hits = self.retriever.search(query, self.k)
+        pairs = self.lookup([h.id for h in hits])
+        candidates = [
+            Candidate(h.id, pairs[h.id].question, pairs[h.id].answer, h.score)
+            for h in hits
+            if h.id in pairs  # a pair deleted between search and lookup is simply dropped
+        ]
+        clock = _lap(timings, "retrieve", clock)
+
+        if self.scorer is not None and candidates:
+            scores = self.scorer.score(query, context, [c.answer for c in candidates])
+            candidates = [replace(c, rerank_score=float(s))
+                          for c, s in zip(candidates, scores, strict=True)]
+            candidates.sort(key=lambda c: c.rerank_score, reverse=True)
+            clock = _lap(timings, "rerank", clock)
+
+        if self.router is not None and candidates:
+            scores = self.router.score(query, candidates)
+            candidates = [replace(c, routing_score=float(s))
+                          for c, s in zip(candidates, scores, strict=True)]
+            candidates.sort(key=lambda c: c.routing_score, reverse=True)  # stable: rerank order on ties
+            _lap(timings, "route", clock)
+        return candidates
 
     def _fits_budget(self, started: float, budget_s: float | None) -> bool:
         if budget_s is None:
@@ -111,7 +129,10 @@ def _best_score(candidates: list[Candidate]) -> float | None:
     if not candidates:
         return None
     top = candidates[0]
-    return top.rerank_score if top.rerank_score is not None else top.retrieval_score
+    for score in (top.routing_score, top.rerank_score):
+        if score is not None:
+            return score
+    return top.retrieval_score
 
 
 def _lap(timings: dict[str, float], name: str, since: float) -> float:

@@ -30,13 +30,15 @@ class Hit:
 
 @dataclass(frozen=True)
 class Candidate:
-    """A KB answer considered for a reply. ``rerank_score`` is None when no reranker ran."""
+    """A KB answer considered for a reply. ``rerank_score`` is None when no reranker ran;
+    ``routing_score`` is None when the engine has no router (see ``alime.routing``)."""
 
     id: int
     question: str
     answer: str
     retrieval_score: float
     rerank_score: float | None = None
+    routing_score: float | None = None
 
     def to_json(self) -> dict:
         return {
@@ -45,6 +47,7 @@ class Candidate:
             "answer": self.answer,
             "retrieval_score": self.retrieval_score,
             "rerank_score": self.rerank_score,
+            "routing_score": self.routing_score,
         }
 
 
@@ -90,6 +93,12 @@ class Scorer(Protocol):
     """Scores candidate answers for a query and its recent context (higher is better)."""
 
     def score(self, query: str, context: Sequence[str], answers: Sequence[str]) -> list[float]: ...
+
+
+class Router(Protocol):
+    """Scores how surely each candidate's answer answers the query (higher is surer)."""
+
+    def score(self, query: str, candidates: Sequence[Candidate]) -> list[float]: ...
 
 
 @dataclass(frozen=True)

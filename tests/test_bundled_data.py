@@ -11,7 +11,7 @@ def test_int8_default_matches_the_tuned_fp32_model():
     fp32, int8 = BUNDLED_DATA / "model", BUNDLED_DATA / "model-int8"
     assert AppConfig().resolved_paths()[2] == int8
     assert read_rerank_choice(int8) == read_rerank_choice(fp32)
-    for name in ("thresholds.json", "config.json", "vocab.json"):
+    for name in ("thresholds.json", "config.json", "vocab.json", "routing.json"):
         assert json.loads((int8 / name).read_text()) == json.loads((fp32 / name).read_text()), name
 
 
@@ -25,3 +25,46 @@ def test_bundled_matcher_never_saw_the_held_out_dialogues():
     assert not set(meta["split"]["dev_lines"]) & held
     assert json.loads((matcher / "vocab.json").read_text()) == json.loads((model / "vocab.json").read_text())
     assert read_rerank_choice(model)[0].value == "pmi"  # the matcher is not the engine's default
+
+
+def test_bundled_bot_routes_in_kb_to_the_kb_and_out_of_kb_away(tmp_path, monkeypatch):
+    """End to end with the served default (int8 model, bundled KB, routing.json): a KB question
+    gets its KB answer; questions the KB cannot answer are generated for or handed off."""
+    from alime.bot import build_bot
+    from alime.types import Source
+
+    monkeypatch.setenv("ALIME_HOME", str(tmp_path / "home"))
+    bot = build_bot(AppConfig())
+    assert bot.engine.router is not None
+    assert bot.engine.thresholds.answer == json.loads(
+        (BUNDLED_DATA / "model-int8" / "routing.json").read_text())["threshold"]
+    reply = bot.engine.reply("亲，什么时候发货呀？")
+    assert reply.source is Source.RETRIEVAL and reply.score >= reply.threshold
+    assert "发货" in reply.candidates[0].question and reply.answer == reply.candidates[0].answer
+    for question in ("你们老板喜欢什么颜色的猫", "今天天气怎么样", "你喜欢什么电影"):
+        reply = bot.engine.reply(question)
+        assert reply.source is not Source.RETRIEVAL, question
+        assert reply.candidates and reply.candidates[0].routing_score < reply.threshold
+        assert reply.candidates[0].rerank_score is not None
+
+
+def test_decision_rerank_keeps_alimes_rule(tmp_path, monkeypatch):
+    """``[engine] decision = "rerank"``: no router, T from thresholds.json on the rerank score."""
+    import dataclasses
+
+    import pytest
+
+    from alime.bot import build_bot
+
+    monkeypatch.setenv("ALIME_HOME", str(tmp_path / "home"))
+    base = AppConfig()
+    config = dataclasses.replace(base, engine=dataclasses.replace(base.engine, decision="rerank"))
+    bot = build_bot(config)
+    assert bot.engine.router is None
+    assert bot.engine.thresholds.answer == json.loads(
+        (BUNDLED_DATA / "model-int8" / "thresholds.json").read_text())["threshold"]
+    reply = bot.engine.reply("亲，什么时候发货呀？")
+    assert reply.score == reply.candidates[0].rerank_score
+    bad = dataclasses.replace(base, engine=dataclasses.replace(base.engine, decision="vote"))
+    with pytest.raises(ValueError, match="engine.decision"):
+        build_bot(bad)

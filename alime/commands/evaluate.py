@@ -58,7 +58,12 @@ def register(subparsers) -> None:
     p.add_argument("--data", required=True)
     p.add_argument("--model", help="model directory (default: the bundled model)")
     p.add_argument("--limit", type=_positive_int, help="first N held-out dialogues")
+    p.add_argument("--skip", type=int, default=0, help="held-out dialogues skipped before --limit")
     p.add_argument("--beam-size", type=_positive_int, default=5)
+    p.add_argument("--anti-lm-weight", type=float,
+                   help="MMI-antiLM lambda (default: engine.anti_lm_weight of the config)")
+    p.add_argument("--anti-lm-steps", type=int, help="tokens the anti-LM term applies to")
+    p.add_argument("--min-len", type=int, help="fewest tokens per answer")
     p.add_argument("--json", action="store_true", help="print the JSON report")
     p.add_argument("--out", help="folder for report.json, report.md and samples.jsonl")
     p.add_argument("--no-progress", action="store_true")
@@ -67,6 +72,9 @@ def register(subparsers) -> None:
     from alime.commands.evaluate_retrieval import register_retrieval
 
     register_retrieval(sub)  # recall@k of BM25 / dense / hybrid on noisy queries
+    from alime.commands.evaluate_routing import register_routing
+
+    register_routing(sub)  # in-KB answered from the KB vs out-of-KB routed away
 
     ev.set_defaults(func=lambda args: ev.print_help() or 2)
 
@@ -154,8 +162,14 @@ def cmd_threshold(args) -> int:
 def cmd_generate(args) -> int:
     from alime.evaluation.runner import run_generate
 
+    import dataclasses
+
     config, model = _config_and_model(args)
+    overrides = {k: v for k, v in (("anti_lm_weight", args.anti_lm_weight),
+                                   ("anti_lm_steps", args.anti_lm_steps),
+                                   ("min_answer_tokens", args.min_len)) if v is not None}
+    config = dataclasses.replace(config, engine=dataclasses.replace(config.engine, **overrides))
     report = run_generate(args.data, model, args.limit, config, args.out,
-                          progress=not args.no_progress, beam_size=args.beam_size)
+                          progress=not args.no_progress, beam_size=args.beam_size, skip=args.skip)
     print(json.dumps(report, ensure_ascii=False, indent=None if args.json else 2))
     return 0

@@ -46,17 +46,19 @@ class ModelStages:
     generator: object
 
 
-def load_model(model_dir: str | Path, pipeline: TextPipeline, beam_size: int = 5) -> ModelStages:
-    """Load a seq2seq model directory (imports TensorFlow)."""
+def load_model(model_dir: str | Path, pipeline: TextPipeline, beam_size: int = 5,
+               config: AppConfig | None = None) -> ModelStages:
+    """Load a seq2seq model directory (imports TensorFlow); the generator decodes with
+    ``config.engine``'s settings (the defaults without a config)."""
     try:
+        from alime.rerank.loading import make_generator
         from alime.rerank.scorers import MeanProbScorer
-        from alime.seq2seq.generator import BeamGenerator
         from alime.seq2seq.model_dir import load_model_dir
     except ModuleNotFoundError as exc:
         raise ValueError(f"model scorers unavailable ({exc.name} missing)") from None
     model = load_model_dir(model_dir)
-    return ModelStages(MeanProbScorer(model, pipeline), BeamGenerator(model, pipeline,
-                                                                      beam_size=beam_size))
+    return ModelStages(MeanProbScorer(model, pipeline),
+                       make_generator(model, config or AppConfig(), pipeline, beam_size))
 
 
 def build_valid(
@@ -138,7 +140,7 @@ def _score(data, model_dir, opts: SelectOptions, config: AppConfig, progress: bo
     names = names or scorers.parse_scorer_names(opts.scorers, model_dir is not None,
                                                 matcher_dir is not None)
     need_model = any(scorers.SCORERS[n].needs_model for n in names)
-    stages = load_model(model_dir, pipeline) if need_model else None
+    stages = load_model(model_dir, pipeline, config=config) if need_model else None
     env = _env(groups, pipeline, stages, opts.pmi_weight, opts.query_turns, matcher_dir,
                opts.match_pmi_weight)
     table = {n.value: env.get(n) for n in names}
@@ -304,18 +306,24 @@ def _threshold_markdown(report: dict) -> str:
 
 def run_generate(data, model_dir, limit: int | None, config: AppConfig | None = None,
                  out_dir: str | Path | None = None, progress: bool = True,
-                 beam_size: int = 5) -> dict:
-    """Generation metrics on the held-out dialogues (label-1 lines) of ``data``."""
+                 beam_size: int = 5, skip: int = 0) -> dict:
+    """Generation metrics on the held-out dialogues (label-1 lines) of ``data`` (after the first
+    ``skip``, at most ``limit``)."""
     config = config or AppConfig()
     dialogues = read_dialogues(data)
     if model_dir is None:
         raise ValueError("generation needs a model: give --model DIR")
     lines = _heldout_or_all(model_metadata(model_dir), data)
-    dialogues = validation.select_heldout(dialogues, lines)[:limit]
+    if skip < 0:
+        raise ValueError(f"skip must be >= 0, got {skip}")
+    dialogues = validation.select_heldout(dialogues, lines)[skip:][:limit]
     pipeline = TextPipeline(config.text)
-    stages = load_model(model_dir, pipeline, beam_size)
+    stages = load_model(model_dir, pipeline, beam_size, config)
     samples = generation.generate_replies(dialogues, stages.generator, progress)
-    report = {"data": str(data), "model": str(model_dir),
+    e = config.engine
+    report = {"data": str(data), "model": str(model_dir), "skip": skip,
+              "decoding": {"beam_size": beam_size, "min_answer_tokens": e.min_answer_tokens,
+                           "anti_lm_weight": e.anti_lm_weight, "anti_lm_steps": e.anti_lm_steps},
               **generation.generation_report(samples, pipeline.tokenize)}
     if out_dir:
         out = reports.write_report(out_dir, report, _generation_markdown(report))

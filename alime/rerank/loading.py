@@ -67,6 +67,15 @@ def read_rerank_choice(model_dir: str | Path) -> tuple[ScorerKind, dict[str, flo
     return kind, ({"weight": float(data["pmi_weight"])} if "pmi_weight" in data else {})
 
 
+def make_generator(model, config: AppConfig, pipeline: TextPipeline,
+                   beam_size: int | None = None) -> BeamGenerator:
+    """The beam-search generator with the decoding settings of ``config.engine``."""
+    e = config.engine
+    return BeamGenerator(model, pipeline, beam_size=beam_size or e.beam_size,
+                         max_len=e.max_answer_tokens, min_len=e.min_answer_tokens,
+                         anti_lm_weight=e.anti_lm_weight, anti_lm_steps=e.anti_lm_steps)
+
+
 def load_stages(
     model_dir: str | Path, config: AppConfig, pipeline: TextPipeline, warm_up: bool = True
 ) -> tuple[Scorer, BeamGenerator, dict[str, float]]:
@@ -84,8 +93,7 @@ def load_stages(
     model = load_model_dir(model_dir)
     kind, options = read_rerank_choice(model_dir)
     scorer = make_scorer(kind, model, pipeline, **options)
-    generator = BeamGenerator(model, pipeline, beam_size=config.engine.beam_size,
-                              max_len=config.engine.max_answer_tokens)
+    generator = make_generator(model, config, pipeline)
     if warm_up:
         scorer.score("", [], ["", "a"])
         generator.generate("", [])

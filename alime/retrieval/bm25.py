@@ -17,7 +17,8 @@ Scores follow ``BM25Okapi`` step by step, in the same floating-point order::
                idf(t) * ((tf * (k1 + 1)) / (tf + norm(d)))
 
 The bracketed factor is precomputed per posting for the snapshot's ``avgdl``, so a query costs
-one multiply-add per posting of its terms.
+at most one multiply-add per posting of its terms; the compiled MaxScore loop
+(:mod:`alime.retrieval.bm25_kernel`) skips most postings of common terms.
 """
 
 from __future__ import annotations
@@ -34,6 +35,7 @@ import numpy as np
 
 from alime import __version__
 from alime.config import BM25Config
+from alime.retrieval.bm25_kernel import top_candidates
 from alime.types import Hit
 
 FORMAT_VERSION = 1
@@ -332,213 +334,35 @@ def merged_segment(snap: Snapshot) -> Segment:
 # --------------------------------------------------------------------------- scoring
 
 
-_LOOKUP_COST = 0.25  # a candidate look-up, in units of one dense posting update (measured)
-_SCAN_RATIO = 8  # scan a non-essential term's postings when shorter than this many candidates
-
-Slices = dict[str, tuple[int, int, int]]  # query term -> (term id, postings start, end)
-
-
-class _Buffers(threading.local):
-    """Per-thread corpus-wide buffers (scores, candidate marks), reset only where touched."""
-
-    acc: np.ndarray = np.zeros(0)
-    mark: np.ndarray = np.zeros(0, bool)
-
-
 def _score_main(
-    snap: Snapshot, terms: list[tuple[str, float]], k: int, buffers: _Buffers
+    snap: Snapshot, terms: list[tuple[str, float]], k: int
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Candidate (ids, scores) from the main segment: every doc that can be in the top ``k``.
+    """(ids, scores) of the main-segment documents that can be in the top ``k`` (ties kept).
 
-    MaxScore pruning: query terms are ranked by an upper bound of what they can add (idf *
-    largest posting weight * repeats). They become "essential" one at a time; each brings the
-    docs of its postings not seen yet as candidates, scored in full (the non-essential terms are
-    looked up for those candidates only). When the k-th best candidate score exceeds the sum of
-    the bounds of the terms not yet essential, no other doc can reach the top ``k``. When that
-    would cost more than a dense pass over every posting, the dense pass runs. Each doc's
-    contributions are always added in query order, so scores equal rank-bm25's to the bit.
+    The compiled MaxScore loop of :mod:`alime.retrieval.bm25_kernel` does the work; it adds each
+    document's contributions in query order, so scores equal rank-bm25's to the bit.
     """
     main = snap.main
-    if len(buffers.acc) != main.n:
-        buffers.acc, buffers.mark = np.zeros(main.n), np.zeros(main.n, bool)
-    slices = _slices(main, terms)
-    bounds = _term_bounds(snap, terms)
-    ranked = sorted(bounds, key=bounds.__getitem__, reverse=True)
-    if len(ranked) == 1:
-        # One distinct term: its postings are the candidates, no corpus-wide buffer needed.
-        _, lo, hi = next(iter(slices.values()))
-        docs = main.postings_doc[lo:hi]
-        return _best(main, docs, _score_new(snap, terms, slices, ranked[0], docs, None), k)
-    if all(idf > 0 for _, idf in terms):
-        pruned = _maxscore(snap, terms, k, buffers, slices, bounds, ranked)
-        if pruned is not None:
-            return pruned
-    pos, scores = _accumulate_dense(snap, terms, slices, buffers.acc)
-    if any(idf < 0 for _, idf in terms):
-        # A negative idf can bring a sum back to 0, so a doc may have been recorded twice.
-        pos, first = np.unique(pos, return_index=True)
-        scores = scores[first]
-    return _best(main, pos, scores, k)
+    known = [(main.vocab[t], idf) for t, idf in terms if t in main.vocab]
+    if not known:
+        return np.zeros(0, np.int64), np.zeros(0)
+    tids = np.fromiter((tid for tid, _ in known), np.int64, len(known))
+    idfs = np.fromiter((idf for _, idf in known), np.float64, len(known))
+    positions, scores, _ = top_candidates(
+        main.postings_doc,
+        snap.weights,
+        main.offsets[tids],
+        main.offsets[tids + 1],
+        idfs,
+        idfs * snap.max_weight[tids],
+        _NO_DEAD if snap.dead is None else snap.dead,
+        k,
+        all(idf > 0 for _, idf in known),
+    )
+    return main.ids[positions], scores
 
 
-def _slices(main: Segment, terms: list[tuple[str, float]]) -> Slices:
-    """Postings slice of each query term the main segment knows."""
-    out = {}
-    for term, _ in terms:
-        tid = main.vocab.get(term)
-        if tid is not None:
-            out[term] = (tid, int(main.offsets[tid]), int(main.offsets[tid + 1]))
-    return out
-
-
-def _maxscore(
-    snap: Snapshot,
-    terms: list[tuple[str, float]],
-    k: int,
-    buffers: _Buffers,
-    slices: Slices,
-    bounds: dict[int, float],
-    ranked: list[int],
-) -> tuple[np.ndarray, np.ndarray] | None:
-    """The pruned search of :func:`_score_main`; None when it would cost more than dense."""
-    main, mark = snap.main, buffers.mark
-    size = {tid: hi - lo for tid, lo, hi in slices.values()}
-    occurrences = Counter(slices[t][0] for t, _ in terms if t in slices)
-    pos_parts: list[np.ndarray] = []
-    score_parts: list[np.ndarray] = []
-    best = np.zeros(0)  # positive candidate scores that may still be in the top k
-    spent = 0
-    try:
-        for j, tid in enumerate(ranked[:-1]):
-            spent += size[tid]
-            lookups = sum(occurrences[t] for t in ranked[j + 1 :])
-            if spent * (1 + lookups * _LOOKUP_COST) > sum(size.values()):
-                return None
-            lo, hi = main.offsets[tid], main.offsets[tid + 1]
-            docs = main.postings_doc[lo:hi]
-            fresh = ~mark[docs] if j else None  # docs that no earlier essential term had
-            new = docs if fresh is None else docs[fresh]
-            mark[new] = True
-            pos_parts.append(new)
-            score_parts.append(_score_new(snap, terms, slices, tid, new, fresh, set(ranked[:j]),
-                                          mark))
-            best = np.concatenate([best, score_parts[-1][score_parts[-1] > 0]])
-            if len(best) >= k:
-                theta = np.partition(best, len(best) - k)[len(best) - k]
-                if _beats(float(theta), _rest(bounds, ranked, j + 1)):
-                    return _best(main, np.concatenate(pos_parts), np.concatenate(score_parts), k)
-                best = best[best >= theta]
-    finally:
-        for part in pos_parts:
-            mark[part] = False
-    return None
-
-
-def _score_new(
-    snap: Snapshot,
-    terms: list[tuple[str, float]],
-    slices: Slices,
-    tid: int,
-    new: np.ndarray,
-    fresh: np.ndarray | None,
-    skip: set[int] = frozenset(),
-    mark: np.ndarray | None = None,
-) -> np.ndarray:
-    """Full scores of ``new``: the docs of term ``tid`` selected by ``fresh`` (None: all).
-
-    Terms in ``skip`` are skipped: no doc of ``new`` has them, and rank-bm25 would add exactly
-    0. Other terms are looked up: a scan of their postings against ``mark`` (set for ``new``,
-    possibly more) when short, else a binary search per doc of ``new``.
-    """
-    main = snap.main
-    scores = np.zeros(len(new))
-    if not len(new):
-        return scores
-    for term, idf in terms:
-        if term not in slices or slices[term][0] in skip:
-            continue
-        other, lo, hi = slices[term]
-        docs, weights = main.postings_doc[lo:hi], snap.weights[lo:hi]
-        if other == tid:
-            scores += idf * (weights if fresh is None else weights[fresh])
-        elif len(docs) < _SCAN_RATIO * len(new):
-            hit = mark[docs]
-            found, found_w = docs[hit], weights[hit]
-            rows = np.minimum(np.searchsorted(new, found), len(new) - 1)
-            ok = new[rows] == found
-            scores[rows[ok]] += idf * found_w[ok]
-        else:
-            j = np.minimum(np.searchsorted(docs, new), len(docs) - 1)
-            hit = docs[j] == new
-            scores[hit] += idf * weights[j[hit]]
-    return _zero_dead(snap, new, scores)
-
-
-def _rest(bounds: dict[int, float], ranked: list[int], j: int) -> float:
-    """The most a doc without any of the first ``j`` ranked terms can score."""
-    return sum(bounds[t] for t in ranked[j:])
-
-
-def _beats(theta: float, rest: float) -> bool:
-    """True when a k-th best score ``theta`` is out of reach of bounds summing to ``rest``.
-
-    The margin covers rounding in the float sums of the bounds.
-    """
-    return theta > rest * (1 + 1e-9) + 1e-12
-
-
-def _term_bounds(snap: Snapshot, terms: list[tuple[str, float]]) -> dict[int, float]:
-    """Main term id -> the most its occurrences in the query can add to one doc's score."""
-    bounds: dict[int, float] = {}
-    for term, idf in terms:
-        tid = snap.main.vocab.get(term)
-        if tid is not None:
-            bounds[tid] = bounds.get(tid, 0.0) + idf * float(snap.max_weight[tid])
-    return bounds
-
-
-def _accumulate_dense(
-    snap: Snapshot, terms: list[tuple[str, float]], slices: Slices, acc: np.ndarray
-) -> tuple[np.ndarray, np.ndarray]:
-    """Every posting of every term, added into ``acc``; touched docs found on the way."""
-    touched: list[np.ndarray] = []
-    try:
-        for term, idf in terms:
-            if term not in slices:
-                continue
-            _, lo, hi = slices[term]
-            docs = snap.main.postings_doc[lo:hi]
-            before = acc[docs]
-            # A doc whose sum is still 0 is touched for the first time (sums of positive idfs
-            # never return to 0; the caller deduplicates when an idf is negative).
-            touched.append(docs[before == 0])
-            acc[docs] = before + idf * snap.weights[lo:hi]
-        pos = np.concatenate(touched) if touched else np.zeros(0, np.int64)
-        scores = acc[pos]
-    finally:
-        for docs in touched:
-            acc[docs] = 0.0
-    return pos, _zero_dead(snap, pos, scores)
-
-
-def _zero_dead(snap: Snapshot, pos: np.ndarray, scores: np.ndarray) -> np.ndarray:
-    if snap.dead is not None:
-        scores[snap.dead[pos]] = 0.0
-    return scores
-
-
-def _best(
-    main: Segment, pos: np.ndarray, scores: np.ndarray, k: int
-) -> tuple[np.ndarray, np.ndarray]:
-    """(ids, scores) of the positive scores that can be in the top ``k`` (ties all kept)."""
-    keep = scores > 0
-    pos, scores = pos[keep], scores[keep]
-    if len(scores) > k:
-        # Everything tied with the k-th best stays, so the id tie-break is exact.
-        kth = np.partition(scores, len(scores) - k)[len(scores) - k]
-        keep = scores >= kth
-        pos, scores = pos[keep], scores[keep]
-    return main.ids[pos], scores
+_NO_DEAD = np.zeros(0, bool)
 
 
 def _score_delta(snap: Snapshot, terms: list[tuple[str, float]]) -> dict[int, float]:
@@ -572,7 +396,6 @@ class BM25Index:
     def __init__(self, snapshot: Snapshot) -> None:
         self._snapshot = snapshot
         self._write_lock = threading.Lock()
-        self._buffers = _Buffers()
 
     @classmethod
     def build(
@@ -617,7 +440,7 @@ class BM25Index:
         if k <= 0 or snap.n_docs == 0:
             return []
         terms = _weighted_terms(snap, query_terms)
-        ids, scores = _score_main(snap, terms, k, self._buffers)
+        ids, scores = _score_main(snap, terms, k)
         delta = _score_delta(snap, terms)
         if delta:
             ids = np.concatenate([ids, np.fromiter(delta.keys(), np.int64, len(delta))])

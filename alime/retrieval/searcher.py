@@ -55,6 +55,10 @@ class KBSearcher(KBFollower):
         self.sync()
         return self._index.search(self.analyze(query), k)
 
+    def idf(self, term: str) -> float:
+        """The term's idf in the KB as it is now (0 for a term no question has)."""
+        return self._index.snapshot.idf(term)
+
     def search_terms(self, terms: list[str], k: int) -> list[Hit]:
         self.sync()
         return self._index.search(terms, k)

@@ -173,3 +173,55 @@ def beam_search(
                     finished[b].append(
                         Hypothesis(tuple(hist), lp / length_penalty(len(hist), alpha), lp, False))
     return [sorted(f, key=lambda h: -h.score)[:n_best] for f in finished]
+
+
+PRIOR_FLOOR = -20.0  # log-probability floor of the anti-LM's prior (about 2e-9)
+
+
+@dataclass
+class AntiLMState:
+    """The conditional model's state, the response prior's state, and the step count."""
+
+    conditional: Any
+    prior: Any
+    step: int = 0
+
+
+def anti_lm(
+    next_log_probs: NextLogProbs,
+    prior_log_probs: NextLogProbs,
+    reorder: Reorder,
+    prior_reorder: Reorder,
+    weight: float,
+    steps: int,
+) -> tuple[NextLogProbs, Reorder]:
+    """MMI-antiLM decoding (Li et al., 2016): for the first ``steps`` tokens, the search scores
+    ``log p(token | source, prefix) - weight * log p(token | prefix)``, so replies that are likely
+    whatever the source ("您好") lose their head start; later tokens use the plain model.
+
+    Returns ``(next_log_probs, reorder)`` for :func:`beam_search` over an :class:`AntiLMState`.
+    Like the model's, ``prior_log_probs`` is a next-token function (e.g. the same model with an
+    empty source).
+
+    Raises:
+        ValueError: a negative weight or step count.
+    """
+    if weight < 0 or steps < 0:
+        raise ValueError(f"anti-LM weight and steps must be >= 0, got {weight}, {steps}")
+
+    def step(tokens: np.ndarray, state: AntiLMState) -> tuple[np.ndarray, AntiLMState]:
+        log_probs, conditional = next_log_probs(tokens, state.conditional)
+        prior = state.prior
+        if state.step < steps and weight:
+            prior_lp, prior = prior_log_probs(tokens, prior)
+            cond = np.asarray(log_probs, np.float64)
+            # A token the prior rules out gets the floor's bonus, not an infinite one.
+            penalty = weight * np.maximum(np.asarray(prior_lp, np.float64), PRIOR_FLOOR)
+            log_probs = np.where(np.isfinite(cond), cond - penalty, -np.inf)
+        return log_probs, AntiLMState(conditional, prior, state.step + 1)
+
+    def pick(state: AntiLMState, indices: np.ndarray) -> AntiLMState:
+        prior = prior_reorder(state.prior, indices) if state.step < steps and weight else state.prior
+        return AntiLMState(reorder(state.conditional, indices), prior, state.step)
+
+    return step, pick

@@ -8,9 +8,9 @@ import numpy as np
 
 from alime.config import AppConfig
 from alime.seq2seq.data import encode_query
-from alime.seq2seq.decoding import beam_search
+from alime.seq2seq.decoding import AntiLMState, anti_lm, beam_search
 from alime.seq2seq.model_dir import LoadedModel
-from alime.seq2seq.vocab import EOS_ID
+from alime.seq2seq.vocab import EOS_ID, PAD_ID
 from alime.text import TextPipeline, detokenize
 from alime.types import Generated
 
@@ -28,11 +28,16 @@ class BeamGenerator:
         min_len: fewest tokens per answer.
         alpha: length normalization during the search.
         no_repeat_ngram_size: block repeated n-grams (0 disables).
+        anti_lm_weight: MMI-antiLM's lambda: for the first ``anti_lm_steps`` tokens the search
+            subtracts ``lambda * log p(token | prefix)`` of the response prior (the model with an
+            empty source), so stock replies lose their head start (0 disables).
+        anti_lm_steps: how many first tokens the anti-LM term applies to.
     """
 
     def __init__(self, model: LoadedModel, pipeline: TextPipeline | None = None, *,
                  beam_size: int = 5, n_best: int = 1, max_len: int = 30, min_len: int = 1,
-                 alpha: float = 0.6, no_repeat_ngram_size: int = 3) -> None:
+                 alpha: float = 0.6, no_repeat_ngram_size: int = 3,
+                 anti_lm_weight: float = 0.0, anti_lm_steps: int = 0) -> None:
         if not 1 <= n_best <= beam_size:
             raise ValueError(f"n_best must be in [1, beam_size={beam_size}], got {n_best}")
         if not 0 <= min_len <= max_len:
@@ -45,14 +50,24 @@ class BeamGenerator:
         self.min_len = min_len
         self.alpha = alpha
         self.no_repeat_ngram_size = no_repeat_ngram_size
+        if anti_lm_weight < 0 or anti_lm_steps < 0:
+            raise ValueError("anti_lm_weight and anti_lm_steps must be >= 0")
+        self.anti_lm_weight = anti_lm_weight
+        self.anti_lm_steps = anti_lm_steps
 
     def generate(self, query: str, context: Sequence[str]) -> list[Generated]:
         m = self.model
         source = encode_query(query, context, self.pipeline.tokenize, m.vocab, m.config)
         inference = m.inference
-        state = inference.start(np.asarray([source or [0]], np.int32))
+        state = inference.start(np.asarray([source or [PAD_ID]], np.int32))
+        step, reorder = inference.step, inference.reorder
+        if self.anti_lm_weight and self.anti_lm_steps:
+            # The response prior: the same decoder with an empty source (as PriorScorer).
+            state = AntiLMState(state, inference.start(np.asarray([[PAD_ID]], np.int32)))
+            step, reorder = anti_lm(inference.step, inference.step, inference.reorder,
+                                    inference.reorder, self.anti_lm_weight, self.anti_lm_steps)
         hyps = beam_search(
-            inference.step, state, inference.reorder, batch_size=1, beam_size=self.beam_size,
+            step, state, reorder, batch_size=1, beam_size=self.beam_size,
             max_len=self.max_len, min_len=self.min_len, alpha=self.alpha,
             no_repeat_ngram_size=self.no_repeat_ngram_size, n_best=self.n_best,
         )[0]

@@ -32,7 +32,8 @@ QUANT_DIR = "int8"
 SCHEME = "int8-symmetric-per-channel"
 FORMAT_VERSION = 1
 # Files of the fp32 directory carried over unchanged (thresholds were tuned on the same scale).
-_COPIED = ("config.json", "vocab.json", "training.json", "thresholds.json", "rerank.json")
+_COPIED = ("config.json", "vocab.json", "training.json", "thresholds.json", "rerank.json",
+           "routing.json")
 _OUTPUT_KERNEL = "output_proj/kernel"
 _OUTPUT_BIAS = "output_proj/bias"
 

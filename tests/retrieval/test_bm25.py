@@ -11,7 +11,7 @@ import pytest
 from rank_bm25 import BM25Okapi
 
 from alime.config import BM25Config
-from alime.retrieval import bm25
+from alime.retrieval import bm25_kernel
 from alime.retrieval.bm25 import BM25Index
 from alime.types import Hit
 
@@ -249,30 +249,67 @@ def test_concurrent_readers_see_whole_snapshots(corpus):
     assert not errors, errors[0]
 
 
+def kernel_args(index: BM25Index, query: list[str]):
+    """The compiled loop's inputs for ``query`` on the index's main segment."""
+    snap = index.snapshot
+    terms = [(t, snap.idf(t)) for t in query if t in snap.main.vocab and snap.idf(t) != 0]
+    tids = np.array([snap.main.vocab[t] for t, _ in terms], np.int64)
+    idfs = np.array([idf for _, idf in terms])
+    dead = np.zeros(0, bool) if snap.dead is None else snap.dead
+    return (snap.main.postings_doc, snap.weights, snap.main.offsets[tids],
+            snap.main.offsets[tids + 1], idfs, idfs * snap.max_weight[tids], dead)
+
+
 @pytest.mark.parametrize("k", [1, 3, 10])
-def test_pruned_search_equals_the_dense_pass(corpus, queries, k, monkeypatch):
-    """Force MaxScore pruning (free look-ups) and check it is taken and changes nothing."""
+def test_pruned_search_equals_the_exhaustive_pass(corpus, queries, k):
+    """MaxScore skips documents, yet keeps every doc tied with or above the k-th best, exactly."""
     index = build(corpus)
     index.add(1, ["w1", "w2", "fresh"])
     index.delete(1007)
     corpus = {**corpus, 1: ["w1", "w2", "fresh"]}
     del corpus[1007]
-    pruned, later_terms = [], []
-    maxscore, score_new = bm25._maxscore, bm25._score_new
+    skipped = 0
+    for q in queries:
+        args = kernel_args(index, q)
+        if len(args[4]) < 2 or not np.all(args[4] > 0):
+            continue
+        pos, scores, scored = bm25_kernel.top_candidates(*args, k, True)
+        all_pos, all_scores, all_scored = bm25_kernel.top_candidates(*args, k, False)
+        skipped += all_scored - scored
+        # Pruning may drop only docs below the final k-th best; everything else is identical.
+        assert sorted(zip(pos.tolist(), scores.tolist())) == sorted(
+            zip(all_pos.tolist(), all_scores.tolist()))
+    assert skipped > 0, "pruning never skipped a document"
+    assert_matches(index, corpus, queries, k)
 
-    def spy_maxscore(*args):
-        result = maxscore(*args)
-        pruned.append(result is not None)
-        return result
 
-    def spy_score_new(snap, terms, slices, tid, new, fresh, *rest):
-        later_terms.append(fresh is not None)  # a second essential term, scored incrementally
-        return score_new(snap, terms, slices, tid, new, fresh, *rest)
+def test_pruning_keeps_every_document_tied_with_the_kth_best():
+    """Many equal scores around the cut: all ties reach the caller, which breaks them by id."""
+    docs = [["a", "b"]] * 30 + [["a"]] * 30 + [["b", "c"]] * 5 + [["x"]] * 40
+    ids = list(range(500, 500 + len(docs)))[::-1]  # ids descend with position
+    index = BM25Index.build(docs, ids)
+    ref = BM25Okapi(docs, k1=index.config.k1, b=index.config.b, epsilon=index.config.epsilon)
+    for query in (["a", "b"], ["b", "a", "c"], ["a", "c", "b", "a"]):
+        for k in (1, 5, 30, 31, 64):
+            got = index.search(query, k)
+            assert got == reference_hits(ref, ids, query, k), (query, k)
 
-    monkeypatch.setattr(bm25, "_LOOKUP_COST", 0.0)
-    monkeypatch.setattr(bm25, "_maxscore", spy_maxscore)
-    monkeypatch.setattr(bm25, "_score_new", spy_score_new)
-    many_terms = [q for q in queries if len(set(q) - {"unknown"}) > 2]
-    assert_matches(index, corpus, many_terms, k)
-    assert any(pruned), "pruning never answered a query"
-    assert any(later_terms), "pruning never needed a second essential term"
+
+def test_the_kernel_scores_with_negative_idfs_without_pruning():
+    """A negative idf makes bounds invalid: every doc of the union is scored, exactly."""
+    docs = [["a", "b"], ["a"], ["b"], ["a", "b", "b"]]
+    index = BM25Index.build(docs, [1, 2, 3, 4])
+    args = list(kernel_args(index, ["a", "b"]))
+    args[4] = np.array([-0.5, 0.75])
+    pos, scores, scored = bm25_kernel.top_candidates(*args, 10, False)
+    assert scored == 4
+    w = index.snapshot.weights
+    offsets = index.snapshot.main.offsets
+    tid = index.snapshot.main.vocab
+    expect = np.zeros(4)
+    for term, idf in (("a", -0.5), ("b", 0.75)):
+        lo, hi = offsets[tid[term]], offsets[tid[term] + 1]
+        for p in range(lo, hi):
+            expect[index.snapshot.main.postings_doc[p]] += idf * w[p]
+    positive = {d: s for d, s in enumerate(expect) if s > 0}
+    assert dict(zip(pos.tolist(), scores.tolist())) == positive

@@ -22,7 +22,7 @@
   function candidatesTable(cands) {
     const table = el("table", "cands" + (showCandidates.checked ? "" : " hidden"));
     const head = el("tr");
-    ["#", "question", "answer", "retrieval", "rerank"].forEach((h) => head.appendChild(el("th", "", h)));
+    ["#", "question", "answer", "retrieval", "rerank", "routing"].forEach((h) => head.appendChild(el("th", "", h)));
     table.appendChild(head);
     cands.forEach((c) => {
       const row = el("tr");
@@ -31,6 +31,7 @@
       row.appendChild(el("td", "", c.answer));
       row.appendChild(el("td", "num", fmt(c.retrieval_score)));
       row.appendChild(el("td", "num", fmt(c.rerank_score)));
+      row.appendChild(el("td", "num", fmt(c.routing_score)));
       table.appendChild(row);
     });
     return table;

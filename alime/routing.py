@@ -1,0 +1,236 @@
+"""The routing score: does the KB really hold the answer to this query?
+
+The rerank score alone cannot say: it prefers typical replies whatever the question, so an
+out-of-KB question gets a KB answer as readily as an in-KB one. The routing score combines it
+with how well the candidate's *question* matches the query:
+
+* ``rerank`` — the engine's rerank score of the candidate's answer (e.g. PMI);
+* ``match`` — idf-weighted F1 of the query's and the candidate question's index terms (both
+  directions: a short query inside a long question and the reverse both lose);
+* ``chars`` — F1 of their character multisets (typo- and segmentation-robust);
+* ``dense`` — cosine of their embeddings from the model's encoder (synonym-robust).
+
+A small logistic model maps each candidate's features to a probability that its answer answers
+the query; the engine answers from the KB with the best candidate iff that probability >= T
+(AliMe's rule, ``alime.decision.decide``). The model and T live in ``MODEL/routing.json``,
+written by ``alime evaluate routing --write-model``; without the file the engine keeps the old
+rule (the rerank score against ``thresholds.json``'s T).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections import Counter
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass
+from enum import Enum
+from pathlib import Path
+
+import numpy as np
+
+from alime.types import Candidate
+
+ROUTING_FILE = "routing.json"
+FORMAT_VERSION = 1
+
+
+class Feature(str, Enum):
+    """The per-candidate inputs of the routing score."""
+
+    RERANK = "rerank"
+    MATCH = "match"
+    CHARS = "chars"
+    DENSE = "dense"
+
+
+def _f1(common: float, left: float, right: float) -> float:
+    return 0.0 if common <= 0 or left <= 0 or right <= 0 else 2 * common / (left + right)
+
+
+def weighted_overlap_f1(query: Sequence[str], question: Sequence[str],
+                        weight: Callable[[str], float]) -> float:
+    """F1 of the two term sets, each term counted with ``weight`` (e.g. its idf)."""
+    q, d = set(query), set(question)
+    w = {t: max(weight(t), 0.0) for t in q | d}
+    return _f1(sum(w[t] for t in q & d), sum(w[t] for t in q), sum(w[t] for t in d))
+
+
+def char_overlap_f1(query: str, question: str) -> float:
+    """F1 of the two texts' character multisets (spaces ignored)."""
+    a = Counter(query.replace(" ", ""))
+    b = Counter(question.replace(" ", ""))
+    return _f1(float(sum((a & b).values())), float(sum(a.values())), float(sum(b.values())))
+
+
+class CandidateFeatures:
+    """Computes the routing features of a query's candidates.
+
+    Args:
+        terms: text -> index terms (the BM25 index's analyzer, stop words removed).
+        idf: term -> its idf in the KB (0 for unknown terms).
+        embed: texts -> L2-normalized vectors; None leaves ``dense`` at 0.
+    """
+
+    def __init__(self, terms: Callable[[str], list[str]], idf: Callable[[str], float],
+                 embed: Callable[[Sequence[str]], np.ndarray] | None = None) -> None:
+        self.terms = terms
+        self.idf = idf
+        self.embed = embed
+
+    def __call__(self, query: str, candidates: Sequence[Candidate],
+                 wanted: Sequence[Feature] = tuple(Feature)) -> dict[Feature, np.ndarray]:
+        """Each ``wanted`` feature's value per candidate (``rerank`` is NaN for unreranked
+        candidates). Only the wanted ones are computed: the served model uses one or two, and
+        the others cost a tokenization or an encoder pass per candidate."""
+        n = len(candidates)
+        out: dict[Feature, np.ndarray] = {}
+        if Feature.RERANK in wanted:
+            out[Feature.RERANK] = np.array([np.nan if c.rerank_score is None else c.rerank_score
+                                            for c in candidates], np.float64)
+        if Feature.MATCH in wanted:
+            q_terms = self.terms(query)
+            out[Feature.MATCH] = np.array(
+                [weighted_overlap_f1(q_terms, self.terms(c.question), self.idf) for c in candidates],
+                np.float64)
+        if Feature.CHARS in wanted:
+            out[Feature.CHARS] = np.array([char_overlap_f1(query, c.question) for c in candidates],
+                                          np.float64)
+        if Feature.DENSE in wanted:
+            out[Feature.DENSE] = np.zeros(n)
+            if self.embed is not None and n:
+                vectors = np.asarray(self.embed([query, *(c.question for c in candidates)]),
+                                     np.float64)
+                out[Feature.DENSE] = vectors[1:] @ vectors[0]
+        return out
+
+
+@dataclass(frozen=True)
+class LogisticRouting:
+    """``sigmoid(bias + sum_i weight_i * (x_i - mean_i) / scale_i)`` over named features."""
+
+    features: tuple[Feature, ...]
+    weights: tuple[float, ...]
+    bias: float
+    mean: tuple[float, ...]
+    scale: tuple[float, ...]
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "features", tuple(Feature(f) for f in self.features))
+        n = len(self.features)
+        if not n or any(len(v) != n for v in (self.weights, self.mean, self.scale)):
+            raise ValueError("features, weights, mean and scale must be non-empty and equally long")
+        if any(not s > 0 for s in self.scale):
+            raise ValueError("scales must be positive")
+
+    def matrix(self, values: dict[Feature, np.ndarray]) -> np.ndarray:
+        """The model's feature columns ``[n, len(features)]``."""
+        return np.column_stack([np.asarray(values[f], np.float64) for f in self.features])
+
+    def probabilities(self, x: np.ndarray) -> np.ndarray:
+        """Routing probability per row of ``x`` (a NaN feature counts as its mean)."""
+        z = (np.asarray(x, np.float64) - np.asarray(self.mean)) / np.asarray(self.scale)
+        z = np.where(np.isnan(z), 0.0, z)
+        logits = self.bias + z @ np.asarray(self.weights)
+        return 1.0 / (1.0 + np.exp(-np.clip(logits, -500, 500)))
+
+    def to_json(self) -> dict:
+        d = asdict(self)
+        d["features"] = [f.value for f in self.features]
+        return d
+
+
+def fit_logistic(x: np.ndarray, y: np.ndarray, features: Sequence[Feature],
+                 l2: float = 1e-2, iterations: int = 50, sample_weight: np.ndarray | None = None
+                 ) -> LogisticRouting:
+    """Fit ``LogisticRouting`` by Newton's method (IRLS) with an L2 penalty on the weights.
+
+    Args:
+        x: ``[n, len(features)]`` feature rows (NaN: treated as the column mean).
+        y: 0/1 labels.
+        sample_weight: per-row weights (e.g. to balance classes); default 1.
+    """
+    x = np.asarray(x, np.float64)
+    y = np.asarray(y, np.float64)
+    if x.ndim != 2 or x.shape[1] != len(features) or len(y) != len(x) or not len(x):
+        raise ValueError("x must be [n, len(features)] with n = len(y) > 0")
+    sw = np.ones(len(y)) if sample_weight is None else np.asarray(sample_weight, np.float64)
+    mean = np.nanmean(x, axis=0)
+    scale = np.nanstd(x, axis=0)
+    scale = np.where(scale > 1e-12, scale, 1.0)
+    z = np.where(np.isnan(x), 0.0, (x - mean) / scale)
+    a = np.column_stack([np.ones(len(z)), z])
+    beta = np.zeros(a.shape[1])
+    penalty = np.diag([0.0] + [l2] * z.shape[1])
+    for _ in range(iterations):
+        p = 1.0 / (1.0 + np.exp(-np.clip(a @ beta, -500, 500)))
+        grad = a.T @ (sw * (p - y)) + penalty @ beta
+        hess = (a * (sw * p * (1 - p))[:, None]).T @ a + penalty + 1e-9 * np.eye(len(beta))
+        step = np.linalg.solve(hess, grad)
+        beta -= step
+        if np.max(np.abs(step)) < 1e-10:
+            break
+    return LogisticRouting(tuple(features), tuple(float(b) for b in beta[1:]), float(beta[0]),
+                           tuple(float(m) for m in mean), tuple(float(s) for s in scale))
+
+
+@dataclass(frozen=True)
+class RoutingChoice:
+    """What ``routing.json`` holds: the score, T, and the dense encoder's settings it used."""
+
+    model: LogisticRouting
+    threshold: float
+    pooling: str = "words"
+    sif_a: float = 0.01
+
+
+def write_routing(model_dir: str | Path, choice: RoutingChoice, provenance: dict) -> Path:
+    """Store the routing score and T in ``model_dir/routing.json`` (with how they were chosen)."""
+    path = Path(model_dir) / ROUTING_FILE
+    data = {"format": FORMAT_VERSION, "score": "logistic", **choice.model.to_json(),
+            "threshold": choice.threshold, "dense_pooling": choice.pooling,
+            "dense_sif_a": choice.sif_a, "provenance": provenance}
+    path.write_text(json.dumps(data, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+    return path
+
+
+def read_routing(model_dir: str | Path) -> RoutingChoice | None:
+    """The model directory's routing score and T (None when it has no ``routing.json``).
+
+    Raises:
+        ValueError: a malformed file (unknown score or feature, missing or non-finite numbers).
+    """
+    path = Path(model_dir) / ROUTING_FILE
+    if not path.is_file():
+        return None
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+        if data.get("score") != "logistic":
+            raise ValueError(f"unknown score {data.get('score')!r}; valid: logistic")
+        numbers = [data["bias"], data["threshold"], *data["weights"], *data["mean"],
+                   *data["scale"]]
+        if not all(isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+                   for v in numbers):
+            raise ValueError("bias, threshold, weights, mean and scale must be finite numbers")
+        model = LogisticRouting(tuple(data["features"]), tuple(data["weights"]),
+                                float(data["bias"]), tuple(data["mean"]), tuple(data["scale"]))
+        return RoutingChoice(model, float(data["threshold"]), str(data.get("dense_pooling", "words")),
+                             float(data.get("dense_sif_a", 0.01)))
+    except (KeyError, TypeError, ValueError, json.JSONDecodeError) as exc:
+        valid = [f.value for f in Feature]
+        raise ValueError(f"{path}: invalid routing file ({exc}); features must be from {valid}"
+                         ) from None
+
+
+class FeatureRouter:
+    """The engine's ``Router``: the routing probability of each candidate."""
+
+    def __init__(self, features: CandidateFeatures, model: LogisticRouting) -> None:
+        self.features = features
+        self.model = model
+
+    def score(self, query: str, candidates: Sequence[Candidate]) -> list[float]:
+        if not candidates:
+            return []
+        x = self.model.matrix(self.features(query, candidates, self.model.features))
+        return [float(p) for p in self.model.probabilities(x)]

@@ -1,0 +1,158 @@
+"""The routing score: features on hand-computed cases, the logistic fit, routing.json, and the
+engine answering from the KB iff the routing score reaches T."""
+
+import json
+import math
+
+import numpy as np
+import pytest
+
+from alime.engine import HybridEngine, Thresholds
+from alime.routing import (
+    CandidateFeatures,
+    Feature,
+    FeatureRouter,
+    LogisticRouting,
+    RoutingChoice,
+    char_overlap_f1,
+    fit_logistic,
+    read_routing,
+    weighted_overlap_f1,
+    write_routing,
+)
+from alime.types import Candidate, Hit, QAPair, Source
+
+
+def test_weighted_overlap_f1_by_hand():
+    idf = {"发货": 2.0, "什么": 1.0, "时候": 1.0, "快递": 3.0}.get
+    # common {什么, 时候} = 2; query {什么, 时候, 发货} = 4; question {什么, 时候, 快递} = 5
+    assert weighted_overlap_f1(["什么", "时候", "发货"], ["什么", "时候", "快递"], idf) == \
+        pytest.approx(2 * 2 / (4 + 5))
+    assert weighted_overlap_f1(["发货"], ["发货"], idf) == 1.0
+    assert weighted_overlap_f1(["发货"], ["快递"], idf) == 0.0
+    assert weighted_overlap_f1([], ["快递"], idf) == 0.0
+
+
+def test_char_overlap_f1_by_hand():
+    assert char_overlap_f1("什么 时候 发货", "什么时候发货") == 1.0
+    # "发货吗" vs "发货": common 2 chars, 3 and 2 -> 4 / 5
+    assert char_overlap_f1("发货吗", "发货") == pytest.approx(0.8)
+    assert char_overlap_f1("猫", "发货") == 0.0
+
+
+def test_candidate_features_columns():
+    idf = {"发货": 2.0, "快递": 3.0}.get
+    def embed(texts):
+        table = {"发货": [1.0, 0.0], "快递": [0.6, 0.8]}
+        return np.array([table[t] for t in texts])
+    feats = CandidateFeatures(lambda t: t.split(), lambda t: idf(t) or 0.0, embed)
+    cands = [Candidate(1, "发货", "a", 1.0, -0.5), Candidate(2, "快递", "b", 0.5, None)]
+    out = feats("发货", cands)
+    assert out[Feature.MATCH].tolist() == [1.0, 0.0]
+    assert out[Feature.CHARS].tolist() == [1.0, 0.0]
+    assert out[Feature.DENSE] == pytest.approx([1.0, 0.6])
+    assert out[Feature.RERANK][0] == -0.5 and math.isnan(out[Feature.RERANK][1])
+
+
+def test_logistic_probabilities_by_hand():
+    m = LogisticRouting((Feature.MATCH, Feature.RERANK), (2.0, -1.0), 0.5, (0.5, 0.0), (0.25, 2.0))
+    x = np.array([[0.75, 2.0], [0.5, np.nan]])
+    # row 0: 0.5 + 2 * 1 - 1 * 1 = 1.5; row 1: NaN rerank counts as its mean -> 0.5
+    assert m.probabilities(x) == pytest.approx([1 / (1 + math.exp(-1.5)), 1 / (1 + math.exp(-0.5))])
+    with pytest.raises(ValueError):
+        LogisticRouting((Feature.MATCH,), (1.0,), 0.0, (0.0,), (0.0,))
+    with pytest.raises(ValueError):
+        LogisticRouting(("colour",), (1.0,), 0.0, (0.0,), (1.0,))
+
+
+def test_fit_logistic_separates_and_orders():
+    rng = np.random.default_rng(0)
+    good = rng.normal(1.0, 0.3, 200)
+    bad = rng.normal(0.0, 0.3, 200)
+    noise = rng.normal(0.0, 1.0, 400)
+    x = np.column_stack([np.concatenate([good, bad]), noise])
+    y = np.concatenate([np.ones(200), np.zeros(200)])
+    m = fit_logistic(x, y, (Feature.MATCH, Feature.DENSE))
+    assert m.weights[0] > 2.0 and abs(m.weights[1]) < 0.5 * m.weights[0]
+    p = m.probabilities(x)
+    assert ((p >= 0.5) == (y == 1)).mean() > 0.9
+
+
+def test_routing_file_round_trip_and_errors(tmp_path):
+    m = LogisticRouting((Feature.CHARS,), (2.5,), -1.0, (0.3,), (0.2,))
+    write_routing(tmp_path, RoutingChoice(m, 0.42, "words", 0.01), {"note": "test"})
+    back = read_routing(tmp_path)
+    assert back == RoutingChoice(m, 0.42, "words", 0.01)
+    assert read_routing(tmp_path / "missing") is None
+    data = json.loads((tmp_path / "routing.json").read_text())
+    for bad in ({**data, "score": "mlp"}, {**data, "threshold": "high"},
+                {**data, "features": ["colour"]}, {k: v for k, v in data.items() if k != "bias"}):
+        (tmp_path / "routing.json").write_text(json.dumps(bad))
+        with pytest.raises(ValueError, match="routing.json"):
+            read_routing(tmp_path)
+
+
+# -- the engine with a router ----------------------------------------------------------------
+PAIRS = {1: QAPair(1, "什么 时候 发货", "今天 发货"), 2: QAPair(2, "您好", "您好")}
+
+
+class Retriever:
+    def search(self, query, k):
+        return [Hit(2, 3.0), Hit(1, 2.0)]
+
+
+class Scorer:  # the rerank score prefers the stock reply, whatever the question
+    def score(self, query, context, answers):
+        return [{"您好": -0.5, "今天 发货": -2.0}[a] for a in answers]
+
+
+class TableRouter:
+    def __init__(self, table):
+        self.table = table
+
+    def score(self, query, candidates):
+        return [self.table[c.id] for c in candidates]
+
+
+def engine(router, t):
+    return HybridEngine(Retriever(), lambda ids: {i: PAIRS[i] for i in ids}, Thresholds(t, 0.0),
+                        scorer=Scorer(), router=router, fallback_reply="转人工")
+
+
+def test_engine_answers_with_the_best_routed_candidate_iff_score_reaches_t():
+    router = TableRouter({1: 0.7, 2: 0.2})
+    reply = engine(router, 0.7).reply("什么时候发货")
+    assert reply.source is Source.RETRIEVAL and reply.answer == "今天 发货"
+    assert reply.score == 0.7 and reply.threshold == 0.7
+    assert [c.id for c in reply.candidates] == [1, 2]  # routing order, not rerank order
+    assert reply.candidates[0].rerank_score == -2.0 and reply.candidates[0].routing_score == 0.7
+    assert reply.candidates[0].retrieval_score == 2.0
+    below = engine(router, 0.7000001).reply("什么时候发货")
+    assert below.source is Source.FALLBACK and below.handoff and below.score == 0.7
+
+
+def test_engine_without_router_keeps_the_rerank_rule():
+    reply = engine(None, -0.5).reply("x")
+    assert reply.source is Source.RETRIEVAL and reply.answer == "您好" and reply.score == -0.5
+    assert reply.candidates[0].routing_score is None
+
+
+def test_feature_router_scores_candidates():
+    m = LogisticRouting((Feature.CHARS,), (4.0,), 0.0, (0.5,), (0.5,))
+    router = FeatureRouter(CandidateFeatures(lambda t: t.split(), lambda t: 1.0), m)
+    p = router.score("发货", [Candidate(1, "发货", "a", 1.0), Candidate(2, "猫", "b", 1.0)])
+    assert p == pytest.approx([1 / (1 + math.exp(-4.0)), 1 / (1 + math.exp(4.0))])
+    assert router.score("发货", []) == []
+
+
+def test_feature_router_computes_only_the_features_its_model_uses():
+    """A chars-only model must not tokenize or embed (they cost per candidate, per request)."""
+
+    def fail(*_):
+        raise AssertionError("an unused feature was computed")
+
+    m = LogisticRouting((Feature.CHARS,), (1.0,), 0.0, (0.0,), (1.0,))
+    router = FeatureRouter(CandidateFeatures(fail, fail, fail), m)
+    assert len(router.score("发货", [Candidate(1, "发货", "a", 1.0)])) == 1
+    with pytest.raises(AssertionError):
+        CandidateFeatures(fail, fail, fail)("发货", [Candidate(1, "发货", "a", 1.0)])
