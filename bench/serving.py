@@ -10,8 +10,9 @@ Measurements:
 * ``rerank_ms``: ``answer_log_probs`` for one real KB question and 10 real KB answers (one encoder
   pass, all candidates in one batch), fp32 (the TensorFlow graph) and int8 calls interleaved on
   the same inputs, so machine noise hits both alike; p50/p99 over all calls.
-* ``generate_ms``: ``BeamGenerator.generate`` (beam 5, max 30 tokens, re-scoring included), same
-  interleaving.
+* ``generate_ms``: the served decoding (``make_generator`` with ``[engine]``'s settings: beam 5,
+  max 30 tokens, min length, MMI anti-LM, re-scoring included), same interleaving;
+  ``generate_plain_beam_ms``: plain beam search (beam 5, max 30), as measured before the anti-LM.
 * ``size_bytes``: the weight files each directory loads (fp32: ``model.weights.h5``; int8: the
   ``int8/*.npy`` tensors); ``dir_bytes``: every file of each directory.
 * ``http``: ``alime serve`` (gunicorn, the default ServeConfig, the int8 model) started by this
@@ -70,6 +71,7 @@ def _rerank_inputs(n: int, k: int, seed: int = 3) -> list[tuple[str, list[str]]]
 def bench_models(fp32_dir: Path, int8_dir: Path, queries: int, repeats: int) -> dict:
     """Rerank and generation latency, fp32 and int8 interleaved."""
     from alime.config import AppConfig
+    from alime.rerank.loading import make_generator
     from alime.rerank.scorers import MeanProbScorer
     from alime.seq2seq.generator import BeamGenerator
     from alime.seq2seq.model_dir import load_model_dir
@@ -95,21 +97,28 @@ def bench_models(fp32_dir: Path, int8_dir: Path, queries: int, repeats: int) -> 
                 rerank[name].append((time.perf_counter() - started) * 1000)
             worst = max(worst, max(float(np.max(np.abs(a - b)))
                                    for a, b in zip(out["fp32"], out["int8"], strict=True)))
-    generators = {name: BeamGenerator(m, pipeline, beam_size=5, max_len=30)
-                  for name, m in models.items()}
+    # The served decoding ([engine]: beam 5, max 30 tokens, min length, MMI anti-LM), and plain
+    # beam search for comparison with earlier runs.
+    config = AppConfig()
+    generators = {name: make_generator(m, config, pipeline) for name, m in models.items()}
+    plain = {name: BeamGenerator(m, pipeline, beam_size=5, max_len=30)
+             for name, m in models.items()}
     generate: dict[str, list[float]] = {"fp32": [], "int8": []}
-    for g in generators.values():
-        g.generate(inputs[0][0], [])
-    for q, _ in inputs[: max(1, queries // 2)]:
-        for name, g in generators.items():
-            started = time.perf_counter()
-            g.generate(q, [])
-            generate[name].append((time.perf_counter() - started) * 1000)
+    generate_plain: dict[str, list[float]] = {"fp32": [], "int8": []}
+    for gens, times in ((generators, generate), (plain, generate_plain)):
+        for g in gens.values():
+            g.generate(inputs[0][0], [])
+        for q, _ in inputs[: max(1, queries // 2)]:
+            for name, g in gens.items():
+                started = time.perf_counter()
+                g.generate(q, [])
+                times[name].append((time.perf_counter() - started) * 1000)
     return {
         "rerank_ms": {n: _percentiles(v) for n, v in rerank.items()},
         "rerank_speedup_p50": round(
             float(np.median(rerank["fp32"]) / np.median(rerank["int8"])), 2),
         "generate_ms": {n: _percentiles(v) for n, v in generate.items()},
+        "generate_plain_beam_ms": {n: _percentiles(v) for n, v in generate_plain.items()},
         "generate_speedup_p50": round(
             float(np.median(generate["fp32"]) / np.median(generate["int8"])), 2),
         "agreement": {"max_abs_log_prob_diff": round(worst, 4)},
