@@ -14,7 +14,13 @@ from alime.kb.store import KnowledgeBase
 from alime.retrieval.fusion import parse_enum
 from alime.retrieval.modes import build_retriever
 from alime.retrieval.searcher import KBSearcher
-from alime.routing import CandidateFeatures, FeatureRouter, RoutingChoice, read_routing
+from alime.routing import (
+    CandidateFeatures,
+    Feature,
+    FeatureRouter,
+    RoutingChoice,
+    read_routing,
+)
 from alime.text import TextPipeline
 from alime.types import Generator, Retriever, Scorer
 
@@ -86,17 +92,23 @@ def build_bot(config: AppConfig | None = None) -> Bot:
 
 def _router(routing: RoutingChoice, searcher: KBSearcher, retriever: Retriever,
             model_dir: Path) -> FeatureRouter:
-    """The routing score of ``routing.json`` over this KB (idf) and the model's encoder."""
-    features = routing_features(searcher, retriever, model_dir, routing.pooling, routing.sif_a)
+    """The routing score of ``routing.json`` over this KB (idf) and, when its model uses the
+    ``dense`` feature, the model's question encoder (not loaded otherwise)."""
+    dense = Feature.DENSE in routing.model.features
+    features = routing_features(searcher, retriever, model_dir, routing.pooling, routing.sif_a,
+                                dense)
     return FeatureRouter(features, routing.model)
 
 
 def routing_features(searcher: KBSearcher, retriever: Retriever, model_dir: Path,
-                     pooling: str, sif_a: float) -> CandidateFeatures:
-    """The routing features over ``searcher``'s KB (idf) and the model's question encoder."""
+                     pooling: str, sif_a: float, dense: bool = True) -> CandidateFeatures:
+    """The routing features over ``searcher``'s KB (idf) and, with ``dense``, the model's
+    question encoder."""
+    pipeline = searcher.pipeline
+    if not dense:
+        return CandidateFeatures(pipeline.index_terms, searcher.idf)
     from alime.retrieval.embeddings import Seq2SeqEmbedder, model_identity
 
-    pipeline = searcher.pipeline
     # Reuse the hybrid retriever's encoder when it pools the same way (one model load, not two).
     embedder = getattr(getattr(retriever, "dense", None), "embedder", None)
     if embedder is None or embedder.identity != model_identity(model_dir, pooling, sif_a):

@@ -104,13 +104,13 @@ def _parallel_setup(args: argparse.Namespace, options: TrainOptions):
     if args.devices == 1 and args.parallel is None and not multiworker:
         return None, None
     from alime.seq2seq.distributed import ParallelOptions
-    from alime.seq2seq.training import _set_threads
+    from alime.seq2seq.training import set_threads
     from pluto.strategy import StrategyConfig, make_strategy
 
     parallel = ParallelOptions(devices=args.devices, mode=args.parallel or "sync",
                                avg_period=args.avg_period, bmuf=args.bmuf,
                                lr_scaling=args.lr_scaling, adaptive_period=args.adaptive_period)
-    _set_threads(options.threads)
+    set_threads(options.threads)
     strategy = make_strategy(StrategyConfig(devices=args.devices))
     log.info("training on %d replica(s), %s", strategy.num_replicas_in_sync, parallel.mode)
     return strategy, parallel

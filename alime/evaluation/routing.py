@@ -27,6 +27,7 @@ from pathlib import Path
 import numpy as np
 
 from alime.evaluation.noisy_queries import build_noisy_queries
+from alime.evaluation.threshold import threshold_grid
 from alime.routing import Feature, LogisticRouting, fit_logistic
 from alime.text import normalize
 
@@ -242,13 +243,6 @@ def routing_point(o: Outcomes, threshold: float) -> RoutingPoint:
     )
 
 
-def threshold_grid(scores: np.ndarray, points: int = 200) -> np.ndarray:
-    values = np.unique(scores[np.isfinite(scores)])
-    if len(values) > points:
-        values = np.unique(np.quantile(values, np.linspace(0.0, 1.0, points)))
-    return values
-
-
 def choose_threshold(o: Outcomes, grid: np.ndarray | None = None) -> RoutingPoint:
     """The T of the highest balanced rate (the smallest such T on ties)."""
     grid = threshold_grid(o.score) if grid is None else grid
@@ -316,15 +310,18 @@ DEFAULT_CHITCHAT_DIR = Path(__file__).resolve().parents[2] / "data" / "chatterbo
 
 
 def read_chitchat(folder: str | Path, skip: Sequence[str] = CHITCHAT_SKIP) -> list[str]:
-    """The first turn of every conversation in the ChatterBot YAML files of ``folder``."""
-    import yaml
+    """The first turn of every conversation in the ChatterBot YAML files of ``folder`` (read by
+    the KB's ChatterBot reader: a conversation's pairs share its start line)."""
+    from alime.kb.formats import Format, read_rows
 
     out: list[str] = []
     for path in sorted(Path(folder).glob("*.yml")):
         if path.name in skip:
             continue
-        doc = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
-        out += [str(c[0]) for c in doc.get("conversations") or () if isinstance(c, list) and c]
+        firsts: dict[int, str] = {}
+        for row in read_rows(path, Format.CHATTERBOT, skip_bad=True).rows:
+            firsts.setdefault(row.line, row.question)
+        out += firsts.values()
     return out
 
 

@@ -214,6 +214,8 @@ def fit(net, train: EncodedGroups, config: MatcherConfig, options: MatcherTrainO
     import tensorflow as tf
     from tqdm import tqdm
 
+    from alime.seq2seq.training import out_of_time
+
     net.embedding.trainable = options.train_embedding
     net.encoder.trainable = options.train_encoder
     import keras
@@ -237,13 +239,12 @@ def fit(net, train: EncodedGroups, config: MatcherConfig, options: MatcherTrainO
     rng = np.random.default_rng(options.seed)
     history: list[dict] = []
     best_epoch, best_value, best_dev, stale = 0, -1.0, {}, 0
-    start = time.monotonic()
+    start = time.time()
     for epoch in range(1, options.epochs + 1):
-        if options.max_minutes and history:
-            per_epoch = (time.monotonic() - start) / len(history)
-            if time.monotonic() - start + per_epoch > options.max_minutes * 60:
-                log.warning("stopping before epoch %d: it would exceed --max-minutes", epoch)
-                break
+        per_epoch = (time.time() - start) / len(history) if history else 0.0
+        if history and out_of_time(options.max_minutes, start, per_epoch):
+            log.warning("stopping before epoch %d: it would exceed --max-minutes", epoch)
+            break
         order = rng.permutation(len(train))
         batches = [order[i : i + options.batch_size] for i in range(0, len(order), options.batch_size)]
         total = 0.0
@@ -255,7 +256,7 @@ def fit(net, train: EncodedGroups, config: MatcherConfig, options: MatcherTrainO
             if n % 20 == 0:
                 bar.set_postfix(loss=f"{total / n:.4f}")
         record = {"epoch": epoch, "train_loss": total / max(1, len(batches)),
-                  "seconds": round(time.monotonic() - start, 1)}
+                  "seconds": round(time.time() - start, 1)}
         for name, data in (dev_sets or {}).items():
             record[name] = evaluate_groups(score, data, config)
         value = (float(np.mean([record[n]["r10@1"] for n in dev_sets])) if dev_sets else epoch)
@@ -293,11 +294,11 @@ def train_matcher(data: str | Path, model_dir: str | Path, out_dir: str | Path,
     from alime.config import AppConfig
     from alime.evaluation.runner import model_metadata
     from alime.seq2seq.model_dir import load_model_dir
-    from alime.seq2seq.training import _set_threads
+    from alime.seq2seq.training import set_threads
     from alime.text import TextPipeline
 
     options = options or MatcherTrainOptions()
-    _set_threads(options.threads)
+    set_threads(options.threads)
     wall = time.monotonic()
     metadata = model_metadata(model_dir)
     rows, held = training_rows(data, metadata)

@@ -96,7 +96,7 @@ class TrainResult:
     stopped_early: bool
 
 
-def _set_threads(n: int) -> None:
+def set_threads(n: int) -> None:
     import tensorflow as tf
 
     if n <= 0:
@@ -330,7 +330,7 @@ def train(
 
     started = time.time()
     options = options or TrainOptions()
-    _set_threads(options.threads)
+    set_threads(options.threads)
     out = Path(out_dir)
     ckpt_dir = out / CHECKPOINT_DIR
     text_config = text_config or AppConfig().text
@@ -451,7 +451,7 @@ def train(
             stopped_early = True
             log.info("early stop: no validation improvement for %d epochs", options.patience)
             break
-        if _out_of_time(options.max_minutes, started, time.time() - epoch_started):
+        if out_of_time(options.max_minutes, started, time.time() - epoch_started):
             state["stopped_by_time"] = True
             log.info("stop: another epoch would pass the %.0f-minute budget", options.max_minutes)
             break
@@ -469,9 +469,10 @@ def _best_objective(state: dict, weight: float) -> float | None:
     return state.get("best_objective", state["best_val_loss"])
 
 
-def _out_of_time(max_minutes: float, started: float, last_epoch_seconds: float) -> bool:
-    """Whether one more epoch as long as the last would end past the budget (0: no budget)."""
-    return bool(max_minutes) and time.time() - started + last_epoch_seconds > 60 * max_minutes
+def out_of_time(max_minutes: float, started: float, epoch_seconds: float) -> bool:
+    """Whether one more epoch of ``epoch_seconds`` (e.g. the last one's) would end past the
+    budget of ``max_minutes`` from ``started`` (a ``time.time()``; 0 minutes: no budget)."""
+    return bool(max_minutes) and time.time() - started + epoch_seconds > 60 * max_minutes
 
 
 def sequence_scores(log_probs, target):
