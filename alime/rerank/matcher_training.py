@@ -106,6 +106,8 @@ def training_rows(data: str | Path, metadata: dict) -> tuple[list[Row], set[int]
         ValueError: the model did not train on ``data`` or does not list its held-out dialogues
             (``validation.heldout_lines``), or ``data`` was entirely a validation file.
     """
+    if not Path(data).is_file():
+        raise ValueError(f"no such file: {data}")
     held = validation.heldout_lines(metadata, data)
     if held is None:
         raise ValueError(f"{data}: the whole file was the model's validation data; "

@@ -149,6 +149,8 @@ def test_training_rows_exclude_the_held_out_lines(corpus):
     # a file the model did not train on, or without held-out lines, is refused
     with pytest.raises(ValueError, match="does not list held-out dialogues"):
         training_rows(corpus, {"data_files": [], "split": {}})
+    with pytest.raises(ValueError, match="no such file"):
+        training_rows(corpus.parent / "missing.txt", meta)
 
 
 def test_train_matcher_cli_end_to_end(corpus, tiny_model_dir, tmp_path, capsys):
