@@ -13,11 +13,13 @@ def register(subparsers) -> None:
     ev = subparsers.add_parser("evaluate", help="offline evaluation (selection, generation, T)")
     sub = ev.add_subparsers(dest="evaluate_command", metavar="ACTION")
 
-    p = sub.add_parser("build-valid", help="held-out validation groups with BM25 (or random) negatives")
+    p = sub.add_parser("build-valid", help="held-out validation groups with retrieved (or random) negatives")
     p.add_argument("--from", dest="data", required=True, help="E-commerce-format file the model trained on")
     p.add_argument("--model", required=True, help="model directory (its training.json lists held-out dialogues)")
     p.add_argument("--out", required=True, help="validation file to write")
-    p.add_argument("--negatives", default="bm25", choices=[k.value for k in validation.NegativeKind])
+    p.add_argument("--negatives", default="bm25", choices=[k.value for k in validation.NegativeKind],
+                   help="bm25: BM25 hits among the other replies; bm25-context: replies of the "
+                        "dialogues whose last turns match best; random")
     p.add_argument("--query-turns", type=_positive_int, default=3, help="last turns in the BM25 query")
     p.add_argument("--seed", type=int, default=validation.ValidationOptions.seed)
     p.add_argument("--drop-seen", action="store_true",

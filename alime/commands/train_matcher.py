@@ -16,7 +16,7 @@ def register(subparsers) -> argparse.ArgumentParser:
         "train-matcher", help="train the discriminative response matcher (rerank score 'match')",
         description="Train a small ESIM-style matcher on a seq2seq model's training dialogues "
                     "(its held-out ones are never used), with listwise softmax loss over groups "
-                    "of the real reply and 9 wrong ones (BM25-retrieved, some random). See "
+                    "of the real reply and 9 wrong ones (retrieved by BM25, some random). See "
                     "docs/model.md.")
     p.add_argument("--data", required=True, help="the E-commerce-format file the model trained on")
     p.add_argument("--model", required=True,
@@ -38,7 +38,10 @@ def register(subparsers) -> argparse.ArgumentParser:
                    help="share of the training dialogues held out for dev (by conversation)")
     p.add_argument("--random-negatives", type=int, default=d.random_negatives,
                    help="of the 9 wrong replies per training group, how many are random (the "
-                        "rest BM25 hits)")
+                        "rest retrieved by BM25)")
+    p.add_argument("--context-negatives", type=int, default=d.context_negatives,
+                   help="of the 9, how many are replies of dialogues with BM25-similar contexts "
+                        "(the rest are BM25 hits among replies)")
     p.add_argument("--final-only", action="store_true",
                    help="train on final responses only (default: every responder turn)")
     p.add_argument("--train-embedding", action="store_true",
@@ -64,7 +67,8 @@ def run(args: argparse.Namespace) -> int:
     options = MatcherTrainOptions(
         epochs=args.epochs, batch_size=args.batch_size, learning_rate=args.learning_rate,
         patience=args.patience, dev_fraction=args.dev_fraction,
-        random_negatives=args.random_negatives, expand_turns=not args.final_only,
+        random_negatives=args.random_negatives, context_negatives=args.context_negatives,
+        expand_turns=not args.final_only,
         train_embedding=args.train_embedding, train_encoder=args.train_encoder, seed=args.seed, threads=args.threads,
         max_minutes=args.max_minutes)
     out = args.out or str(Path(args.model) / MATCHER_DIR)

@@ -86,7 +86,8 @@ def build_valid(
         raise ValueError(f"{data}: none of its dialogues is held out by the model in {model_dir}")
     pool = validation.response_pool(dialogues)
     pipeline = TextPipeline(config.text)
-    built = validation.build_groups(heldout, pool, pipeline.index_terms, options, progress)
+    built = validation.build_groups(heldout, pool, pipeline.index_terms, options, progress,
+                                   sources=dialogues)
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     with out.open("w", encoding="utf-8") as fh:

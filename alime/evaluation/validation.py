@@ -1,9 +1,17 @@
 """Held-out validation files built like the official E-commerce test split.
 
 The official test's 9 wrong candidates per context were retrieved by Lucene from the corpus, not
-drawn at random. Here, for each held-out dialogue, the 9 wrong responses are the BM25 top hits of
-its last turns among the *other* dialogues' (deduplicated) responses, never equal to its own
-response. The real response goes to a seeded random position in its group of 10.
+drawn at random. Two retrieval-based constructions are offered; in both, for each held-out dialogue
+the 9 wrong responses come from *other* dialogues, are deduplicated and never equal its own response:
+
+- ``bm25``: the BM25 top hits of its last turns among the other dialogues' responses. The wrong
+  replies share more words with the context than the real one (which BM25 then ranks last);
+- ``bm25-context``: the responses of the other dialogues whose last turns best match its last
+  turns by BM25 (what a retrieval bot with a context index returns). Lexically closer to the
+  official test: BM25 between context and reply stays above chance there, as TF-IDF does on the
+  official test (R10@1 0.159).
+
+The real response goes to a seeded random position in its group of 10.
 """
 
 from __future__ import annotations
@@ -25,6 +33,7 @@ class NegativeKind(str, Enum):
     """How the wrong candidates of a group are chosen."""
 
     BM25 = "bm25"  # retrieved by BM25 from other dialogues' responses (like the official test)
+    CONTEXT = "bm25-context"  # responses of the other dialogues whose contexts BM25 matches best
     RANDOM = "random"  # drawn uniformly from other dialogues' responses (much easier)
 
 
@@ -37,8 +46,10 @@ class ValidationOptions:
         query_turns: the dialogue's last turns that form the BM25 query.
         seed: seeds the real response's position and any random draws.
         group_size: candidates per group (the real one included).
-        random_negatives: with BM25 negatives, this many of the wrong candidates are drawn at
-            random instead (mixed groups, e.g. for training a matcher); 0 for validation files.
+        random_negatives: with retrieved negatives, this many of the wrong candidates are drawn
+            at random instead (mixed groups, e.g. for training a matcher); 0 for validation files.
+        context_negatives: with ``bm25`` negatives, this many of the retrieved ones come from
+            the context index instead (mixed groups for training); 0 for validation files.
     """
 
     negatives: NegativeKind = NegativeKind.BM25
@@ -46,6 +57,7 @@ class ValidationOptions:
     seed: int = 2017
     group_size: int = GROUP_SIZE
     random_negatives: int = 0
+    context_negatives: int = 0
 
     def __post_init__(self) -> None:
         if self.query_turns < 1:
@@ -55,6 +67,21 @@ class ValidationOptions:
         if not 0 <= self.random_negatives <= self.group_size - 1:
             raise ValueError(f"random_negatives must be in [0, {self.group_size - 1}], "
                              f"got {self.random_negatives}")
+        if not 0 <= self.context_negatives <= self.group_size - 1 - self.random_negatives:
+            raise ValueError(f"context_negatives must be in [0, {self.group_size - 1} - "
+                             f"random_negatives], got {self.context_negatives}")
+        if self.context_negatives and self.negatives is not NegativeKind.BM25:
+            raise ValueError("context_negatives mixes context hits into bm25 groups only")
+
+    def retrieved_counts(self) -> tuple[int, int]:
+        """Wrong candidates per group taken from the context index and from the response index
+        (the rest are random)."""
+        retrieved = self.group_size - 1 - self.random_negatives
+        if self.negatives is NegativeKind.RANDOM:
+            return 0, 0
+        if self.negatives is NegativeKind.CONTEXT:
+            return retrieved, 0
+        return self.context_negatives, retrieved - self.context_negatives
 
 
 @dataclass(frozen=True)
@@ -165,14 +192,24 @@ def _random_negatives(
 
 
 def _bm25_negatives(
-    index, pool: Sequence[str], terms: list[str], true_key: str, n: int
+    index, texts: Sequence[str], terms: list[str], exclude: set[str], n: int, depth: int
 ) -> list[str]:
-    """The best BM25 hits among ``pool`` (at most ``n``), skipping the true response."""
+    """The texts of the best BM25 hits (``texts[hit]``): at most ``n`` distinct ones among the
+    first ``depth`` hits, skipping keys in ``exclude``."""
     out: list[str] = []
-    for hit in index.search(terms, n + 1):
-        if response_key(pool[hit.id]) != true_key:
-            out.append(pool[hit.id])
-    return out[:n]
+    seen = set(exclude)
+    for hit in index.search(terms, depth):
+        key = response_key(texts[hit.id])
+        if key not in seen:
+            seen.add(key)
+            out.append(texts[hit.id])
+            if len(out) == n:
+                break
+    return out
+
+
+# Context hits searched per wanted negative: several dialogues share a reply ("好的").
+_CONTEXT_DEPTH = 10
 
 
 def build_groups(
@@ -181,6 +218,7 @@ def build_groups(
     analyze: Analyzer,
     options: ValidationOptions | None = None,
     progress: bool = False,
+    sources: Sequence[Row] | None = None,
 ) -> ValidationBuild:
     """One group per held-out dialogue: its real response and ``group_size - 1`` wrong ones.
 
@@ -191,6 +229,8 @@ def build_groups(
         analyze: text to BM25 terms (the project's ``TextPipeline.index_terms``).
         options: negative kind, query turns, seed, group size.
         progress: show a progress bar on stderr.
+        sources: for ``bm25-context``, the dialogues whose contexts are searched (default: the
+            held-out ones); a dialogue never retrieves its own line.
 
     Returns:
         The groups; when BM25 finds too few wrong responses (a query of stop words only), the
@@ -202,20 +242,30 @@ def build_groups(
 
     options = options or ValidationOptions()
     rng = np.random.default_rng(options.seed)
-    n_neg = options.group_size - 1
-    index = None
-    if options.negatives is NegativeKind.BM25:
-        index = BM25Index.build([analyze(r) for r in pool], list(range(len(pool))))
+    n_context, n_response = options.retrieved_counts()
+    response_index = context_index = None
+    if n_response:
+        response_index = BM25Index.build([analyze(r) for r in pool], list(range(len(pool))))
+    if n_context:
+        sources = list(heldout if sources is None else sources)
+        context_index = BM25Index.build(
+            [analyze(_query_text(s.turns, options.query_turns)) for s in sources],
+            list(range(len(sources))))
+        source_replies = [s.response for s in sources]
     groups, fills = [], 0
     for d in tqdm(heldout, desc=f"{options.negatives.value} negatives", disable=not progress):
         true_key = response_key(d.response)
+        terms = analyze(_query_text(d.turns, options.query_turns)) if n_context or n_response else []
         wrong: list[str] = []
-        if index is not None:
-            terms = analyze(_query_text(d.turns, options.query_turns))
-            n_bm25 = n_neg - options.random_negatives
-            wrong = _bm25_negatives(index, pool, terms, true_key, n_bm25) if n_bm25 else []
-            fills += n_bm25 - len(wrong)
-        missing = n_neg - len(wrong)
+        if n_context:
+            wrong += _bm25_negatives(context_index, source_replies, terms, {true_key}, n_context,
+                                     _CONTEXT_DEPTH * options.group_size)
+        if n_response:
+            taken = {true_key, *map(response_key, wrong)}
+            wrong += _bm25_negatives(response_index, pool, terms, taken, n_response,
+                                     n_response + len(taken))
+        fills += n_context + n_response - len(wrong)
+        missing = options.group_size - 1 - len(wrong)
         if missing:
             wrong += _random_negatives(pool, {true_key, *map(response_key, wrong)}, missing, rng)
         position = int(rng.integers(0, options.group_size))

@@ -51,6 +51,8 @@ class MatcherTrainOptions:
         patience: stop after this many epochs without a better dev figure (0: never).
         dev_fraction: share of the training dialogues held out (by conversation) as dev.
         random_negatives: of the 9 wrong replies of a training group, how many are random.
+        context_negatives: of the 9, how many are replies of dialogues whose contexts match by
+            BM25 (``bm25-context``); the rest are BM25 hits among replies (``bm25``).
         expand_turns: train on every responder turn, not only the final responses.
         train_embedding: fine-tune the embedding copied from the seq2seq model.
         train_encoder: fine-tune the GRU copied from the seq2seq encoder (about 3x slower).
@@ -66,6 +68,7 @@ class MatcherTrainOptions:
     patience: int = 2
     dev_fraction: float = 0.1
     random_negatives: int = 3
+    context_negatives: int = 0
     expand_turns: bool = True
     train_embedding: bool = False
     train_encoder: bool = False
@@ -84,6 +87,9 @@ class MatcherTrainOptions:
             raise ValueError(f"dev_fraction must be in (0, 1), got {self.dev_fraction}")
         if not 0 <= self.random_negatives <= 9:
             raise ValueError(f"random_negatives must be in [0, 9], got {self.random_negatives}")
+        if not 0 <= self.context_negatives <= 9 - self.random_negatives:
+            raise ValueError(f"context_negatives must be in [0, 9 - random_negatives], "
+                             f"got {self.context_negatives}")
 
 
 @dataclass
@@ -166,13 +172,20 @@ def encode_groups(groups: Sequence[Group], tokenize: Callable[[str], list[str]],
 
 
 def make_groups(rows: Sequence[Row], pool: Sequence[str], analyze, random_negatives: int,
-                seed: int, query_turns: int, progress: bool) -> list[Group]:
-    """Groups of 10 like the validation file (``random_negatives`` of the 9 wrong ones random)."""
-    kind = validation.NegativeKind.RANDOM if random_negatives == 9 else validation.NegativeKind.BM25
-    options = validation.ValidationOptions(kind, query_turns, seed,
-                                           random_negatives=0 if random_negatives == 9
-                                           else random_negatives)
-    return validation.build_groups(rows, pool, analyze, options, progress).groups
+                seed: int, query_turns: int, progress: bool, context_negatives: int = 0,
+                sources: Sequence[Row] | None = None) -> list[Group]:
+    """Groups of 10 like the validation files: of the 9 wrong replies ``random_negatives`` are
+    random, ``context_negatives`` come from the context index over ``sources``, the rest are
+    BM25 hits among ``pool``."""
+    kind = validation.NegativeKind.BM25
+    if random_negatives == 9:
+        kind = validation.NegativeKind.RANDOM
+    elif context_negatives == 9 - random_negatives:
+        kind, context_negatives = validation.NegativeKind.CONTEXT, 0
+    options = validation.ValidationOptions(
+        kind, query_turns, seed, random_negatives=0 if random_negatives == 9 else random_negatives,
+        context_negatives=context_negatives)
+    return validation.build_groups(rows, pool, analyze, options, progress, sources=sources).groups
 
 
 def batch_arrays(data: EncodedGroups, index: Sequence[int], n_features: int, lexical: bool):
@@ -317,10 +330,14 @@ def train_matcher(data: str | Path, model_dir: str | Path, out_dir: str | Path,
     train_pool = validation.response_pool(train_rows)
     all_pool = validation.response_pool(rows)  # as in validation: the file's other replies
     groups = make_groups(examples, train_pool, pipeline.index_terms, options.random_negatives,
-                         options.seed, options.query_turns, progress)
+                         options.seed, options.query_turns, progress, options.context_negatives,
+                         sources=train_rows)
+    # the three constructions of the held-out files (docs/evaluation.md), on the dev dialogues
     dev_groups = {
         "dev_bm25neg": make_groups(dev_rows, all_pool, pipeline.index_terms, 0, options.seed + 1,
                                    options.query_turns, progress),
+        "dev_ctxneg": make_groups(dev_rows, all_pool, pipeline.index_terms, 0, options.seed + 3,
+                                  options.query_turns, progress, context_negatives=9, sources=rows),
         "dev_randneg": make_groups(dev_rows, all_pool, pipeline.index_terms, 9, options.seed + 2,
                                    options.query_turns, progress),
     }

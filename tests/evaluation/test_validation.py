@@ -92,3 +92,46 @@ def test_mixed_groups_keep_the_best_bm25_hits_and_add_random_ones(rows):
     assert mixed.random_fills == 6 - hits
     with pytest.raises(ValueError, match="random_negatives must be in"):
         ValidationOptions(random_negatives=10)
+
+
+def _wrong(group):
+    return [r for i, r in enumerate(group.responses) if i != group.true_index]
+
+
+def test_context_negatives_are_replies_to_the_best_matching_contexts(rows):
+    pool = response_pool(rows)
+    # a second dialogue with the held-out one's exact context but another reply, and one whose
+    # reply equals the held-out reply (it must be skipped like the dialogue itself)
+    twin = Row(1, ("在 吗", "什么 时候 发货"), "今天 就 发", 20)
+    same_reply = Row(1, ("什么 时候 发货",), "付款 后 48 小时 内 发货", 21)
+    sources = [*rows, twin, same_reply]
+    built = build_groups(rows[:1], pool, str.split, ValidationOptions(NegativeKind.CONTEXT, seed=1),
+                         sources=sources)
+    group = built.groups[0]
+    assert group.responses[group.true_index] == rows[0].response and len(set(group.responses)) == 10
+    wrong = _wrong(group)
+    # the exact context ranks first, then "什么 时候 到货" (two shared words), then the
+    # contexts sharing only "吗"; the rest are random fills
+    assert wrong[:2] == ["今天 就 发", "三 到 五 天 到货"]
+    assert set(wrong[2:6]) == {"满 99 包邮", "首页 领 优惠券", "保证 正品", "送 小礼物"}
+    assert built.random_fills == 3
+    # the response index instead ranks replies sharing words with the query
+    by_reply = _wrong(build_groups(rows[:1], pool, str.split, ValidationOptions(seed=1)).groups[0])
+    assert "发货 前 可以 改 地址" in by_reply[:2] and "发货 前 可以 改 地址" not in wrong[:6]
+
+
+def test_mixed_context_response_and_random_negatives(rows):
+    pool = response_pool(rows)
+    options = ValidationOptions(seed=1, random_negatives=3, context_negatives=3)
+    assert options.retrieved_counts() == (3, 3)
+    built = build_groups(rows[:1], pool, str.split, options, sources=rows)
+    wrong = _wrong(built.groups[0])
+    assert len(set(wrong)) == 9 and rows[0].response not in wrong
+    assert wrong[0] == "三 到 五 天 到货"  # the best context hit comes first
+    assert "发货 前 可以 改 地址" in wrong[3:6]  # then the response index's hits
+    assert ValidationOptions(NegativeKind.CONTEXT, random_negatives=2).retrieved_counts() == (7, 0)
+    assert ValidationOptions(NegativeKind.RANDOM).retrieved_counts() == (0, 0)
+    with pytest.raises(ValueError, match="context_negatives must be in"):
+        ValidationOptions(random_negatives=3, context_negatives=7)
+    with pytest.raises(ValueError, match="bm25 groups only"):
+        ValidationOptions(NegativeKind.CONTEXT, context_negatives=2)
