@@ -8,6 +8,7 @@ with the same tokens.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import re
 import threading
@@ -114,6 +115,18 @@ class TextConfig:
     stopwords: str | None = None
     synonyms: str | None = None
     lowercase: bool = True
+
+    def as_metadata(self) -> dict:
+        """The settings for a model's training metadata: resource files inside this checkout
+        recorded relative to it (``data/text/stopwords.txt``), so the record does not name the
+        machine or worktree it was trained in."""
+        root = Path(__file__).resolve().parent.parent
+        out = dataclasses.asdict(self)
+        for key in ("user_dict", "stopwords", "synonyms"):
+            if out[key]:
+                path = Path(out[key]).resolve()
+                out[key] = str(path.relative_to(root)) if path.is_relative_to(root) else out[key]
+        return out
 
 
 class TextPipeline:

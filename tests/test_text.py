@@ -25,3 +25,14 @@ def test_user_dictionary_keeps_domain_words():
 
 def test_detokenize():
     assert detokenize(["你好", "hello", "world", "!"]) == "你好hello world!"
+
+
+def test_text_config_metadata_names_bundled_files_relative_to_the_checkout(tmp_path):
+    from alime.config import BUNDLED_DATA
+    from alime.text import TextConfig
+
+    outside = tmp_path / "stop.txt"
+    meta = TextConfig(user_dict=str(BUNDLED_DATA / "text" / "userdict.txt"), stopwords=str(outside),
+                      synonyms=None).as_metadata()
+    assert meta == {"user_dict": "data/text/userdict.txt", "stopwords": str(outside),
+                    "synonyms": None, "lowercase": True}

@@ -358,7 +358,7 @@ def train_matcher(data: str | Path, model_dir: str | Path, out_dir: str | Path,
                   "dev_lines": sorted(r.line for r in dev_rows),
                   "by": "conversation (alime.seq2seq.data.split_dialogues)"},
         "train_groups": len(train_data), "options": asdict(options),
-        "text": asdict(pipeline.config),
+        "text": pipeline.config.as_metadata(),
     }
 
     def save(epoch: int, record: dict) -> None:

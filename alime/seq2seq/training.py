@@ -397,7 +397,7 @@ def train(
         "train_examples": len(train_ex),
         "valid_examples": len(valid_ex),
         "options": dataclasses.asdict(options),
-        "text": dataclasses.asdict(text_config),
+        "text": text_config.as_metadata(),
         "tensorflow_version": tf.__version__,
         "parallel": dataclasses.asdict(parallel) if parallel is not None else None,
     }
