@@ -36,6 +36,8 @@ def register(subparsers) -> argparse.ArgumentParser:
                    help="stop after this many epochs without a better dev R10@1 (0: never)")
     p.add_argument("--dev-fraction", type=float, default=d.dev_fraction,
                    help="share of the training dialogues held out for dev (by conversation)")
+    p.add_argument("--train-fraction", type=float, default=d.train_fraction,
+                   help="share of the other training dialogues to train on (learning curves)")
     p.add_argument("--random-negatives", type=int, default=d.random_negatives,
                    help="of the 9 wrong replies per training group, how many are random (the "
                         "rest retrieved by BM25)")
@@ -67,6 +69,7 @@ def run(args: argparse.Namespace) -> int:
     options = MatcherTrainOptions(
         epochs=args.epochs, batch_size=args.batch_size, learning_rate=args.learning_rate,
         patience=args.patience, dev_fraction=args.dev_fraction,
+        train_fraction=args.train_fraction,
         random_negatives=args.random_negatives, context_negatives=args.context_negatives,
         expand_turns=not args.final_only,
         train_embedding=args.train_embedding, train_encoder=args.train_encoder, seed=args.seed, threads=args.threads,

@@ -50,6 +50,8 @@ class MatcherTrainOptions:
         learning_rate: Adam's.
         patience: stop after this many epochs without a better dev figure (0: never).
         dev_fraction: share of the training dialogues held out (by conversation) as dev.
+        train_fraction: share of the remaining ones trained on (by conversation; for learning
+            curves: the dev dialogues stay the same).
         random_negatives: of the 9 wrong replies of a training group, how many are random.
         context_negatives: of the 9, how many are replies of dialogues whose contexts match by
             BM25 (``bm25-context``); the rest are BM25 hits among replies (``bm25``).
@@ -67,6 +69,7 @@ class MatcherTrainOptions:
     learning_rate: float = 1e-3
     patience: int = 2
     dev_fraction: float = 0.1
+    train_fraction: float = 1.0
     random_negatives: int = 3
     context_negatives: int = 0
     expand_turns: bool = True
@@ -85,6 +88,8 @@ class MatcherTrainOptions:
             raise ValueError(f"learning_rate must be > 0, got {self.learning_rate}")
         if not 0.0 < self.dev_fraction < 1.0:
             raise ValueError(f"dev_fraction must be in (0, 1), got {self.dev_fraction}")
+        if not 0.0 < self.train_fraction <= 1.0:
+            raise ValueError(f"train_fraction must be in (0, 1], got {self.train_fraction}")
         if not 0 <= self.random_negatives <= 9:
             raise ValueError(f"random_negatives must be in [0, 9], got {self.random_negatives}")
         if not 0 <= self.context_negatives <= 9 - self.random_negatives:
@@ -318,6 +323,9 @@ def train_matcher(data: str | Path, model_dir: str | Path, out_dir: str | Path,
     metadata = model_metadata(model_dir)
     rows, held = training_rows(data, metadata)
     train_rows, dev_rows = split_rows(rows, options.dev_fraction, options.seed)
+    if options.train_fraction < 1.0:
+        # the kept part of a by-conversation split (it keeps the long stock-opening chains)
+        train_rows = split_rows(train_rows, 1.0 - options.train_fraction, options.seed + 1)[0]
     if not train_rows or not dev_rows:
         raise ValueError("the dev split left no training or no dev dialogues")
     pipeline = TextPipeline(text_config or AppConfig().text)

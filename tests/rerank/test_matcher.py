@@ -164,10 +164,16 @@ def test_train_matcher_cli_end_to_end(corpus, tiny_model_dir, tmp_path, capsys):
     out = tmp_path / "matcher"
     assert main(["train-matcher", "--data", str(corpus), "--model", str(model_dir), "--out",
                  str(out), "--epochs", "2", "--batch-size", "8", "--dev-fraction", "0.25",
-                 "--threads", "0", "--no-progress"]) == 0
+                 "--threads", "0", "--no-progress", "--context-negatives", "3",
+                 "--train-fraction", "0.5"]) == 0
     assert "matcher written to" in capsys.readouterr().out
     meta = json.loads((out / "training.json").read_text(encoding="utf-8"))
     assert meta["split"]["excluded_heldout_lines"] == 3
+    split = meta["split"]
+    others = split["training_dialogues"] - split["dev_dialogues"]
+    assert 0 < split["matcher_train_dialogues"] < others  # --train-fraction 0.5
+    assert meta["options"]["context_negatives"] == 3
+    assert set(meta["dev"]) == {"dev_bm25neg", "dev_ctxneg", "dev_randneg"}
     assert not set(meta["split"]["dev_lines"]) & set(held)
     assert len(meta["history"]) >= 1 and meta["best_epoch"] >= 1
     loaded = load_matcher_dir(out)
