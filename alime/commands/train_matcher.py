@@ -68,11 +68,10 @@ def run(args: argparse.Namespace) -> int:
 
     options = MatcherTrainOptions(
         epochs=args.epochs, batch_size=args.batch_size, learning_rate=args.learning_rate,
-        patience=args.patience, dev_fraction=args.dev_fraction,
-        train_fraction=args.train_fraction,
+        patience=args.patience, dev_fraction=args.dev_fraction, train_fraction=args.train_fraction,
         random_negatives=args.random_negatives, context_negatives=args.context_negatives,
-        expand_turns=not args.final_only,
-        train_embedding=args.train_embedding, train_encoder=args.train_encoder, seed=args.seed, threads=args.threads,
+        expand_turns=not args.final_only, train_embedding=args.train_embedding,
+        train_encoder=args.train_encoder, seed=args.seed, threads=args.threads,
         max_minutes=args.max_minutes)
     out = args.out or str(Path(args.model) / MATCHER_DIR)
     result = train_matcher(args.data, args.model, out, options, args.lexical_features,

@@ -229,8 +229,8 @@ def build_groups(
         analyze: text to BM25 terms (the project's ``TextPipeline.index_terms``).
         options: negative kind, query turns, seed, group size.
         progress: show a progress bar on stderr.
-        sources: for ``bm25-context``, the dialogues whose contexts are searched (default: the
-            held-out ones); a dialogue never retrieves its own line.
+        sources: for context negatives, the dialogues whose contexts are searched (default:
+            the held-out ones); a hit whose reply equals the dialogue's own is skipped.
 
     Returns:
         The groups; when BM25 finds too few wrong responses (a query of stop words only), the

@@ -182,14 +182,9 @@ def make_groups(rows: Sequence[Row], pool: Sequence[str], analyze, random_negati
     """Groups of 10 like the validation files: of the 9 wrong replies ``random_negatives`` are
     random, ``context_negatives`` come from the context index over ``sources``, the rest are
     BM25 hits among ``pool``."""
-    kind = validation.NegativeKind.BM25
-    if random_negatives == 9:
-        kind = validation.NegativeKind.RANDOM
-    elif context_negatives == 9 - random_negatives:
-        kind, context_negatives = validation.NegativeKind.CONTEXT, 0
-    options = validation.ValidationOptions(
-        kind, query_turns, seed, random_negatives=0 if random_negatives == 9 else random_negatives,
-        context_negatives=context_negatives)
+    options = validation.ValidationOptions(validation.NegativeKind.BM25, query_turns, seed,
+                                           random_negatives=random_negatives,
+                                           context_negatives=context_negatives)
     return validation.build_groups(rows, pool, analyze, options, progress, sources=sources).groups
 
 
