@@ -99,6 +99,35 @@ class ServeConfig:
     session_ttl_s: float = 1800.0
     request_timeout_s: float = 10.0  # per-request budget: generation is skipped when it would overrun
     admin_token: str | None = None  # also read from $ALIME_ADMIN_TOKEN; admin API off when unset
+    # Containers (objects and lists) nested in a request body; /api/chat needs 2, /api/kb/import 4.
+    # Without a bound, 1,000-deep nesting overflowed the JSON parser's recursion (issue 12).
+    max_json_depth: int = 20
+
+    def __post_init__(self) -> None:
+        _check_positive(self, "serve", ("max_json_depth",))
+
+
+@dataclass(frozen=True)
+class KBConfig:
+    """Limits on KB import files (`alime kb import`) and contents (`POST /api/kb/import`).
+
+    They bound the memory and time one bad or hostile file can take: a line is refused before it
+    is read whole, a field before it is stored, a nested document before it is built.
+    """
+
+    max_line_bytes: int = 256 * 1024  # one line of a tsv / jsonl / ecommerce / chatterbot file
+    max_field_chars: int = 10_000  # a question or answer (also the admin API's limit)
+    max_depth: int = 20  # containers nested in one JSONL line or in a ChatterBot YAML document
+
+    def __post_init__(self) -> None:
+        _check_positive(self, "kb", ("max_line_bytes", "max_field_chars", "max_depth"))
+
+
+def _check_positive(section: object, name: str, keys: tuple[str, ...]) -> None:
+    for key in keys:
+        value = getattr(section, key)
+        if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+            raise ValueError(f"config key '{name}.{key}' must be a positive integer, got {value!r}")
 
 
 @dataclass(frozen=True)
@@ -121,6 +150,7 @@ class AppConfig:
     retrieval: RetrievalConfig = field(default_factory=RetrievalConfig)
     engine: EngineConfig = field(default_factory=EngineConfig)
     serve: ServeConfig = field(default_factory=ServeConfig)
+    kb: KBConfig = field(default_factory=KBConfig)
 
     def resolved_paths(self) -> tuple[Path, Path, Path | None]:
         """(kb file, index folder, model folder or None)."""
