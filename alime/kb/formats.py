@@ -173,7 +173,8 @@ def parse_content(
     index = lone_surrogate(content)
     if index is not None:
         line = content.count("\n", 0, index) + 1
-        problem = surrogate_problem(content[content.rfind("\n", 0, index) + 1 :])
+        end = content.find("\n", index)
+        problem = surrogate_problem(content[content.rfind("\n", 0, index) + 1 : None if end < 0 else end])
         raise FormatError(name, line, f"the line {problem}")
     return _parse(io.BytesIO(content.encode("utf-8")), name, fmt, skip_bad, limits or KBConfig())
 
