@@ -112,7 +112,7 @@ def _add_kb(sub) -> None:
     p = kb.add_parser("import", help="import QA pairs from a file (one transaction)")
     p.add_argument("file")
     p.add_argument("--format", required=True, choices=["tsv", "jsonl", "ecommerce", "chatterbot"])
-    p.add_argument("--skip-bad", action="store_true", help="skip malformed rows, count and list them")
+    p.add_argument("--skip-bad", action="store_true", help="skip bad rows; count and list them")
     p.set_defaults(func=cmd_kb_import)
 
     p = kb.add_parser("export", help="export QA pairs")
@@ -151,7 +151,7 @@ _MAX_ID = 2**63 - 1  # SQLite integers are signed 64-bit; a larger one overflows
 
 
 def _bounded_int(low: int, high: int):
-    """An argparse type: an integer from ``low`` to ``high`` (argparse reports the error, exit 2)."""
+    """An argparse type: an integer from ``low`` to ``high`` (else argparse exits with 2)."""
 
     def parse(text: str) -> int:
         try:

@@ -173,13 +173,15 @@ def parse_content(
     index = lone_surrogate(content)
     if index is not None:
         line = content.count("\n", 0, index) + 1
-        end = content.find("\n", index)
-        problem = surrogate_problem(content[content.rfind("\n", 0, index) + 1 : None if end < 0 else end])
+        start, end = content.rfind("\n", 0, index) + 1, content.find("\n", index)
+        problem = surrogate_problem(content[start : None if end < 0 else end])
         raise FormatError(name, line, f"the line {problem}")
     return _parse(io.BytesIO(content.encode("utf-8")), name, fmt, skip_bad, limits or KBConfig())
 
 
-def _parse(stream: BinaryIO, name: str, fmt: Format, skip_bad: bool, limits: KBConfig) -> ParseResult:
+def _parse(
+    stream: BinaryIO, name: str, fmt: Format, skip_bad: bool, limits: KBConfig
+) -> ParseResult:
     result = ParseResult()
     for item in _READERS[fmt](stream, name, limits):
         if isinstance(item, FormatError):
@@ -191,7 +193,9 @@ def _parse(stream: BinaryIO, name: str, fmt: Format, skip_bad: bool, limits: KBC
     return result
 
 
-def _lines(stream: BinaryIO, name: str, max_line_bytes: int | None) -> Iterator[tuple[int, str | FormatError]]:
+def _lines(
+    stream: BinaryIO, name: str, max_line_bytes: int | None
+) -> Iterator[tuple[int, str | FormatError]]:
     """(1-based line number, text without its line ending, or the line's FormatError).
 
     Lines are read as bytes and decoded one by one, so an invalid UTF-8 byte is reported on its
@@ -221,17 +225,21 @@ def _lines(stream: BinaryIO, name: str, max_line_bytes: int | None) -> Iterator[
 
 
 def _utf8_problem(exc: UnicodeDecodeError, byte_in_line: int) -> str:
-    return f"not UTF-8 text ({exc.reason}: byte 0x{exc.object[exc.start]:02x} at byte {byte_in_line} of the line)"
+    bad = exc.object[exc.start]
+    return f"not UTF-8 text ({exc.reason}: byte 0x{bad:02x} at byte {byte_in_line} of the line)"
 
 
-def _row(name: str, line: int, question: str, answer: str, limits: KBConfig, tags=()) -> Row | FormatError:
+def _row(
+    name: str, line: int, question: str, answer: str, limits: KBConfig, tags=()
+) -> Row | FormatError:
     """A checked row: non-empty, storable text within ``limits.max_field_chars``."""
     question, answer = question.strip(), answer.strip()
     for label, text in (("question", question), ("answer", answer)):
         if not text:
             return FormatError(name, line, f"empty {label}")
         if len(text) > limits.max_field_chars:
-            return FormatError(name, line, f"{label} is longer than {limits.max_field_chars} characters")
+            limit = limits.max_field_chars
+            return FormatError(name, line, f"{label} is longer than {limit} characters")
         problem = surrogate_problem(text)
         if problem:
             return FormatError(name, line, f"{label} {problem}")
@@ -251,7 +259,8 @@ def _read_tsv(stream: BinaryIO, name: str, limits: KBConfig) -> Iterator[Row | F
             continue
         parts = line.split("\t")
         if len(parts) != 2:
-            yield FormatError(name, number, f"expected 'question<TAB>answer', found {len(parts)} field(s)")
+            found = f"found {len(parts)} field(s)"
+            yield FormatError(name, number, f"expected 'question<TAB>answer', {found}")
             continue
         yield _row(name, number, parts[0], parts[1], limits)
 
@@ -380,7 +389,7 @@ def _read_chatterbot(stream: BinaryIO, name: str, limits: KBConfig) -> Iterator[
         yield FormatError(name, 1, "expected a mapping with a 'conversations' list")
         return
     categories = doc.get("categories") or []
-    if not isinstance(categories, list) or not all(isinstance(c, (str, int, float)) for c in categories):
+    if not isinstance(categories, list) or not all(isinstance(c, _SCALARS) for c in categories):
         yield FormatError(name, 1, "'categories' must be a list of names")
         return
     tags = tuple(str(c) for c in categories)
@@ -390,12 +399,15 @@ def _read_chatterbot(stream: BinaryIO, name: str, limits: KBConfig) -> Iterator[
         if not isinstance(convo, list) or len(convo) < 2:
             yield FormatError(name, line, "a conversation must be a list of 2+ turns")
             continue
-        if not all(isinstance(turn, (str, int, float)) for turn in convo):
+        if not all(isinstance(turn, _SCALARS) for turn in convo):
             # str() of a nested list or mapping would store Python's repr as a question.
             yield FormatError(name, line, "every turn of a conversation must be text")
             continue
         for q, a in zip(convo, convo[1:]):
             yield _row(name, line, str(q), str(a), limits, tags)
+
+
+_SCALARS = (str, int, float)  # YAML scalars that read as text (a turn `- 2` is the text "2")
 
 
 @functools.cache
@@ -416,13 +428,14 @@ def _chatterbot_loader() -> type:
         def compose_node(self, parent, index):
             event = self.peek_event()
             if isinstance(event, AliasEvent):
-                raise _YAMLRefused(f"YAML aliases are not allowed (*{event.anchor}): write the text out",
-                                   event.start_mark)
+                problem = f"YAML aliases are not allowed (*{event.anchor}): write the text out"
+                raise _YAMLRefused(problem, event.start_mark)
             container = isinstance(event, (SequenceStartEvent, MappingStartEvent))
             if container:
                 self._depth += 1
                 if self._depth > self.max_depth:
-                    raise _YAMLRefused(f"YAML nested deeper than {self.max_depth} levels", event.start_mark)
+                    problem = f"YAML nested deeper than {self.max_depth} levels"
+                    raise _YAMLRefused(problem, event.start_mark)
             try:
                 return super().compose_node(parent, index)
             finally:
@@ -461,7 +474,9 @@ _READERS: dict[Format, Callable[[BinaryIO, str, KBConfig], Iterable[Row | Format
 FORMULA_PREFIXES = ("=", "+", "-", "@", "\t", "\r")
 
 
-def write_pairs(pairs: Iterable[QAPair], out: TextIO, fmt: Format | str, raw_cells: bool = False) -> int:
+def write_pairs(
+    pairs: Iterable[QAPair], out: TextIO, fmt: Format | str, raw_cells: bool = False
+) -> int:
     """Write pairs as TSV or JSONL; returns the count.
 
     In TSV, tabs and newlines in text become spaces, and a cell that a spreadsheet would run as a

@@ -60,7 +60,8 @@ def unstorable_text(value: object) -> str | None:
                 if problem:
                     where = f" in '{path}'" if path else ""
                     return f"a field name{where} {problem}"
-            stack.extend((child, f"{path}.{key}" if path else key) for key, child in reversed(item.items()))
+            children = reversed(item.items())
+            stack.extend((child, f"{path}.{key}" if path else key) for key, child in children)
         elif isinstance(item, list):
             stack.extend((item[i], f"{path}[{i}]") for i in reversed(range(len(item))))
     return None
