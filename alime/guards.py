@@ -60,7 +60,9 @@ class PhraseRule:
     exceptions: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "_phrases", re.compile(_alternation(self.phrases))
+        # A lookahead finds overlapping matches too: in 不需要人工客服 the phrase 人工客服 (negated
+        # by 不需要) must be seen, not only a phrase starting inside the negation.
+        object.__setattr__(self, "_phrases", re.compile(f"(?=({_alternation(self.phrases)}))")
                            if self.phrases else None)
         object.__setattr__(self, "_exceptions", re.compile(_alternation(self.exceptions))
                            if self.exceptions else None)
@@ -184,7 +186,7 @@ def find_phrase(text: str, rule: PhraseRule, negation: Negation) -> str | None:
         return None
     for match in rule._phrases.finditer(text):
         if not negation.negates(text[:match.start()]):
-            return match.group()
+            return match.group(1)
     return None
 
 
