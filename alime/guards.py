@@ -88,7 +88,8 @@ class OrderLexicon:
             patterns.append(f"(?:{_alternation(self.owners)}){gap}(?:{_alternation(self.items)})"
                             f"{gap}(?:{_alternation(self.status)})")
         if self.items and self.sure_status:
-            patterns.append(f"(?:{_alternation(self.items)}){gap}(?:{_alternation(self.sure_status)})")
+            patterns.append(f"(?:{_alternation(self.items)}){gap}"
+                            f"(?:{_alternation(self.sure_status)})")
         if self.number_words:
             words, digits = _alternation(self.number_words), self.min_number_digits
             # The number next to the word, either side: 订单123456 / 123456这个订单.

@@ -120,7 +120,8 @@ def test_header_fits_a_390_px_phone(server):
         for part in ("header h1", "header .toggle"):
             box = page.locator(part).bounding_box()
             assert box["x"] >= 0 and box["x"] + box["width"] <= 390, part
-        h1, toggle = page.locator("header h1").bounding_box(), page.locator("header .toggle").bounding_box()
+        h1 = page.locator("header h1").bounding_box()
+        toggle = page.locator("header .toggle").bounding_box()
         assert h1["x"] + h1["width"] <= toggle["x"]  # side by side, not overlapping
         ask(page, "你好")
         assert page.evaluate("document.documentElement.scrollWidth") <= 390
