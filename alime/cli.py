@@ -336,6 +336,19 @@ def cmd_serve(args) -> int:
     return 0
 
 
+def _why(reply) -> str:
+    """The reply's source and rule, and what the rule compared or matched."""
+    parts = [reply.source.value, f"rule {reply.rule.value}"]
+    if reply.threshold is not None:
+        score = "n/a" if reply.score is None else f"{reply.score:.3f}"
+        parts += [f"score {score}", f"threshold {reply.threshold:.3f}"]
+    if reply.evidence:
+        parts.append(f"matched {reply.evidence}")
+    if reply.handoff:
+        parts.append("hand-off")
+    return ", ".join(parts)
+
+
 def cmd_chat(args) -> int:
     from alime.bot import build_bot
 
@@ -352,9 +365,8 @@ def cmd_chat(args) -> int:
             return 0
         context = turns[-bot.config.engine.context_turns :]
         reply = bot.engine.reply(query, context)
-        score = "n/a" if reply.score is None else f"{reply.score:.3f}"
         print(f"bot> {reply.answer}")
-        print(f"     [{reply.source.value}, score {score}, threshold {reply.threshold:.3f}]")
+        print(f"     [{_why(reply)}]")
         if args.show_candidates:
             for c in reply.candidates:
                 rr = "" if c.rerank_score is None else f" rerank {c.rerank_score:.3f}"

@@ -84,6 +84,29 @@ class EngineConfig:
 
 
 @dataclass(frozen=True)
+class GuardsConfig:
+    """The rules applied before retrieval (``alime.guards``) and what each answers."""
+
+    enabled: bool = True
+    lexicon: str = str(BUNDLED_DATA / "text" / "guards.toml")
+    complaint_reply: str = "非常抱歉给您带来不好的体验，已为您转接人工客服，请稍候。"
+    person_reply: str = "好的，正在为您转接人工客服，请稍候。"
+    order_status_reply: str = "具体订单的情况需要人工客服为您查询，已为您转接，请稍候。"
+    rephrase_reply: str = "抱歉，没有看懂您的意思，能换个说法描述一下您的问题吗？"
+
+
+@dataclass(frozen=True)
+class ChitChatConfig:
+    """The chit-chat KB (``alime.chitchat``), asked when the FAQ does not answer."""
+
+    enabled: bool = True
+    # Read in order; on equal scores the earlier file wins. A folder: its *.yml files.
+    files: tuple[str, ...] = (str(BUNDLED_DATA / "chitchat" / "shop_zh.jsonl"),
+                              str(BUNDLED_DATA / "chatterbot_zh"))
+    threshold: float = 0.8  # character F1 of the query and the chit-chat question (compact text)
+
+
+@dataclass(frozen=True)
 class ServeConfig:
     host: str = "127.0.0.1"
     port: int = 8000
@@ -149,6 +172,8 @@ class AppConfig:
     )
     retrieval: RetrievalConfig = field(default_factory=RetrievalConfig)
     engine: EngineConfig = field(default_factory=EngineConfig)
+    guards: GuardsConfig = field(default_factory=GuardsConfig)
+    chitchat: ChitChatConfig = field(default_factory=ChitChatConfig)
     serve: ServeConfig = field(default_factory=ServeConfig)
     kb: KBConfig = field(default_factory=KBConfig)
 
@@ -169,7 +194,8 @@ class AppConfig:
 
 
 _PATH_FIELDS = {("paths", "kb"), ("paths", "index"), ("paths", "model"), ("text", "user_dict"),
-                ("text", "stopwords"), ("text", "synonyms")}
+                ("text", "stopwords"), ("text", "synonyms"), ("guards", "lexicon"),
+                ("chitchat", "files")}
 
 
 def from_dict(cls: type, data: dict[str, Any], where: str = "", base: Path | None = None):
@@ -190,17 +216,23 @@ def from_dict(cls: type, data: dict[str, Any], where: str = "", base: Path | Non
         if dataclasses.is_dataclass(current):
             kwargs[name] = from_dict(type(current), value, key, base)
             continue
-        if current is not None and not _type_ok(current, value):
+        if isinstance(current, tuple):  # a list of strings in TOML
+            if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+                raise ValueError(f"config key '{key}' must be a list of strings, got {value!r}")
+            value = tuple(value)
+        elif current is not None and not _type_ok(current, value):
             raise ValueError(f"config key '{key}' must be {type(current).__name__}, got {value!r}")
-        if (
-            base is not None
-            and isinstance(value, str)
-            and value not in ("", "none")
-            and tuple(key.split(".")) in _PATH_FIELDS
-        ):
-            value = str((base / value).resolve())
+        if base is not None and tuple(key.split(".")) in _PATH_FIELDS:
+            value = (tuple(_resolve(base, v) for v in value) if isinstance(value, tuple)
+                     else _resolve(base, value))
         kwargs[name] = value
     return cls(**kwargs)
+
+
+def _resolve(base: Path, value):
+    if isinstance(value, str) and value not in ("", "none"):
+        return str((base / value).resolve())
+    return value
 
 
 def _type_ok(default: Any, value: Any) -> bool:
