@@ -21,6 +21,9 @@ def register_natural(evaluate_subparsers) -> argparse.ArgumentParser:
     p.add_argument("--split", default="test", choices=["tune", "test", "all"])
     p.add_argument("--url", help="judge a running server (http://host:port) instead of an "
                                  "in-process bot built from the configuration")
+    p.add_argument("--baseline", choices=["always-fallback", "bm25"],
+                   help="judge a model-free reference bot instead: always the fallback with a "
+                        "hand-off, or always the BM25 top-1 KB answer")
     p.add_argument("--sweep", action="store_true",
                    help="sweep the answer threshold T and the generation threshold G (in-process "
                         "bot only) and pick the pair with the best mean of the two rates")
@@ -46,6 +49,7 @@ def _positive_int(text: str) -> int:
 def cmd_evaluate_natural(args) -> int:
     from alime.cli import CLIError, config_of
     from alime.evaluation.natural import (
+        baseline_asker,
         http_asker,
         load_natural,
         natural_markdown,
@@ -55,12 +59,23 @@ def cmd_evaluate_natural(args) -> int:
 
     if args.write_model and not args.sweep:
         raise CLIError("--write-model needs --sweep")
-    if args.sweep and args.url:
-        raise CLIError("--sweep replays the engine's decision in process; it cannot use --url")
+    if args.sweep and (args.url or args.baseline):
+        raise CLIError("--sweep replays the engine's decision in process; it cannot use --url "
+                       "or --baseline")
+    if args.url and args.baseline:
+        raise CLIError("--url and --baseline exclude each other")
     load_natural(args.data)  # bad data fails before any model is loaded
     if args.sweep:
         report = run_sweep(args.data, args.split, config_of(args), args.write_model, args.out,
                            progress=not args.no_progress, points=args.grid_points)
+    elif args.baseline:
+        ask, close = baseline_asker(args.baseline, config_of(args))
+        try:
+            report = run_natural(args.data, args.split, ask, None, args.out,
+                                 progress=not args.no_progress)
+        finally:
+            close()
+        report["bot"] = f"baseline {args.baseline}"
     else:
         ask = http_asker(args.url) if args.url else None
         report = run_natural(args.data, args.split, ask, None if args.url else config_of(args),

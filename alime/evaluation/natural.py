@@ -200,16 +200,16 @@ def _json_file(path: Path) -> object:
 
 def split_queries(queries: Sequence[NaturalQuery], seed: int
                   ) -> tuple[list[NaturalQuery], list[NaturalQuery]]:
-    """A stratified 50/50 split: each intent's queries shuffled with ``seed`` (and the intent's
-    name) and halved; an odd one out goes to tune. Order within each half: by intent, then as
-    shuffled."""
+    """A stratified 50/50 split: each intent's queries, sorted by text (so the split does not
+    depend on the input order), shuffled with ``seed`` and the intent's name, and halved; an
+    odd one out goes to tune. Order within each half: by intent, then as shuffled."""
     by_intent: dict[str, list[NaturalQuery]] = defaultdict(list)
     for q in queries:
         by_intent[q.intent].append(q)
     tune: list[NaturalQuery] = []
     test: list[NaturalQuery] = []
     for intent in sorted(by_intent):
-        items = list(by_intent[intent])
+        items = sorted(by_intent[intent], key=lambda q: q.query)
         random.Random(f"{seed}:{intent}").shuffle(items)
         half = math.ceil(len(items) / 2)
         tune += items[:half]
@@ -462,6 +462,45 @@ def http_asker(url: str, timeout_s: float = 30.0) -> Callable[[str], Mapping]:
             raise ValueError(f"{endpoint}: cannot reach the server ({exc})") from None
 
     return ask
+
+
+class Baseline(str, Enum):
+    """Model-free reference bots (``--baseline``)."""
+
+    ALWAYS_FALLBACK = "always-fallback"  # every reply is the fallback with a hand-off
+    BM25 = "bm25"  # every reply is the BM25 top-1 KB answer (no threshold)
+
+
+def baseline_asker(name: str, config=None) -> tuple[Callable[[str], Mapping], Callable[[], None]]:
+    """A model-free bot and a function that releases it.
+
+    Raises:
+        ValueError: an unknown baseline name (listing the valid ones).
+    """
+    from alime.config import AppConfig
+    from alime.retrieval.fusion import parse_enum
+
+    kind = parse_enum(Baseline, name, "baseline")
+    config = config or AppConfig()
+    if kind is Baseline.ALWAYS_FALLBACK:
+        reply = {"answer": config.engine.fallback_reply, "source": "fallback", "score": None,
+                 "handoff": True}
+        return (lambda query: reply), (lambda: None)
+    from alime.bot import open_kb, open_searcher
+
+    kb = open_kb(config)
+    searcher = open_searcher(config, kb)
+
+    def ask(query: str) -> Mapping:
+        hits = searcher.search(query, 1)
+        pairs = kb.get_many([h.id for h in hits])
+        if not hits or hits[0].id not in pairs:
+            return {"answer": config.engine.fallback_reply, "source": "fallback", "score": None,
+                    "handoff": True}
+        return {"answer": pairs[hits[0].id].answer, "source": "retrieval",
+                "score": hits[0].score, "handoff": False}
+
+    return ask, kb.close
 
 
 def run_natural(data_dir: str | Path, split: str = "test", ask: Callable[[str], Mapping] | None
