@@ -311,14 +311,16 @@ def natural_markdown(report: Mapping) -> str:
     from alime.evaluation.reports import markdown_table
 
     h = report["handoff"]
+
+    def share(kind: str) -> str:
+        k = report[kind]
+        return f"{_fmt(k['rate'])} ({k['acceptable']}/{k['queries']})"
+
     lines = [f"# Natural queries\n\nData: `{report.get('data', '')}`, split `"
              f"{report.get('split', '')}`, {report['queries']} queries.\n",
              markdown_table(["figure", "value"], [
-                 ["in-KB acceptable", f"{_fmt(report[IN_KB]['rate'])} "
-                                      f"({report[IN_KB]['acceptable']}/{report[IN_KB]['queries']})"],
-                 ["out-of-KB acceptable",
-                  f"{_fmt(report[OUT_OF_KB]['rate'])} "
-                  f"({report[OUT_OF_KB]['acceptable']}/{report[OUT_OF_KB]['queries']})"],
+                 ["in-KB acceptable", share(IN_KB)],
+                 ["out-of-KB acceptable", share(OUT_OF_KB)],
                  ["hand-off precision", f"{_fmt(h['precision'])} ({h['both']}/{h['flagged']})"],
                  ["hand-off recall", f"{_fmt(h['recall'])} ({h['both']}/{h['expected']})"]]),
              "## Replies by source\n", markdown_table(["source", "replies"],

@@ -330,6 +330,57 @@ def test_bundled_queries_are_not_kb_questions_and_the_split_is_the_seeded_one():
     questions = _kb_texts(0)
     queries = data.select("all")
     assert len({q.query for q in queries}) == len(queries)
-    copied = [q.query for q in queries if q.kind == IN_KB and normalize_answer(q.query) in questions]
+    copied = [q.query for q in queries
+              if q.kind == IN_KB and normalize_answer(q.query) in questions]
     assert copied == []
     assert split_queries(queries, data.seed) == (data.queries["tune"], data.queries["test"])
+
+
+# -- over HTTP: a real Flask app on a real socket, the same report as in process -------------
+def test_over_http_the_report_equals_in_process(tmp_path, tiny_config, tiny_tsv):
+    import threading
+
+    from werkzeug.serving import make_server
+
+    from alime.bot import build_bot
+    from alime.evaluation.natural import http_asker
+    from alime.kb.formats import read_rows
+    from alime.kb.store import KnowledgeBase
+    from alime.serving.app import create_app
+
+    kb_path, _, _ = tiny_config.resolved_paths()
+    KnowledgeBase(kb_path).add_many((r.question, r.answer, ())
+                                    for r in read_rows(tiny_tsv, "tsv").rows)
+    bot = build_bot(tiny_config)
+    data = tmp_path / "set"
+    data.mkdir()
+    (data / "intents.json").write_text(json.dumps({"seed": 1, "intents": {
+        "ship": {"kind": "in_kb", "acceptable": ["亲 , 付款 后 48 小时 内 发货 哦"]},
+        "refund": {"kind": "in_kb", "acceptable": ["退款一般一到三个工作日到账"]},
+        "weather": {"kind": "out_of_kb", "expected": "no_faq"}}}, ensure_ascii=False),
+        encoding="utf-8")
+    (data / "tune.jsonl").write_text("\n".join([
+        _line("啥时候发货啊", "ship", IN_KB), _line("退款多久能到账", "refund", IN_KB),
+        _line("怎么退货", "refund", IN_KB), _line("明天天气", "weather", OUT_OF_KB)]),
+        encoding="utf-8")
+    (data / "test.jsonl").write_text("", encoding="utf-8")
+    server = make_server("127.0.0.1", 18652, create_app(bot=bot), threaded=True)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        local = run_natural(data, "tune", lambda q: bot.engine.reply(q).to_json(),
+                            progress=False)
+        remote = run_natural(data, "tune", http_asker("http://127.0.0.1:18652"), progress=False)
+    finally:
+        server.shutdown()
+        thread.join()
+        bot.kb.close()
+    assert local[IN_KB]["acceptable"] == 2  # BM25 finds both; 怎么退货 gets the returns answer
+    assert remote == local
+
+
+def test_unreachable_server_is_a_clean_cli_error(tmp_path, capsys):
+    data = _write_set(tmp_path / "set", TINY)
+    assert main(["evaluate", "natural", "--data", str(data), "--split", "tune", "--url",
+                 "http://127.0.0.1:18653", "--no-progress"]) == 2
+    assert "cannot reach the server" in capsys.readouterr().err
