@@ -384,3 +384,24 @@ def test_unreachable_server_is_a_clean_cli_error(tmp_path, capsys):
     assert main(["evaluate", "natural", "--data", str(data), "--split", "tune", "--url",
                  "http://127.0.0.1:18653", "--no-progress"]) == 2
     assert "cannot reach the server" in capsys.readouterr().err
+
+
+def test_bm25_baseline_answers_the_top_hit(tiny_config, tiny_tsv):
+    from alime.evaluation.natural import baseline_asker
+    from alime.kb.formats import read_rows
+    from alime.kb.store import KnowledgeBase
+
+    kb_path, _, _ = tiny_config.resolved_paths()
+    KnowledgeBase(kb_path).add_many((r.question, r.answer, ())
+                                    for r in read_rows(tiny_tsv, "tsv").rows)
+    ask, close = baseline_asker("bm25", tiny_config)
+    try:
+        reply = ask("啥时候发货啊")
+        assert reply["source"] == "retrieval" and not reply["handoff"]
+        assert normalize_answer(reply["answer"]) == "亲,付款后48小时内发货哦"
+        nothing = ask("zzzz")  # no known term: no hit, the fallback
+        assert nothing["source"] == "fallback" and nothing["handoff"]
+    finally:
+        close()
+    with pytest.raises(ValueError, match="valid: always-fallback, bm25"):
+        baseline_asker("nope", tiny_config)
