@@ -34,7 +34,8 @@ from dataclasses import dataclass
 from enum import Enum
 from pathlib import Path
 
-from alime.decision import Decision, accept_generation, decide
+from alime.decision import Decision, accept_chitchat, accept_generation, decide
+from alime.types import Rule
 
 INTENTS_FILE = "intents.json"
 SPLITS = ("tune", "test")
@@ -356,18 +357,29 @@ class Recorded:
         top_answer: That candidate's answer.
         generated: The generator's best answer and its score (None: no generator/no answer).
         fallback: The engine's fallback reply.
+        ruled: The reply of a rule applied before retrieval (complaint, person, order_status,
+            gibberish), which no threshold changes; None when no rule matched.
+        chitchat: The chit-chat KB's best match (answer, score) and the bar it must reach;
+            None without a chit-chat KB or a match.
     """
 
     best: float | None
     top_answer: str
     generated: tuple[str, float] | None
     fallback: str
+    ruled: Mapping | None = None
+    chitchat: tuple[str, float, float] | None = None
 
 
 def simulate(rec: Recorded, answer_t: float, generation_t: float) -> dict:
     """The reply ``HybridEngine.reply`` gives at thresholds (T, G), as ``/api/chat`` JSON."""
+    if rec.ruled is not None:
+        return dict(rec.ruled)
     if decide(rec.best, answer_t) is Decision.ANSWER_FROM_KB:
         return {"answer": rec.top_answer, "source": "retrieval", "score": rec.best,
+                "handoff": False}
+    if rec.chitchat is not None and accept_chitchat(rec.chitchat[1], rec.chitchat[2]):
+        return {"answer": rec.chitchat[0], "source": "chitchat", "score": rec.chitchat[1],
                 "handoff": False}
     if rec.generated is not None and accept_generation(rec.generated[1], generation_t):
         return {"answer": rec.generated[0], "source": "generation", "score": rec.generated[1],
@@ -538,6 +550,10 @@ def record(engine, query: str) -> tuple[dict, Recorded]:
     from alime.engine import _best_score
 
     reply = engine.reply(query)
+    out = reply.to_json()
+    if reply.rule in _RULES_BEFORE_RETRIEVAL:
+        ruled = {k: out[k] for k in ("answer", "source", "score", "handoff")}
+        return out, Recorded(None, "", None, engine.fallback_reply, ruled=ruled)
     candidates = list(reply.candidates)
     best = _best_score(candidates)
     if reply.source.value == "generation":
@@ -547,8 +563,19 @@ def record(engine, query: str) -> tuple[dict, Recorded]:
         generated = (top[0].text, float(top[0].score)) if top else None
     else:
         generated = None
+    chitchat = None
+    if engine.chitchat is not None:
+        match = engine.chitchat.best(query)
+        if match is not None:
+            chitchat = (match.answer, float(match.score), float(engine.thresholds.chitchat))
     top_answer = candidates[0].answer if candidates else ""
-    return reply.to_json(), Recorded(best, top_answer, generated, engine.fallback_reply)
+    return out, Recorded(best, top_answer, generated, engine.fallback_reply, chitchat=chitchat)
+
+
+# The rules the engine applies before it retrieves anything (alime.guards): no threshold
+# changes their reply.
+_RULES_BEFORE_RETRIEVAL = frozenset({Rule.COMPLAINT, Rule.PERSON, Rule.ORDER_STATUS,
+                                     Rule.GIBBERISH})
 
 
 def run_sweep(data_dir: str | Path, split: str = "tune", config=None,

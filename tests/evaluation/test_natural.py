@@ -30,7 +30,7 @@ from alime.evaluation.natural import (
     write_choice,
 )
 from alime.routing import read_routing
-from alime.types import Candidate, Generated, Hit, QAPair
+from alime.types import Candidate, ChitChatMatch, Generated, Hit, QAPair, Rule, RuleMatch
 
 NATURAL = BUNDLED_DATA / "eval" / "natural"
 KB_FILE = BUNDLED_DATA / "kb" / "ecommerce_qa.tsv"
@@ -259,11 +259,31 @@ class _Generator:
         return [Generated(f"gen-{query}", 0.05 * len(query))] if query != "none" else []
 
 
+class _Guards:
+    """Hands off every query that mentions 投诉 (the rules run before retrieval)."""
+
+    def check(self, query):
+        if "投诉" in query:
+            return RuleMatch(Rule.COMPLAINT, "转人工处理投诉", True, "投诉")
+        return None
+
+
+class _ChitChat:
+    """A chit-chat match whose score grows with the query's length (some pass 0.8, some not)."""
+
+    def best(self, query):
+        if query == "none":
+            return None
+        return ChitChatMatch(query, f"chat-{query}", min(1.0, 0.3 * len(query)))
+
+
 @pytest.mark.parametrize("router", [False, True])
-def test_replay_agrees_with_the_engine(router):
-    """The replay of every grid point equals what the real HybridEngine answers there."""
+@pytest.mark.parametrize("stages", [False, True])
+def test_replay_agrees_with_the_engine(router, stages):
+    """The replay of every grid point equals what the real HybridEngine answers there (with
+    and without the rules before retrieval and the chit-chat KB)."""
     hits = {"q": [Hit(1, 3.0), Hit(3, 1.0)], "longer query": [Hit(2, 2.0), Hit(4, 1.5)],
-            "none": [], "xy": [Hit(4, 0.5)]}
+            "none": [], "xy": [Hit(4, 0.5)], "我要投诉": [Hit(1, 3.0)]}
 
     class Router:
         def score(self, query, candidates: list[Candidate]):
@@ -271,13 +291,15 @@ def test_replay_agrees_with_the_engine(router):
 
     engine = HybridEngine(_Retriever(hits), lambda ids: {i: PAIRS[i] for i in ids},
                           Thresholds(0.0, 0.0), scorer=_Scorer(), generator=_Generator(),
-                          fallback_reply="转人工", router=Router() if router else None)
+                          fallback_reply="转人工", router=Router() if router else None,
+                          guards=_Guards() if stages else None,
+                          chitchat=_ChitChat() if stages else None)
     grid = [-1.0, 0.1, 0.3, 0.45, 0.5, 0.7, 2.0]
     for query in hits:
         _, rec = record(engine, query)
         for t in grid:
             for g in grid:
-                engine.thresholds = Thresholds(t, g)
+                engine.thresholds = Thresholds(t, g, chitchat=0.8)
                 actual = engine.reply(query).to_json()
                 replay = simulate(rec, t, g)
                 assert (replay["source"], replay["answer"], replay["handoff"]) == (
