@@ -124,12 +124,16 @@ def _add_kb(sub) -> None:
     p.add_argument("--question", required=True)
     p.add_argument("--answer", required=True)
     p.add_argument("--tag", action="append", default=[], dest="tags")
+    p.add_argument("--phrasing", action="append", default=[], dest="phrasings",
+                   help="another way to ask the question (repeatable)")
     p.set_defaults(func=cmd_kb_add)
 
     p = kb.add_parser("edit", help="edit a QA pair")
     p.add_argument("id", type=int)
     p.add_argument("--question")
     p.add_argument("--answer")
+    p.add_argument("--phrasing", action="append", dest="phrasings",
+                   help="replaces the phrasings (repeatable); --phrasing '' clears them")
     p.set_defaults(func=cmd_kb_edit)
 
     p = kb.add_parser("delete", help="delete a QA pair")
@@ -165,7 +169,7 @@ def cmd_kb_import(args) -> int:
 
     result = read_rows(args.file, args.format, skip_bad=args.skip_bad)
     kb = _kb(args)
-    added = kb.add_many((r.question, r.answer, r.tags) for r in result.rows)
+    added = kb.add_many(r.to_kb_row() for r in result.rows)
     _refresh_index(args)
     print(json.dumps({"imported": len(added), "skipped": len(result.skipped), "total": kb.count()}))
     for err in result.skipped[:20]:
@@ -187,21 +191,22 @@ def cmd_kb_export(args) -> int:
 
 
 def _print_pair(pair) -> None:
-    print(json.dumps({"id": pair.id, "question": pair.question, "answer": pair.answer,
-                      "tags": list(pair.tags)}, ensure_ascii=False))
+    print(json.dumps({"id": pair.id, "question": pair.question, "phrasings": list(pair.phrasings),
+                      "answer": pair.answer, "tags": list(pair.tags)}, ensure_ascii=False))
 
 
 def cmd_kb_add(args) -> int:
-    pair = _kb(args).add(args.question, args.answer, args.tags)
+    pair = _kb(args).add(args.question, args.answer, args.tags, args.phrasings)
     _refresh_index(args)
     _print_pair(pair)
     return 0
 
 
 def cmd_kb_edit(args) -> int:
-    if args.question is None and args.answer is None:
-        raise CLIError("give --question and/or --answer")
-    pair = _kb(args).edit(args.id, question=args.question, answer=args.answer)
+    if args.question is None and args.answer is None and args.phrasings is None:
+        raise CLIError("give --question, --answer and/or --phrasing")
+    phrasings = None if args.phrasings is None else [p for p in args.phrasings if p]
+    pair = _kb(args).edit(args.id, question=args.question, answer=args.answer, phrasings=phrasings)
     _refresh_index(args)
     _print_pair(pair)
     return 0

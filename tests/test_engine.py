@@ -92,8 +92,8 @@ def test_reply_json_shape():
     body = make([Hit(1, 9.0)], scores={"a1": 0.9}).reply("q").to_json()
     assert set(body) == {"answer", "source", "score", "threshold", "candidates", "timings_ms", "handoff"}
     assert body["source"] == "retrieval"
-    assert set(body["candidates"][0]) == {"id", "question", "answer", "retrieval_score", "rerank_score",
-                                          "routing_score"}
+    assert set(body["candidates"][0]) == {"id", "question", "phrasings", "answer", "retrieval_score",
+                                          "rerank_score", "routing_score"}
 
 
 def test_time_budget_skips_generation_when_it_would_overrun():

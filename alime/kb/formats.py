@@ -44,10 +44,17 @@ class FormatError(ValueError):
 
 @dataclass(frozen=True)
 class Row:
+    """One parsed entry and the line it starts on. ``phrasings`` come from JSONL only."""
+
     line: int
     question: str
     answer: str
     tags: tuple[str, ...] = ()
+    phrasings: tuple[str, ...] = ()
+
+    def to_kb_row(self) -> tuple[str, str, tuple[str, ...], tuple[str, ...]]:
+        """What :meth:`alime.kb.store.KnowledgeBase.add_many` takes."""
+        return self.question, self.answer, self.tags, self.phrasings
 
 
 @dataclass
@@ -82,13 +89,18 @@ def _lines(path: Path) -> Iterator[tuple[int, str]]:
         raise FormatError(path, 0, f"not UTF-8 text ({exc.reason} at byte {exc.start})") from None
 
 
-def _nonempty(path: Path, line: int, question: str, answer: str, tags=()) -> Row | FormatError:
+def _nonempty(path: Path, line: int, question: str, answer: str, tags=(),
+              phrasings=()) -> Row | FormatError:
     question, answer = question.strip(), answer.strip()
     if not question:
         return FormatError(path, line, "empty question")
     if not answer:
         return FormatError(path, line, "empty answer")
-    return Row(line, question, answer, tuple(tags))
+    if any(not p.strip() for p in phrasings):
+        return FormatError(path, line, "empty phrasing")
+    # Each phrasing once, never the primary question itself (as the store keeps them).
+    kept = tuple(dict.fromkeys(p.strip() for p in phrasings if p.strip() != question))
+    return Row(line, question, answer, tuple(tags), kept)
 
 
 def _read_tsv(path: Path) -> Iterator[Row | FormatError]:
@@ -115,13 +127,17 @@ def _read_jsonl(path: Path) -> Iterator[Row | FormatError]:
             yield FormatError(path, number, "expected a JSON object")
             continue
         question, answer, tags = obj.get("question"), obj.get("answer"), obj.get("tags", [])
+        phrasings = obj.get("phrasings", [])
         if not isinstance(question, str) or not isinstance(answer, str):
             yield FormatError(path, number, "'question' and 'answer' must be strings")
             continue
         if not isinstance(tags, list) or not all(isinstance(t, str) for t in tags):
             yield FormatError(path, number, "'tags' must be a list of strings")
             continue
-        yield _nonempty(path, number, question, answer, tags)
+        if not isinstance(phrasings, list) or not all(isinstance(p, str) for p in phrasings):
+            yield FormatError(path, number, "'phrasings' must be a list of strings")
+            continue
+        yield _nonempty(path, number, question, answer, tags, phrasings)
 
 
 @dataclass(frozen=True)
@@ -216,12 +232,15 @@ _READERS: dict[Format, Callable[[Path], Iterable[Row | FormatError]]] = {
 
 
 def write_pairs(pairs: Iterable[QAPair], out: TextIO, fmt: Format | str) -> int:
-    """Write pairs as TSV (tabs and newlines in text become spaces) or JSONL; returns the count."""
+    """Write pairs as JSONL (with their phrasings) or TSV (tabs and newlines in text become
+    spaces; TSV has no place for phrasings, so only the primary question is written);
+    returns the count."""
     fmt = Format.parse(fmt) if isinstance(fmt, str) else fmt
     count = 0
     for p in pairs:
         if fmt is Format.JSONL:
-            obj = {"id": p.id, "question": p.question, "answer": p.answer, "tags": list(p.tags)}
+            obj = {"id": p.id, "question": p.question, "phrasings": list(p.phrasings),
+                   "answer": p.answer, "tags": list(p.tags)}
             out.write(json.dumps(obj, ensure_ascii=False) + "\n")
         elif fmt is Format.TSV:
             out.write(f"{_one_line(p.question)}\t{_one_line(p.answer)}\n")
