@@ -26,7 +26,13 @@ from alime.types import Generator, Retriever, Scorer
 
 log = logging.getLogger(__name__)
 
-BUNDLED_KB = BUNDLED_DATA / "kb" / "ecommerce_qa.tsv"
+# The curated KB a fresh install is seeded with (``alime kb curate`` of the raw corpus below,
+# see docs/kb-curation.md), then its greetings and thanks.
+BUNDLED_KB = BUNDLED_DATA / "kb" / "curated.jsonl"
+BUNDLED_CHITCHAT = BUNDLED_DATA / "kb" / "chitchat.jsonl"
+# The raw corpus it was curated from: last customer turn and real reply of 5,000 Taobao chats
+# (the evaluations read it).
+BUNDLED_CORPUS = BUNDLED_DATA / "kb" / "ecommerce_qa.tsv"
 
 
 def open_kb(config: AppConfig) -> KnowledgeBase:
@@ -35,9 +41,10 @@ def open_kb(config: AppConfig) -> KnowledgeBase:
     seed = not config.paths.kb and not kb_path.exists()
     kb = KnowledgeBase(kb_path)
     if seed and kb.count() == 0:
-        rows = read_rows(BUNDLED_KB, Format.TSV).rows
-        kb.add_many((r.question, r.answer, ("ecommerce",)) for r in rows)
-        log.info("seeded %s with %d bundled QA pairs", kb_path, len(rows))
+        rows = [r for path in (BUNDLED_KB, BUNDLED_CHITCHAT)
+                for r in read_rows(path, Format.JSONL).rows]
+        kb.add_many(r.to_kb_row() for r in rows)
+        log.info("seeded %s with %d bundled KB entries", kb_path, len(rows))
     return kb
 
 

@@ -145,6 +145,22 @@ def _add_kb(sub) -> None:
     p.add_argument("--limit", type=int, default=20)
     p.set_defaults(func=cmd_kb_list)
 
+    p = kb.add_parser("curate", help="turn a raw QA corpus into curated KB entries (JSONL); "
+                                     "does not touch the KB")
+    p.add_argument("file")
+    p.add_argument("--format", required=True, choices=["tsv", "jsonl", "ecommerce", "chatterbot"])
+    p.add_argument("--out", required=True, help="curated entries (JSONL, for kb import)")
+    p.add_argument("--chitchat-out", help="greetings and thanks with a generic answer (JSONL)")
+    p.add_argument("--report", help="folder for curate_report.json and curate_report.md")
+    p.add_argument("--tag", action="append", default=[], dest="tags",
+                   help="tag every curated entry (repeatable)")
+    p.add_argument("--max-question-chars", type=_positive_int,
+                   help="longer questions (characters, particles removed) are narrative turns "
+                        "(default 15)")
+    p.add_argument("--no-near-duplicates", action="store_true",
+                   help="group only questions with equal keys")
+    p.set_defaults(func=cmd_kb_curate)
+
     p = kb.add_parser("stats", help="KB statistics (JSON)")
     p.set_defaults(func=cmd_kb_stats)
 
@@ -222,6 +238,17 @@ def cmd_kb_delete(args) -> int:
 def cmd_kb_list(args) -> int:
     for pair in _kb(args).list(args.offset, args.limit):
         _print_pair(pair)
+    return 0
+
+
+def cmd_kb_curate(args) -> int:
+    from alime.kb.curate import CurateOptions, curate_file
+
+    limit = {} if args.max_question_chars is None else {"max_question_chars": args.max_question_chars}
+    options = CurateOptions(near_duplicates=not args.no_near_duplicates, tags=tuple(args.tags),
+                            **limit)
+    result = curate_file(args.file, args.format, args.out, args.chitchat_out, args.report, options)
+    print(json.dumps(result.counts(), ensure_ascii=False))
     return 0
 
 

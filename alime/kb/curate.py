@@ -209,7 +209,7 @@ _OWN_ORDER = re.compile(r"我的|我们的|我家的|昨天|前天|今早|刚拍
                         r"还没(到|收到|有物流)|物流|单号|派件")
 # Replies that act on this customer's order or ask back for context.
 _ORDER_ACTION = re.compile(
-    r"(帮|给)(您|你|亲)(改|备注|查|催|申请|退|补|换|修改|登记|留言|联系|核实|处理|安排|加急|免邮|退差|问)"
+    r"(帮|给)(您|你|亲)(改|备注|查|催|申请|退|补|换|修改|登记|留言|联系|核实|处理|安排|加急|免邮|退差|问|通知|跟进)"
     r"|已经(联系|备注|改|留言|申请|安排|催|登记|帮|给|处理|退|发|寄|通知|拦截|换|补|修改|到|点|打包)"
     r"|改好|改不了|撤单|拦截|催下|催一下|帮亲|给亲|稍等|我(问|看|查|帮|去)|帮您看|帮你看|问下仓库"
     r"|(您|你)的(订单|货|快递|包裹|单号|地址|宝贝)|核对|截图|订单号|单号发|哪个订单")
@@ -694,7 +694,7 @@ def write_report(result: CurateResult, report_dir: str | Path, source: str,
     report_dir.mkdir(parents=True, exist_ok=True)
     data = report_json(result, source, options)
     json_path, md_path = report_dir / REPORT_JSON, report_dir / REPORT_MD
-    json_path.write_text(json.dumps(data, ensure_ascii=False, indent=1) + "\n", encoding="utf-8")
+    json_path.write_text(json.dumps(data, ensure_ascii=False) + "\n", encoding="utf-8")
     md_path.write_text(_markdown(result, data, largest, conflict_sample), encoding="utf-8")
     return json_path, md_path
 
