@@ -69,7 +69,7 @@ class Reason(str, Enum):
 REASON_TEXT: dict[Reason, str] = {
     Reason.QUESTION_NUMBER: "the question holds an order, item, tracking or phone number (7+ digits)",
     Reason.QUESTION_LINK: "the question holds a link",
-    Reason.SHORT_QUESTION: "the question is one character once particles are removed (贵, 额)",
+    Reason.SHORT_QUESTION: "the question is one character once particles are removed (蓝？)",
     Reason.LONG_QUESTION: "the question is a narrative turn, not an FAQ question (over the length limit)",
     Reason.ACKNOWLEDGEMENT: "the question only acknowledges or reports (好的, 嗯, 对的, 已付款)",
     Reason.GREETING_WITHOUT_GENERIC_ANSWER: "a greeting or thanks whose answer is not a generic reply",
@@ -135,12 +135,17 @@ def _clauses(text: str) -> list[str]:
     return out
 
 
+# A leading 亲 that starts a word is not the address "dear" (亲自, 亲戚, 亲手...).
+_QIN_WORDS = frozenset("自戚人子手身眼属口爱密情切友朋生")
+
+
 def _strip_particles(clause: str) -> str:
     changed = True
     while changed and clause:
         changed = False
         for p in _LEADING:
-            if clause.startswith(p) and len(clause) > len(p):
+            if (clause.startswith(p) and len(clause) > len(p)
+                    and not (p == "亲" and clause[1] in _QIN_WORDS)):
                 clause, changed = clause[len(p):], True
                 break
         for p in _TRAILING:
@@ -154,7 +159,9 @@ def question_key(text: str) -> str:
     """The grouping key: normalized, punctuation and spaces removed, sentence particles stripped
     from each clause's edges (``亲，什么 时候 发货 呀？`` -> ``什么时候发货``). A clause that is only a
     particle keeps it (``哦`` stays ``哦``)."""
-    return "".join(_strip_particles(c) for c in _clauses(text))
+    clauses = [_strip_particles(c) for c in _clauses(text)]
+    content = [c for c in clauses if not _segmentable(c, _PARTICLES)]
+    return "".join(content or clauses)  # "亲，发货了吗": the 亲 clause is dropped
 
 
 answer_key = question_key  # answers are compared after the same normalization
@@ -182,7 +189,7 @@ _FILLER = _PARTICLES | frozenset(
     "好 好的 好滴 好哒 好嘞 好吧 好了 嗯 恩 嗯嗯 恩恩 嗯呢 恩呢 哦哦 噢噢 ok okay 收到 明白 明白了 了解 "
     "知道 知道了 稍等 稍等下 稍等一下 请稍等 等下 等一下 一下 马上 在 在的 在呢 在线 您好 你好 客官 "
     "小二 亲爱 么么哒 么么 哈哈 嗯嗯亲 恩恩亲 呦 哦哦哦 这边 看下 看看 我 您 帮 查 查下 查看 "
-    "给您 帮您".split())
+    "给您 帮您 不好意思 抱歉 非常抱歉 实在抱歉 对不起".split())
 # Bare yes/no replies: an answer only to a yes/no question.
 _YES_NO = frozenset(
     "是 是的 对 对的 可以 可以的 有 有的 没有 没 不是 不对 不可以 不行 行 不能 能 能的 会 会的 不会 不用 "
@@ -220,7 +227,7 @@ _QUESTION_MARK = re.compile(r"[吗么嘛?？]|什么|啥|怎|如何|多少|多�
                             r"是否|能否|可否|有无|(.)[不没]\1")
 _NUMBER = re.compile(r"\d{7,}")
 _LINK = re.compile(r"https?://|www\.|\.(com|cn|net|htm)\b|tb\.cn|t\.cn/", re.IGNORECASE)
-_YES_NO_QUESTION = re.compile(r"[吗么嘛吧]|是否|能否|可否|有无|(.)[不没]\1|(不|没|没有)$")
+_YES_NO_QUESTION = re.compile(r"[吗嘛吧]|(?<![什怎这那多要])么|是否|能否|可否|有无|(.)[不没]\1|(不|没|没有)$")
 
 
 def _segmentable(text: str, *vocabularies: frozenset[str]) -> list[str] | None:
@@ -293,14 +300,16 @@ def question_verdict(question: str, options: CurateOptions = CurateOptions()
     thanks = _segmentable(plain, _GREET, _THANKS, _ACK, _PARTICLES)
     if plain and thanks and any(w in _THANKS for w in thanks):
         return Kind.THANKS, None
+    key = question_key(question)
+    if plain in _CONTEXT_KEYS or key in _CONTEXT_KEYS:  # before acknowledgements: 是吗 is 是 + 吗
+        return Kind.FAQ, Reason.CONTEXT_BOUND_QUESTION
     if not plain or _segmentable(plain, _ACK, _GREET, _PARTICLES):
         return Kind.FAQ, Reason.ACKNOWLEDGEMENT
-    key = question_key(question)
     if len(key) <= 1:
         return Kind.FAQ, Reason.SHORT_QUESTION
     if len(key) > options.max_question_chars:
         return Kind.FAQ, Reason.LONG_QUESTION
-    if key in _CONTEXT_KEYS or _CONNECTIVE.match(key) or _BACK_REFERENCE.search(key):
+    if _CONNECTIVE.match(key) or _BACK_REFERENCE.search(key):
         return Kind.FAQ, Reason.CONTEXT_BOUND_QUESTION
     if _OWN_ORDER.search(key):
         return Kind.FAQ, Reason.OWN_ORDER_QUESTION
