@@ -177,7 +177,7 @@ class KnowledgeBase:
     def add(self, question: str, answer: str, tags: Iterable[str] = (),
             phrasings: Iterable[str] = ()) -> QAPair:
         """Add one entry (see :meth:`add_many`)."""
-        return self.add_many([(question, answer, tuple(tags), tuple(phrasings))])[0]
+        return self.add_many([(question, answer, tuple(tags), phrasings)])[0]
 
     def add_many(self, rows: Iterable[Row]) -> list[QAPair]:
         """Insert many entries in ONE transaction: all are stored, or none.
