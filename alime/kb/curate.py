@@ -114,7 +114,11 @@ def display_text(text: str) -> str:
 # -- keys -----------------------------------------------------------------------------------------
 # Sentence particles and politeness that do not change what is asked, stripped at the edges of
 # each clause (not inside: 亲 is also in 亲自, 呢 in 呢子).
-_LEADING = ("请问一下", "请问", "亲爱的", "亲爱哒", "亲亲", "亲", "哦", "额", "呃", "嗯", "恩", "啊")
+# Leading greetings, addresses and acknowledgements too (你好, 老板, 你们家, 好的): "你家发什么快递"
+# asks what "发什么快递" asks.
+_LEADING = ("请问一下", "请问", "亲爱的", "亲爱哒", "亲亲", "亲", "你好", "您好", "老板", "掌柜的", "掌柜",
+            "你们家", "你家", "你们", "好的吧", "好的", "好吧", "嗯嗯", "恩恩", "哦哦", "大概", "预计",
+            "哦", "额", "呃", "嗯", "恩", "啊")
 _TRAILING = ("亲亲", "亲", "啊", "呢", "吗", "嘛", "么", "哦", "噢", "喔", "呀", "吧", "啦", "哈",
              "呐", "咯", "哒", "呗", "额", "嘞", "哟", "捏")
 
@@ -207,13 +211,13 @@ _CONTEXT_KEYS = frozenset(
     "不要 还没 还没有 贵 太贵 太贵了 便宜点 便宜 哪里 在哪 为什么呢 怎么说 然后呢 那我呢 那个呢 "
     "好的呢 多久 几天 啥时候 什么时候 那就 那好吧 是啊 是的吗 有吗 没有吗 要吗 对的吗".split())
 # A question or answer that opens with one of these continues its chat.
-_CONNECTIVE = re.compile(r"^(那|那么|所以|还是|但是|可是|不过|然后|而且|因为|不然|否则|就是|这是)")
+_CONNECTIVE = re.compile(r"^(那|那么|所以|还是|但是|可是|不过|然后|而且|因为|不然|否则|就是|这是|或者|哎|另外)")
 # References to earlier turns or third persons (其他/其它 are not pronouns).
 _BACK_REFERENCE = re.compile(r"刚才|刚刚|上面|之前说|你说|你们说|你不是说|不是说|(?<!其)[他她它]"
                              r"|[这那][两几]|上次|上回")
 # The customer's own order or purchase: only that order's data answers it.
 _OWN_ORDER = re.compile(r"我的|我们的|我家的|昨天|前天|今早|刚拍|刚买|已拍|已经拍|已买|买过|拍的|买的|"
-                        r"还没(到|收到|有物流)|物流|单号|派件")
+                        r"还没(到|收到|有物流)|物流|单号|派件|我刚|我这个|补发|答复|你的快递")
 # Replies that act on this customer's order or ask back for context.
 _ORDER_ACTION = re.compile(
     r"(帮|给)(您|你|亲)(改|备注|查|催|申请|退|补|换|修改|登记|留言|联系|核实|处理|安排|加急|免邮|退差|问|通知|跟进)"

@@ -35,6 +35,7 @@ def test_display_text_joins_cjk_and_keeps_spaces_around_latin_words_and_numbers(
 def test_question_key_strips_particles_at_clause_edges_only():
     assert question_key("亲 ， 什么 时候 发货 呀 ？") == "什么时候发货"
     assert question_key("请问 发 什么 快递") == question_key("发什么快递啊亲") == "发什么快递"
+    assert question_key("你好 ， 你家 发 什么 快递") == question_key("好的 发 什么 快递") == "发什么快递"
     assert question_key("ＯＫ 吗") == "ok"  # width and case
     assert question_key("亲自 来 取 吗") == "亲自来取"  # 亲 starting a word is not "dear"
     assert question_key("呢子 大衣 有 吗") == "呢子大衣有"  # particles are stripped at the edges
