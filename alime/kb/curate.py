@@ -164,8 +164,10 @@ def question_key(text: str) -> str:
     from each clause's edges (``亲，什么 时候 发货 呀？`` -> ``什么时候发货``). A clause that is only a
     particle keeps it (``哦`` stays ``哦``)."""
     clauses = [_strip_particles(c) for c in _clauses(text)]
-    content = [c for c in clauses if not _segmentable(c, _PARTICLES)]
-    return "".join(content or clauses)  # "亲，发货了吗": the 亲 clause is dropped
+    # A clause that is only particles, greetings or openers ("亲，" "你好，") is dropped when
+    # another clause has content.
+    content = [c for c in clauses if not _segmentable(c, _PARTICLES, _GREET, frozenset(_LEADING))]
+    return "".join(content or clauses)
 
 
 answer_key = question_key  # answers are compared after the same normalization
