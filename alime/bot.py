@@ -27,9 +27,9 @@ from alime.types import Generator, Retriever, Scorer
 log = logging.getLogger(__name__)
 
 # The curated KB a fresh install is seeded with (``alime kb curate`` of the raw corpus below,
-# see docs/kb-curation.md), then its greetings and thanks.
+# see docs/kb-curation.md). Its greetings and thanks (data/kb/chitchat.jsonl) are not seeded:
+# they belong to a chit-chat KB, not to the FAQ.
 BUNDLED_KB = BUNDLED_DATA / "kb" / "curated.jsonl"
-BUNDLED_CHITCHAT = BUNDLED_DATA / "kb" / "chitchat.jsonl"
 # The raw corpus it was curated from: last customer turn and real reply of 5,000 Taobao chats
 # (the evaluations read it).
 BUNDLED_CORPUS = BUNDLED_DATA / "kb" / "ecommerce_qa.tsv"
@@ -41,8 +41,7 @@ def open_kb(config: AppConfig) -> KnowledgeBase:
     seed = not config.paths.kb and not kb_path.exists()
     kb = KnowledgeBase(kb_path)
     if seed and kb.count() == 0:
-        rows = [r for path in (BUNDLED_KB, BUNDLED_CHITCHAT)
-                for r in read_rows(path, Format.JSONL).rows]
+        rows = read_rows(BUNDLED_KB, Format.JSONL).rows
         kb.add_many(r.to_kb_row() for r in rows)
         log.info("seeded %s with %d bundled KB entries", kb_path, len(rows))
     return kb

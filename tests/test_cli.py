@@ -37,9 +37,9 @@ def test_default_kb_search_json(run):
 
 
 def _bundled_entries() -> int:
-    from alime.bot import BUNDLED_CHITCHAT, BUNDLED_KB
+    from alime.bot import BUNDLED_KB
 
-    return sum(len(p.read_text(encoding="utf-8").splitlines()) for p in (BUNDLED_KB, BUNDLED_CHITCHAT))
+    return len(BUNDLED_KB.read_text(encoding="utf-8").splitlines())
 
 
 def test_kb_lifecycle_and_errors(run, tmp_path):

@@ -247,7 +247,7 @@ def test_cli_curates_and_reports_bad_input_with_file_and_line(corpus, tmp_path):
 
 def test_bundled_curated_kb_is_display_text_without_junk():
     """The bundled KB is what ``alime kb curate`` makes of the raw corpus, and reads as text."""
-    from alime.bot import BUNDLED_CHITCHAT, BUNDLED_CORPUS, BUNDLED_KB
+    from alime.bot import BUNDLED_CORPUS, BUNDLED_KB
     from alime.kb.formats import read_rows
 
     rows = read_rows(BUNDLED_KB, "jsonl").rows
@@ -260,4 +260,6 @@ def test_bundled_curated_kb_is_display_text_without_junk():
         assert answer_verdict(r.question, r.answer) is None, r.answer
     keys = [question_key(r.question) for r in rows]
     assert len(set(keys)) == len(keys)  # one entry per question
-    assert read_rows(BUNDLED_CHITCHAT, "jsonl").rows and BUNDLED_CORPUS.is_file()
+    chitchat = read_rows(BUNDLED_KB.with_name("chitchat.jsonl"), "jsonl").rows
+    assert all(question_verdict(r.question)[0] is not Kind.FAQ for r in chitchat)
+    assert BUNDLED_CORPUS.is_file()
