@@ -28,7 +28,13 @@ from alime.types import Generator, Retriever, Scorer
 
 log = logging.getLogger(__name__)
 
-BUNDLED_KB = BUNDLED_DATA / "kb" / "ecommerce_qa.tsv"
+# The curated KB a fresh install is seeded with (``alime kb curate`` of the raw corpus below,
+# see docs/kb-curation.md). Its greetings and thanks (data/kb/chitchat.jsonl) are not seeded:
+# they belong to a chit-chat KB, not to the FAQ.
+BUNDLED_KB = BUNDLED_DATA / "kb" / "curated.jsonl"
+# The raw corpus it was curated from: last customer turn and real reply of 5,000 Taobao chats
+# (the evaluations read it).
+BUNDLED_CORPUS = BUNDLED_DATA / "kb" / "ecommerce_qa.tsv"
 
 
 def open_kb(config: AppConfig) -> KnowledgeBase:
@@ -37,9 +43,9 @@ def open_kb(config: AppConfig) -> KnowledgeBase:
     seed = not config.paths.kb and not kb_path.exists()
     kb = KnowledgeBase(kb_path)
     if seed and kb.count() == 0:
-        rows = read_rows(BUNDLED_KB, Format.TSV).rows
-        kb.add_many((r.question, r.answer, ("ecommerce",)) for r in rows)
-        log.info("seeded %s with %d bundled QA pairs", kb_path, len(rows))
+        rows = read_rows(BUNDLED_KB, Format.JSONL).rows
+        kb.add_many(r.to_kb_row() for r in rows)
+        log.info("seeded %s with %d bundled KB entries", kb_path, len(rows))
     return kb
 
 

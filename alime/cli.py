@@ -126,12 +126,16 @@ def _add_kb(sub) -> None:
     p.add_argument("--question", required=True)
     p.add_argument("--answer", required=True)
     p.add_argument("--tag", action="append", default=[], dest="tags")
+    p.add_argument("--phrasing", action="append", default=[], dest="phrasings",
+                   help="another way to ask the question (repeatable)")
     p.set_defaults(func=cmd_kb_add)
 
     p = kb.add_parser("edit", help="edit a QA pair")
     p.add_argument("id", type=_qa_id)
     p.add_argument("--question")
     p.add_argument("--answer")
+    p.add_argument("--phrasing", action="append", dest="phrasings",
+                   help="replaces the phrasings (repeatable); --phrasing '' clears them")
     p.set_defaults(func=cmd_kb_edit)
 
     p = kb.add_parser("delete", help="delete a QA pair")
@@ -142,6 +146,22 @@ def _add_kb(sub) -> None:
     p.add_argument("--offset", type=_bounded_int(0, _MAX_ID), default=0)
     p.add_argument("--limit", type=_bounded_int(1, 10_000), default=20)
     p.set_defaults(func=cmd_kb_list)
+
+    p = kb.add_parser("curate", help="turn a raw QA corpus into curated KB entries (JSONL); "
+                                     "does not touch the KB")
+    p.add_argument("file")
+    p.add_argument("--format", required=True, choices=["tsv", "jsonl", "ecommerce", "chatterbot"])
+    p.add_argument("--out", required=True, help="curated entries (JSONL, for kb import)")
+    p.add_argument("--chitchat-out", help="greetings and thanks with a generic answer (JSONL)")
+    p.add_argument("--report", help="folder for curate_report.json and curate_report.md")
+    p.add_argument("--tag", action="append", default=[], dest="tags",
+                   help="tag every curated entry (repeatable)")
+    p.add_argument("--max-question-chars", type=_positive_int,
+                   help="longer questions (characters, particles removed) are narrative turns "
+                        "(default 15)")
+    p.add_argument("--no-near-duplicates", action="store_true",
+                   help="group only questions with equal keys")
+    p.set_defaults(func=cmd_kb_curate)
 
     p = kb.add_parser("stats", help="KB statistics (JSON)")
     p.set_defaults(func=cmd_kb_stats)
@@ -201,7 +221,7 @@ def cmd_kb_import(args) -> int:
 
     result = read_rows(args.file, args.format, skip_bad=args.skip_bad, limits=config_of(args).kb)
     kb = _kb(args)
-    added = kb.add_many((r.question, r.answer, r.tags) for r in result.rows)
+    added = kb.add_many(r.to_kb_row() for r in result.rows)
     _refresh_index(args)
     print(json.dumps({"imported": len(added), "skipped": len(result.skipped), "total": kb.count()}))
     for err in result.skipped[:_SHOW_SKIPPED]:
@@ -228,29 +248,33 @@ def cmd_kb_export(args) -> int:
 
 
 def _print_pair(pair) -> None:
-    print(json.dumps({"id": pair.id, "question": pair.question, "answer": pair.answer,
-                      "tags": list(pair.tags)}, ensure_ascii=False))
+    print(json.dumps({"id": pair.id, "question": pair.question, "phrasings": list(pair.phrasings),
+                      "answer": pair.answer, "tags": list(pair.tags)}, ensure_ascii=False))
 
 
 def cmd_kb_add(args) -> int:
     max_chars = config_of(args).kb.max_field_chars
     for option, value in (("--question", args.question), ("--answer", args.answer)):
         _checked_text(option, value, max_chars)
-    for tag in args.tags:
-        _checked_text("--tag", tag, max_chars)
-    pair = _kb(args).add(args.question, args.answer, args.tags)
+    for option, values in (("--tag", args.tags), ("--phrasing", args.phrasings or ())):
+        for value in values:
+            _checked_text(option, value, max_chars)
+    pair = _kb(args).add(args.question, args.answer, args.tags, args.phrasings)
     _refresh_index(args)
     _print_pair(pair)
     return 0
 
 
 def cmd_kb_edit(args) -> int:
-    if args.question is None and args.answer is None:
-        raise CLIError("give --question and/or --answer")
+    if args.question is None and args.answer is None and args.phrasings is None:
+        raise CLIError("give --question, --answer and/or --phrasing")
     max_chars = config_of(args).kb.max_field_chars
     for option, value in (("--question", args.question), ("--answer", args.answer)):
         _checked_text(option, value, max_chars)
-    pair = _kb(args).edit(args.id, question=args.question, answer=args.answer)
+    for value in args.phrasings or ():
+        _checked_text("--phrasing", value, max_chars)
+    phrasings = None if args.phrasings is None else [p for p in args.phrasings if p]
+    pair = _kb(args).edit(args.id, question=args.question, answer=args.answer, phrasings=phrasings)
     _refresh_index(args)
     _print_pair(pair)
     return 0
@@ -266,6 +290,17 @@ def cmd_kb_delete(args) -> int:
 def cmd_kb_list(args) -> int:
     for pair in _kb(args).list(args.offset, args.limit):
         _print_pair(pair)
+    return 0
+
+
+def cmd_kb_curate(args) -> int:
+    from alime.kb.curate import CurateOptions, curate_file
+
+    limit = {} if args.max_question_chars is None else {"max_question_chars": args.max_question_chars}
+    options = CurateOptions(near_duplicates=not args.no_near_duplicates, tags=tuple(args.tags),
+                            **limit)
+    result = curate_file(args.file, args.format, args.out, args.chitchat_out, args.report, options)
+    print(json.dumps(result.counts(), ensure_ascii=False))
     return 0
 
 

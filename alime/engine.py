@@ -133,7 +133,8 @@ class HybridEngine:
         hits = self.retriever.search(query, self.k)
         pairs = self.lookup([h.id for h in hits])
         candidates = [
-            Candidate(h.id, pairs[h.id].question, pairs[h.id].answer, h.score)
+            Candidate(h.id, pairs[h.id].question, pairs[h.id].answer, h.score,
+                      phrasings=pairs[h.id].phrasings)
             for h in hits
             if h.id in pairs  # a pair deleted between search and lookup is simply dropped
         ]

@@ -10,7 +10,8 @@ from typing import Protocol
 
 @dataclass(frozen=True)
 class QAPair:
-    """One knowledge-base entry."""
+    """One knowledge-base entry: a primary ``question``, other ways to ask the same thing
+    (``phrasings``, never containing ``question`` itself) and one answer."""
 
     id: int
     question: str
@@ -18,6 +19,12 @@ class QAPair:
     tags: tuple[str, ...] = ()
     created_at: float = 0.0
     updated_at: float = 0.0
+    phrasings: tuple[str, ...] = ()
+
+    @property
+    def questions(self) -> tuple[str, ...]:
+        """The primary question, then every phrasing."""
+        return (self.question, *self.phrasings)
 
 
 @dataclass(frozen=True)
@@ -31,7 +38,8 @@ class Hit:
 @dataclass(frozen=True)
 class Candidate:
     """A KB answer considered for a reply. ``rerank_score`` is None when no reranker ran;
-    ``routing_score`` is None when the engine has no router (see ``alime.routing``)."""
+    ``routing_score`` is None when the engine has no router (see ``alime.routing``).
+    ``phrasings`` are the entry's other questions (the routing features match all of them)."""
 
     id: int
     question: str
@@ -39,11 +47,18 @@ class Candidate:
     retrieval_score: float
     rerank_score: float | None = None
     routing_score: float | None = None
+    phrasings: tuple[str, ...] = ()
+
+    @property
+    def questions(self) -> tuple[str, ...]:
+        """The primary question, then every phrasing."""
+        return (self.question, *self.phrasings)
 
     def to_json(self) -> dict:
         return {
             "id": self.id,
             "question": self.question,
+            "phrasings": list(self.phrasings),
             "answer": self.answer,
             "retrieval_score": self.retrieval_score,
             "rerank_score": self.rerank_score,

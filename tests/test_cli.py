@@ -36,16 +36,23 @@ def test_default_kb_search_json(run):
     assert scores == sorted(scores, reverse=True) and scores[-1] > 0
 
 
+def _bundled_entries() -> int:
+    from alime.bot import BUNDLED_KB
+
+    return len(BUNDLED_KB.read_text(encoding="utf-8").splitlines())
+
+
 def test_kb_lifecycle_and_errors(run, tmp_path):
     stats = json.loads(run("kb", "stats").stdout)
-    assert stats["pairs"] == 5000  # seeded from the bundled data
+    seeded = _bundled_entries()
+    assert stats["pairs"] == seeded  # seeded from the bundled curated KB
     bad = tmp_path / "bad.tsv"
     bad.write_text("能 开 发票 吗\t可以\n坏 的 一行\n", encoding="utf-8")
     proc = run("kb", "import", str(bad), "--format", "tsv", check=False)
     assert proc.returncode == 2 and f"{bad}:2:" in proc.stderr
-    assert json.loads(run("kb", "stats").stdout)["pairs"] == 5000  # nothing half-imported
+    assert json.loads(run("kb", "stats").stdout)["pairs"] == seeded  # nothing half-imported
     out = json.loads(run("kb", "import", str(bad), "--format", "tsv", "--skip-bad").stdout)
-    assert out == {"imported": 1, "skipped": 1, "total": 5001}
+    assert out == {"imported": 1, "skipped": 1, "total": seeded + 1}
 
     added = json.loads(run("kb", "add", "--question", "支持 数字人民币 吗", "--answer", "支持").stdout)
     hits = json.loads(run("search", "数字人民币", "--json").stdout)["results"]
@@ -53,6 +60,12 @@ def test_kb_lifecycle_and_errors(run, tmp_path):
     run("kb", "edit", str(added["id"]), "--answer", "暂不支持")
     hits = json.loads(run("search", "数字人民币", "--json").stdout)["results"]
     assert hits[0]["answer"] == "暂不支持"
+    # A phrasing makes the entry findable by words its primary question lacks.
+    assert all(h["id"] != added["id"] for h in json.loads(run("search", "e-CNY", "--json").stdout)["results"])
+    edited = json.loads(run("kb", "edit", str(added["id"]), "--phrasing", "能 用 e-CNY 付款 吗").stdout)
+    assert edited["phrasings"] == ["能 用 e-CNY 付款 吗"]
+    hits = json.loads(run("search", "e-CNY", "--json").stdout)["results"]
+    assert hits[0]["id"] == added["id"]
     run("kb", "delete", str(added["id"]))
     hits = json.loads(run("search", "数字人民币", "--json").stdout)["results"]
     assert all(h["id"] != added["id"] for h in hits)
@@ -60,7 +73,9 @@ def test_kb_lifecycle_and_errors(run, tmp_path):
     assert proc.returncode == 2 and "no QA pair with id" in proc.stderr
 
     exported = run("kb", "export", "--format", "jsonl").stdout.splitlines()
-    assert len(exported) == 5001
+    assert len(exported) == seeded + 1
+    first = json.loads(exported[0])
+    assert first["question"] and isinstance(first["phrasings"], list)
 
 
 def test_usage_errors(run, tmp_path):

@@ -95,8 +95,8 @@ def test_reply_json_shape():
     assert set(body) == {"answer", "source", "rule", "score", "threshold", "evidence", "candidates",
                          "timings_ms", "handoff"}
     assert body["source"] == "retrieval" and body["rule"] == "faq" and body["evidence"] is None
-    assert set(body["candidates"][0]) == {"id", "question", "answer", "retrieval_score", "rerank_score",
-                                          "routing_score"}
+    assert set(body["candidates"][0]) == {"id", "question", "phrasings", "answer", "retrieval_score",
+                                          "rerank_score", "routing_score"}
 
 
 def test_time_budget_skips_generation_when_it_would_overrun():

@@ -56,10 +56,17 @@ class FormatError(ValueError):
 
 @dataclass(frozen=True)
 class Row:
+    """One parsed entry and the line it starts on. ``phrasings`` come from JSONL only."""
+
     line: int
     question: str
     answer: str
     tags: tuple[str, ...] = ()
+    phrasings: tuple[str, ...] = ()
+
+    def to_kb_row(self) -> tuple[str, str, tuple[str, ...], tuple[str, ...]]:
+        """What :meth:`alime.kb.store.KnowledgeBase.add_many` takes."""
+        return self.question, self.answer, self.tags, self.phrasings
 
 
 @dataclass
@@ -230,9 +237,10 @@ def _utf8_problem(exc: UnicodeDecodeError, byte_in_line: int) -> str:
 
 
 def _row(
-    name: str, line: int, question: str, answer: str, limits: KBConfig, tags=()
+    name: str, line: int, question: str, answer: str, limits: KBConfig, tags=(), phrasings=()
 ) -> Row | FormatError:
-    """A checked row: non-empty, storable text within ``limits.max_field_chars``."""
+    """A checked row: non-empty, storable text within ``limits.max_field_chars``; each phrasing
+    kept once, never the primary question itself (as the store keeps them)."""
     question, answer = question.strip(), answer.strip()
     for label, text in (("question", question), ("answer", answer)):
         if not text:
@@ -243,11 +251,21 @@ def _row(
         problem = surrogate_problem(text)
         if problem:
             return FormatError(name, line, f"{label} {problem}")
+    for phrasing in phrasings:
+        if not phrasing.strip():
+            return FormatError(name, line, "empty phrasing")
+        if len(phrasing) > limits.max_field_chars:
+            limit = limits.max_field_chars
+            return FormatError(name, line, f"phrasing is longer than {limit} characters")
+        problem = surrogate_problem(phrasing)
+        if problem:
+            return FormatError(name, line, f"phrasing {problem}")
     for tag in tags:
         problem = surrogate_problem(tag)
         if problem:
             return FormatError(name, line, f"tag {problem}")
-    return Row(line, question, answer, tuple(tags))
+    kept = tuple(dict.fromkeys(p.strip() for p in phrasings if p.strip() != question))
+    return Row(line, question, answer, tuple(tags), kept)
 
 
 def _read_tsv(stream: BinaryIO, name: str, limits: KBConfig) -> Iterator[Row | FormatError]:
@@ -284,13 +302,17 @@ def _read_jsonl(stream: BinaryIO, name: str, limits: KBConfig) -> Iterator[Row |
             yield FormatError(name, number, "expected a JSON object")
             continue
         question, answer, tags = obj.get("question"), obj.get("answer"), obj.get("tags", [])
+        phrasings = obj.get("phrasings", [])
         if not isinstance(question, str) or not isinstance(answer, str):
             yield FormatError(name, number, "'question' and 'answer' must be strings")
             continue
         if not isinstance(tags, list) or not all(isinstance(t, str) for t in tags):
             yield FormatError(name, number, "'tags' must be a list of strings")
             continue
-        yield _row(name, number, question, answer, limits, tags)
+        if not isinstance(phrasings, list) or not all(isinstance(p, str) for p in phrasings):
+            yield FormatError(name, number, "'phrasings' must be a list of strings")
+            continue
+        yield _row(name, number, question, answer, limits, tags, phrasings)
 
 
 @dataclass(frozen=True)
@@ -479,18 +501,20 @@ def write_pairs(
 ) -> int:
     """Write pairs as TSV or JSONL; returns the count.
 
-    In TSV, tabs and newlines in text become spaces, and a cell that a spreadsheet would run as a
-    formula (it starts with =, +, -, @, tab or CR) gets a leading single quote, as OWASP
-    recommends, unless ``raw_cells``. Importing such a file keeps the quote (imports never
-    rewrite text): export with ``raw_cells`` or as JSONL to round-trip exactly. JSONL is written
-    as stored.
+    JSONL is written as stored, with the phrasings. TSV has no place for phrasings, so only the
+    primary question is written; tabs and newlines in text become spaces, and a cell that a
+    spreadsheet would run as a formula (it starts with =, +, -, @, tab or CR) gets a leading
+    single quote, as OWASP recommends, unless ``raw_cells``. Importing such a file keeps the
+    quote (imports never rewrite text): export with ``raw_cells`` or as JSONL to round-trip
+    exactly.
     """
     fmt = Format.parse(fmt) if isinstance(fmt, str) else fmt
     cell = _one_line if raw_cells else _safe_cell
     count = 0
     for p in pairs:
         if fmt is Format.JSONL:
-            obj = {"id": p.id, "question": p.question, "answer": p.answer, "tags": list(p.tags)}
+            obj = {"id": p.id, "question": p.question, "phrasings": list(p.phrasings),
+                   "answer": p.answer, "tags": list(p.tags)}
             out.write(json.dumps(obj, ensure_ascii=False) + "\n")
         elif fmt is Format.TSV:
             out.write(f"{cell(p.question)}\t{cell(p.answer)}\n")

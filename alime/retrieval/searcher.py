@@ -17,11 +17,17 @@ from alime.retrieval.following import STATE_FILE, KBFollower
 from alime.text import TextPipeline
 from alime.types import Hit, QAPair
 
-__all__ = ["STATE_FILE", "KBSearcher"]
+__all__ = ["STATE_FILE", "KBSearcher", "entry_terms"]
+
+
+def entry_terms(pipeline: TextPipeline, questions: Sequence[str]) -> list[str]:
+    """The distinct index terms of ``questions``, in first-seen order (an entry's document)."""
+    return list(dict.fromkeys(t for q in questions for t in pipeline.index_terms(q)))
 
 
 class KBSearcher(KBFollower):
-    """A Retriever over a KnowledgeBase's questions."""
+    """A Retriever over a KnowledgeBase's questions (each entry's primary question and its
+    phrasings, one document per entry)."""
 
     name = "BM25 index"
 
@@ -45,7 +51,12 @@ class KBSearcher(KBFollower):
         return BM25Index.build(self._index_values(pairs), ids, self.config.bm25)
 
     def _index_values(self, pairs: Sequence[QAPair]) -> list[list[str]]:
-        return [self.pipeline.index_terms(p.question) for p in pairs]
+        """One BM25 document per entry: the distinct index terms of all its questions (primary
+        and phrasings), in first-seen order. Distinct, because an entry with ten phrasings that
+        all say 发货 must not get term frequency 10 and a document ten times as long: an entry
+        matches a query as well as its best phrasing would, plus the words its other phrasings
+        add."""
+        return [entry_terms(self.pipeline, p.questions) for p in pairs]
 
     # -- searching ---------------------------------------------------------------------------
     def analyze(self, query: str) -> list[str]:

@@ -20,6 +20,8 @@ admin = Blueprint("alime_admin", __name__, url_prefix="/api/kb")
 MAX_LIST = 500
 MAX_TAGS = 20
 MAX_ID = 2**63 - 1  # SQLite's INTEGER PRIMARY KEY is a signed 64-bit integer
+MAX_PHRASINGS = 100
+_FIELDS = ("question", "answer", "tags", "phrasings")
 
 
 def _state():
@@ -68,6 +70,20 @@ def _tags(body: dict) -> tuple[str, ...] | None:
     return tuple(tags)
 
 
+def _phrasings(body: dict) -> tuple[str, ...] | None:
+    phrasings = body.get("phrasings")
+    if phrasings is None:
+        return None
+    if (not isinstance(phrasings, list) or len(phrasings) > MAX_PHRASINGS
+            or not all(isinstance(p, str) and p.strip() for p in phrasings)):
+        raise BadRequest(f"field 'phrasings' must be a list of at most {MAX_PHRASINGS} "
+                         "non-empty strings")
+    limit = _state().config.kb.max_field_chars
+    if any(len(p) > limit for p in phrasings):
+        raise BadRequest(f"a phrasing is longer than {limit} characters", 413)
+    return tuple(p.strip() for p in phrasings)
+
+
 def _check_keys(body: dict, allowed: tuple[str, ...]) -> None:
     unknown = sorted(set(body) - set(allowed))
     if unknown:
@@ -75,7 +91,8 @@ def _check_keys(body: dict, allowed: tuple[str, ...]) -> None:
 
 
 def _pair_json(pair) -> dict:
-    return {"id": pair.id, "question": pair.question, "answer": pair.answer, "tags": list(pair.tags),
+    return {"id": pair.id, "question": pair.question, "phrasings": list(pair.phrasings),
+            "answer": pair.answer, "tags": list(pair.tags),
             "created_at": pair.created_at, "updated_at": pair.updated_at}
 
 
@@ -121,9 +138,10 @@ def get_pair(raw_id: str):
 @admin.post("")
 def add_pair():
     body = _body()
-    _check_keys(body, ("question", "answer", "tags"))
+    _check_keys(body, _FIELDS)
     bot = _state().bot
-    pair = bot.kb.add(_text(body, "question", True), _text(body, "answer", True), _tags(body) or ())
+    pair = bot.kb.add(_text(body, "question", True), _text(body, "answer", True), _tags(body) or (),
+                      _phrasings(body) or ())
     bot.searcher.sync()
     return jsonify(_pair_json(pair)), 201
 
@@ -132,13 +150,14 @@ def add_pair():
 def edit_pair(raw_id: str):
     qa_id = _qa_id(raw_id)
     body = _body()
-    _check_keys(body, ("question", "answer", "tags"))
+    _check_keys(body, _FIELDS)
     question, answer, tags = _text(body, "question", False), _text(body, "answer", False), _tags(body)
-    if question is None and answer is None and tags is None:
-        raise BadRequest("give at least one of 'question', 'answer', 'tags'")
+    phrasings = _phrasings(body)
+    if question is None and answer is None and tags is None and phrasings is None:
+        raise BadRequest(f"give at least one of {', '.join(repr(f) for f in _FIELDS)}")
     bot = _state().bot
     try:
-        pair = bot.kb.edit(qa_id, question=question, answer=answer, tags=tags)
+        pair = bot.kb.edit(qa_id, question=question, answer=answer, tags=tags, phrasings=phrasings)
     except NotFound:
         raise BadRequest(f"no QA pair with id {qa_id}", 404) from None
     bot.searcher.sync()
@@ -159,7 +178,8 @@ def delete_pair(raw_id: str):
 
 @admin.post("/import")
 def bulk_import():
-    """``{"pairs": [{"question", "answer", "tags"?}...]}`` or ``{"format", "content"}``; one transaction."""
+    """``{"pairs": [{"question", "answer", "tags"?, "phrasings"?}...]}`` or ``{"format", "content"}``;
+    one transaction."""
     body = _body()
     _check_keys(body, ("pairs", "format", "content", "skip_bad"))
     skip_bad = body.get("skip_bad", False)
@@ -184,8 +204,9 @@ def _rows_from_pairs(pairs: object, skip_bad: bool) -> tuple[list, list]:
         try:
             if not isinstance(item, dict):
                 raise BadRequest("must be an object")
-            _check_keys(item, ("question", "answer", "tags"))
-            rows.append((_text(item, "question", True), _text(item, "answer", True), _tags(item) or ()))
+            _check_keys(item, _FIELDS)
+            rows.append((_text(item, "question", True), _text(item, "answer", True), _tags(item) or (),
+                         _phrasings(item) or ()))
         except BadRequest as exc:
             if not skip_bad:
                 raise BadRequest(f"pairs[{i}]: {exc}", exc.status) from None
@@ -206,6 +227,6 @@ def _rows_from_content(body: dict, skip_bad: bool) -> tuple[list, list]:
         result = parse_content(content, parsed_format, skip_bad=skip_bad, limits=_state().config.kb)
     except FormatError as exc:
         raise BadRequest(f"line {exc.line}: {exc.message}") from None
-    return [(r.question, r.answer, r.tags) for r in result.rows], [
+    return [r.to_kb_row() for r in result.rows], [
         f"line {e.line}: {e.message}" for e in result.skipped
     ]

@@ -296,3 +296,31 @@ def test_neutralized_export_round_trip_keeps_the_quote(tmp_path):
         expected = [(q, a) if raw_cells else (neutralize_cell(q), neutralize_cell(a)) for q, a in FORMULAS[:4]]
         assert back == expected
     assert neutralize_cell("=x") == "'=x" and neutralize_cell("x=") == "x="
+
+
+def test_jsonl_phrasings_round_trip(tmp_path):
+    path = tmp_path / "p.jsonl"
+    path.write_text(
+        '{"question": "什么时候发货", "phrasings": ["几时发货", "什么时候发货", "几时发货"], "answer": "今天"}\n'
+        '{"question": "q", "answer": "a", "phrasings": "几时发货"}\n'
+        '{"question": "q", "answer": "a", "phrasings": ["ok", " "]}\n',
+        encoding="utf-8",
+    )
+    with pytest.raises(FormatError, match="'phrasings' must be a list of strings") as info:
+        read_rows(path, "jsonl")
+    assert info.value.line == 2
+    result = read_rows(path, "jsonl", skip_bad=True)
+    assert [e.message for e in result.skipped] == ["'phrasings' must be a list of strings",
+                                                   "empty phrasing"]
+    (row,) = result.rows
+    assert row.phrasings == ("几时发货",)  # once, without the primary question
+
+    kb = KnowledgeBase(tmp_path / "kb.sqlite")
+    kb.add_many([row.to_kb_row()])
+    out = io.StringIO()
+    write_pairs(kb.iter_pairs(), out, "jsonl")
+    obj = json.loads(out.getvalue())
+    assert obj["phrasings"] == ["几时发货"] and obj["question"] == "什么时候发货"
+    back = tmp_path / "back.jsonl"
+    back.write_text(out.getvalue(), encoding="utf-8")
+    assert read_rows(back, "jsonl").rows[0].to_kb_row() == row.to_kb_row()

@@ -5,7 +5,7 @@ from rank_bm25 import BM25Okapi
 
 from alime.config import RetrievalConfig
 from alime.kb.store import KnowledgeBase
-from alime.retrieval.searcher import KBSearcher
+from alime.retrieval.searcher import KBSearcher, entry_terms
 from alime.text import TextPipeline
 from tests.conftest import QA_PAIRS
 
@@ -19,7 +19,7 @@ def make(tmp_path, merge_every=256):
 
 def reference_scores(kb, pipe, query_terms):
     pairs = list(kb.iter_pairs())
-    ref = BM25Okapi([pipe.index_terms(p.question) for p in pairs])
+    ref = BM25Okapi([entry_terms(pipe, p.questions) for p in pairs])
     return {p.id: s for p, s in zip(pairs, ref.get_scores(query_terms))}
 
 
@@ -38,6 +38,28 @@ def test_search_matches_rank_bm25_after_live_changes(tmp_path):
     expected = sorted((i for i, s in ref.items() if s > 0), key=lambda i: (-ref[i], i))[:10]
     assert [h.id for h in hits] == expected
     assert 2 not in [h.id for h in searcher.search("发 什么 快递", 10)]
+
+
+def test_an_entry_is_one_document_of_its_phrasings_distinct_terms(tmp_path):
+    kb, pipe, searcher = make(tmp_path)
+    pipe_terms = pipe.index_terms
+    assert entry_terms(pipe, ["发货 发货 时间", "几时 发货", "时间"]) == (
+        list(dict.fromkeys(pipe_terms("发货 发货 时间") + pipe_terms("几时 发货"))))
+    new = kb.add("退款 多久 到账", "一到三天", phrasings=["钱 什么 时候 退回来", "退款 多久 到账 呀"])
+    edited = kb.edit(5, phrasings=["正品 保证 吗", "是 不是 假货"])
+    hits = searcher.search("钱退回来", 5)
+    assert hits[0].id == new.id  # found by a phrasing's words only
+    assert searcher.search("假货", 3)[0].id == edited.id
+    for query in ("钱退回来", "退款到账多久", "假货正品", "什么时候发货"):
+        ref = reference_scores(kb, pipe, searcher.analyze(query))
+        for h in searcher.search(query, 10):
+            assert abs(h.score - ref[h.id]) < 1e-9, query
+    # The document is the distinct terms: the repeated phrasing adds no term frequency.
+    assert len(searcher._index_values([kb.get(new.id)])[0]) == len(set(
+        searcher._index_values([kb.get(new.id)])[0]))
+    searcher.rebuild()  # a fresh build gives the same scores as the live delta
+    ref = reference_scores(kb, pipe, searcher.analyze("钱退回来"))
+    assert all(abs(h.score - ref[h.id]) < 1e-9 for h in searcher.search("钱退回来", 10))
 
 
 def test_restart_catches_up_from_the_change_log(tmp_path):
@@ -79,7 +101,7 @@ def test_processes_opening_one_index_together_do_not_collide(tmp_path):
     kb.add_many((f"问题 {i} 号 {q}", a, ()) for i in range(100) for q, a in QA_PAIRS)
     script = (
         "import sys; from alime.kb.store import KnowledgeBase; from alime.text import TextPipeline;"
-        "from alime.retrieval.searcher import KBSearcher;"
+        "from alime.retrieval.searcher import KBSearcher, entry_terms;"
         "s = KBSearcher(KnowledgeBase(sys.argv[1]), TextPipeline(), sys.argv[2]);"
         "print(len(s), s.search('发货', 1)[0].id)"
     )

@@ -155,3 +155,25 @@ def test_deeply_nested_admin_body_is_400(client):
     res = client.post("/api/kb/import", data='{"pairs": ' + "[" * 1000 + "]" * 1000 + "}", headers=AUTH)
     assert res.status_code == 400 and res.get_json()["error"] == "request body is nested deeper than 20 levels"
     assert kb_state(client) == before
+
+
+def test_phrasings_through_the_admin_api(client):
+    body = {"question": "支持 数字人民币 吗", "answer": "支持", "phrasings": ["能 用 e-CNY 吗"]}
+    res = client.post("/api/kb", json=body, headers=AUTH)
+    assert res.status_code == 201 and res.get_json()["phrasings"] == ["能 用 e-CNY 吗"]
+    new_id = res.get_json()["id"]
+    chat = client.post("/api/chat", json={"query": "e-CNY"}).get_json()
+    assert chat["candidates"][0]["id"] == new_id  # found by its phrasing alone
+    assert chat["candidates"][0]["phrasings"] == ["能 用 e-CNY 吗"]
+    res = client.patch(f"/api/kb/{new_id}", json={"phrasings": ["数币 能 付 吗"]}, headers=AUTH)
+    assert res.status_code == 200 and res.get_json()["phrasings"] == ["数币 能 付 吗"]
+    assert client.get(f"/api/kb/{new_id}", headers=AUTH).get_json()["phrasings"] == ["数币 能 付 吗"]
+    chat = client.post("/api/chat", json={"query": "e-CNY"}).get_json()
+    assert all(c["id"] != new_id for c in chat["candidates"])  # the old phrasing is gone
+    res = client.post("/api/kb/import", json={"pairs": [
+        {"question": "开 发票 吗", "answer": "可以", "phrasings": ["有 发票 吗"]}]}, headers=AUTH)
+    imported = client.get(f"/api/kb/{res.get_json()['first_id']}", headers=AUTH).get_json()
+    assert imported["phrasings"] == ["有 发票 吗"]
+    for bad in ("有 发票 吗", ["ok", ""], [3], ["x"] * 101):
+        res = client.post("/api/kb", json={"question": "q", "answer": "a", "phrasings": bad}, headers=AUTH)
+        assert res.status_code == 400 and "phrasings" in res.get_json()["error"], bad
