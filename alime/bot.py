@@ -116,7 +116,9 @@ def build_chitchat(config: AppConfig) -> ChitChatKB | None:
     c = config.chitchat
     if not c.enabled or not c.files:
         return None
-    kb = ChitChatKB([(r.question, r.answer) for r in read_chitchat(c.files)])
+    # Every phrasing of an entry matches on its own (what `alime kb curate` groups stays one answer).
+    kb = ChitChatKB([(q, r.answer) for r in read_chitchat(c.files)
+                     for q in (r.question, *r.phrasings)])
     log.info("chit-chat KB: %d pairs from %d path(s)", len(kb), len(c.files))
     return kb
 

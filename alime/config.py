@@ -101,7 +101,10 @@ class ChitChatConfig:
 
     enabled: bool = True
     # Read in order; on equal scores the earlier file wins. A folder: its *.yml files.
+    # The bundled ones: the shop's own small talk, the greetings and thanks that `alime kb curate`
+    # moved out of the FAQ (data/kb/chitchat.jsonl), then the ChatterBot corpus.
     files: tuple[str, ...] = (str(BUNDLED_DATA / "chitchat" / "shop_zh.jsonl"),
+                              str(BUNDLED_DATA / "kb" / "chitchat.jsonl"),
                               str(BUNDLED_DATA / "chatterbot_zh"))
     threshold: float = 0.8  # character F1 of the query and the chit-chat question (compact text)
 

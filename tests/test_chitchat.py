@@ -20,7 +20,12 @@ def test_bundled_files_read_in_order():
             (BUNDLED_DATA / "chitchat" / "shop_zh.jsonl").read_text(encoding="utf-8").splitlines()]
     assert [(r.question, r.answer) for r in rows[:len(shop)]] == [
         (s["question"], s["answer"]) for s in shop]
-    assert len(rows) > len(shop) + 500  # then the ChatterBot corpus (data/chatterbot_zh/*.yml)
+    curated = [json.loads(line) for line in
+               (BUNDLED_DATA / "kb" / "chitchat.jsonl").read_text(encoding="utf-8").splitlines()]
+    after_shop = rows[len(shop):len(shop) + len(curated)]  # then what `kb curate` moved out
+    assert [(r.question, r.answer, list(r.phrasings)) for r in after_shop] == [
+        (c["question"], c["answer"], c["phrasings"]) for c in curated]
+    assert len(rows) > len(shop) + len(curated) + 500  # then ChatterBot (data/chatterbot_zh/*.yml)
     assert ("谢谢", "不客气") in [(r.question, r.answer) for r in rows[len(shop):]]
 
 
@@ -67,6 +72,15 @@ def test_no_shared_character_is_no_match():
     kb = ChitChatKB(PAIRS)
     assert kb.best("包邮") is None and kb.best("😂") is None
     assert ChitChatKB([]).best("你好") is None
+
+
+def test_every_phrasing_matches(tmp_path):
+    (tmp_path / "c.jsonl").write_text(
+        '{"question": "谢谢", "phrasings": ["多谢掌柜"], "answer": "不客气"}\n', encoding="utf-8")
+    path = tmp_path / "alime.toml"
+    path.write_text('[chitchat]\nfiles = ["c.jsonl"]\n', encoding="utf-8")
+    match = build_chitchat(load_config(path)).best("多谢掌柜")
+    assert (match.question, match.answer, match.score) == ("多谢掌柜", "不客气", 1.0)
 
 
 def test_config_sections(tmp_path):
