@@ -1,16 +1,29 @@
 """``alime serve``: the app on gunicorn (a production WSGI server).
 
 The KB is seeded and the index built in the master process, before any fork, so workers only
-load them; TensorFlow is imported by each worker when it builds its bot (after the fork).
+load them; TensorFlow is imported by each worker when it builds its bot (after the fork), in a
+background thread, so ``/healthz`` answers at once and ``/readyz`` says 503 "starting" until then.
+
+Everything this server writes at run time lives in ``<state dir>/run/``, named by port, so two
+servers on one machine (two clones, or one project on two ports) never share a file: the gunicorn
+control socket, the Prometheus multiprocess folder (emptied at start) and the "ready" marker.
 """
 
 from __future__ import annotations
 
 import logging
+import os
+import shutil
+import sys
+from pathlib import Path
 
 from alime.config import AppConfig
+from alime.serving.metrics import MULTIPROC_ENV
 
 log = logging.getLogger(__name__)
+
+# A Unix socket path must fit in sockaddr_un.sun_path (108 bytes on Linux, with its NUL).
+_MAX_SOCKET_PATH = 100
 
 
 def prepare(config: AppConfig) -> int:
@@ -23,10 +36,73 @@ def prepare(config: AppConfig) -> int:
     return len(searcher)
 
 
+class RunFiles:
+    """The run-time files of the server on one port, under ``<state dir>/run/``.
+
+    Args:
+        state_dir: The project's state directory.
+        port: The server's port (servers of one project on two ports keep apart).
+    """
+
+    def __init__(self, state_dir: Path, port: int) -> None:
+        self.folder = state_dir / "run"
+        self.metrics = self.folder / f"metrics-{port}"
+        self.ready_marker = self.folder / f"ready-{port}"
+        self.control_socket = self.folder / f"gunicorn-{port}.ctl"
+
+    def reset(self) -> None:
+        """Start clean: the last run's metrics (counts of dead processes) and marker go."""
+        self.folder.mkdir(parents=True, exist_ok=True)
+        shutil.rmtree(self.metrics, ignore_errors=True)
+        self.metrics.mkdir()
+        self.ready_marker.unlink(missing_ok=True)
+
+    def control_socket_usable(self) -> bool:
+        return len(os.fsencode(self.control_socket.resolve())) <= _MAX_SOCKET_PATH
+
+    def claim_ready(self) -> bool:
+        """True for the first caller across all workers (creating the marker is atomic)."""
+        try:
+            fd = os.open(self.ready_marker, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+        except FileExistsError:
+            return False
+        os.close(fd)
+        return True
+
+
+def public_url(config: AppConfig) -> str:
+    host = config.serve.host
+    host = "localhost" if host in ("127.0.0.1", "0.0.0.0", "::", "") else host
+    if ":" in host:
+        host = f"[{host}]"
+    return f"http://{host}:{config.serve.port}/"
+
+
 def serve(config: AppConfig) -> None:
+    """Run gunicorn until it is stopped (SIGINT/SIGTERM)."""
+    run = RunFiles(config.state_dir(), config.serve.port)
+    run.reset()
+    # Before anything imports prometheus_client: it picks its multiprocess value class at import,
+    # and the workers inherit the variable through the fork.
+    os.environ[MULTIPROC_ENV] = str(run.metrics)
+
     from gunicorn.app.base import BaseApplication
 
+    from alime.serving.metrics import mark_worker_dead
+
     pairs = prepare(config)
+    url = public_url(config)
+
+    def ready() -> None:
+        # Called by each worker once its bot is built: the first one announces the server.
+        if run.claim_ready():
+            print(f"alime: ready — open {url}", flush=True)
+
+    def failed(exc: BaseException) -> None:
+        # Exit status 4 is gunicorn's "App failed to load": the master stops the whole server,
+        # as it did when the bot was built before the worker started serving.
+        sys.stderr.flush()
+        os._exit(4)
 
     class _Server(BaseApplication):
         def load_config(self) -> None:
@@ -39,12 +115,21 @@ def serve(config: AppConfig) -> None:
             self.cfg.set("preload_app", False)  # build the bot (and TensorFlow) in each worker
             self.cfg.set("accesslog", None)  # alime logs each request itself, as JSON with an id
             self.cfg.set("limit_request_line", 8190)
+            # gunicorn's default control socket is one path per user ($XDG_RUNTIME_DIR or
+            # ~/.gunicorn): a second server on the machine would take it over.
+            if run.control_socket_usable():
+                self.cfg.set("control_socket", str(run.control_socket.resolve()))
+            else:
+                log.warning("state directory path too long for a Unix socket: control socket off")
+                self.cfg.set("control_socket_disable", True)
+            self.cfg.set("child_exit", lambda _arbiter, worker: mark_worker_dead(worker.pid))
 
         def load(self):
             from alime.serving.app import create_app
 
-            return create_app(config)
+            return create_app(config, background=True, on_ready=ready, on_failure=failed)
 
-    host = "localhost" if config.serve.host in ("127.0.0.1", "0.0.0.0") else config.serve.host
-    print(f"alime: serving {pairs} QA pairs — open http://{host}:{config.serve.port}/", flush=True)
+    # No URL yet: it is printed by the first worker that can answer (above).
+    print(f"alime: starting with {pairs} QA pairs (state: {config.state_dir()}); loading the bot…",
+          flush=True)
     _Server().run()
