@@ -89,8 +89,9 @@ def request(url, body=None, timeout=30, headers=None, method=None):
             return err.code, json.loads(err.read())
 
 
-def start_server(tmp_path, env_extra=None, config_text='[paths]\nmodel = "none"\n'):
-    """Start `alime serve` (gunicorn) on a free port in its own process group; wait until ready."""
+def start_server(tmp_path, env_extra=None, config_text='[paths]\nmodel = "none"\n', workers=2):
+    """Start `alime serve` (gunicorn) on a free port in its own process group; wait until every
+    worker is ready (each builds its bot in the background and answers 503 until then)."""
     port = free_port()
     config = tmp_path / "alime.toml"
     config.write_text(config_text)
@@ -103,12 +104,19 @@ def start_server(tmp_path, env_extra=None, config_text='[paths]\nmodel = "none"\
         )
     base = f"http://127.0.0.1:{port}"
     deadline = time.time() + 120
-    while time.time() < deadline:
+    ready_pids = set()
+    while time.time() < deadline and proc.poll() is None:
         try:
-            if request(base + "/readyz", timeout=2)[0] == 200:
-                return base, proc
+            status, body = request(base + "/readyz", timeout=2)
         except OSError:
             time.sleep(0.3)
+            continue
+        if status == 200:
+            ready_pids.add(body["worker_pid"])  # a new connection each time: any worker answers
+            if len(ready_pids) >= workers:
+                return base, proc
+        else:
+            time.sleep(0.05)
     os.killpg(proc.pid, 9)
     pytest.fail("server did not become ready: " + log_path.read_text())
 

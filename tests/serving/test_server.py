@@ -18,12 +18,7 @@ FOLLOW_UPS = ["什么时候发货", "可以包邮吗", "发什么快递", "怎�
 def served(tmp_path_factory):
     """One retrieval-only server (2 workers x 4 threads, the defaults) for this module."""
     tmp = tmp_path_factory.mktemp("served")
-    base, proc = start_server(tmp)
-    # start_server returns when one worker is ready; the other may still be loading (503).
-    deadline = time.time() + 60
-    while len(set(worker_pids(base))) < 2:
-        assert time.time() < deadline, "the second worker never became ready"
-        time.sleep(0.2)
+    base, proc = start_server(tmp)  # returns once both workers have answered /readyz
     yield base, proc, tmp
     stop_server(proc)
 
@@ -166,3 +161,49 @@ def test_two_servers_share_sessions_through_redis(tmp_path, redis_server):
     finally:
         stop_server(proc_a)
     assert not Path(a_dir / "home" / "sessions.sqlite").exists()  # nothing kept locally
+
+
+@pytest.mark.slow
+def test_healthz_answers_while_the_bundled_model_loads(tmp_path):
+    """The bundled bot (int8 model, TensorFlow) takes seconds to load: /healthz answers at once,
+    /readyz and /api/chat say 503 "starting" meanwhile, then the server is ready."""
+    import subprocess
+    import sys
+
+    from tests.serving.conftest import free_port
+
+    port = free_port()
+    base = f"http://127.0.0.1:{port}"
+    env = {**os.environ, "ALIME_HOME": str(tmp_path / "home"), "TF_CPP_MIN_LOG_LEVEL": "3"}
+    log_path = tmp_path / "server.log"
+    with log_path.open("a") as log:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "alime", "serve", "--port", str(port), "--workers", "1"],
+            stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True,
+        )
+    try:
+        deadline = time.time() + 120
+        while True:
+            assert time.time() < deadline and proc.poll() is None, log_path.read_text()
+            try:
+                if request(base + "/healthz", timeout=2)[0] == 200:
+                    break
+            except OSError:
+                time.sleep(0.05)
+        started = time.time()
+        ready, chat = request(base + "/readyz"), request(base + "/api/chat", {"query": "什么时候发货"})
+        assert ready[0] == 503 and ready[1]["error"] == "starting", ready
+        assert chat[0] == 503 and chat[1]["error"] == "starting"
+        assert "open http://" not in log_path.read_text()
+        while request(base + "/readyz")[0] != 200:
+            assert time.time() < deadline and proc.poll() is None, log_path.read_text()
+            assert request(base + "/healthz", timeout=2)[0] == 200
+            time.sleep(0.2)
+        print(f"healthz answered {time.time() - started:.1f} s before readyz")
+        assert request(base + "/api/chat", {"query": "什么时候发货"})[0] == 200
+        deadline = time.time() + 10
+        while "open http://" not in log_path.read_text():
+            assert time.time() < deadline
+            time.sleep(0.05)
+    finally:
+        stop_server(proc)
