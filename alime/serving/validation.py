@@ -25,6 +25,14 @@ class ChatRequest:
     context: tuple[str, ...] | None
 
 
+def _unicode(value: str, field: str) -> None:
+    # JSON's \ud800 escapes can carry lone surrogates, which no UTF-8 store (SQLite, Redis) takes.
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        raise BadRequest(f"field '{field}' is not valid Unicode text (lone surrogate)") from None
+
+
 def parse_chat(body: object, limits: ServeConfig) -> ChatRequest:
     if not isinstance(body, dict):
         raise BadRequest("request body must be a JSON object")
@@ -40,6 +48,7 @@ def parse_chat(body: object, limits: ServeConfig) -> ChatRequest:
         raise BadRequest("field 'query' must not be empty")
     if len(query) > limits.max_query_chars:
         raise BadRequest(f"field 'query' is longer than {limits.max_query_chars} characters", 413)
+    _unicode(query, "query")
 
     session_id = body.get("session_id")
     if session_id is not None:
@@ -47,6 +56,7 @@ def parse_chat(body: object, limits: ServeConfig) -> ChatRequest:
             raise BadRequest("field 'session_id' must be a non-empty string")
         if len(session_id) > MAX_SESSION_ID_CHARS:
             raise BadRequest(f"field 'session_id' is longer than {MAX_SESSION_ID_CHARS} characters")
+        _unicode(session_id, "session_id")
 
     context = body.get("context")
     if context is not None:
@@ -56,5 +66,7 @@ def parse_chat(body: object, limits: ServeConfig) -> ChatRequest:
             raise BadRequest(f"field 'context' has more than {limits.max_context_turns} turns")
         if any(len(t) > limits.max_query_chars for t in context):
             raise BadRequest(f"a 'context' turn is longer than {limits.max_query_chars} characters", 413)
+        for turn in context:
+            _unicode(turn, "context")
         context = tuple(context)
     return ChatRequest(query.strip(), session_id, context)
