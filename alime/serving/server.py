@@ -78,8 +78,24 @@ def public_url(config: AppConfig) -> str:
     return f"http://{host}:{config.serve.port}/"
 
 
+def check_sessions(config: AppConfig) -> None:
+    """Open the session store once before any worker starts, so a bad ``[serve] sessions`` value
+    or an unreachable Redis stops ``alime serve`` with one clear message (ValueError: the CLI
+    prints it and exits 2) instead of failing in every worker."""
+    from alime.serving.sessions import SessionsUnavailable, open_sessions
+
+    store = open_sessions(config.serve, config.state_dir())
+    try:
+        store.turns("alime-startup-check")
+    except SessionsUnavailable as exc:
+        raise ValueError(f"{exc} (check [serve] redis_url or ALIME_REDIS_URL)") from None
+    finally:
+        store.close()
+
+
 def serve(config: AppConfig) -> None:
     """Run gunicorn until it is stopped (SIGINT/SIGTERM)."""
+    check_sessions(config)
     run = RunFiles(config.state_dir(), config.serve.port)
     run.reset()
     # Before anything imports prometheus_client: it picks its multiprocess value class at import,

@@ -207,3 +207,22 @@ def test_healthz_answers_while_the_bundled_model_loads(tmp_path):
             time.sleep(0.05)
     finally:
         stop_server(proc)
+
+
+@pytest.mark.parametrize("serve_toml, message", [
+    ('sessions = "memory"', "unknown serve.sessions 'memory'; valid: sqlite, redis"),
+    ('sessions = "redis"\nredis_url = "redis://127.0.0.1:{port}/0"', "session store (redis) unavailable"),
+])
+def test_bad_session_settings_stop_serve_with_a_message(tmp_path, serve_toml, message):
+    import subprocess
+    import sys
+
+    from tests.serving.conftest import free_port
+
+    config = tmp_path / "alime.toml"
+    config.write_text('[paths]\nmodel = "none"\n[serve]\n' + serve_toml.format(port=free_port()) + "\n")
+    env = {**os.environ, "ALIME_HOME": str(tmp_path / "home")}
+    done = subprocess.run([sys.executable, "-m", "alime", "--config", str(config), "serve", "--port",
+                           str(free_port())], env=env, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 2 and message in done.stderr, done.stderr
+    assert "Traceback" not in done.stderr
