@@ -93,8 +93,23 @@ def check_sessions(config: AppConfig) -> None:
         store.close()
 
 
+def check_port_free(host: str, port: int) -> None:
+    """ValueError when something listens on host:port already. Checked before the run files are
+    reset: a second ``alime serve`` on a busy port must not empty the first one's metrics."""
+    import socket
+
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as gunicorn binds
+        try:
+            probe.bind((host, port))
+        except OSError as exc:
+            raise ValueError(f"cannot listen on {host}:{port}: {exc.strerror}") from None
+
+
 def serve(config: AppConfig) -> None:
     """Run gunicorn until it is stopped (SIGINT/SIGTERM)."""
+    check_port_free(config.serve.host, config.serve.port)
     check_sessions(config)
     run = RunFiles(config.state_dir(), config.serve.port)
     run.reset()

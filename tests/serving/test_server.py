@@ -109,6 +109,22 @@ def test_run_files_are_the_servers_own(served, tmp_path):
         stop_server(proc)
 
 
+def test_a_second_server_on_a_busy_port_leaves_the_first_alone(served):
+    """Same state directory, same port: refused with a message before touching the run files."""
+    import subprocess
+    import sys
+
+    base, proc, tmp = served
+    port = base.rsplit(":", 1)[1]
+    metrics = sorted((tmp / "home" / "run" / f"metrics-{port}").glob("*.db"))
+    env = {**os.environ, "ALIME_HOME": str(tmp / "home")}
+    done = subprocess.run([sys.executable, "-m", "alime", "--config", str(tmp / "alime.toml"), "serve",
+                           "--port", port], env=env, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 2 and f"cannot listen on 127.0.0.1:{port}" in done.stderr, done.stderr
+    assert sorted((tmp / "home" / "run" / f"metrics-{port}").glob("*.db")) == metrics
+    assert request(base + "/readyz")[0] == 200 and proc.poll() is None
+
+
 def test_url_is_printed_once_the_server_answers(tmp_path):
     """`alime serve` prints the URL only when /readyz answers: read the log until the line shows,
     then /readyz must already say ready."""
