@@ -236,7 +236,8 @@ def _register_errors(app: Flask) -> None:
     @app.errorhandler(SessionsUnavailable)
     def _sessions_down(exc: SessionsUnavailable):
         logging.getLogger("alime.serving").error("request %s: %s", g.get("request_id"), exc)
-        return jsonify({"error": "session store unavailable", "request_id": g.get("request_id")}), 503
+        body = {"error": "session store unavailable", "request_id": g.get("request_id")}
+        return jsonify(body), 503
 
     @app.errorhandler(HTTPException)
     def _http(exc: HTTPException):

@@ -1,4 +1,4 @@
-"""Per-session conversation context, shared by every worker of a server (and every server of a site).
+"""Per-session conversation context, shared by every worker of a server (and by several servers).
 
 One small interface, :class:`SessionStore`, and two stores behind it:
 
@@ -95,10 +95,12 @@ class SQLiteSessions:
         # the lock serializes this process's threads, SQLite's file locks the processes.
         if self._conn is None or self._pid != os.getpid():
             self.path.parent.mkdir(parents=True, exist_ok=True)
-            conn = sqlite3.connect(self.path, timeout=30.0, isolation_level=None, check_same_thread=False)
+            conn = sqlite3.connect(
+                self.path, timeout=30.0, isolation_level=None, check_same_thread=False
+            )
             conn.execute("PRAGMA busy_timeout = 30000")
             conn.execute("PRAGMA journal_mode = WAL")
-            conn.execute("PRAGMA synchronous = NORMAL")  # WAL + NORMAL: durable across a process crash
+            conn.execute("PRAGMA synchronous = NORMAL")  # WAL + NORMAL: survives a process crash
             # seen: last-write wall-clock time (for the TTL); seq: write order (for the capacity
             # bound: two writes in one clock tick must still have an order).
             conn.execute(
@@ -125,14 +127,18 @@ class SQLiteSessions:
             now = self._clock()
             conn.execute("BEGIN IMMEDIATE")  # take the write lock before reading: no lost update
             try:
-                row = conn.execute("SELECT seen, turns FROM sessions WHERE id = ?", (session_id,)).fetchone()
+                row = conn.execute(
+                    "SELECT seen, turns FROM sessions WHERE id = ?", (session_id,)
+                ).fetchone()
                 alive = row is not None and now - row[0] <= self.ttl_s
                 history = (json.loads(row[1]) if alive else []) + list(turns)
                 seq = conn.execute("SELECT coalesce(max(seq), 0) + 1 FROM sessions").fetchone()[0]
+                kept = json.dumps(history[-self.max_turns :], ensure_ascii=False)
                 conn.execute(
-                    "INSERT INTO sessions (id, seen, seq, turns) VALUES (?, ?, ?, ?) ON CONFLICT (id) "
-                    "DO UPDATE SET seen = excluded.seen, seq = excluded.seq, turns = excluded.turns",
-                    (session_id, now, seq, json.dumps(history[-self.max_turns :], ensure_ascii=False)),
+                    "INSERT INTO sessions (id, seen, seq, turns) VALUES (?, ?, ?, ?) "
+                    "ON CONFLICT (id) DO UPDATE SET "
+                    "seen = excluded.seen, seq = excluded.seq, turns = excluded.turns",
+                    (session_id, now, seq, kept),
                 )
                 # Expired sessions go on every write (an index range, usually empty); the capacity
                 # bound is checked only when a session was added, the one write that can break it.

@@ -11,8 +11,8 @@ import pytest
 from alime.config import ServeConfig
 from alime.serving.sessions import (
     RedisSessions,
-    SessionsUnavailable,
     SessionStore,
+    SessionsUnavailable,
     SQLiteSessions,
     open_sessions,
 )
