@@ -80,6 +80,35 @@ def test_one_scrape_sums_every_worker(served):
     assert values[("alime_kb_pairs", ())] == request(base + "/readyz")[1]["kb_pairs"]
 
 
+def test_a_dead_workers_counts_stay_in_the_sums(served):
+    """gunicorn replaces a killed worker (child_exit marks it dead); the requests it answered
+    still count, and the new worker's add to them."""
+    import signal
+
+    base, _, _ = served
+
+    def chat_count():
+        values = metric_values(request_text(base + "/metrics"))
+        return values.get(("alime_replies_total", (("source", "retrieval"),)), 0)
+
+    for _ in range(6):
+        assert request(base + "/api/chat", {"query": "发什么快递"})[0] == 200
+    before = chat_count()
+    victim = request(base + "/readyz")[1]["worker_pid"]
+    os.kill(victim, signal.SIGKILL)
+    deadline = time.time() + 60
+    while True:  # until two workers answer again, neither of them the victim
+        pids = set(worker_pids(base))
+        if len(pids) == 2 and victim not in pids:
+            break
+        assert time.time() < deadline, "the killed worker was not replaced"
+        time.sleep(0.2)
+    assert chat_count() == before
+    for _ in range(4):
+        assert request(base + "/api/chat", {"query": "发什么快递"})[0] == 200
+    assert chat_count() == before + 4
+
+
 def request_text(url):
     import urllib.request
 
