@@ -6,9 +6,11 @@ import logging
 from dataclasses import dataclass
 from pathlib import Path
 
+from alime.chitchat import ChitChatKB, read_chitchat
 from alime.config import BUNDLED_DATA, AppConfig
 from alime.decision import DecisionScore
 from alime.engine import HybridEngine, Thresholds
+from alime.guards import GuardReplies, Guards, load_lexicon
 from alime.kb.formats import Format, read_rows
 from alime.kb.store import KnowledgeBase
 from alime.retrieval.fusion import parse_enum
@@ -78,16 +80,39 @@ def build_bot(config: AppConfig | None = None) -> Bot:
     engine = HybridEngine(
         retriever=retriever,
         lookup=kb.get_many,
-        thresholds=Thresholds(answer=answer_t, generation=gen_t),
+        thresholds=Thresholds(answer=answer_t, generation=gen_t,
+                              chitchat=config.chitchat.threshold),
         scorer=scorer,
         generator=generator,
         k=config.retrieval.k,
         fallback_reply=config.engine.fallback_reply,
         router=router,
+        guards=build_guards(config),
+        chitchat=build_chitchat(config),
     )
     log.info("bot ready: %d QA pairs, model=%s, T=%.4f on the %s score", len(searcher), model_dir,
              answer_t, "routing" if router else "rerank")
     return Bot(config, kb, searcher, engine, model_dir)
+
+
+def build_guards(config: AppConfig) -> Guards | None:
+    """The rules applied before retrieval (None when ``[guards] enabled = false``)."""
+    g = config.guards
+    if not g.enabled:
+        return None
+    replies = GuardReplies(complaint=g.complaint_reply, person=g.person_reply,
+                           order_status=g.order_status_reply, rephrase=g.rephrase_reply)
+    return Guards(load_lexicon(g.lexicon), replies)
+
+
+def build_chitchat(config: AppConfig) -> ChitChatKB | None:
+    """The chit-chat KB from ``[chitchat] files`` (None when disabled or empty)."""
+    c = config.chitchat
+    if not c.enabled or not c.files:
+        return None
+    kb = ChitChatKB([(r.question, r.answer) for r in read_chitchat(c.files)])
+    log.info("chit-chat KB: %d pairs from %d path(s)", len(kb), len(c.files))
+    return kb
 
 
 def _router(routing: RoutingChoice, searcher: KBSearcher, retriever: Retriever,

@@ -97,6 +97,29 @@ class EngineConfig:
 
 
 @dataclass(frozen=True)
+class GuardsConfig:
+    """The rules applied before retrieval (``alime.guards``) and what each answers."""
+
+    enabled: bool = True
+    lexicon: str = str(BUNDLED_DATA / "text" / "guards.toml")
+    complaint_reply: str = "非常抱歉给您带来不好的体验，已为您转接人工客服，请稍候。"
+    person_reply: str = "好的，正在为您转接人工客服，请稍候。"
+    order_status_reply: str = "具体订单的情况需要人工客服为您查询，已为您转接，请稍候。"
+    rephrase_reply: str = "抱歉，没有看懂您的意思，能换个说法描述一下您的问题吗？"
+
+
+@dataclass(frozen=True)
+class ChitChatConfig:
+    """The chit-chat KB (``alime.chitchat``), asked when the FAQ does not answer."""
+
+    enabled: bool = True
+    # Read in order; on equal scores the earlier file wins. A folder: its *.yml files.
+    files: tuple[str, ...] = (str(BUNDLED_DATA / "chitchat" / "shop_zh.jsonl"),
+                              str(BUNDLED_DATA / "chatterbot_zh"))
+    threshold: float = 0.8  # character F1 of the query and the chit-chat question (compact text)
+
+
+@dataclass(frozen=True)
 class ServeConfig:
     host: str = "127.0.0.1"
     port: int = 8000
@@ -118,6 +141,35 @@ class ServeConfig:
     redis_url: str = "redis://127.0.0.1:6379/0"  # also read from $ALIME_REDIS_URL (which wins)
     redis_prefix: str = "alime:session:"  # key prefix, so several bots can share one Redis
     admin_token: str | None = None  # also read from $ALIME_ADMIN_TOKEN; admin API off when unset
+    # Containers (objects and lists) nested in a request body; /api/chat needs 2, /api/kb/import 4.
+    # Without a bound, 1,000-deep nesting overflowed the JSON parser's recursion (issue 12).
+    max_json_depth: int = 20
+
+    def __post_init__(self) -> None:
+        _check_positive(self, "serve", ("max_json_depth",))
+
+
+@dataclass(frozen=True)
+class KBConfig:
+    """Limits on KB import files (`alime kb import`) and contents (`POST /api/kb/import`).
+
+    They bound the memory and time one bad or hostile file can take: a line is refused before it
+    is read whole, a field before it is stored, a nested document before it is built.
+    """
+
+    max_line_bytes: int = 256 * 1024  # one line of a tsv / jsonl / ecommerce / chatterbot file
+    max_field_chars: int = 10_000  # a question or answer (also the admin API's limit)
+    max_depth: int = 20  # containers nested in one JSONL line or in a ChatterBot YAML document
+
+    def __post_init__(self) -> None:
+        _check_positive(self, "kb", ("max_line_bytes", "max_field_chars", "max_depth"))
+
+
+def _check_positive(section: object, name: str, keys: tuple[str, ...]) -> None:
+    for key in keys:
+        value = getattr(section, key)
+        if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+            raise ValueError(f"config key '{name}.{key}' must be a positive integer, got {value!r}")
 
 
 @dataclass(frozen=True)
@@ -140,7 +192,10 @@ class AppConfig:
     )
     retrieval: RetrievalConfig = field(default_factory=RetrievalConfig)
     engine: EngineConfig = field(default_factory=EngineConfig)
+    guards: GuardsConfig = field(default_factory=GuardsConfig)
+    chitchat: ChitChatConfig = field(default_factory=ChitChatConfig)
     serve: ServeConfig = field(default_factory=ServeConfig)
+    kb: KBConfig = field(default_factory=KBConfig)
 
     def state_dir(self) -> Path:
         """The state directory (``$ALIME_HOME`` wins over ``[paths] state``; see alime_home)."""
@@ -164,7 +219,7 @@ class AppConfig:
 
 _PATH_FIELDS = {("paths", "kb"), ("paths", "index"), ("paths", "model"), ("paths", "state"),
                 ("text", "user_dict"), ("text", "stopwords"), ("text", "synonyms"),
-                ("serve", "sessions_path")}
+                ("guards", "lexicon"), ("chitchat", "files"), ("serve", "sessions_path")}
 
 
 def from_dict(cls: type, data: dict[str, Any], where: str = "", base: Path | None = None):
@@ -185,17 +240,23 @@ def from_dict(cls: type, data: dict[str, Any], where: str = "", base: Path | Non
         if dataclasses.is_dataclass(current):
             kwargs[name] = from_dict(type(current), value, key, base)
             continue
-        if current is not None and not _type_ok(current, value):
+        if isinstance(current, tuple):  # a list of strings in TOML
+            if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+                raise ValueError(f"config key '{key}' must be a list of strings, got {value!r}")
+            value = tuple(value)
+        elif current is not None and not _type_ok(current, value):
             raise ValueError(f"config key '{key}' must be {type(current).__name__}, got {value!r}")
-        if (
-            base is not None
-            and isinstance(value, str)
-            and value not in ("", "none")
-            and tuple(key.split(".")) in _PATH_FIELDS
-        ):
-            value = str((base / value).resolve())
+        if base is not None and tuple(key.split(".")) in _PATH_FIELDS:
+            value = (tuple(_resolve(base, v) for v in value) if isinstance(value, tuple)
+                     else _resolve(base, value))
         kwargs[name] = value
     return cls(**kwargs)
+
+
+def _resolve(base: Path, value):
+    if isinstance(value, str) and value not in ("", "none"):
+        return str((base / value).resolve())
+    return value
 
 
 def _type_ok(default: Any, value: Any) -> bool:

@@ -28,7 +28,7 @@ from alime.config import AppConfig
 from alime.serving.admin import admin
 from alime.serving.metrics import ChatMetrics
 from alime.serving.sessions import SessionStore, SessionsUnavailable, open_sessions
-from alime.serving.validation import BadRequest, parse_chat
+from alime.serving.validation import BadRequest, parse_chat, parse_json_body
 
 log = logging.getLogger("alime.requests")
 
@@ -176,9 +176,7 @@ def page():
 @api.post("/api/chat")
 def chat():
     st = state()
-    body = request.get_json(silent=True, force=True)
-    if body is None:
-        raise BadRequest("request body must be valid JSON (UTF-8)")
+    body = parse_json_body(request.get_data(), st.config.serve.max_json_depth)
     req = parse_chat(body, st.config.serve)
     if req.context is not None:
         context = list(req.context)

@@ -1,10 +1,11 @@
-"""Validation of chat requests: every problem becomes a ``BadRequest`` naming the field."""
+"""Validation of requests: every problem becomes a ``BadRequest`` naming the field."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
 from alime.config import ServeConfig
+from alime.kb.formats import NestingError, load_json, surrogate_problem
 
 MAX_SESSION_ID_CHARS = 128
 CHAT_KEYS = ("query", "session_id", "context")
@@ -18,19 +19,59 @@ class BadRequest(ValueError):
         self.status = status
 
 
+def parse_json_body(data: bytes, max_depth: int) -> object:
+    """The request body as JSON, refused when it cannot be handled safely.
+
+    Refused: not JSON (or not UTF-8/16/32), nesting deeper than ``max_depth`` containers (the
+    parser would otherwise recurse until RecursionError), and any string or field name with a
+    lone surrogate (``"\\ud800"`` parses, but no UTF-8 writer, SQLite included, can store it).
+
+    Raises:
+        BadRequest: 400, naming the problem and, for a string, its field and position.
+    """
+    try:
+        body = load_json(data, max_depth)
+    except NestingError as exc:
+        raise BadRequest(f"request body is {exc}") from None
+    except ValueError:  # JSONDecodeError, UnicodeDecodeError
+        raise BadRequest("request body must be valid JSON (UTF-8)") from None
+    problem = unstorable_text(body)
+    if problem:
+        raise BadRequest(problem)
+    return body
+
+
+def unstorable_text(value: object) -> str | None:
+    """The first string (or field name) of a parsed JSON value that has a lone surrogate.
+
+    Returns:
+        ``"field 'pairs[2].question' contains a lone surrogate U+D800 at character 4"``, or None.
+    """
+    stack: list[tuple[object, str]] = [(value, "")]
+    while stack:  # iterative, in document order; depth is already bounded by the parser check
+        item, path = stack.pop()
+        if isinstance(item, str):
+            problem = surrogate_problem(item)
+            if problem:
+                return f"field '{path}' {problem}" if path else f"request body {problem}"
+        elif isinstance(item, dict):
+            for key in item:
+                problem = surrogate_problem(key)
+                if problem:
+                    where = f" in '{path}'" if path else ""
+                    return f"a field name{where} {problem}"
+            children = reversed(item.items())
+            stack.extend((child, f"{path}.{key}" if path else key) for key, child in children)
+        elif isinstance(item, list):
+            stack.extend((item[i], f"{path}[{i}]") for i in reversed(range(len(item))))
+    return None
+
+
 @dataclass(frozen=True)
 class ChatRequest:
     query: str
     session_id: str | None
     context: tuple[str, ...] | None
-
-
-def _unicode(value: str, field: str) -> None:
-    # JSON's \ud800 escapes can carry lone surrogates, which no UTF-8 store (SQLite, Redis) takes.
-    try:
-        value.encode("utf-8")
-    except UnicodeEncodeError:
-        raise BadRequest(f"field '{field}' is not valid Unicode text (lone surrogate)") from None
 
 
 def parse_chat(body: object, limits: ServeConfig) -> ChatRequest:
@@ -48,7 +89,6 @@ def parse_chat(body: object, limits: ServeConfig) -> ChatRequest:
         raise BadRequest("field 'query' must not be empty")
     if len(query) > limits.max_query_chars:
         raise BadRequest(f"field 'query' is longer than {limits.max_query_chars} characters", 413)
-    _unicode(query, "query")
 
     session_id = body.get("session_id")
     if session_id is not None:
@@ -56,7 +96,6 @@ def parse_chat(body: object, limits: ServeConfig) -> ChatRequest:
             raise BadRequest("field 'session_id' must be a non-empty string")
         if len(session_id) > MAX_SESSION_ID_CHARS:
             raise BadRequest(f"field 'session_id' is longer than {MAX_SESSION_ID_CHARS} characters")
-        _unicode(session_id, "session_id")
 
     context = body.get("context")
     if context is not None:
@@ -66,7 +105,5 @@ def parse_chat(body: object, limits: ServeConfig) -> ChatRequest:
             raise BadRequest(f"field 'context' has more than {limits.max_context_turns} turns")
         if any(len(t) > limits.max_query_chars for t in context):
             raise BadRequest(f"a 'context' turn is longer than {limits.max_query_chars} characters", 413)
-        for turn in context:
-            _unicode(turn, "context")
         context = tuple(context)
     return ChatRequest(query.strip(), session_id, context)
