@@ -6,7 +6,7 @@ background thread, so ``/healthz`` answers at once and ``/readyz`` says 503 "sta
 
 Everything this server writes at run time lives in ``<state dir>/run/``, named by port, so two
 servers on one machine (two clones, or one project on two ports) never share a file: the gunicorn
-control socket, the Prometheus multiprocess folder (emptied at start) and the "ready" marker.
+control socket, the Prometheus multiprocess folder (emptied at start) and the ready markers.
 """
 
 from __future__ import annotations
@@ -47,23 +47,30 @@ class RunFiles:
     def __init__(self, state_dir: Path, port: int) -> None:
         self.folder = state_dir / "run"
         self.metrics = self.folder / f"metrics-{port}"
-        self.ready_marker = self.folder / f"ready-{port}"
+        self.ready = self.folder / f"ready-{port}"  # one file per worker whose bot is built
+        self.announced = self.folder / f"announced-{port}"
         self.control_socket = self.folder / f"gunicorn-{port}.ctl"
 
     def reset(self) -> None:
-        """Start clean: the last run's metrics (counts of dead processes) and marker go."""
+        """Start clean: the last run's metrics (counts of dead processes) and markers go."""
         self.folder.mkdir(parents=True, exist_ok=True)
-        shutil.rmtree(self.metrics, ignore_errors=True)
-        self.metrics.mkdir()
-        self.ready_marker.unlink(missing_ok=True)
+        for folder in (self.metrics, self.ready):
+            shutil.rmtree(folder, ignore_errors=True)
+            folder.mkdir()
+        self.announced.unlink(missing_ok=True)
 
     def control_socket_usable(self) -> bool:
         return len(os.fsencode(self.control_socket.resolve())) <= _MAX_SOCKET_PATH
 
-    def claim_ready(self) -> bool:
-        """True for the first caller across all workers (creating the marker is atomic)."""
+    def worker_ready(self, workers: int) -> bool:
+        """Record this worker as ready; True for exactly one caller, once ``workers`` are ready
+        (creating the announced marker is atomic), so the URL is printed once, when any
+        connection the server accepts is answered by a ready worker."""
+        (self.ready / str(os.getpid())).touch()
+        if sum(1 for _ in self.ready.iterdir()) < workers:
+            return False
         try:
-            fd = os.open(self.ready_marker, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+            fd = os.open(self.announced, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
         except FileExistsError:
             return False
         os.close(fd)
@@ -125,8 +132,8 @@ def serve(config: AppConfig) -> None:
     url = public_url(config)
 
     def ready() -> None:
-        # Called by each worker once its bot is built: the first one announces the server.
-        if run.claim_ready():
+        # Called by each worker once its bot is built: the last of the first set announces it.
+        if run.worker_ready(config.serve.workers):
             print(f"alime: ready — open {url}", flush=True)
 
     def failed(exc: BaseException) -> None:

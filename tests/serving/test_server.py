@@ -23,15 +23,20 @@ def served(tmp_path_factory):
     stop_server(proc)
 
 
-def worker_pids(base, tries=200):
-    """Ask /readyz (each request on a new connection) until two workers have answered."""
+def worker_pids(base, seconds=20.0):
+    """Ask /readyz (each request on a new connection) until two workers have answered. Which
+    worker accepts a connection is the kernel's choice: a busy machine can give one worker long
+    streaks, so this tries for a while, pausing now and then to vary the timing."""
     pids = []
-    for _ in range(tries):
+    deadline = time.time() + seconds
+    while time.time() < deadline:
         status, body = request(base + "/readyz")
         if status == 200:
             pids.append(body["worker_pid"])
             if len(set(pids)) >= 2:
                 break
+        if len(pids) % 10 == 9:
+            time.sleep(0.02)
     return pids
 
 
@@ -156,7 +161,7 @@ def test_a_second_server_on_a_busy_port_leaves_the_first_alone(served):
 
 def test_url_is_printed_once_the_server_answers(tmp_path):
     """`alime serve` prints the URL only when /readyz answers: read the log until the line shows,
-    then /readyz must already say ready."""
+    then /readyz must already say ready, whichever worker answers."""
     import subprocess
     import sys
 
@@ -176,8 +181,9 @@ def test_url_is_printed_once_the_server_answers(tmp_path):
         while "open http://" not in log_path.read_text():
             assert time.time() < deadline and proc.poll() is None, log_path.read_text()
             time.sleep(0.05)
-        status, body = request(f"http://127.0.0.1:{port}/readyz")
-        assert status == 200 and body["status"] == "ready"
+        # Printed once every worker is ready: whichever worker takes a connection answers.
+        answers = [request(f"http://127.0.0.1:{port}/readyz") for _ in range(10)]
+        assert all(status == 200 and body["status"] == "ready" for status, body in answers), answers
         text = log_path.read_text()
         assert re.search(r"alime: starting with \d+ QA pairs", text)
         assert text.index("alime: starting") < text.index("open http://")
