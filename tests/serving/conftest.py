@@ -5,12 +5,14 @@ import socket
 import subprocess
 import sys
 import time
+import tomllib
 import urllib.error
 import urllib.request
 
 import pytest
 
 from alime.bot import build_bot
+from alime.config import ServeConfig
 from alime.kb.formats import read_rows
 from alime.kb.store import KnowledgeBase
 from alime.serving.app import create_app
@@ -89,9 +91,10 @@ def request(url, body=None, timeout=30, headers=None, method=None):
             return err.code, json.loads(err.read())
 
 
-def start_server(tmp_path, env_extra=None, config_text='[paths]\nmodel = "none"\n', workers=2):
+def start_server(tmp_path, env_extra=None, config_text='[paths]\nmodel = "none"\n'):
     """Start `alime serve` (gunicorn) on a free port in its own process group; wait until every
     worker is ready (each builds its bot in the background and answers 503 until then)."""
+    workers = tomllib.loads(config_text).get("serve", {}).get("workers", ServeConfig().workers)
     port = free_port()
     config = tmp_path / "alime.toml"
     config.write_text(config_text)
