@@ -19,9 +19,22 @@ PACKAGE_ROOT = Path(__file__).resolve().parent.parent
 BUNDLED_DATA = PACKAGE_ROOT / "data"
 
 
-def alime_home() -> Path:
-    """Where the working copies of the KB and indexes live (``$ALIME_HOME``, default ~/.alime)."""
-    return Path(os.environ.get("ALIME_HOME", Path.home() / ".alime"))
+def alime_home(state: str = "") -> Path:
+    """The state directory: working copies of the KB and index, sessions, server run files.
+
+    Per project, so two clones (or two projects) on one machine never share a KB, an index or a
+    session database: ``$ALIME_HOME`` when set (it overrides everything); else ``state`` (the
+    config's ``[paths] state``, which a config file defaults to ``var/`` beside itself); else
+    ``var/`` in the source checkout alime runs from; else ``var/`` in the current directory.
+    """
+    env = os.environ.get("ALIME_HOME")
+    if env:
+        return Path(env)
+    if state:
+        return Path(state)
+    if (PACKAGE_ROOT / "pyproject.toml").is_file():  # running from a checkout (editable install)
+        return PACKAGE_ROOT / "var"
+    return Path.cwd() / "var"
 
 
 @dataclass(frozen=True)
@@ -124,6 +137,12 @@ class ServeConfig:
     session_capacity: int = 10_000
     session_ttl_s: float = 1800.0
     request_timeout_s: float = 10.0  # per-request budget: generation is skipped when it would overrun
+    # Where session turns live, shared by every worker: "sqlite" (one file in the state directory,
+    # for one machine) or "redis" (redis_url, for several machines behind a load balancer).
+    sessions: str = "sqlite"
+    sessions_path: str = ""  # SQLite file; "" = <state dir>/sessions.sqlite
+    redis_url: str = "redis://127.0.0.1:6379/0"  # also read from $ALIME_REDIS_URL (which wins)
+    redis_prefix: str = "alime:session:"  # key prefix, so several bots can share one Redis
     admin_token: str | None = None  # also read from $ALIME_ADMIN_TOKEN; admin API off when unset
     # Containers (objects and lists) nested in a request body; /api/chat needs 2, /api/kb/import 4.
     # Without a bound, 1,000-deep nesting overflowed the JSON parser's recursion (issue 12).
@@ -158,9 +177,10 @@ def _check_positive(section: object, name: str, keys: tuple[str, ...]) -> None:
 
 @dataclass(frozen=True)
 class PathsConfig:
-    kb: str = ""  # SQLite file; "" = $ALIME_HOME/kb.sqlite (seeded from the bundled default)
+    kb: str = ""  # SQLite file; "" = <state dir>/kb.sqlite (seeded from the bundled default)
     index: str = ""  # index folder; "" = next to the KB
     model: str = ""  # model folder; "" = the bundled int8 model (else fp32); "none" = retrieval only
+    state: str = ""  # state directory; "" = var/ beside the config file (see alime_home)
 
 
 @dataclass(frozen=True)
@@ -180,9 +200,13 @@ class AppConfig:
     serve: ServeConfig = field(default_factory=ServeConfig)
     kb: KBConfig = field(default_factory=KBConfig)
 
+    def state_dir(self) -> Path:
+        """The state directory (``$ALIME_HOME`` wins over ``[paths] state``; see alime_home)."""
+        return alime_home(self.paths.state)
+
     def resolved_paths(self) -> tuple[Path, Path, Path | None]:
         """(kb file, index folder, model folder or None)."""
-        kb = Path(self.paths.kb) if self.paths.kb else alime_home() / "kb.sqlite"
+        kb = Path(self.paths.kb) if self.paths.kb else self.state_dir() / "kb.sqlite"
         index = Path(self.paths.index) if self.paths.index else kb.with_suffix(".index")
         if self.paths.model == "none":
             model: Path | None = None
@@ -196,9 +220,9 @@ class AppConfig:
         return kb, index, model
 
 
-_PATH_FIELDS = {("paths", "kb"), ("paths", "index"), ("paths", "model"), ("text", "user_dict"),
-                ("text", "stopwords"), ("text", "synonyms"), ("guards", "lexicon"),
-                ("chitchat", "files")}
+_PATH_FIELDS = {("paths", "kb"), ("paths", "index"), ("paths", "model"), ("paths", "state"),
+                ("text", "user_dict"), ("text", "stopwords"), ("text", "synonyms"),
+                ("guards", "lexicon"), ("chitchat", "files"), ("serve", "sessions_path")}
 
 
 def from_dict(cls: type, data: dict[str, Any], where: str = "", base: Path | None = None):
@@ -257,7 +281,12 @@ def load_config(path: str | Path | None = None) -> AppConfig:
         raise ValueError(f"config file not found: {path}") from None
     except tomllib.TOMLDecodeError as exc:
         raise ValueError(f"{path}: invalid TOML: {exc}") from None
-    return from_dict(AppConfig, data, base=path.resolve().parent)
+    config = from_dict(AppConfig, data, base=path.resolve().parent)
+    if not config.paths.state:
+        # A config file marks a project: its state lives beside it, not in a machine-wide folder.
+        paths = dataclasses.replace(config.paths, state=str(path.resolve().parent / "var"))
+        config = dataclasses.replace(config, paths=paths)
+    return config
 
 
 def to_dict(config: Any) -> dict[str, Any]:
