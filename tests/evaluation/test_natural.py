@@ -427,3 +427,57 @@ def test_bm25_baseline_answers_the_top_hit(tiny_config, tiny_tsv):
         close()
     with pytest.raises(ValueError, match="valid: always-fallback, bm25"):
         baseline_asker("nope", tiny_config)
+
+
+# -- routing fitted on natural queries ------------------------------------------------------------
+def _items(seed: int = 0, n: int = 60):
+    """Queries whose right candidate has a high `chars` value; `dense` is noise; out-of-KB
+    queries have only low `chars` candidates."""
+    import numpy as np
+
+    from alime.evaluation.routing import LabelledQuery, QueryCandidates
+    from alime.routing import Feature
+
+    rng = np.random.default_rng(seed)
+    items = []
+    for i in range(n):
+        in_kb = i % 3 != 0
+        chars = rng.uniform(0.0, 0.4, 4)
+        correct = np.zeros(4, bool)
+        if in_kb:
+            chars[0] = rng.uniform(0.6, 1.0)
+            correct[0] = True
+        feats = {Feature.CHARS: chars, Feature.DENSE: rng.uniform(0, 1, 4),
+                 Feature.MATCH: rng.uniform(0, 1, 4), Feature.RERANK: rng.normal(size=4)}
+        items.append(QueryCandidates(LabelledQuery(f"q{i}", "in_kb" if in_kb else "chitchat", True),
+                                     feats, correct))
+    return items
+
+
+def test_fit_natural_routing_prefers_the_separating_feature():
+    from alime.evaluation.natural_routing import cross_validate, fit_natural_routing
+    from alime.routing import Feature
+
+    items = _items()
+    sets = {"chars": (Feature.CHARS,), "dense": (Feature.DENSE,),
+            "chars_dense": (Feature.CHARS, Feature.DENSE)}
+    # chars separates the classes (T from the training folds can sit a hair below a held-out
+    # negative, hence not exactly 1); dense is noise
+    assert cross_validate(items, (Feature.CHARS,)) > 0.95
+    assert cross_validate(items, (Feature.DENSE,)) < 0.75
+    fitted = fit_natural_routing(items, feature_sets=sets)
+    # chars and chars+dense both separate perfectly: the tie goes to fewer features
+    assert fitted["chosen"] == "chars"
+    assert fitted["tune"]["in_kb_right"] == 1.0 and fitted["tune"]["out_routed"] == 1.0
+    assert fitted["model"].features == (Feature.CHARS,)
+
+
+def test_fit_routing_flags(tmp_path, capsys):
+    from alime.cli import main
+
+    for argv, message in (
+            (["--fit-routing", "--sweep"], "--fit-routing runs alone"),
+            (["--fit-routing", "--split", "test"], "fits on the tune split only"),
+            (["--write-model", str(tmp_path)], "--write-model needs --sweep or --fit-routing")):
+        assert main(["evaluate", "natural", "--data", str(NATURAL), *argv]) == 2
+        assert message in capsys.readouterr().err, argv
