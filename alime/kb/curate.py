@@ -862,7 +862,7 @@ def _markdown(result: CurateResult, data: dict, largest: int, conflict_sample: i
                   f"{c['groups_merged_into_reviewed']} corpus groups ({c['rows_merged_into_reviewed']}"
                   f" rows) merged into them as phrasings, {c['reviewed_conflicts']} of them with "
                   "another answer (the reviewed answer wins).", "",
-                  "| reviewed question | merged group | rows | its answer | conflict |",
+                  "| reviewed question | merged group | rows | the answer it would have kept | other answer(s) |",
                   "| --- | --- | ---: | --- | --- |"]
         lines += [f"| {_cell(m.reviewed, 30)} | {_cell(m.question, 30)} | {len(m.lines)} | "
                   f"{_cell(m.answer, 40)} | {'yes' if m.conflict else ''} |" for m in result.merges]
