@@ -161,6 +161,9 @@ def _add_kb(sub) -> None:
                         "(default 15)")
     p.add_argument("--no-near-duplicates", action="store_true",
                    help="group only questions with equal keys")
+    p.add_argument("--reviewed", metavar="FILE",
+                   help="a reviewed FAQ (JSONL: question, phrasings, answer, tags): written first "
+                        "as it is; corpus groups asking its questions are merged in")
     p.set_defaults(func=cmd_kb_curate)
 
     p = kb.add_parser("stats", help="KB statistics (JSON)")
@@ -299,7 +302,8 @@ def cmd_kb_curate(args) -> int:
     limit = {} if args.max_question_chars is None else {"max_question_chars": args.max_question_chars}
     options = CurateOptions(near_duplicates=not args.no_near_duplicates, tags=tuple(args.tags),
                             **limit)
-    result = curate_file(args.file, args.format, args.out, args.chitchat_out, args.report, options)
+    result = curate_file(args.file, args.format, args.out, args.chitchat_out, args.report, options,
+                         reviewed=args.reviewed)
     print(json.dumps(result.counts(), ensure_ascii=False))
     return 0
 

@@ -22,6 +22,10 @@ why each rule is what it is):
    frequent normalized answer, then the one most similar to the others, then the longer one, then
    the first in code-point order) and every group with two or more usable answers is reported as
    a conflict with all its alternatives.
+5. **Reviewed entries** (optional, :func:`read_reviewed`): a shop's reviewed FAQ (canonical
+   question, the ways customers ask it, the answer it picked) is written first, as it is; a corpus
+   group whose question key equals the key of a reviewed question or phrasing is merged into it
+   (its questions become phrasings; the reviewed answer wins any conflict).
 
 Everything is deterministic: the same input gives the same output, byte for byte.
 """
@@ -38,7 +42,7 @@ from enum import Enum
 from itertools import combinations
 from pathlib import Path
 
-from alime.kb.formats import Format, Row, read_rows
+from alime.kb.formats import Format, FormatError, Row, read_rows
 from alime.text import is_punctuation, normalize
 
 REPORT_JSON = "curate_report.json"
@@ -471,6 +475,15 @@ def resolve(answer_keys: Sequence[str]) -> Resolution:
 
 # -- the pipeline ---------------------------------------------------------------------------------
 @dataclass(frozen=True)
+class Alternative:
+    """One distinct (normalized) answer of a group."""
+
+    answer: str
+    rows: int
+    lines: tuple[int, ...]
+
+
+@dataclass(frozen=True)
 class Entry:
     """One curated KB entry (a group of rows)."""
 
@@ -479,19 +492,14 @@ class Entry:
     answer: str
     tags: tuple[str, ...]
     lines: tuple[int, ...]  # source lines of every row in the group
+    # The group's distinct usable answers (most rows first); kept so that a merge into a reviewed
+    # entry can report them all.
+    alternatives: tuple[Alternative, ...] = ()
+    reviewed: bool = False  # from the reviewed FAQ file (its question, phrasings, answer kept)
 
     def to_json(self) -> dict:
         return {"question": self.question, "phrasings": list(self.phrasings),
                 "answer": self.answer, "tags": list(self.tags)}
-
-
-@dataclass(frozen=True)
-class Alternative:
-    """One distinct (normalized) answer of a group."""
-
-    answer: str
-    rows: int
-    lines: tuple[int, ...]
 
 
 @dataclass(frozen=True)
@@ -514,6 +522,18 @@ class Dropped:
     answer: str
 
 
+@dataclass(frozen=True)
+class Merge:
+    """A corpus group merged into a reviewed entry."""
+
+    reviewed: str  # the reviewed entry's question
+    question: str  # the group's primary question
+    key: str  # the question key they share
+    lines: tuple[int, ...]
+    answer: str  # the answer the group would have kept
+    conflict: bool  # its answer differs (normalized) from the reviewed one, which wins
+
+
 @dataclass
 class CurateResult:
     """What curation made of the rows."""
@@ -525,6 +545,7 @@ class CurateResult:
     # Rows whose answer was unusable but whose question is kept as a phrasing of an entry.
     answers_discarded: list[Dropped] = field(default_factory=list)
     conflicts: list[Conflict] = field(default_factory=list)
+    merges: list[Merge] = field(default_factory=list)  # corpus groups merged into reviewed entries
 
     def counts(self) -> dict:
         by_reason = Counter(d.reason.value for d in self.dropped)
@@ -542,6 +563,10 @@ class CurateResult:
             "phrasings_out": sum(len(e.phrasings) for e in self.entries),
             "chitchat_entries_out": len(self.chitchat),
             "conflicts": len(self.conflicts),
+            "reviewed_entries": sum(e.reviewed for e in self.entries),
+            "groups_merged_into_reviewed": len(self.merges),
+            "rows_merged_into_reviewed": sum(len(m.lines) for m in self.merges),
+            "reviewed_conflicts": sum(m.conflict for m in self.merges),
         }
 
 
@@ -555,13 +580,15 @@ class _Item:
 
 
 def curate_rows(rows: Sequence[Row], options: CurateOptions = CurateOptions(),
-                progress: bool | None = None) -> CurateResult:
+                progress: bool | None = None, reviewed: Sequence[Row] = ()) -> CurateResult:
     """Curate parsed rows (see the module docstring for the rules).
 
     Args:
         rows: The rows of a corpus, as ``alime.kb.formats.read_rows`` returns them.
         options: Rule parameters.
         progress: Show a progress bar on stderr (default: for 2,000+ rows).
+        reviewed: A reviewed FAQ (:func:`read_reviewed`): written first, as it is, with the corpus
+            groups that ask one of its questions merged in (:func:`merge_reviewed`).
     """
     from tqdm import tqdm
 
@@ -584,6 +611,8 @@ def curate_rows(rows: Sequence[Row], options: CurateOptions = CurateOptions(),
             faq.append(_Item(row.line, question, answer, row.tags,
                              answer_verdict(question, answer)))
     result.entries = _entries(faq, options, options.tags, result)
+    if reviewed:
+        result.entries = merge_reviewed(reviewed, result.entries, result)
     result.chitchat = _entries(chat, options, options.chitchat_tags, None)
     return result
 
@@ -614,17 +643,16 @@ def _entries(items: list[_Item], options: CurateOptions, tags: tuple[str, ...],
         chosen = resolve([answer_key(m.answer) for m in usable])
         answer = _most_common([m.answer for m in by_answer[chosen.key]])
         questions = _by_frequency([m.question for m in members])
+        alternatives = tuple(sorted(
+            (Alternative(_most_common([m.answer for m in ms]), len(ms),
+                         tuple(sorted(m.line for m in ms))) for ms in by_answer.values()),
+            key=lambda a: (-a.rows, a.lines)))
         entry = Entry(questions[0], tuple(questions[1:]), answer,
                       tuple(sorted({t for m in members for t in m.tags} | set(tags))),
-                      tuple(sorted(m.line for m in members)))
+                      tuple(sorted(m.line for m in members)), alternatives)
         entries.append(entry)
         if result is not None and len(by_answer) > 1:
-            alternatives = sorted(
-                (Alternative(_most_common([m.answer for m in ms]), len(ms),
-                             tuple(sorted(m.line for m in ms))) for ms in by_answer.values()),
-                key=lambda a: (-a.rows, a.lines))
-            result.conflicts.append(Conflict(entry.question, answer, chosen.rule,
-                                             tuple(alternatives)))
+            result.conflicts.append(Conflict(entry.question, answer, chosen.rule, alternatives))
     entries.sort(key=lambda e: (-len(e.lines), e.lines))
     if result is not None:
         order = {e.question: i for i, e in enumerate(entries)}
@@ -632,6 +660,96 @@ def _entries(items: list[_Item], options: CurateOptions, tags: tuple[str, ...],
         result.dropped.sort(key=lambda d: d.line)
         result.answers_discarded.sort(key=lambda d: d.line)
     return entries
+
+
+REVIEWED_RULE = "reviewed"  # the conflict rule of a corpus group merged into a reviewed entry
+
+
+def read_reviewed(path: str | Path) -> list[Row]:
+    """Read a reviewed FAQ: JSONL entries as ``alime kb import --format jsonl`` reads them
+    (``question``, ``phrasings``, ``answer``, ``tags``; other keys, such as the reviewer's
+    ``source_lines``, are ignored).
+
+    Raises:
+        FormatError: a malformed entry, or two entries sharing a question key (a customer's
+            question would have two reviewed answers), as ``FILE:LINE: message``.
+    """
+    rows = read_rows(path, Format.JSONL).rows
+    owner: dict[str, int] = {}
+    for row in rows:
+        for text in (row.question, *row.phrasings):
+            key = question_key(text)
+            if owner.setdefault(key, row.line) != row.line:
+                raise FormatError(path, row.line, f"{text!r} has the question key {key!r} of the "
+                                  f"entry on line {owner[key]}: one question, one reviewed answer")
+    return rows
+
+
+def merge_reviewed(reviewed: Sequence[Row], entries: Sequence[Entry],
+                   result: CurateResult | None = None) -> list[Entry]:
+    """Put the reviewed entries first and merge into them the corpus entries that ask their
+    questions.
+
+    A corpus entry is merged when the key (:func:`question_key`) of its primary question or of
+    one of its phrasings, tried in that order, equals the key of a reviewed question or phrasing.
+    Its questions become extra phrasings (after the reviewed ones, each once, never the reviewed
+    question itself); the reviewed question, answer and tags stay as they are. When its answer
+    differs (normalized) from the reviewed one, the merge is a conflict decided by
+    ``"reviewed"``: the shop's review beats the chat log's majority.
+
+    Args:
+        reviewed: The reviewed FAQ rows (:func:`read_reviewed`), in file order.
+        entries: The corpus entries (from grouping), in output order.
+        result: Where merges and conflicts are recorded (its conflicts of merged groups are
+            replaced by the reviewed-wins conflict).
+
+    Returns:
+        The reviewed entries in file order, then the corpus entries not merged, in their order.
+    """
+    owner: dict[str, int] = {}
+    for i, row in enumerate(reviewed):
+        for text in (row.question, *row.phrasings):
+            owner.setdefault(question_key(text), i)
+    merged: list[list[Entry]] = [[] for _ in reviewed]
+    rest: list[Entry] = []
+    for entry in entries:
+        hit = next((owner[k] for k in map(question_key, (entry.question, *entry.phrasings))
+                    if k in owner), None)
+        if hit is None:
+            rest.append(entry)
+        else:
+            merged[hit].append(entry)
+    out: list[Entry] = []
+    replaced: set[str] = set()
+    for row, groups in zip(reviewed, merged, strict=True):
+        phrasings = list(dict.fromkeys(row.phrasings))
+        for group in groups:
+            phrasings += [q for q in (group.question, *group.phrasings)
+                          if q != row.question and q not in phrasings]
+        lines = tuple(sorted(line for g in groups for line in g.lines))
+        out.append(Entry(row.question, tuple(phrasings), row.answer, row.tags, lines, (),
+                         reviewed=True))
+        if result is None:
+            continue
+        for group in groups:
+            conflict = any(answer_key(a.answer) != answer_key(row.answer)
+                           for a in group.alternatives)
+            key = next(k for k in map(question_key, (group.question, *group.phrasings))
+                       if k in owner)
+            result.merges.append(Merge(row.question, group.question, key, group.lines,
+                                       group.answer, conflict))
+            replaced.add(group.question)
+            if conflict:
+                result.conflicts.append(Conflict(
+                    row.question, row.answer, REVIEWED_RULE,
+                    (Alternative(row.answer, 0, ()), *group.alternatives)))
+    if result is not None:
+        # A merged group's own conflict is superseded by the reviewed one; reviewed first.
+        order = {e.question: i for i, e in enumerate(out + rest)}
+        result.conflicts = sorted(
+            (c for c in result.conflicts if c.rule == REVIEWED_RULE or c.question not in replaced),
+            key=lambda c: order[c.question])
+    return out + rest
 
 
 def _by_frequency(texts: Iterable[str]) -> list[str]:
@@ -659,15 +777,21 @@ def write_entries(entries: Iterable[Entry], path: str | Path) -> int:
 
 def curate_file(path: str | Path, fmt: Format | str, out: str | Path,
                 chitchat_out: str | Path | None = None, report_dir: str | Path | None = None,
-                options: CurateOptions = CurateOptions(), progress: bool | None = None
-                ) -> CurateResult:
+                options: CurateOptions = CurateOptions(), progress: bool | None = None,
+                reviewed: str | Path | None = None) -> CurateResult:
     """Read a corpus file, curate it, write the entries (and chit-chat entries and report).
 
+    Args:
+        reviewed: A reviewed FAQ file (JSONL, :func:`read_reviewed`), written first and merged
+            with the corpus groups that ask its questions.
+
     Raises:
-        FormatError: a malformed row (``FILE:LINE: message``); nothing is written.
+        FormatError: a malformed row of the corpus or the reviewed file (``FILE:LINE:
+            message``); nothing is written.
     """
+    reviewed_rows = read_reviewed(reviewed) if reviewed is not None else []
     rows = read_rows(path, fmt).rows
-    result = curate_rows(rows, options, progress)
+    result = curate_rows(rows, options, progress, reviewed_rows)
     write_entries(result.entries, out)
     if chitchat_out is not None:
         write_entries(result.chitchat, chitchat_out)
@@ -679,7 +803,8 @@ def curate_file(path: str | Path, fmt: Format | str, out: str | Path,
 def report_json(result: CurateResult, source: str, options: CurateOptions) -> dict:
     """The full report: counts, every group, every conflict, every dropped row."""
     def entry(e: Entry) -> dict:
-        return {**e.to_json(), "rows": len(e.lines), "lines": list(e.lines)}
+        return {**e.to_json(), "rows": len(e.lines), "lines": list(e.lines),
+                "reviewed": e.reviewed}
 
     def dropped(d: Dropped) -> dict:
         return {"line": d.line, "reason": d.reason.value, "question": d.question,
@@ -696,6 +821,7 @@ def report_json(result: CurateResult, source: str, options: CurateOptions) -> di
                        "alternatives": [asdict(a) | {"lines": list(a.lines)}
                                         for a in c.alternatives]}
                       for c in result.conflicts],
+        "merges": [asdict(m) | {"lines": list(m.lines)} for m in result.merges],
         "answers_discarded": [dropped(d) for d in result.answers_discarded],
         "dropped": [dropped(d) for d in result.dropped],
     }
@@ -730,6 +856,18 @@ def _markdown(result: CurateResult, data: dict, largest: int, conflict_sample: i
         f"| {c['rows_in']} | {c['rows_dropped']} | {c['rows_moved_to_chitchat']} | "
         f"{c['rows_in_entries']} | {c['entries_out']} | {c['phrasings_out']} | {c['conflicts']} | "
         f"{c['chitchat_entries_out']} |", "",
+    ]
+    if c["reviewed_entries"]:
+        lines += [f"Reviewed entries: {c['reviewed_entries']} (written first, as reviewed); "
+                  f"{c['groups_merged_into_reviewed']} corpus groups ({c['rows_merged_into_reviewed']}"
+                  f" rows) merged into them as phrasings, {c['reviewed_conflicts']} of them with "
+                  "another answer (the reviewed answer wins).", "",
+                  "| reviewed question | merged group | rows | the answer it would have kept | other answer(s) |",
+                  "| --- | --- | ---: | --- | --- |"]
+        lines += [f"| {_cell(m.reviewed, 30)} | {_cell(m.question, 30)} | {len(m.lines)} | "
+                  f"{_cell(m.answer, 40)} | {'yes' if m.conflict else ''} |" for m in result.merges]
+        lines.append("")
+    lines += [
         "## Dropped rows by reason", "",
         "| reason | rows | what it means | example (question -> answer) |",
         "| --- | ---: | --- | --- |",

@@ -263,3 +263,115 @@ def test_bundled_curated_kb_is_display_text_without_junk():
     chitchat = read_rows(BUNDLED_KB.with_name("chitchat.jsonl"), "jsonl").rows
     assert all(question_verdict(r.question)[0] is not Kind.FAQ for r in chitchat)
     assert BUNDLED_CORPUS.is_file()
+
+
+# -- reviewed FAQ (--reviewed) --------------------------------------------------------------------
+REVIEWED = [
+    {"question": "什么时候发货", "phrasings": ["啥时候发火", "几时发货呢"],
+     "answer": "付款后 48 小时内发货", "tags": ["faq"], "source_lines": [7]},
+    {"question": "包邮吗", "phrasings": ["包不包邮"], "answer": "全国包邮哦", "tags": ["faq"]},
+]
+
+
+def _write_jsonl(path, objs):
+    path.write_text("".join(json.dumps(o, ensure_ascii=False) + "\n" for o in objs),
+                    encoding="utf-8")
+    return path
+
+
+def test_reviewed_entries_come_first_and_absorb_corpus_groups(corpus, tmp_path):
+    reviewed = _write_jsonl(tmp_path / "faq.jsonl", REVIEWED)
+    out, report = tmp_path / "kb.jsonl", tmp_path / "report"
+    result = curate_file(corpus, "tsv", out, None, report, CurateOptions(tags=("shop",)),
+                         reviewed=reviewed)
+    entries = [json.loads(line) for line in out.read_text(encoding="utf-8").splitlines()]
+    # Group A (rows 1-4, key 什么时候发货) is merged into the first reviewed entry: its questions
+    # follow the reviewed phrasings; the reviewed answer and tags are kept. 包邮吗 (row 11) had no
+    # usable answer, so no group: the reviewed entry stays as written. Group B follows.
+    assert entries == [
+        {"question": "什么时候发货",
+         "phrasings": ["啥时候发火", "几时发货呢", "什么时候发货呀", "亲什么时候能发货", "什么时候发货啊亲"],
+         "answer": "付款后 48 小时内发货", "tags": ["faq"]},
+        {"question": "包邮吗", "phrasings": ["包不包邮"], "answer": "全国包邮哦", "tags": ["faq"]},
+        {"question": "发什么快递", "phrasings": [], "answer": "默认韵达快递", "tags": ["shop"]},
+    ]
+    counts = result.counts()
+    assert counts["reviewed_entries"] == 2 and counts["entries_out"] == 3
+    assert counts["groups_merged_into_reviewed"] == 1 and counts["rows_merged_into_reviewed"] == 4
+    assert counts["reviewed_conflicts"] == 1
+    assert counts["rows_in"] == (counts["rows_dropped"] + counts["rows_in_entries"]
+                                 + counts["rows_moved_to_chitchat"])
+    # The group's own conflict (72 hours vs today) is replaced by the reviewed-wins one, which
+    # lists the reviewed answer and all the group's answers with their lines.
+    (conflict,) = result.conflicts
+    assert conflict.rule == "reviewed" and conflict.kept == "付款后 48 小时内发货"
+    assert [(a.answer, a.rows, a.lines) for a in conflict.alternatives] == [
+        ("付款后 48 小时内发货", 0, ()), ("拍下后 72 小时内发货哦", 2, (1, 2)), ("今天发货", 1, (3,))]
+    (merge,) = result.merges
+    assert (merge.reviewed, merge.question, merge.key, merge.lines) == (
+        "什么时候发货", "什么时候发货", "什么时候发货", (1, 2, 3, 4))
+    data = json.loads((report / REPORT_JSON).read_text(encoding="utf-8"))
+    assert data["merges"][0]["lines"] == [1, 2, 3, 4] and data["groups"][0]["reviewed"] is True
+    assert "Reviewed entries: 2" in (report / REPORT_MD).read_text(encoding="utf-8")
+
+
+def test_a_group_merges_on_a_phrasing_key_and_an_equal_answer_is_no_conflict(corpus, tmp_path):
+    # 发 什么 快递 (row 5) has the key of the reviewed phrasing 你家发什么快递呀; same answer.
+    reviewed = _write_jsonl(tmp_path / "faq.jsonl", [
+        {"question": "用什么快递", "phrasings": ["你家发什么快递呀"], "answer": "默认韵达快递。",
+         "tags": ["faq"]}])
+    out = tmp_path / "kb.jsonl"
+    result = curate_file(corpus, "tsv", out, reviewed=reviewed)
+    first = json.loads(out.read_text(encoding="utf-8").splitlines()[0])
+    assert first == {"question": "用什么快递", "phrasings": ["你家发什么快递呀", "发什么快递"],
+                     "answer": "默认韵达快递。", "tags": ["faq"]}
+    assert result.counts()["reviewed_conflicts"] == 0 and len(result.merges) == 1
+    assert [c.rule for c in result.conflicts] == ["frequency"]  # group A's, not merged
+
+
+def test_a_near_duplicate_is_not_merged_into_a_reviewed_entry(corpus, tmp_path):
+    # Only equal keys merge: 发什么快递的 is a near duplicate of 发什么快递, not equal.
+    reviewed = _write_jsonl(tmp_path / "faq.jsonl", [
+        {"question": "发什么快递的", "answer": "默认韵达快递", "tags": ["faq"]}])
+    result = curate_file(corpus, "tsv", tmp_path / "kb.jsonl", reviewed=reviewed)
+    assert not result.merges and [e.question for e in result.entries] == [
+        "发什么快递的", "什么时候发货", "发什么快递"]
+
+
+def test_reviewed_output_is_deterministic(corpus, tmp_path):
+    reviewed = _write_jsonl(tmp_path / "faq.jsonl", REVIEWED)
+    outputs = []
+    for name in ("a", "b"):
+        out, report = tmp_path / f"{name}.jsonl", tmp_path / f"r{name}"
+        curate_file(corpus, "tsv", out, None, report, reviewed=reviewed)
+        outputs.append((out.read_bytes(), (report / REPORT_JSON).read_bytes(),
+                        (report / REPORT_MD).read_bytes()))
+    assert outputs[0] == outputs[1]
+
+
+def test_cli_reviewed_and_its_bad_input(corpus, tmp_path):
+    reviewed = _write_jsonl(tmp_path / "faq.jsonl", REVIEWED)
+    out = tmp_path / "out.jsonl"
+    proc = _cli(str(corpus), "--format", "tsv", "--out", str(out), "--reviewed", str(reviewed),
+                home=tmp_path / "home")
+    assert proc.returncode == 0, proc.stderr
+    counts = json.loads(proc.stdout)
+    assert counts["reviewed_entries"] == 2 and counts["groups_merged_into_reviewed"] == 1
+    # Two reviewed entries sharing a question key: which answer would win? Refused, with the line.
+    clash = _write_jsonl(tmp_path / "clash.jsonl", [
+        REVIEWED[0], {"question": "包邮吗", "answer": "包邮"},
+        {"question": "亲，什么时候发货呀？", "answer": "明天"}])
+    bad_out = tmp_path / "bad.jsonl"
+    proc = _cli(str(corpus), "--format", "tsv", "--out", str(bad_out), "--reviewed", str(clash),
+                home=tmp_path / "home")
+    assert proc.returncode == 2 and f"{clash}:3:" in proc.stderr and "line 1" in proc.stderr
+    broken = tmp_path / "broken.jsonl"
+    broken.write_text(json.dumps({"question": "包邮吗", "answer": "包邮"}) + '\n{"question": 1}\n',
+                      encoding="utf-8")
+    proc = _cli(str(corpus), "--format", "tsv", "--out", str(bad_out), "--reviewed", str(broken),
+                home=tmp_path / "home")
+    assert proc.returncode == 2 and f"{broken}:2:" in proc.stderr
+    assert not bad_out.exists()
+    proc = _cli(str(corpus), "--format", "tsv", "--out", str(bad_out), "--reviewed",
+                str(tmp_path / "missing.jsonl"), home=tmp_path / "home")
+    assert proc.returncode == 2 and "missing.jsonl" in proc.stderr and not bad_out.exists()
