@@ -12,22 +12,18 @@ from pathlib import Path
 
 from alime.config import RetrievalConfig
 from alime.kb.store import KnowledgeBase
-from alime.retrieval.bm25 import BM25Index
 from alime.retrieval.following import STATE_FILE, KBFollower
+from alime.retrieval.phrasing_index import PhrasingIndex
 from alime.text import TextPipeline
 from alime.types import Hit, QAPair
 
-__all__ = ["STATE_FILE", "KBSearcher", "entry_terms"]
-
-
-def entry_terms(pipeline: TextPipeline, questions: Sequence[str]) -> list[str]:
-    """The distinct index terms of ``questions``, in first-seen order (an entry's document)."""
-    return list(dict.fromkeys(t for q in questions for t in pipeline.index_terms(q)))
+__all__ = ["STATE_FILE", "KBSearcher"]
 
 
 class KBSearcher(KBFollower):
-    """A Retriever over a KnowledgeBase's questions (each entry's primary question and its
-    phrasings, one document per entry)."""
+    """A Retriever over a KnowledgeBase's questions: each entry's primary question and its
+    phrasings are BM25 documents, and an entry scores as its best one
+    (:mod:`alime.retrieval.phrasing_index`)."""
 
     name = "BM25 index"
 
@@ -41,22 +37,20 @@ class KBSearcher(KBFollower):
         self.pipeline = pipeline
         super().__init__(kb, index_dir, config)
 
-    def _load_index(self) -> BM25Index:
-        index = BM25Index.load(self.index_dir, mmap=True)
+    def _load_index(self) -> PhrasingIndex:
+        index = PhrasingIndex.load(self.index_dir, mmap=True)
         if index.config != self.config.bm25:
             raise ValueError("BM25 parameters changed")
         return index
 
-    def _build_index(self, ids: list[int], pairs: Sequence[QAPair]) -> BM25Index:
-        return BM25Index.build(self._index_values(pairs), ids, self.config.bm25)
+    def _build_index(self, ids: list[int], pairs: Sequence[QAPair]) -> PhrasingIndex:
+        return PhrasingIndex.build(self._index_values(pairs), ids, self.config.bm25)
 
-    def _index_values(self, pairs: Sequence[QAPair]) -> list[list[str]]:
-        """One BM25 document per entry: the distinct index terms of all its questions (primary
-        and phrasings), in first-seen order. Distinct, because an entry with ten phrasings that
-        all say 发货 must not get term frequency 10 and a document ten times as long: an entry
-        matches a query as well as its best phrasing would, plus the words its other phrasings
-        add."""
-        return [entry_terms(self.pipeline, p.questions) for p in pairs]
+    def _index_values(self, pairs: Sequence[QAPair]) -> list[list[list[str]]]:
+        """Per entry, the index terms of each of its questions (primary first): one BM25
+        document each. One document of all of them would grow with the phrasings, and BM25's
+        length normalization would bury the entries a shop curated most."""
+        return [[self.pipeline.index_terms(q) for q in p.questions] for p in pairs]
 
     # -- searching ---------------------------------------------------------------------------
     def analyze(self, query: str) -> list[str]:
