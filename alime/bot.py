@@ -28,6 +28,8 @@ from alime.types import Generator, Retriever, Scorer
 
 log = logging.getLogger(__name__)
 
+DEFAULT_CHITCHAT_THRESHOLD = 0.8  # C without a configured or tuned one
+
 # The curated KB a fresh install is seeded with (``alime kb curate`` of the raw corpus below,
 # see docs/kb-curation.md). Its greetings and thanks (data/kb/chitchat.jsonl) are not seeded:
 # they belong to a chit-chat KB, not to the FAQ.
@@ -87,7 +89,9 @@ def build_bot(config: AppConfig | None = None) -> Bot:
         retriever=retriever,
         lookup=kb.get_many,
         thresholds=Thresholds(answer=answer_t, generation=gen_t,
-                              chitchat=config.chitchat.threshold),
+                              chitchat=_pick(config.chitchat.threshold,
+                                             tuned.get("chitchat_threshold"),
+                                             DEFAULT_CHITCHAT_THRESHOLD)),
         scorer=scorer,
         generator=generator,
         k=config.retrieval.k,

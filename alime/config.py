@@ -119,7 +119,9 @@ class ChitChatConfig:
     files: tuple[str, ...] = (str(BUNDLED_DATA / "chitchat" / "shop_zh.jsonl"),
                               str(BUNDLED_DATA / "kb" / "chitchat.jsonl"),
                               str(BUNDLED_DATA / "chatterbot_zh"))
-    threshold: float = 0.8  # character F1 of the query and the chit-chat question (compact text)
+    # The bar on the character F1 of the query and the chit-chat question (compact text); None:
+    # the model directory's tuned value (thresholds.json "chitchat_threshold"), else 0.8.
+    threshold: float | None = None
 
 
 @dataclass(frozen=True)

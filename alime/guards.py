@@ -30,6 +30,9 @@ def _alternation(words: tuple[str, ...]) -> str:
     return "|".join(re.escape(w) for w in sorted(set(words), key=len, reverse=True))
 
 
+_A_NOT_A = re.compile(r"(.)[不没]\1")
+
+
 @dataclass(frozen=True)
 class Negation:
     """Negation words, and the filler words allowed between one and the phrase it negates."""
@@ -46,8 +49,17 @@ class Negation:
         object.__setattr__(self, "_pattern", pattern)
 
     def negates(self, before: str) -> bool:
-        """True when the compact text ``before`` a phrase ends with a negation (plus fillers)."""
-        return self._pattern is not None and self._pattern.search(before) is not None
+        """True when the compact text ``before`` a phrase ends with a negation (plus fillers).
+
+        An A-not-A question is no negation: 有没有活人, 能不能转人工, 是不是骗子 ask about the
+        phrase (the character before 不/没 repeats right after it)."""
+        if self._pattern is None:
+            return False
+        match = self._pattern.search(before)
+        if match is None:
+            return False
+        around = before[max(0, match.start() - 1):match.start() + 2]
+        return _A_NOT_A.match(around) is None
 
 
 @dataclass(frozen=True)
@@ -108,6 +120,10 @@ class GibberishLexicon:
     min_repeat: int = 3
     vowels: str = "aeiouy"
     min_vowelless: int = 5
+    # Any script: one character typed again and again (啊啊啊啊, ？？？？ is punctuation anyway),
+    # except laughter, which is small talk (哈哈哈哈).
+    min_repeat_any: int = 4
+    laughter: str = "哈呵嘿嘻"
 
     def __post_init__(self) -> None:
         runs = set()
@@ -221,13 +237,15 @@ class Gibberish:
     EMOJI = "emoji"  # only emoji (and punctuation)
     DIGITS = "digits"  # only digits
     KEYBOARD = "keyboard"  # Latin letters that are all keyboard mash
+    REPEATED = "repeated"  # one non-Latin letter typed min_repeat_any times or more (啊啊啊啊)
 
 
 def gibberish(query: str, lexicon: Lexicon) -> str | None:
     """The kind of meaningless input ``query`` is (a ``Gibberish`` value), or None.
 
-    Any CJK (or other non-Latin) letter makes a query meaningful: 包邮吗, 在吗 and 发sf吗 pass
-    however short they are. Only queries without one are judged, and only as a whole: ``ok``,
+    One character typed over and over is meaningless in any script (啊啊啊啊; laughter such as
+    哈哈哈哈 is small talk and passes). Otherwise any CJK (or other non-Latin) letter makes a query
+    meaningful: 包邮吗, 在吗 and 发sf吗 pass however short they are. Only queries without one are judged, and only as a whole: ``ok``,
     ``hello``, ``iphone 13`` pass; ``asdfgh``, ``jjjjj``, ``😂😂😂``, ``？？？``, ``123`` do not.
     """
     text = normalize(query)
@@ -236,7 +254,13 @@ def gibberish(query: str, lexicon: Lexicon) -> str | None:
         return Gibberish.EMPTY
     letters = [ch for ch in text if unicodedata.category(ch)[0] == "L"]
     if any(not ("a" <= ch <= "z") for ch in letters):
-        return None  # CJK, kana, hangul, accented Latin ...: words, whatever else is there
+        # CJK, kana, hangul, accented Latin ...: words, whatever else is there, unless one
+        # character is all there is, typed again and again (Latin repeats are keyboard mash)
+        key, rules = compact(text), lexicon.gibberish
+        if (len(key) >= rules.min_repeat_any and len(set(key)) == 1
+                and key[0] not in rules.laughter):
+            return Gibberish.REPEATED
+        return None
     if not letters:
         if any(c[0] == "N" for c in categories):
             return Gibberish.DIGITS

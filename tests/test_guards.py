@@ -38,6 +38,7 @@ def test_compact_keeps_letters_and_digits_only():
     ("你们就是骗子", "骗子"), ("我要打12315", "12315"), ("这也太坑了吧", "太坑"),
     ("什么垃圾东西", "垃圾"), ("拉圾质量", "拉圾"), ("我要举报", "举报"),
     ("我不想等了，投诉", "投诉"),  # 等 is no filler: the negation does not reach 投诉
+    ("太过分了 必须给我个说法", "太过分"), ("你们是不是骗子", "骗子"),  # A-not-A: no negation
 ])
 def test_complaints(query, evidence):
     assert complaint(compact(query), LEXICON) == evidence
@@ -56,6 +57,8 @@ def test_not_complaints(query):
     ("转人工", "转人工"), ("人工", "人工"), ("人工！", "人工"), ("要人工客服", "人工客服"), ("我要人工", "我要人工"),
     ("叫你们老板出来", "叫你们老板"), ("找你们店长", "找你们店长"), ("你是真人吗", "真人"),
     ("我不想等了转人工", "转人工"),
+    ("有没有活人啊", "活人"), ("能不能转人工", "转人工"),  # A-not-A questions are no negation
+    ("转接客服", "转接客服"), ("我要和你们客服本人说", "客服本人"),
 ])
 def test_requests_for_a_person(query, evidence):
     assert person(compact(query), LEXICON) == evidence
@@ -73,6 +76,7 @@ def test_not_requests_for_a_person(query):
     "我的订单123456到哪了", "订单号123456", "123456这个订单呢", "我的快递到哪了",
     "我买的东西怎么还没到", "我的订单发货了吗", "包裹还没到", "货到了吗",
     "123456789012345",  # a pasted order number: 15 digits
+    "帮我查下快递单号",
 ])
 def test_one_orders_status(query):
     assert order_status(compact(query), LEXICON) is not None
@@ -100,7 +104,7 @@ def test_order_gap_boundary(tmp_path):
     ("jjjjj", Gibberish.KEYBOARD), ("lkjhg", Gibberish.KEYBOARD), ("sdfkh", Gibberish.KEYBOARD),
     ("😂😂😂", Gibberish.EMOJI), ("👍🏻", Gibberish.EMOJI), ("？？？", Gibberish.PUNCTUATION),
     ("...", Gibberish.PUNCTUATION), ("123", Gibberish.DIGITS), ("1 2 3！", Gibberish.DIGITS),
-    ("\u200b", Gibberish.EMPTY),
+    ("\u200b", Gibberish.EMPTY), ("啊啊啊啊啊啊", Gibberish.REPEATED), ("嗯嗯嗯嗯", Gibberish.REPEATED),
 ])
 def test_gibberish(query, kind):
     assert gibberish(query, LEXICON) == kind
@@ -109,6 +113,7 @@ def test_gibberish(query, kind):
 @pytest.mark.parametrize("query", [
     "包邮吗", "有货吗", "在吗", "发sf吗", "能便宜点吗", "嗯", "asdfgh包邮吗", "好😂",
     "ok", "hello", "sf", "iphone 13", "xl", "hi",
+    "啊啊啊", "嗯嗯", "哈哈哈哈哈",  # 3 repeats: below min_repeat_any (4); laughter is small talk
 ])
 def test_real_short_questions_pass(query):
     assert gibberish(query, LEXICON) is None

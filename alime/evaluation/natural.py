@@ -371,14 +371,17 @@ class Recorded:
     chitchat: tuple[str, float, float] | None = None
 
 
-def simulate(rec: Recorded, answer_t: float, generation_t: float) -> dict:
-    """The reply ``HybridEngine.reply`` gives at thresholds (T, G), as ``/api/chat`` JSON."""
+def simulate(rec: Recorded, answer_t: float, generation_t: float,
+             chitchat_t: float | None = None) -> dict:
+    """The reply ``HybridEngine.reply`` gives at thresholds (T, G) and the chit-chat bar C
+    (None: the one the engine had when the query was recorded), as ``/api/chat`` JSON."""
     if rec.ruled is not None:
         return dict(rec.ruled)
     if decide(rec.best, answer_t) is Decision.ANSWER_FROM_KB:
         return {"answer": rec.top_answer, "source": "retrieval", "score": rec.best,
                 "handoff": False}
-    if rec.chitchat is not None and accept_chitchat(rec.chitchat[1], rec.chitchat[2]):
+    bar = rec.chitchat[2] if rec.chitchat is not None and chitchat_t is None else chitchat_t
+    if rec.chitchat is not None and accept_chitchat(rec.chitchat[1], bar):
         return {"answer": rec.chitchat[0], "source": "chitchat", "score": rec.chitchat[1],
                 "handoff": False}
     if rec.generated is not None and accept_generation(rec.generated[1], generation_t):
@@ -402,29 +405,35 @@ def grid(values: Iterable[float | None], points: int = 25) -> list[float]:
 
 
 def sweep(records: Sequence[Recorded], queries: Sequence[NaturalQuery],
-          intents: Mapping[str, Intent], t_grid: Sequence[float], g_grid: Sequence[float]
-          ) -> dict:
-    """In-KB and out-of-KB acceptable rates for every (T, G); the chosen point maximizes their
-    mean (ties: the higher T, then the higher G)."""
+          intents: Mapping[str, Intent], t_grid: Sequence[float], g_grid: Sequence[float],
+          c_grid: Sequence[float | None] = (None,)) -> dict:
+    """In-KB and out-of-KB acceptable rates for every (T, G, C); the chosen point maximizes
+    their mean (ties: the higher T, then the higher G, then the higher C). C None: the chit-chat
+    bar each query was recorded with (the point then has no ``chitchat_threshold``)."""
     kinds = [q.kind for q in queries]
     n_in, n_out = kinds.count(IN_KB), kinds.count(OUT_OF_KB)
     points = []
     for t in t_grid:
         for g in g_grid:
-            ok_in = ok_out = 0
-            for rec, q in zip(records, queries, strict=True):
-                if judge(intents[q.intent], simulate(rec, t, g)):
-                    if q.kind == IN_KB:
-                        ok_in += 1
-                    else:
-                        ok_out += 1
-            r_in, r_out = _rate(ok_in, n_in), _rate(ok_out, n_out)
-            mean = ((r_in or 0.0) + (r_out or 0.0)) / 2
-            points.append({"threshold": float(t), "generation_threshold": float(g),
-                           "in_kb": r_in, "out_of_kb": r_out, "mean": mean})
-    best = max(points, key=lambda p: (p["mean"], p["threshold"], p["generation_threshold"]))
+            for c in c_grid:
+                ok_in = ok_out = 0
+                for rec, q in zip(records, queries, strict=True):
+                    if judge(intents[q.intent], simulate(rec, t, g, c)):
+                        if q.kind == IN_KB:
+                            ok_in += 1
+                        else:
+                            ok_out += 1
+                r_in, r_out = _rate(ok_in, n_in), _rate(ok_out, n_out)
+                mean = ((r_in or 0.0) + (r_out or 0.0)) / 2
+                point = {"threshold": float(t), "generation_threshold": float(g),
+                         "in_kb": r_in, "out_of_kb": r_out, "mean": mean}
+                if c is not None:
+                    point["chitchat_threshold"] = float(c)
+                points.append(point)
+    best = max(points, key=lambda p: (p["mean"], p["threshold"], p["generation_threshold"],
+                                      p.get("chitchat_threshold", 0.0)))
     return {"rule": "maximize (in-KB acceptable + out-of-KB acceptable) / 2; ties: higher T, "
-                    "then higher G",
+                    "then higher G, then higher C",
             "points": points, "chosen": best}
 
 
@@ -606,9 +615,13 @@ def run_sweep(data_dir: str | Path, split: str = "tune", config=None,
                                                                              strict=True))
     t_grid = sorted(set(grid((r.best for r in records), points)) | {t_now})
     g_grid = sorted(set(grid((r.generated[1] for r in records if r.generated), points)) | {g_now})
-    result = sweep(records, queries, data.intents, t_grid, g_grid)
+    c_now = engine.thresholds.chitchat
+    c_grid: list[float | None] = [None]
+    if engine.chitchat is not None:  # C in [0, 1]: a coarse grid plus the engine's own
+        c_grid = sorted({round(0.05 * i, 2) for i in range(8, 21)} | {c_now})
+    result = sweep(records, queries, data.intents, t_grid, g_grid, c_grid)
     result["agreement"] = {"threshold": t_now, "generation_threshold": g_now,
-                           "agree": agree, "queries": len(records)}
+                           "chitchat_threshold": c_now, "agree": agree, "queries": len(records)}
     result["decision_score"] = "routing" if engine.router is not None else "rerank"
     judged = [Judged(q, r, judge(data.intents[q.intent], r)) for q, r in zip(queries, replies,
                                                                             strict=True)]
@@ -633,7 +646,8 @@ def _same(simulated: Mapping, reply: Mapping) -> bool:
 def write_choice(model_dir: str | Path, chosen: Mapping, routes: bool, provenance: dict
                  ) -> list[str]:
     """Store T and G where the bot reads them: T in ``routing.json`` when the model routes (else
-    in ``thresholds.json``), G in ``thresholds.json``. Returns the files written."""
+    in ``thresholds.json``), G (and C, when the sweep chose one) in ``thresholds.json``. Returns
+    the files written."""
     from alime.evaluation.runner import write_thresholds
     from alime.rerank.loading import read_thresholds
     from alime.routing import ROUTING_FILE
@@ -656,7 +670,8 @@ def write_choice(model_dir: str | Path, chosen: Mapping, routes: bool, provenanc
         answer = stored.get("threshold", 0.0)  # the rerank-score T stays as it was
     else:
         answer = t
-    write_thresholds(model_dir, answer, g, provenance)
+    chitchat = chosen.get("chitchat_threshold", stored.get("chitchat_threshold"))
+    write_thresholds(model_dir, answer, g, provenance, chitchat)
     written.append(str(model_dir / "thresholds.json"))
     return written
 

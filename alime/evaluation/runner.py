@@ -247,14 +247,17 @@ def engine_scorer(model_dir: str | Path | None) -> tuple[scorers.ScorerName, flo
 
 
 def write_thresholds(model_dir: str | Path, answer: float, generation: float,
-                     provenance: dict) -> None:
-    """Store T and G where the engine reads them, and how they were chosen beside them.
+                     provenance: dict, chitchat: float | None = None) -> None:
+    """Store T and G (and the chit-chat bar C, when given) where the engine reads them, and how
+    they were chosen beside them.
 
-    ``thresholds.json`` holds only the two numbers (the engine's loader,
+    ``thresholds.json`` holds only the numbers (the engine's loader,
     ``alime.rerank.loading.read_thresholds``, rejects other keys); ``thresholds_sweep.json``
     holds the rule, the data and the scorer they were chosen with.
     """
     numbers = {"threshold": answer, "generation_threshold": generation}
+    if chitchat is not None:
+        numbers["chitchat_threshold"] = chitchat
     Path(model_dir, THRESHOLDS_FILE).write_text(json.dumps(numbers, indent=2) + "\n",
                                                 encoding="utf-8")
     Path(model_dir, SWEEP_FILE).write_text(

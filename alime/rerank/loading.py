@@ -19,7 +19,7 @@ from alime.types import Scorer
 # Written by the threshold sweep (evaluation) next to the weights: {"threshold": T,
 # "generation_threshold": G}, both on the mean per-token probability scale.
 THRESHOLDS_FILE = "thresholds.json"
-_THRESHOLD_KEYS = ("threshold", "generation_threshold")
+_THRESHOLD_KEYS = ("threshold", "generation_threshold", "chitchat_threshold")
 # The rerank score chosen on validation data for this model: {"rerank_score": NAME} with NAME a
 # ``ScorerKind`` value, plus "pmi_weight" for "pmi". Absent: AliMe's mean per-token probability.
 # "match" loads the discriminative matcher saved in MODEL_DIR/matcher/ (``alime train-matcher``).

@@ -481,3 +481,25 @@ def test_fit_routing_flags(tmp_path, capsys):
             (["--write-model", str(tmp_path)], "--write-model needs --sweep or --fit-routing")):
         assert main(["evaluate", "natural", "--data", str(NATURAL), *argv]) == 2
         assert message in capsys.readouterr().err, argv
+
+
+def test_sweep_chooses_the_chitchat_bar_and_writes_it(tmp_path):
+    """A chit-chat query is acceptable only when C lets its match (0.6) through; an off-topic
+    query is acceptable either way (no FAQ answer), so C = 0.6 wins over 0.8."""
+    intents = {"chat": _out(Outcome.CHITCHAT), "other": _out(Outcome.NO_FAQ)}
+    queries = [NaturalQuery("你真聪明", "chat", OUT_OF_KB), NaturalQuery("天气", "other", OUT_OF_KB)]
+    records = [Recorded(0.1, "x", None, "转人工", chitchat=("谢谢夸奖", 0.6, 0.8)),
+               Recorded(0.1, "x", None, "转人工", chitchat=("天气查不到", 0.5, 0.8))]
+    result = sweep(records, queries, intents, [0.5], [0.0], [0.6, 0.8])
+    assert result["chosen"]["chitchat_threshold"] == 0.6 and result["chosen"]["out_of_kb"] == 1.0
+    by_c = {p["chitchat_threshold"]: p for p in result["points"]}
+    assert by_c[0.8]["out_of_kb"] == 0.5
+    assert simulate(records[0], 0.5, 0.0)["source"] == "fallback"  # the recorded bar, 0.8
+    model = tmp_path / "model"
+    model.mkdir()
+    write_choice(model, result["chosen"], False, {"split": "tune"})
+    stored = json.loads((model / "thresholds.json").read_text(encoding="utf-8"))
+    assert stored == {"threshold": 0.5, "generation_threshold": 0.0, "chitchat_threshold": 0.6}
+    from alime.rerank.loading import read_thresholds
+
+    assert read_thresholds(model)["chitchat_threshold"] == 0.6
