@@ -143,14 +143,16 @@ def routing_features(searcher: KBSearcher, retriever: Retriever, model_dir: Path
     question encoder."""
     pipeline = searcher.pipeline
     if not dense:
-        return CandidateFeatures(pipeline.index_terms, searcher.idf)
+        return CandidateFeatures(pipeline.index_terms, searcher.idf,
+                                 synonyms=pipeline.synonyms_of)
     from alime.retrieval.embeddings import Seq2SeqEmbedder, model_identity
 
     # Reuse the hybrid retriever's encoder when it pools the same way (one model load, not two).
     embedder = getattr(getattr(retriever, "dense", None), "embedder", None)
     if embedder is None or embedder.identity != model_identity(model_dir, pooling, sif_a):
         embedder = Seq2SeqEmbedder(model_dir, pipeline.tokenize, pooling, sif_a=sif_a)
-    return CandidateFeatures(pipeline.index_terms, searcher.idf, embedder.embed)
+    return CandidateFeatures(pipeline.index_terms, searcher.idf, embedder.embed,
+                             pipeline.synonyms_of)
 
 
 def _pick(*values: float | None) -> float:

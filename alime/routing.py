@@ -52,11 +52,27 @@ def _f1(common: float, left: float, right: float) -> float:
 
 
 def weighted_overlap_f1(query: Sequence[str], question: Sequence[str],
-                        weight: Callable[[str], float]) -> float:
-    """F1 of the two term sets, each term counted with ``weight`` (e.g. its idf)."""
+                        weight: Callable[[str], float],
+                        synonyms: Callable[[str], Sequence[str]] | None = None) -> float:
+    """F1 of the two term sets, each term counted with ``weight`` (e.g. its idf).
+
+    With ``synonyms`` (term -> its interchangeable words), a term also counts as shared when
+    one of its synonyms is on the other side (给个折扣 matches 能便宜点 when 折扣 and 便宜 are
+    one group): the F1 is then (weight of the query's matched terms + weight of the question's
+    matched terms) / (weight of all terms of both), which is the plain F1 without synonyms.
+    """
     q, d = set(query), set(question)
     w = {t: max(weight(t), 0.0) for t in q | d}
-    return _f1(sum(w[t] for t in q & d), sum(w[t] for t in q), sum(w[t] for t in d))
+    if synonyms is None:
+        return _f1(sum(w[t] for t in q & d), sum(w[t] for t in q), sum(w[t] for t in d))
+
+    def matched(side: set[str], other: set[str]) -> float:
+        return sum(w[t] for t in side if t in other or any(s in other for s in synonyms(t)))
+
+    total = sum(w[t] for t in q) + sum(w[t] for t in d)
+    both = matched(q, d) + matched(d, q)
+    return 0.0 if total <= 0 or not sum(w[t] for t in q) or not sum(w[t] for t in d) \
+        else both / total
 
 
 def char_overlap_f1(query: str, question: str) -> float:
@@ -76,10 +92,12 @@ class CandidateFeatures:
     """
 
     def __init__(self, terms: Callable[[str], list[str]], idf: Callable[[str], float],
-                 embed: Callable[[Sequence[str]], np.ndarray] | None = None) -> None:
+                 embed: Callable[[Sequence[str]], np.ndarray] | None = None,
+                 synonyms: Callable[[str], Sequence[str]] | None = None) -> None:
         self.terms = terms
         self.idf = idf
         self.embed = embed
+        self.synonyms = synonyms
 
     def __call__(self, query: str, candidates: Sequence[Candidate],
                  wanted: Sequence[Feature] = tuple(Feature)) -> dict[Feature, np.ndarray]:
@@ -94,7 +112,8 @@ class CandidateFeatures:
         if Feature.MATCH in wanted:
             q_terms = self.terms(query)
             out[Feature.MATCH] = np.array(
-                [max(weighted_overlap_f1(q_terms, self.terms(q), self.idf) for q in c.questions)
+                [max(weighted_overlap_f1(q_terms, self.terms(q), self.idf, self.synonyms)
+                     for q in c.questions)
                  for c in candidates], np.float64)
         if Feature.CHARS in wanted:
             out[Feature.CHARS] = np.array(

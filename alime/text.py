@@ -158,6 +158,10 @@ class TextPipeline:
         """Terms a KB question is indexed under: tokens without punctuation and stop words."""
         return [t for t in self.tokenize(text) if not is_punctuation(t) and t not in self._stopwords]
 
+    def synonyms_of(self, term: str) -> tuple[str, ...]:
+        """The words interchangeable with ``term`` (``synonyms`` file; () when none)."""
+        return self._synonyms.get(term, ())
+
     def query_terms(self, text: str) -> list[str]:
         """Terms a query searches for: the index terms plus their synonyms (each once)."""
         terms = self.index_terms(text)

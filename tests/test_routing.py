@@ -33,6 +33,21 @@ def test_weighted_overlap_f1_by_hand():
     assert weighted_overlap_f1([], ["快递"], idf) == 0.0
 
 
+def test_weighted_overlap_f1_with_synonyms_by_hand():
+    idf = {"给": 0.5, "折扣": 0.0, "能": 1.0, "便宜": 2.0, "点": 1.0, "快递": 3.0}.get
+    groups = {"折扣": ("便宜",), "便宜": ("折扣",)}
+    syn = lambda t: groups.get(t, ())  # noqa: E731
+    # query {给 0.5, 折扣 0 (not in the KB)}; question {能 1, 便宜 2, 点 1}
+    # matched: query 折扣 (0) via 便宜; question 便宜 (2) via 折扣 -> (0 + 2) / (0.5 + 4)
+    assert weighted_overlap_f1(["给", "折扣"], ["能", "便宜", "点"], idf, syn) == \
+        pytest.approx(2 / 4.5)
+    assert weighted_overlap_f1(["给", "折扣"], ["能", "便宜", "点"], idf) == 0.0  # no synonyms
+    # without synonyms in play it is the plain F1
+    plain = weighted_overlap_f1(["能", "快递"], ["能", "便宜"], idf)
+    assert weighted_overlap_f1(["能", "快递"], ["能", "便宜"], idf, syn) == pytest.approx(plain)
+    assert plain == pytest.approx(2 * 1 / (4 + 3))
+
+
 def test_char_overlap_f1_by_hand():
     assert char_overlap_f1("什么 时候 发货", "什么时候发货") == 1.0
     # "发货吗" vs "发货": common 2 chars, 3 and 2 -> 4 / 5

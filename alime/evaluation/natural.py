@@ -617,8 +617,11 @@ def run_sweep(data_dir: str | Path, split: str = "tune", config=None,
     g_grid = sorted(set(grid((r.generated[1] for r in records if r.generated), points)) | {g_now})
     c_now = engine.thresholds.chitchat
     c_grid: list[float | None] = [None]
-    if engine.chitchat is not None:  # C in [0, 1]: a coarse grid plus the engine's own
-        c_grid = sorted({round(0.05 * i, 2) for i in range(8, 21)} | {c_now})
+    if engine.chitchat is not None:
+        # C from 0.7: the judge accepts any non-FAQ reply to an off-topic query, so it rewards a
+        # low C whose matches share two characters with the query (at C = 0.4 on the tune split,
+        # 有卖口红吗 matched 你有薪水吗？ and got 我不需要钱。). Below 0.7 is not a reply a shop wants.
+        c_grid = sorted({round(0.05 * i, 2) for i in range(14, 21)} | {c_now})
     result = sweep(records, queries, data.intents, t_grid, g_grid, c_grid)
     result["agreement"] = {"threshold": t_now, "generation_threshold": g_now,
                            "chitchat_threshold": c_now, "agree": agree, "queries": len(records)}
