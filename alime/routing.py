@@ -11,7 +11,11 @@ with how well the candidate's *question* matches the query:
 * ``chars`` — F1 of their character multisets (typo- and segmentation-robust); also the best
   over the entry's questions;
 * ``dense`` — cosine of their embeddings from the model's encoder (synonym-robust); the primary
-  question only (one encoder pass per phrasing would multiply its cost).
+  question only (one encoder pass per phrasing would multiply its cost);
+* ``core`` — ``chars`` without the function characters of questions (吗, 呢, 亲, 是, 有, 不 ...):
+  what the two texts share in content, the best over the entry's questions (5-fold
+  cross-validated balanced rate on the natural tune split with the bundled KB: 0.858 for
+  ``core`` alone vs 0.816 for ``chars``).
 
 A small logistic model maps each candidate's features to a probability that its answer answers
 the query; the engine answers from the KB with the best candidate iff that probability >= T
@@ -45,6 +49,7 @@ class Feature(str, Enum):
     MATCH = "match"
     CHARS = "chars"
     DENSE = "dense"
+    CORE = "core"
 
 
 def _f1(common: float, left: float, right: float) -> float:
@@ -73,6 +78,20 @@ def weighted_overlap_f1(query: Sequence[str], question: Sequence[str],
     both = matched(q, d) + matched(d, q)
     return 0.0 if total <= 0 or not sum(w[t] for t in q) or not sum(w[t] for t in d) \
         else both / total
+
+
+# Particles, pronouns and the words every question has: left out of the ``core`` feature.
+FUNCTION_CHARS = frozenset("吗呢啊吧嘛呀哦亲的了么哈噢呗啦咯不是我你们这那个一下有在请问")
+
+
+def core_overlap_f1(query: str, question: str) -> float:
+    """``char_overlap_f1`` of the compact texts (letters and digits only) without
+    ``FUNCTION_CHARS``."""
+    from alime.guards import compact
+
+    a = Counter(ch for ch in compact(query) if ch not in FUNCTION_CHARS)
+    b = Counter(ch for ch in compact(question) if ch not in FUNCTION_CHARS)
+    return _f1(float(sum((a & b).values())), float(sum(a.values())), float(sum(b.values())))
 
 
 def char_overlap_f1(query: str, question: str) -> float:
@@ -118,6 +137,10 @@ class CandidateFeatures:
         if Feature.CHARS in wanted:
             out[Feature.CHARS] = np.array(
                 [max(char_overlap_f1(query, q) for q in c.questions) for c in candidates],
+                np.float64)
+        if Feature.CORE in wanted:
+            out[Feature.CORE] = np.array(
+                [max(core_overlap_f1(query, q) for q in c.questions) for c in candidates],
                 np.float64)
         if Feature.DENSE in wanted:
             out[Feature.DENSE] = np.zeros(n)

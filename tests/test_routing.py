@@ -48,6 +48,16 @@ def test_weighted_overlap_f1_with_synonyms_by_hand():
     assert plain == pytest.approx(2 * 1 / (4 + 3))
 
 
+def test_core_overlap_f1_by_hand():
+    from alime.routing import core_overlap_f1
+
+    # 写好评送钱吗 -> 写好评送钱 (吗 dropped); 好评返现吗 -> 好评返现: common 好评 = 2 of 5 and 4
+    assert core_overlap_f1("写好评送钱吗", "好评返现吗") == pytest.approx(2 * 2 / (5 + 4))
+    assert char_overlap_f1("写好评送钱吗", "好评返现吗") == pytest.approx(2 * 3 / (6 + 5))
+    assert core_overlap_f1("有货吗？", "有 货 吗") == 1.0
+    assert core_overlap_f1("是不是吗", "货") == 0.0  # nothing but function characters
+
+
 def test_char_overlap_f1_by_hand():
     assert char_overlap_f1("什么 时候 发货", "什么时候发货") == 1.0
     # "发货吗" vs "发货": common 2 chars, 3 and 2 -> 4 / 5

@@ -93,8 +93,19 @@ def cross_validate(items: Sequence[QueryCandidates], features: Sequence[Feature]
     return float(np.mean(rates))
 
 
+# The synthetic routing evaluation's candidate sets, and the same with ``core``.
+NATURAL_FEATURE_SETS: dict[str, tuple[Feature, ...]] = {
+    **FEATURE_SETS,
+    "logistic_core": (Feature.CORE,),
+    "logistic_core_no_rerank": (Feature.CORE, Feature.MATCH, Feature.CHARS, Feature.DENSE),
+    "logistic_core_all": (Feature.CORE, Feature.RERANK, Feature.MATCH, Feature.CHARS,
+                          Feature.DENSE),
+}
+
+
 def fit_natural_routing(items: Sequence[QueryCandidates], folds: int = 5,
-                        feature_sets: Mapping[str, Sequence[Feature]] = FEATURE_SETS) -> dict:
+                        feature_sets: Mapping[str, Sequence[Feature]] = NATURAL_FEATURE_SETS
+                        ) -> dict:
     """Choose the feature set by cross-validation, fit it on all ``items``, choose its T."""
     cv = {name: cross_validate(items, feats, folds) for name, feats in feature_sets.items()}
     chosen = max(cv, key=lambda n: (round(cv[n], 9), -len(feature_sets[n])))
