@@ -404,11 +404,18 @@ def grid(values: Iterable[float | None], points: int = 25) -> list[float]:
     return thresholds + [float(finite.max()) + 1.0]
 
 
+WRONG_ANSWER_COST = 0.5
+
+
 def sweep(records: Sequence[Recorded], queries: Sequence[NaturalQuery],
           intents: Mapping[str, Intent], t_grid: Sequence[float], g_grid: Sequence[float],
-          c_grid: Sequence[float | None] = (None,)) -> dict:
-    """In-KB and out-of-KB acceptable rates for every (T, G, C); the chosen point maximizes
-    their mean (ties: the higher T, then the higher G, then the higher C). C None: the chit-chat
+          c_grid: Sequence[float | None] = (None,), wrong_cost: float = WRONG_ANSWER_COST
+          ) -> dict:
+    """In-KB and out-of-KB acceptable rates for every (T, G, C), and the share of queries
+    answered from the FAQ with an answer that is not acceptable (``wrong``). The chosen point
+    maximizes ``score = mean of the two rates - wrong_cost * wrong``: a wrong answer given with
+    confidence costs a shop more than a hand-off (which the two rates already count as a
+    failure); ties: the higher T, then the higher G, then the higher C. C None: the chit-chat
     bar each query was recorded with (the point then has no ``chitchat_threshold``)."""
     kinds = [q.kind for q in queries]
     n_in, n_out = kinds.count(IN_KB), kinds.count(OUT_OF_KB)
@@ -416,25 +423,31 @@ def sweep(records: Sequence[Recorded], queries: Sequence[NaturalQuery],
     for t in t_grid:
         for g in g_grid:
             for c in c_grid:
-                ok_in = ok_out = 0
+                ok_in = ok_out = wrong = 0
                 for rec, q in zip(records, queries, strict=True):
-                    if judge(intents[q.intent], simulate(rec, t, g, c)):
+                    reply = simulate(rec, t, g, c)
+                    if judge(intents[q.intent], reply):
                         if q.kind == IN_KB:
                             ok_in += 1
                         else:
                             ok_out += 1
+                    elif reply["source"] == "retrieval":
+                        wrong += 1
                 r_in, r_out = _rate(ok_in, n_in), _rate(ok_out, n_out)
                 mean = ((r_in or 0.0) + (r_out or 0.0)) / 2
+                wrong_share = wrong / len(queries) if queries else 0.0
                 point = {"threshold": float(t), "generation_threshold": float(g),
-                         "in_kb": r_in, "out_of_kb": r_out, "mean": mean}
+                         "in_kb": r_in, "out_of_kb": r_out, "mean": mean,
+                         "wrong_faq": wrong_share, "score": mean - wrong_cost * wrong_share}
                 if c is not None:
                     point["chitchat_threshold"] = float(c)
                 points.append(point)
-    best = max(points, key=lambda p: (p["mean"], p["threshold"], p["generation_threshold"],
-                                      p.get("chitchat_threshold", 0.0)))
-    return {"rule": "maximize (in-KB acceptable + out-of-KB acceptable) / 2; ties: higher T, "
-                    "then higher G, then higher C",
-            "points": points, "chosen": best}
+    best = max(points, key=lambda p: (round(p["score"], 12), p["threshold"],
+                                      p["generation_threshold"], p.get("chitchat_threshold", 0.0)))
+    return {"rule": f"maximize (in-KB acceptable + out-of-KB acceptable) / 2 - {wrong_cost:g} x "
+                    "share of queries answered from the FAQ with an unacceptable answer; ties: "
+                    "higher T, then higher G, then higher C",
+            "wrong_answer_cost": wrong_cost, "points": points, "chosen": best}
 
 
 def _sweep_markdown(sweep_report: Mapping | None) -> str:
@@ -451,15 +464,18 @@ def _sweep_markdown(sweep_report: Mapping | None) -> str:
     best_per_t: dict[float, dict] = {}
     for p in sweep_report["points"]:
         cur = best_per_t.get(p["threshold"])
-        if cur is None or p["mean"] > cur["mean"]:
+        if cur is None or p["score"] > cur["score"]:
             best_per_t[p["threshold"]] = p
-    return ("\n## (T, G) sweep\n\n" + agree_line +
+    c_text = (f", C = {c['chitchat_threshold']:.2f}" if "chitchat_threshold" in c else "")
+    return ("\n## (T, G, C) sweep\n\n" + agree_line +
             f"Rule: {sweep_report['rule']}. Chosen: T = {c['threshold']:.4f}, "
-            f"G = {c['generation_threshold']:.4f} (in-KB {_fmt(c['in_kb'])}, out-of-KB "
-            f"{_fmt(c['out_of_kb'])}, mean {c['mean']:.3f}).\n\nBest G per T:\n\n"
-            + markdown_table(["T", "G", "in-KB", "out-of-KB", "mean"],
-                             [[p["threshold"], p["generation_threshold"], _fmt(p["in_kb"]),
-                               _fmt(p["out_of_kb"]), p["mean"]]
+            f"G = {c['generation_threshold']:.4f}{c_text} (in-KB {_fmt(c['in_kb'])}, out-of-KB "
+            f"{_fmt(c['out_of_kb'])}, wrong FAQ answers {c['wrong_faq']:.3f}, score "
+            f"{c['score']:.3f}).\n\nBest (G, C) per T:\n\n"
+            + markdown_table(["T", "G", "C", "in-KB", "out-of-KB", "wrong FAQ", "score"],
+                             [[p["threshold"], p["generation_threshold"],
+                               _fmt(p.get("chitchat_threshold")), _fmt(p["in_kb"]),
+                               _fmt(p["out_of_kb"]), p["wrong_faq"], p["score"]]
                               for _, p in sorted(best_per_t.items())]))
 
 

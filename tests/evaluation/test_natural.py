@@ -503,3 +503,19 @@ def test_sweep_chooses_the_chitchat_bar_and_writes_it(tmp_path):
     from alime.rerank.loading import read_thresholds
 
     assert read_thresholds(model)["chitchat_threshold"] == 0.6
+
+
+def test_sweep_counts_wrong_faq_answers_against_a_threshold():
+    """A wrong confident answer costs more than a hand-off: at T = 0.3 one in-KB query is
+    answered right and one wrongly; at 0.45 both are handed off. Without the cost 0.3 wins;
+    with 0.5 the two score the same and the higher T wins."""
+    intents = {"ship": Intent("ship", IN_KB, "", Outcome.ANSWER, frozenset({"a1"}))}
+    queries = [NaturalQuery("q1", "ship", IN_KB), NaturalQuery("q3", "ship", IN_KB)]
+    records = [Recorded(0.35, "a1", None, "转人工"), Recorded(0.4, "bad", None, "转人工")]
+    free = sweep(records, queries, intents, [0.3, 0.38, 0.45], [0.0], wrong_cost=0.0)
+    assert free["chosen"]["threshold"] == 0.3
+    costly = sweep(records, queries, intents, [0.3, 0.38, 0.45], [0.0], wrong_cost=0.5)
+    by_t = {p["threshold"]: p for p in costly["points"]}
+    assert by_t[0.3]["wrong_faq"] == 0.5 and by_t[0.3]["score"] == pytest.approx(0.25 - 0.25)
+    assert by_t[0.38]["score"] == pytest.approx(0.0 - 0.25)
+    assert by_t[0.45]["wrong_faq"] == 0.0 and costly["chosen"]["threshold"] == 0.45
