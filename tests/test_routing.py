@@ -58,6 +58,15 @@ def test_core_overlap_f1_by_hand():
     assert core_overlap_f1("是不是吗", "货") == 0.0  # nothing but function characters
 
 
+def test_known_is_the_share_of_query_terms_the_kb_has():
+    idf = {"发货": 2.0, "什么": 0.5}.get
+    feats = CandidateFeatures(lambda t: t.split(), lambda t: idf(t) or 0.0)
+    cands = [Candidate(1, "什么 时候 发货", "a", 1.0), Candidate(2, "发货", "b", 0.5)]
+    out = feats("什么 电影 发货 好看", cands, (Feature.KNOWN,))
+    assert out[Feature.KNOWN].tolist() == [0.5, 0.5]  # 什么, 发货 known; 电影, 好看 not
+    assert feats("", cands, (Feature.KNOWN,))[Feature.KNOWN].tolist() == [0.0, 0.0]
+
+
 def test_char_overlap_f1_by_hand():
     assert char_overlap_f1("什么 时候 发货", "什么时候发货") == 1.0
     # "发货吗" vs "发货": common 2 chars, 3 and 2 -> 4 / 5

@@ -36,6 +36,10 @@ def register_natural(evaluate_subparsers) -> argparse.ArgumentParser:
                    help="with --fit-routing: cross-validation folds over the tune queries")
     p.add_argument("--grid-points", type=_positive_int, default=25,
                    help="at most this many values of T and of G (quantiles of observed scores)")
+    p.add_argument("--wrong-answer-cost", type=float, default=None,
+                   help="with --sweep: what a wrong FAQ answer costs beside a hand-off (score = "
+                        "mean of the two acceptable rates - COST x share answered wrongly; "
+                        "default 0.5)")
     p.add_argument("--write-model", metavar="MODEL_DIR",
                    help="with --sweep: store the chosen T (routing.json when the model routes, "
                         "else thresholds.json) and G (thresholds.json) in MODEL_DIR; with "
@@ -87,8 +91,14 @@ def cmd_evaluate_natural(args) -> int:
         print(json.dumps(report, ensure_ascii=False, indent=2))
         return 0
     if args.sweep:
+        from alime.evaluation.natural import WRONG_ANSWER_COST
+
+        cost = WRONG_ANSWER_COST if args.wrong_answer_cost is None else args.wrong_answer_cost
+        if not 0.0 <= cost <= 10.0:
+            raise CLIError("--wrong-answer-cost must be from 0 to 10")
         report = run_sweep(args.data, args.split, config_of(args), args.write_model, args.out,
-                           progress=not args.no_progress, points=args.grid_points)
+                           progress=not args.no_progress, points=args.grid_points,
+                           wrong_cost=cost)
     elif args.baseline:
         ask, close = baseline_asker(args.baseline, config_of(args))
         try:

@@ -605,8 +605,9 @@ _RULES_BEFORE_RETRIEVAL = frozenset({Rule.COMPLAINT, Rule.PERSON, Rule.ORDER_STA
 
 def run_sweep(data_dir: str | Path, split: str = "tune", config=None,
               write_model: str | Path | None = None, out_dir: str | Path | None = None,
-              progress: bool = True, points: int = 25) -> dict:
-    """Sweep (T, G) on ``split`` with the in-process bot: record each query once, replay the
+              progress: bool = True, points: int = 25,
+              wrong_cost: float = WRONG_ANSWER_COST) -> dict:
+    """Sweep (T, G, C) on ``split`` with the in-process bot: record each query once, replay the
     decision per grid point, check the replay at the engine's own (T, G), report and optionally
     store the chosen pair in ``write_model`` (see :func:`write_choice`)."""
     from tqdm import tqdm
@@ -638,7 +639,7 @@ def run_sweep(data_dir: str | Path, split: str = "tune", config=None,
         # low C whose matches share two characters with the query (at C = 0.4 on the tune split,
         # 有卖口红吗 matched 你有薪水吗？ and got 我不需要钱。). Below 0.7 is not a reply a shop wants.
         c_grid = sorted({round(0.05 * i, 2) for i in range(14, 21)} | {c_now})
-    result = sweep(records, queries, data.intents, t_grid, g_grid, c_grid)
+    result = sweep(records, queries, data.intents, t_grid, g_grid, c_grid, wrong_cost)
     result["agreement"] = {"threshold": t_now, "generation_threshold": g_now,
                            "chitchat_threshold": c_now, "agree": agree, "queries": len(records)}
     result["decision_score"] = "routing" if engine.router is not None else "rerank"

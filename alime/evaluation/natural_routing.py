@@ -93,13 +93,17 @@ def cross_validate(items: Sequence[QueryCandidates], features: Sequence[Feature]
     return float(np.mean(rates))
 
 
-# The synthetic routing evaluation's candidate sets, and the same with ``core``.
+# The synthetic routing evaluation's candidate sets, and the same with ``core`` (and ``known``).
 NATURAL_FEATURE_SETS: dict[str, tuple[Feature, ...]] = {
     **FEATURE_SETS,
     "logistic_core": (Feature.CORE,),
     "logistic_core_no_rerank": (Feature.CORE, Feature.MATCH, Feature.CHARS, Feature.DENSE),
     "logistic_core_all": (Feature.CORE, Feature.RERANK, Feature.MATCH, Feature.CHARS,
                           Feature.DENSE),
+    "logistic_core_known": (Feature.CORE, Feature.KNOWN, Feature.MATCH, Feature.CHARS,
+                            Feature.DENSE),
+    "logistic_core_known_all": (Feature.CORE, Feature.KNOWN, Feature.RERANK, Feature.MATCH,
+                                Feature.CHARS, Feature.DENSE),
 }
 
 
