@@ -39,7 +39,7 @@ def register_natural(evaluate_subparsers) -> argparse.ArgumentParser:
     p.add_argument("--wrong-answer-cost", type=float, default=None,
                    help="with --sweep: what a wrong FAQ answer costs beside a hand-off (score = "
                         "mean of the two acceptable rates - COST x share answered wrongly; "
-                        "default 0.5)")
+                        "default 1.0)")
     p.add_argument("--write-model", metavar="MODEL_DIR",
                    help="with --sweep: store the chosen T (routing.json when the model routes, "
                         "else thresholds.json) and G (thresholds.json) in MODEL_DIR; with "

@@ -404,7 +404,7 @@ def grid(values: Iterable[float | None], points: int = 25) -> list[float]:
     return thresholds + [float(finite.max()) + 1.0]
 
 
-WRONG_ANSWER_COST = 0.5
+WRONG_ANSWER_COST = 1.0  # a wrong confident answer costs a shop at least a failed query
 
 
 def sweep(records: Sequence[Recorded], queries: Sequence[NaturalQuery],

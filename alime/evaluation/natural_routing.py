@@ -104,6 +104,11 @@ NATURAL_FEATURE_SETS: dict[str, tuple[Feature, ...]] = {
                             Feature.DENSE),
     "logistic_core_known_all": (Feature.CORE, Feature.KNOWN, Feature.RERANK, Feature.MATCH,
                                 Feature.CHARS, Feature.DENSE),
+    # without ``dense``: it compares the query with the entry's primary question only, so for
+    # an entry matched through one of its phrasings it measures the wrong text
+    "logistic_core_match_chars": (Feature.CORE, Feature.MATCH, Feature.CHARS),
+    "logistic_core_known_match_chars": (Feature.CORE, Feature.KNOWN, Feature.MATCH,
+                                        Feature.CHARS),
 }
 
 
