@@ -19,7 +19,8 @@ Measurements:
   ``int8/*.npy`` tensors); ``dir_bytes``: every file of each directory.
 * ``http``: ``alime serve`` (gunicorn, the default ServeConfig, the int8 model) started by this
   script on a free loopback port with a fresh $ALIME_HOME, loaded by ``bench/http_load.py`` with
-  1, 8 and 32 closed-loop clients: ``http.{N}.rps``, ``p50_ms``, ``p99_ms``, ``errors``.
+  1, 8 and 32 closed-loop clients: ``http.{N}.rps``, ``p50_ms``, ``p99_ms``, ``errors``, and
+  ``cpu_ms_per_request`` (the server's CPU time, master and workers, per answered request).
 * ``ready_s``: seconds from the port accepting connections to every worker ready, the KB seeded
   and both indexes built beforehand (``alime search --mode hybrid``); ``rss_mb_per_worker``: the
   largest worker's resident set after the load; ``loadavg``: the 1/5/15-minute load averages
@@ -160,6 +161,12 @@ def _children(pid: int) -> list[int]:
     return sorted(out)
 
 
+def _cpu_s(pid: int) -> float:
+    """User + system CPU seconds of ``pid`` so far."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def _rss_mb(pid: int) -> float:
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
         if line.startswith("VmRSS:"):
@@ -256,6 +263,20 @@ class Server:
             time.sleep(0.05)
         raise RuntimeError(f"{self.name}: alime serve did not become ready in time")
 
+    def cpu_s(self) -> float:
+        """CPU seconds used so far by the server (master and workers)."""
+        return sum(_cpu_s(pid) for pid in [self.proc.pid, *_children(self.proc.pid)])
+
+    def load(self, clients: int, seconds: float, queries: list[str]) -> dict:
+        """``run_load`` plus ``cpu_ms_per_request``: the server's CPU time per answered request,
+        which machine load inflates far less than wall-clock rates."""
+        before = self.cpu_s()
+        result = run_load(self.url, clients, seconds, queries)
+        used = self.cpu_s() - before
+        result["cpu_ms_per_request"] = (round(used * 1000 / result["requests"], 2)
+                                        if result["requests"] else None)
+        return result
+
     def rss_mb_per_worker(self) -> float:
         """The largest resident set of the workers (MB)."""
         return round(max(_rss_mb(pid) for pid in _children(self.proc.pid)), 1)
@@ -306,7 +327,7 @@ def bench_http(int8_dir: Path, seconds: float, clients: tuple[int, ...],
             load_before = _loadavg()
             for n in clients:
                 for name, server in servers.items():
-                    results[name]["http"][str(n)] = run_load(server.url, n, seconds, queries)
+                    results[name]["http"][str(n)] = server.load(n, seconds, queries)
             for name, server in servers.items():
                 results[name]["rss_mb_per_worker"] = server.rss_mb_per_worker()
             load_after = _loadavg()

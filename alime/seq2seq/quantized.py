@@ -43,6 +43,8 @@ FORMAT_VERSION = 1
 # Files of the fp32 directory carried over unchanged (thresholds were tuned on the same scale).
 _COPIED = ("config.json", "vocab.json", "training.json", "thresholds.json", "rerank.json",
            "routing.json")
+# Decoder-state entries that come from the encoder (the same for every beam of a source).
+_SHARED = frozenset({"values", "keys", "mask"})
 _OUTPUT_KERNEL = "output_proj/kernel"
 _OUTPUT_BIAS = "output_proj/bias"
 
@@ -246,9 +248,14 @@ class QuantizedInferenceModel:
 
     @staticmethod
     def reorder(state: dict[str, np.ndarray], indices: np.ndarray) -> dict[str, np.ndarray]:
-        """Select state rows (beam search keeps the rows of surviving hypotheses)."""
+        """Select state rows (beam search keeps the rows of surviving hypotheses).
+
+        Encoder tensors of one source stay one row (every index selects it; attention
+        broadcasts), so a beam does not copy them at every step.
+        """
         idx = np.asarray(indices, np.int64)
-        return {name: t[idx] for name, t in state.items()}
+        return {name: t if name in _SHARED and t.shape[0] == 1 else t[idx]
+                for name, t in state.items()}
 
 
 def _serving_model(tensors: dict, backend: HeadBackend | str | None,
