@@ -22,7 +22,8 @@ Measurements:
   1, 8 and 32 closed-loop clients: ``http.{N}.rps``, ``p50_ms``, ``p99_ms``, ``errors``, and
   ``cpu_ms_per_request`` (the server's CPU time, master and workers, per answered request).
 * ``ready_s``: seconds from the port accepting connections to every worker ready, the KB seeded
-  and both indexes built beforehand (``alime search --mode hybrid``); ``rss_mb_per_worker``: the
+  and both indexes built beforehand (``alime search --mode hybrid``); ``start_to_ready_s``: from
+  starting the process (the master's own preparation included); ``rss_mb_per_worker``: the
   largest worker's resident set after the load; ``loadavg``: the 1/5/15-minute load averages
   before and after the load.
 * ``--baseline-checkout DIR``: the same for another checkout's ``alime serve`` (same model,
@@ -240,8 +241,10 @@ class Server:
         text = self.log_path.read_text(encoding="utf-8", errors="replace")
         return text.count("bot ready") >= self.workers
 
-    def start(self, timeout: float = 240.0) -> float:
-        """Start the server; returns seconds from listening to every worker ready."""
+    def start(self, timeout: float = 240.0) -> tuple[float, float]:
+        """Start the server; returns seconds from listening to every worker ready, and from
+        starting the process to every worker ready."""
+        started = time.perf_counter()
         self.log = open(self.log_path, "wb")  # noqa: SIM115 - closed in stop()
         self.proc = subprocess.Popen(self._alime("serve"), cwd=self.checkout, env=self.env,
                                      stdout=self.log, stderr=subprocess.STDOUT)
@@ -259,7 +262,8 @@ class Server:
                     time.sleep(0.02)
                 continue
             if self._ready_pids(pids):
-                return round(time.perf_counter() - listening_at, 2)
+                now = time.perf_counter()
+                return round(now - listening_at, 2), round(now - started, 2)
             time.sleep(0.05)
         raise RuntimeError(f"{self.name}: alime serve did not become ready in time")
 
@@ -319,7 +323,8 @@ def bench_http(int8_dir: Path, seconds: float, clients: tuple[int, ...],
             for name, server in servers.items():
                 server.prebuild()
                 results[name] = {"commit": server.commit(), "http": {}}
-                results[name]["ready_s"] = server.start()
+                ready_s, start_s = server.start()
+                results[name].update(ready_s=ready_s, start_to_ready_s=start_s)
                 results[name]["ready_rule"] = server.ready_rule
             queries = load_queries()
             for server in servers.values():

@@ -129,6 +129,9 @@ def serve(config: AppConfig) -> None:
     from alime.serving.metrics import mark_worker_dead
 
     pairs = prepare(config)
+    from alime.bot import preload
+
+    preload(config)  # what every worker would load again, loaded once before the fork
     url = public_url(config)
 
     def ready() -> None:
