@@ -20,6 +20,7 @@ from __future__ import annotations
 import json
 import shutil
 import threading
+from collections import OrderedDict
 from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -180,9 +181,32 @@ class QuantizedInferenceModel:
         head: the int8 ``log_softmax(hidden @ W_out + b)``.
     """
 
+    # Encoder passes kept: a reply encodes its source for the rerank, the beam search and the
+    # generated answer's re-scoring; with this it runs once.
+    ENCODED_CACHE = 64
+
     def __init__(self, net: NumpySeq2Seq, head: Int8LogSoftmaxHead) -> None:
         self.net = net
         self.head = head
+        self._encoded: OrderedDict[tuple, Encoded] = OrderedDict()
+        self._encoded_lock = threading.Lock()
+
+    def encode(self, source_ids: np.ndarray) -> Encoded:
+        """``net.encode`` of right-padded ids [b, src], remembered for the last few sources
+        (the result is shared: callers must not write into its arrays)."""
+        ids = np.ascontiguousarray(source_ids, np.int64)
+        key = (ids.shape, ids.tobytes())
+        with self._encoded_lock:
+            enc = self._encoded.get(key)
+            if enc is not None:
+                self._encoded.move_to_end(key)
+                return enc
+        enc = self.net.encode(ids)
+        with self._encoded_lock:
+            self._encoded[key] = enc
+            while len(self._encoded) > self.ENCODED_CACHE:
+                self._encoded.popitem(last=False)
+        return enc
 
     def _picked(self, hidden: np.ndarray, target_ids: np.ndarray, real: np.ndarray) -> np.ndarray:
         out = np.zeros(target_ids.shape, np.float32)
@@ -192,7 +216,7 @@ class QuantizedInferenceModel:
     def candidate_log_probs(self, source_ids: np.ndarray, target_ids: np.ndarray) -> np.ndarray:
         """Per-token log-probs [k, steps] of k right-padded targets given ONE source [src]."""
         tgt = np.asarray(target_ids, np.int64)
-        enc = self.net.encode(np.asarray(source_ids, np.int64)[None, :])
+        enc = self.encode(np.asarray(source_ids, np.int64)[None, :])
         # Longest first, so each decoder step runs only the candidates not yet finished.
         lengths = (tgt != PAD_ID).sum(axis=1)
         order = np.argsort(-lengths, kind="stable")
@@ -209,7 +233,7 @@ class QuantizedInferenceModel:
     def batch_log_probs(self, source_ids: np.ndarray, target_ids: np.ndarray) -> np.ndarray:
         """Per-token log-probs [batch, steps] of each target given its own source row."""
         tgt = np.asarray(target_ids, np.int64)
-        enc = self.net.encode(np.asarray(source_ids, np.int64))
+        enc = self.encode(np.asarray(source_ids, np.int64))
         states = self.net.decoder_states(tgt, enc.state)
         real = tgt != PAD_ID
         hidden = self.net.combine(states, self.net.attend(states, enc))[real]
@@ -237,7 +261,7 @@ class QuantizedInferenceModel:
 
     def start(self, source_ids: np.ndarray) -> dict[str, np.ndarray]:
         """Encode a batch of sources; the result is the decoder state for ``step``."""
-        enc = self.net.encode(np.asarray(source_ids, np.int64))
+        enc = self.encode(np.asarray(source_ids, np.int64))
         return {"hidden": enc.state, "values": enc.values, "keys": enc.keys, "mask": enc.mask}
 
     def step(self, tokens: np.ndarray, state: dict[str, np.ndarray]):

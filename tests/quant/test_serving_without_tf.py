@@ -142,3 +142,33 @@ def test_question_embeddings_equal_the_tensorflow_pooling(pooling, monkeypatch):
     ref = tf_path.embed(questions)
     assert got.shape == ref.shape
     np.testing.assert_allclose(got, ref, atol=1e-5)
+
+
+def test_numpy_network_matches_tensorflow_on_the_same_int8_weights():
+    """An independent oracle: the Keras model filled with the dequantized weights, run by
+    TensorFlow, against the TensorFlow-free network with the float head on the same weights
+    (the int8 head's own error is tested in tests/pluto)."""
+    import dataclasses
+
+    from alime.config import AppConfig
+    from alime.rerank.loading import make_generator
+    from alime.seq2seq.model import InferenceModel
+    from alime.seq2seq.model_dir import load_model_dir
+    from alime.seq2seq.quantized import load_int8_model_dir
+    from alime.text import TextPipeline
+
+    keras_loaded = load_model_dir(BUNDLED_INT8)
+    tf_model = dataclasses.replace(keras_loaded, inference=InferenceModel(keras_loaded.model))
+    np_model = load_int8_model_dir(BUNDLED_INT8, "numpy")
+    config = AppConfig()
+    pipeline = TextPipeline(config.text)
+    targets = [tf_model.vocab.encode(pipeline.tokenize(a)) for a in ANSWERS]
+    for query in QUERIES:
+        source = tf_model.vocab.encode(pipeline.tokenize(query))
+        for r, g in zip(tf_model.inference.answer_log_probs(source, targets),
+                        np_model.inference.answer_log_probs(source, targets), strict=True):
+            np.testing.assert_allclose(g, r, atol=1e-4)
+    tf_gen, np_gen = (make_generator(m, config, pipeline) for m in (tf_model, np_model))
+    for query in QUERIES[:6]:
+        assert [g.text for g in np_gen.generate(query, [])] == \
+            [g.text for g in tf_gen.generate(query, [])], query
