@@ -29,6 +29,10 @@ Measurements:
 * ``--baseline-checkout DIR``: the same for another checkout's ``alime serve`` (same model,
   same venv, same client), both servers up at once and each client count run against one then
   the other: ``baseline.{http,ready_s,rss_mb_per_worker,commit}`` and ``rps_ratio.{N}``.
+  ``sources``: how each server answers the first 100 load queries (replies by source), since
+  two versions may route the same queries differently (64ea9b8 seeds the 5,000 raw pairs the
+  queries come from, today's bundled KB is the curated 895 entries); ``--kb FILE`` serves the
+  same TSV KB on both (``kb``).
 * ``agreement``: max |log-prob difference| int8 vs fp32 over the rerank inputs.
 
 OpenBLAS is limited to one thread before numpy is imported, as ``alime`` does.
@@ -189,7 +193,8 @@ class Server:
     """
 
     def __init__(self, name: str, checkout: Path, model_dir: Path, home: Path,
-                 serve_overrides: dict[str, int] | None = None, port: int | None = None) -> None:
+                 serve_overrides: dict[str, int] | None = None, port: int | None = None,
+                 kb_tsv: Path | None = None) -> None:
         self.name = name
         self.checkout = checkout.resolve()
         self.home = home
@@ -199,7 +204,9 @@ class Server:
         self.url = f"http://127.0.0.1:{self.port}"
         self.config = home / "bench.toml"
         serve = "".join(f"{k} = {v}\n" for k, v in (serve_overrides or {}).items())
-        self.config.write_text(f'[paths]\nmodel = "{model_dir.resolve()}"\n\n[serve]\n'
+        kb = f'kb = "{home.resolve() / "kb.sqlite"}"\n' if kb_tsv else ""
+        self.kb_tsv = kb_tsv
+        self.config.write_text(f'[paths]\nmodel = "{model_dir.resolve()}"\n{kb}\n[serve]\n'
                                f"port = {self.port}\n" + serve, encoding="utf-8")
         self.env = {**os.environ, "ALIME_HOME": str(home), "PYTHONPATH": str(self.checkout)}
         self.proc: subprocess.Popen | None = None
@@ -214,7 +221,12 @@ class Server:
                               capture_output=True, text=True).stdout.strip()
 
     def prebuild(self) -> None:
-        """Seed the KB and build both indexes (BM25 and dense), so start-up only loads them."""
+        """Seed the KB (the checkout's bundled one, or ``kb_tsv`` imported) and build both
+        indexes (BM25 and dense), so start-up only loads them."""
+        if self.kb_tsv is not None:
+            subprocess.run(self._alime("kb", "import", "--format", "tsv", str(self.kb_tsv.resolve())),
+                           cwd=self.checkout, env=self.env, check=True,
+                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         subprocess.run(self._alime("search", "--mode", "hybrid", "您好"), cwd=self.checkout,
                        env=self.env, check=True, stdout=subprocess.DEVNULL,
                        stderr=subprocess.DEVNULL)
@@ -281,6 +293,18 @@ class Server:
                                         if result["requests"] else None)
         return result
 
+    def sources(self, queries: list[str]) -> dict[str, int]:
+        """How the server answers ``queries`` (one request each, no session): replies by
+        ``source`` (retrieval, generation, chitchat, fallback); workloads differ by this."""
+        counts: dict[str, int] = {}
+        for q in queries:
+            req = urllib.request.Request(self.url + "/api/chat", json.dumps({"query": q}).encode(),
+                                         {"Content-Type": "application/json"})
+            with urllib.request.urlopen(req, timeout=30) as res:
+                source = json.loads(res.read())["source"]
+            counts[source] = counts.get(source, 0) + 1
+        return dict(sorted(counts.items()))
+
     def rss_mb_per_worker(self) -> float:
         """The largest resident set of the workers (MB)."""
         return round(max(_rss_mb(pid) for pid in _children(self.proc.pid)), 1)
@@ -298,7 +322,8 @@ class Server:
 
 def bench_http(int8_dir: Path, seconds: float, clients: tuple[int, ...],
                serve_overrides: dict[str, int] | None = None,
-               baseline_checkout: Path | None = None, port: int | None = None) -> dict:
+               baseline_checkout: Path | None = None, port: int | None = None,
+               kb_tsv: Path | None = None) -> dict:
     """Start ``alime serve`` on the int8 model (and, side by side, the one of
     ``baseline_checkout``) and load each with every client count.
 
@@ -313,11 +338,11 @@ def bench_http(int8_dir: Path, seconds: float, clients: tuple[int, ...],
     """
     with tempfile.TemporaryDirectory() as tmp:
         servers = {"current": Server("current", ROOT, int8_dir, Path(tmp, "current"),
-                                     serve_overrides, port)}
+                                     serve_overrides, port, kb_tsv)}
         if baseline_checkout is not None:
             servers["baseline"] = Server("baseline", baseline_checkout, int8_dir,
                                          Path(tmp, "baseline"), serve_overrides,
-                                         port + 1 if port else None)
+                                         port + 1 if port else None, kb_tsv)
         results: dict[str, dict] = {}
         try:
             for name, server in servers.items():
@@ -335,12 +360,14 @@ def bench_http(int8_dir: Path, seconds: float, clients: tuple[int, ...],
                     results[name]["http"][str(n)] = server.load(n, seconds, queries)
             for name, server in servers.items():
                 results[name]["rss_mb_per_worker"] = server.rss_mb_per_worker()
+                results[name]["sources"] = server.sources(queries[:100])
             load_after = _loadavg()
         finally:
             for server in servers.values():
                 server.stop()
     out = results["current"]
     out["loadavg"] = {"before": load_before, "after": load_after}
+    out["kb"] = str(kb_tsv) if kb_tsv else "each checkout's bundled KB"
     if "baseline" in results:
         base = results["baseline"]
         out["baseline"] = {**base, "checkout": str(baseline_checkout)}
@@ -364,6 +391,8 @@ def main() -> None:
     parser.add_argument("--baseline-checkout", type=Path,
                         help="another checkout (e.g. `git worktree add /tmp/base 64ea9b8`) served "
                              "side by side with this one, on the same model and load")
+    parser.add_argument("--kb", type=Path,
+                        help="a TSV KB served by both servers (default: each one's bundled KB)")
     parser.add_argument("--port", type=int,
                         help="this checkout's server port, the baseline's the next (default: free)")
     parser.add_argument("--json", action="store_true", help="print only the JSON result")
@@ -377,7 +406,7 @@ def main() -> None:
 
     overrides = {k: v for k, v in (("workers", args.workers), ("threads", args.threads)) if v}
     http = () if args.no_http else (args.int8, args.seconds, clients, overrides,
-                                     args.baseline_checkout, args.port)
+                                     args.baseline_checkout, args.port, args.kb)
     if args.http_only:
         print(json.dumps(bench_http(*http), indent=2))
         return
