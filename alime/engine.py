@@ -167,7 +167,8 @@ class HybridEngine:
                 candidates: list[Candidate]) -> list[Candidate]:
         """``candidates`` with their rerank scores, best first (stable on ties)."""
         scores = self.scorer.score(query, context, [c.answer for c in candidates])
-        ranked = [replace(c, rerank_score=float(s)) for c, s in zip(candidates, scores, strict=True)]
+        ranked = [replace(c, rerank_score=float(s))
+                  for c, s in zip(candidates, scores, strict=True)]
         ranked.sort(key=lambda c: c.rerank_score, reverse=True)
         return ranked
 
