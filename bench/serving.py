@@ -225,7 +225,8 @@ class Server:
         indexes (BM25 and dense), so start-up only loads them."""
         if self.kb_tsv is not None:
             subprocess.run(self._alime("kb", "import", "--format", "tsv",
-                                       str(self.kb_tsv.resolve())), cwd=self.checkout, env=self.env, check=True,
+                                       str(self.kb_tsv.resolve())),
+                           cwd=self.checkout, env=self.env, check=True,
                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         subprocess.run(self._alime("search", "--mode", "hybrid", "您好"), cwd=self.checkout,
                        env=self.env, check=True, stdout=subprocess.DEVNULL,

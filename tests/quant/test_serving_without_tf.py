@@ -172,3 +172,26 @@ def test_numpy_network_matches_tensorflow_on_the_same_int8_weights():
     for query in QUERIES[:6]:
         assert [g.text for g in np_gen.generate(query, [])] == \
             [g.text for g in tf_gen.generate(query, [])], query
+
+
+_PRELOAD = """
+import json, os, sys
+from alime.bot import preload
+from alime.config import AppConfig
+preload(AppConfig())
+print(json.dumps({"threads": len(os.listdir("/proc/self/task")),
+                  "loaded": sorted(m for m in ("tensorflow", "faiss", "onnxruntime", "jieba",
+                                               "onnx") if m in sys.modules)}))
+"""
+
+
+def test_preload_before_fork_starts_no_thread_and_loads_no_threaded_library(tmp_path):
+    """What ``alime serve``'s master loads before forking: jieba and onnx yes; nothing that
+    starts a thread (a forked worker would lose it), so no TensorFlow, faiss or ONNX Runtime."""
+    env = {**os.environ, "ALIME_HOME": str(tmp_path), "PYTHONPATH": str(ROOT),
+           "OPENBLAS_NUM_THREADS": "1"}
+    out = subprocess.run([sys.executable, "-c", _PRELOAD], env=env, cwd=ROOT,
+                         capture_output=True, text=True, timeout=600)
+    assert out.returncode == 0, out.stderr[-3000:]
+    result = json.loads(out.stdout.strip().splitlines()[-1])
+    assert result == {"threads": 1, "loaded": ["jieba", "onnx"]}
