@@ -182,4 +182,8 @@ class NumpySeq2Seq:
         z, r = zr[:, :units], zr[:, units:]
         cand = np.tanh(xp[:, 2 * units:] + r * (hp[:, 2 * units:] + self.dec_bias[1, 2 * units:]))
         new = cand + z * (hidden - cand)
+        if not enc.mask.any():
+            # No real source position (the anti-LM's response prior, an empty source): every
+            # attention weight is 0, so the context is exactly zero and need not be computed.
+            return self.combine(new, np.zeros_like(new)), new
         return self.combine(new, self.attend(new[:, None, :], enc)[:, 0]), new

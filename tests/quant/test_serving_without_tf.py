@@ -195,3 +195,18 @@ def test_preload_before_fork_starts_no_thread_and_loads_no_threaded_library(tmp_
     assert out.returncode == 0, out.stderr[-3000:]
     result = json.loads(out.stdout.strip().splitlines()[-1])
     assert result == {"threads": 1, "loaded": ["jieba", "onnx"]}
+
+
+def test_decoder_step_over_an_empty_source_equals_the_attention_path():
+    """The anti-LM prior's step skips attention over a source with no real position: the
+    context it would compute is exactly zero."""
+    from alime.seq2seq.quantized import load_int8_model_dir
+    from alime.seq2seq.vocab import PAD_ID
+
+    net = load_int8_model_dir(BUNDLED_INT8).inference.net
+    enc = net.encode(np.array([[PAD_ID]]))
+    hidden = np.random.default_rng(3).normal(size=(4, net.dec_rec.shape[0])).astype(np.float32)
+    out, new = net.step(np.array([5, 9, 17, 200]), hidden, enc)
+    np.testing.assert_array_equal(out, net.combine(new, net.attend(new[:, None, :], enc)[:, 0]))
+    assert not np.array_equal(out, net.step(np.array([5, 9, 17, 200]), hidden,
+                                            net.encode(np.array([[5, 6]])))[0])
