@@ -155,6 +155,41 @@ def routing_features(searcher: KBSearcher, retriever: Retriever, model_dir: Path
                              pipeline.synonyms_of)
 
 
+def preload(config: AppConfig, searcher: KBSearcher | None = None) -> None:
+    """Load what every worker of a forking server needs and can safely inherit, once, in the
+    parent before it forks: jieba's dictionary (about a second per process), the BM25 kernels
+    numba compiles (or reads from its cache) on the first search, and the modules of the int8
+    model path, including ``onnx`` (its graph builder; about a second to import). Workers then
+    start from them instead of each loading its own.
+
+    Nothing here starts a thread (a forked child would lose it mid-work): not ONNX Runtime, which
+    starts one at import, not faiss (OpenMP) and not TensorFlow; each worker loads those itself.
+
+    Args:
+        config: the app configuration (its text settings and index).
+        searcher: an open searcher over the configured KB (default: opens one).
+    """
+    try:
+        searcher = searcher or open_searcher(config)
+        searcher.pipeline.tokenize("您好")  # builds the process-wide jieba segmenter
+        searcher.search("您好", 1)  # compiles, or loads from numba's cache, the BM25 kernels
+        import alime.rerank.loading  # noqa: F401 - the model-stage modules (no TensorFlow)
+        import alime.seq2seq.generator  # noqa: F401
+
+        _, _, model_dir = config.resolved_paths()
+        if model_dir is not None:
+            from alime.seq2seq.quantized import is_quantized_dir
+
+            if is_quantized_dir(model_dir):
+                import importlib.util
+
+                if importlib.util.find_spec("onnx") is not None:
+                    import onnx  # noqa: F401 - the int8 head builds its graph with it
+    except Exception as exc:  # noqa: BLE001 - a speed-up only: each worker loads, and reports
+        log.warning("preload skipped (%s: %s); each worker loads everything itself",
+                    type(exc).__name__, exc)
+
+
 def _pick(*values: float | None) -> float:
     return next(float(v) for v in values if v is not None)
 

@@ -127,6 +127,10 @@ class HybridEngine:
         """Retrieve, rerank and route: the candidates, the one the engine would answer first.
 
         Order: by routing score with a router, else by rerank score, else retrieval order.
+        With a router that does not read the rerank score, only the candidates tied at the top
+        routing score are reranked (the others keep ``rerank_score`` None and their routing
+        order): the first candidate, hence the reply's answer and decision, is the same as with
+        every candidate reranked.
         """
         timings = {} if timings is None else timings
         clock = time.perf_counter()
@@ -140,11 +144,11 @@ class HybridEngine:
         ]
         clock = _lap(timings, "retrieve", clock)
 
-        if self.scorer is not None and candidates:
-            scores = self.scorer.score(query, context, [c.answer for c in candidates])
-            candidates = [replace(c, rerank_score=float(s))
-                          for c, s in zip(candidates, scores, strict=True)]
-            candidates.sort(key=lambda c: c.rerank_score, reverse=True)
+        # A router whose model does not read the rerank score leaves the rerank only the order of
+        # the candidates tied at its top score: then only those are scored, after routing.
+        rerank_all = self.router is None or getattr(self.router, "uses_rerank", True)
+        if self.scorer is not None and candidates and rerank_all:
+            candidates = self._rerank(query, context, candidates)
             clock = _lap(timings, "rerank", clock)
 
         if self.router is not None and candidates:
@@ -152,8 +156,21 @@ class HybridEngine:
             candidates = [replace(c, routing_score=float(s))
                           for c, s in zip(candidates, scores, strict=True)]
             candidates.sort(key=lambda c: c.routing_score, reverse=True)  # stable: rerank order on ties
-            _lap(timings, "route", clock)
+            clock = _lap(timings, "route", clock)
+            tied = sum(c.routing_score == candidates[0].routing_score for c in candidates)
+            if self.scorer is not None and not rerank_all and tied > 1:
+                candidates = self._rerank(query, context, candidates[:tied]) + candidates[tied:]
+                _lap(timings, "rerank", clock)
         return candidates
+
+    def _rerank(self, query: str, context: Sequence[str],
+                candidates: list[Candidate]) -> list[Candidate]:
+        """``candidates`` with their rerank scores, best first (stable on ties)."""
+        scores = self.scorer.score(query, context, [c.answer for c in candidates])
+        ranked = [replace(c, rerank_score=float(s))
+                  for c, s in zip(candidates, scores, strict=True)]
+        ranked.sort(key=lambda c: c.rerank_score, reverse=True)
+        return ranked
 
     def _fits_budget(self, started: float, budget_s: float | None) -> bool:
         if budget_s is None:

@@ -283,6 +283,11 @@ class FeatureRouter:
         self.features = features
         self.model = model
 
+    @property
+    def uses_rerank(self) -> bool:
+        """Whether the loaded model reads the rerank score (else the engine reranks only ties)."""
+        return Feature.RERANK in self.model.features
+
     def score(self, query: str, candidates: Sequence[Candidate]) -> list[float]:
         if not candidates:
             return []

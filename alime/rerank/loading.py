@@ -1,7 +1,8 @@
 """Build the engine's rerank and generation stages from a model directory.
 
-``alime.bot`` calls ``load_stages`` once at start-up; TensorFlow is imported here, never by
-``import alime``.
+``alime.bot`` calls ``load_stages`` once at start-up. An int8 model directory is served without
+TensorFlow (``load_serving_model``: numpy and the int8 kernel); an fp32 one imports TensorFlow
+here, never at ``import alime``.
 """
 
 from __future__ import annotations
@@ -12,7 +13,8 @@ from pathlib import Path
 from alime.config import AppConfig
 from alime.rerank.scorers import ScorerKind, make_scorer
 from alime.seq2seq.generator import BeamGenerator
-from alime.seq2seq.model_dir import load_model_dir
+from alime.seq2seq.model_dir import LoadedModel, load_model_dir
+from alime.seq2seq.quantized import is_quantized_dir, load_int8_model_dir
 from alime.text import TextPipeline
 from alime.types import Scorer
 
@@ -76,6 +78,15 @@ def make_generator(model, config: AppConfig, pipeline: TextPipeline,
                          anti_lm_weight=e.anti_lm_weight, anti_lm_steps=e.anti_lm_steps)
 
 
+def load_serving_model(model_dir: str | Path) -> LoadedModel:
+    """The model directory as the engine's stages use it: an int8 directory through numpy and
+    the int8 kernel, loaded once per process and shared (no Keras model, no TensorFlow); an fp32
+    one as ``load_model_dir`` builds it (TensorFlow)."""
+    if is_quantized_dir(model_dir):
+        return load_int8_model_dir(model_dir)
+    return load_model_dir(model_dir)
+
+
 def load_stages(
     model_dir: str | Path, config: AppConfig, pipeline: TextPipeline, warm_up: bool = True
 ) -> tuple[Scorer, BeamGenerator, dict[str, float]]:
@@ -87,10 +98,10 @@ def load_stages(
         model_dir: a directory written by ``alime train``.
         config: the app configuration (beam size and answer length come from ``config.engine``).
         pipeline: the shared text pipeline (the same tokens as retrieval).
-        warm_up: trace the scoring and decoding graphs now (a few seconds) rather than on the
-            first request.
+        warm_up: run scoring and decoding once now (fp32: traces the graphs, a few seconds)
+            rather than on the first request.
     """
-    model = load_model_dir(model_dir)
+    model = load_serving_model(model_dir)
     kind, options = read_rerank_choice(model_dir)
     scorer = make_scorer(kind, model, pipeline, **options)
     generator = make_generator(model, config, pipeline)

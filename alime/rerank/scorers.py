@@ -7,6 +7,8 @@ answers are comparable; each answer's EOS counts as a token.
 
 from __future__ import annotations
 
+import threading
+from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from enum import Enum
 from pathlib import Path
@@ -51,6 +53,44 @@ class _ModelScorer:
         return self.model.inference.answer_log_probs([], self._targets(answers))
 
 
+class PriorCache:
+    """The answer prior ``log p(answer)`` per answer, computed once: it does not depend on the
+    query, and a KB's answers recur across queries, so the second decoder pass of a PMI score
+    is usually a lookup. Bounded (least recently used out), shared by threads.
+
+    Args:
+        compute: answers -> per-token prior log-probs (one batch for all misses).
+        size: the most answers kept.
+    """
+
+    def __init__(self, compute: Callable[[Sequence[str]], list[np.ndarray]],
+                 size: int = 4096) -> None:
+        if size < 1:
+            raise ValueError(f"size must be >= 1, got {size}")
+        self.compute = compute
+        self.size = size
+        self._rows: OrderedDict[str, np.ndarray] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def __len__(self) -> int:
+        return len(self._rows)
+
+    def __call__(self, answers: Sequence[str]) -> list[np.ndarray]:
+        with self._lock:
+            found = {a: self._rows[a] for a in answers if a in self._rows}
+            for a in found:
+                self._rows.move_to_end(a)
+        missing = list(dict.fromkeys(a for a in answers if a not in found))
+        if missing:
+            computed = dict(zip(missing, self.compute(missing), strict=True))
+            found.update(computed)
+            with self._lock:
+                self._rows.update(computed)
+                while len(self._rows) > self.size:
+                    self._rows.popitem(last=False)
+        return [found[a] for a in answers]
+
+
 class MeanProbScorer(_ModelScorer):
     """AliMe's score: the mean per-token probability of the answer given the query, in (0, 1]."""
 
@@ -79,7 +119,8 @@ class PriorScorer(_ModelScorer):
 class PMIScorer(_ModelScorer):
     """PMI-style score: ``mean log p(answer | query) - weight * mean log p(answer)``.
 
-    Subtracting the prior discounts stock replies that fit any query.
+    Subtracting the prior discounts stock replies that fit any query. The prior is cached per
+    answer (``PriorCache``), so a query costs one decoder pass for answers seen before.
 
     Args:
         weight: the prior's weight (lambda); 0 gives ``MeanLogProbScorer``, 1 full PMI.
@@ -91,6 +132,11 @@ class PMIScorer(_ModelScorer):
         if weight < 0:
             raise ValueError(f"weight must be >= 0, got {weight}")
         self.weight = weight
+        self.priors = PriorCache(super().prior_log_probs)
+
+    def prior_log_probs(self, answers: Sequence[str]) -> list[np.ndarray]:
+        """The answer prior (see ``_ModelScorer``), each distinct answer computed once."""
+        return self.priors(answers)
 
     def score(self, query: str, context: Sequence[str], answers: Sequence[str]) -> list[float]:
         cond = self.conditional_log_probs(query, context, answers)

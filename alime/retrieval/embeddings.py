@@ -94,8 +94,9 @@ def model_identity(model_dir: str | Path, pooling: Pooling | str, sif_a: float =
 class Seq2SeqEmbedder:
     """Embeds questions with a trained :class:`~alime.seq2seq.model.Seq2SeqModel`'s encoder.
 
-    TensorFlow and the model are loaded on first use (:meth:`warm_up`), not in ``__init__``, so
-    building the object is cheap and ``import alime`` stays light.
+    The model is loaded on first use (:meth:`warm_up`), not in ``__init__``, so building the
+    object is cheap and ``import alime`` stays light; an int8 model directory is pooled in numpy
+    (no TensorFlow), an fp32 one in a traced TensorFlow function.
 
     Args:
         model_dir: A directory written by ``save_model_dir``.
@@ -143,6 +144,8 @@ class Seq2SeqEmbedder:
 
     def warm_up(self):
         """Load the model and trace the pooling function (idempotent); returns the LoadedModel."""
+        if self._loaded is None and self._warm_up_int8():
+            return self._loaded
         if self._loaded is None:
             import tensorflow as tf
 
@@ -175,6 +178,34 @@ class Seq2SeqEmbedder:
             self._loaded = loaded
         return self._loaded
 
+    def _warm_up_int8(self) -> bool:
+        """An int8 model directory: the same pooling in numpy on the serving model the reranker
+        shares (``load_int8_model_dir``), without TensorFlow. False for an fp32 directory."""
+        from alime.seq2seq.quantized import is_quantized_dir, load_int8_model_dir
+
+        if not is_quantized_dir(self.model_dir):
+            return False
+        loaded = load_int8_model_dir(self.model_dir)
+        net = loaded.inference.net
+        self._weights = sif_weights(loaded.config.vocab_size, self.sif_a)
+
+        def pool(ids: np.ndarray) -> list[np.ndarray]:
+            mask = (ids != PAD_ID)[:, :, None].astype(np.float32)
+            count = np.maximum(mask.sum(axis=1), 1.0)
+            parts = []
+            if self.pooling is not Pooling.WORDS:
+                parts.append((net.encode(ids.astype(np.int64)).values * mask).sum(axis=1) / count)
+            if self.pooling is not Pooling.STATES:  # unknown words weigh 0, as in the traced pool
+                weight = self._weights[ids][:, :, None]
+                n_known = np.maximum((weight > 0).sum(axis=1), 1.0)
+                parts.append((net.embeddings[ids] * weight).sum(axis=1) / n_known)
+            return parts
+
+        self._pool = pool
+        self._table = net.embeddings * self._weights[:, None]
+        self._loaded = loaded
+        return True
+
     def token_ids(self, text: str) -> list[int]:
         """The model's source ids for one question (no context turns, truncated like training)."""
         m = self.warm_up()
@@ -200,7 +231,7 @@ class Seq2SeqEmbedder:
             for r, i in enumerate(rows):
                 batch[r, :len(ids[i])] = ids[i]
             # Each part normalized before joining, so both weigh the same in the cosine.
-            parts = [l2_normalize(t.numpy()) for t in self._pool(batch)]
+            parts = [l2_normalize(np.asarray(t)) for t in self._pool(batch)]
             out[rows] = l2_normalize(np.concatenate(parts, axis=1)) if len(parts) > 1 else parts[0]
         return out
 

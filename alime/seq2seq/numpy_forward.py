@@ -40,8 +40,18 @@ class Encoded:
     state: np.ndarray
 
 
+# Precompute every vocabulary entry's GRU input projection when the table stays this small
+# (floats): a step's input projection is then a row lookup instead of a matrix product.
+_MAX_INPUT_TABLE = 16_000_000
+
+
 class NumpySeq2Seq:
     """Inference-only forward pass of ``Seq2SeqModel`` (dropout off).
+
+    Per-step cost is what matters at serving sizes, so two things are done once here: each
+    vocabulary entry's input projection ``embedding @ kernel + bias`` (with the z and r gates'
+    recurrent bias folded in, as it sits outside any product) is a table row, for the encoder and
+    the decoder; and a beam's rows share one encoder pass by broadcasting (see ``attend``).
 
     Args:
         weights: float32 arrays by weight name (biases included).
@@ -62,12 +72,30 @@ class NumpySeq2Seq:
         self.query_b = w["attention/query_proj/bias"]
         self.score_v = w["attention/score_proj/kernel"][:, 0]
         self.combine_w, self.combine_b = w["combine/kernel"], w["combine/bias"]
+        small = self.embeddings.shape[0] * self.enc_kernel.shape[1] <= _MAX_INPUT_TABLE
+        self._enc_table = self._project(np.arange(self.embeddings.shape[0]), self.enc_kernel,
+                                        self.enc_bias) if small else None
+        self._dec_table = self._project(np.arange(self.embeddings.shape[0]), self.dec_kernel,
+                                        self.dec_bias) if small else None
+
+    def _project(self, ids: np.ndarray, kernel: np.ndarray, bias: np.ndarray) -> np.ndarray:
+        """GRU input projections of token ids, with the z and r recurrent bias folded in."""
+        units = kernel.shape[1] // 3
+        out = self.embeddings[ids] @ kernel + bias[0]
+        out[..., : 2 * units] += bias[1, : 2 * units]
+        return out
+
+    def _inputs(self, ids: np.ndarray, table: np.ndarray | None, kernel: np.ndarray,
+                bias: np.ndarray) -> np.ndarray:
+        return table[ids] if table is not None else self._project(ids, kernel, bias)
 
     @staticmethod
-    def _gru(x_proj: np.ndarray, h: np.ndarray, rec: np.ndarray, rec_bias: np.ndarray,
+    def _gru(x_proj: np.ndarray, h: np.ndarray, rec: np.ndarray, cand_bias: np.ndarray,
              mask: np.ndarray | None, active: np.ndarray | None = None
              ) -> tuple[np.ndarray, np.ndarray]:
-        """Run a GRU over input projections [b, steps, 3h] (input bias included).
+        """Run a GRU over input projections [b, steps, 3h] (``_project``: input bias and the z, r
+        recurrent bias included); ``cand_bias`` is the candidate's recurrent bias [h], the one
+        that sits inside ``r * (...)``.
 
         Args:
             active: optional rows still running at each step [steps], for rows sorted by
@@ -79,11 +107,6 @@ class NumpySeq2Seq:
         """
         units = h.shape[1]
         steps = x_proj.shape[1]
-        # The z and r gates add the recurrent bias outside any product, so it folds into the
-        # input projection once; only the candidate's recurrent bias sits inside r * (...).
-        x_proj = x_proj.copy()
-        x_proj[..., : 2 * units] += rec_bias[: 2 * units]
-        cand_bias = rec_bias[2 * units:]
         outputs = np.zeros((h.shape[0], steps, units), np.float32)
         h = h.copy()
         for t in range(steps):
@@ -102,9 +125,10 @@ class NumpySeq2Seq:
     def encode(self, source_ids: np.ndarray) -> Encoded:
         """Encoder pass over right-padded ids [b, src]."""
         mask = source_ids != PAD_ID
-        x_proj = self.embeddings[source_ids] @ self.enc_kernel + self.enc_bias[0]
-        h0 = np.zeros((source_ids.shape[0], self.enc_rec.shape[0]), np.float32)
-        values, last = self._gru(x_proj, h0, self.enc_rec, self.enc_bias[1], mask)
+        x_proj = self._inputs(source_ids, self._enc_table, self.enc_kernel, self.enc_bias)
+        units = self.enc_rec.shape[0]
+        h0 = np.zeros((source_ids.shape[0], units), np.float32)
+        values, last = self._gru(x_proj, h0, self.enc_rec, self.enc_bias[1, 2 * units:], mask)
         state = np.tanh(last @ self.bridge_w + self.bridge_b)
         return Encoded(values, values @ self.key_w, mask, state)
 
@@ -118,17 +142,22 @@ class NumpySeq2Seq:
         """
         inputs = np.concatenate(
             [np.full((target_ids.shape[0], 1), BOS_ID, target_ids.dtype), target_ids[:, :-1]], 1)
-        x_proj = self.embeddings[inputs] @ self.dec_kernel + self.dec_bias[0]
+        x_proj = self._inputs(inputs, self._dec_table, self.dec_kernel, self.dec_bias)
         active = None
         if lengths is not None:
             if np.any(np.diff(lengths) > 0):
                 raise ValueError("lengths must be in decreasing order")
             # Rows running at step t: those longer than t (a prefix, since sorted).
             active = (np.asarray(lengths)[None, :] > np.arange(target_ids.shape[1])[:, None]).sum(1)
-        return self._gru(x_proj, state, self.dec_rec, self.dec_bias[1], None, active)[0]
+        units = self.dec_rec.shape[0]
+        return self._gru(x_proj, state, self.dec_rec, self.dec_bias[1, 2 * units:], None,
+                         active)[0]
 
     def attend(self, queries: np.ndarray, enc: Encoded) -> np.ndarray:
-        """Additive attention: queries [b, n, hidden] -> context [b, n, hidden]."""
+        """Additive attention: queries [b, n, hidden] -> context [b, n, hidden].
+
+        ``enc`` may hold one row for all b queries (a beam over one source): it broadcasts.
+        """
         q = queries @ self.query_w + self.query_b
         energy = np.tanh(q[:, :, None, :] + enc.keys[:, None, :, :]) @ self.score_v
         energy = np.where(enc.mask[:, None, :], energy, _MASKED_SCORE)
@@ -142,7 +171,19 @@ class NumpySeq2Seq:
                        + self.combine_b)
 
     def step(self, tokens: np.ndarray, hidden: np.ndarray, enc: Encoded):
-        """One decoder step: (pre-softmax hidden [rows, hidden], new GRU state [rows, hidden])."""
-        x_proj = (self.embeddings[tokens] @ self.dec_kernel + self.dec_bias[0])[:, None, :]
-        out, new = self._gru(x_proj, hidden, self.dec_rec, self.dec_bias[1], None)
-        return self.combine(out[:, 0], self.attend(out, enc)[:, 0]), new
+        """One decoder step: (pre-softmax hidden [rows, hidden], new GRU state [rows, hidden]).
+
+        ``enc`` has one row per state row, or one row for all of them.
+        """
+        units = hidden.shape[1]
+        xp = self._inputs(tokens, self._dec_table, self.dec_kernel, self.dec_bias)
+        hp = hidden @ self.dec_rec
+        zr = sigmoid(xp[:, : 2 * units] + hp[:, : 2 * units])
+        z, r = zr[:, :units], zr[:, units:]
+        cand = np.tanh(xp[:, 2 * units:] + r * (hp[:, 2 * units:] + self.dec_bias[1, 2 * units:]))
+        new = cand + z * (hidden - cand)
+        if not enc.mask.any():
+            # No real source position (the anti-LM's response prior, an empty source): every
+            # attention weight is 0, so the context is exactly zero and need not be computed.
+            return self.combine(new, np.zeros_like(new)), new
+        return self.combine(new, self.attend(new[:, None, :], enc)[:, 0]), new

@@ -8,24 +8,34 @@ for every weight matrix (embedding rows; kernel output columns), float32 for bia
 Serving (``QuantizedInferenceModel``): the recurrences and attention run in numpy on the
 dequantized weights (neither TensorFlow nor ONNX Runtime has an int8 GRU on CPU, and at these
 sizes per-op overhead, not arithmetic, dominates them), and the vocabulary projection with its
-log-softmax, where the arithmetic is, runs as an int8 kernel (``pluto.int8_head``). The Keras
-model is still filled with the dequantized weights, so training-side tools work on it.
+log-softmax, where the arithmetic is, runs as an int8 kernel (``pluto.int8_head``).
+``load_int8_model_dir`` builds that without TensorFlow (what a serving worker loads, once per
+process: every stage that asks for the same directory gets the same object);
+``load_quantized_into`` also fills a Keras model with the dequantized weights, for the
+training-side tools that need one. This module never imports TensorFlow itself.
 """
 
 from __future__ import annotations
 
 import json
 import shutil
+import threading
+from collections import OrderedDict
+from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from alime import __version__
-from alime.seq2seq.model import InferenceModel, Seq2SeqModel
 from alime.seq2seq.numpy_forward import Encoded, NumpySeq2Seq
 from alime.seq2seq.vocab import PAD_ID
 from pluto.int8_head import HeadBackend, Int8LogSoftmaxHead, onnxruntime_available
 from pluto.quantization import QuantizedTensor, quantize
+
+if TYPE_CHECKING:  # the Keras model is only a type here: importing it would load TensorFlow
+    from alime.seq2seq.model import Seq2SeqModel
+    from alime.seq2seq.model_dir import LoadedModel
 
 QUANT_FILE = "quantization.json"
 QUANT_DIR = "int8"
@@ -34,6 +44,8 @@ FORMAT_VERSION = 1
 # Files of the fp32 directory carried over unchanged (thresholds were tuned on the same scale).
 _COPIED = ("config.json", "vocab.json", "training.json", "thresholds.json", "rerank.json",
            "routing.json")
+# Decoder-state entries that come from the encoder (the same for every beam of a source).
+_SHARED = frozenset({"values", "keys", "mask"})
 _OUTPUT_KERNEL = "output_proj/kernel"
 _OUTPUT_BIAS = "output_proj/bias"
 
@@ -169,9 +181,32 @@ class QuantizedInferenceModel:
         head: the int8 ``log_softmax(hidden @ W_out + b)``.
     """
 
+    # Encoder passes kept: a reply encodes its source for the rerank, the beam search and the
+    # generated answer's re-scoring; with this it runs once.
+    ENCODED_CACHE = 64
+
     def __init__(self, net: NumpySeq2Seq, head: Int8LogSoftmaxHead) -> None:
         self.net = net
         self.head = head
+        self._encoded: OrderedDict[tuple, Encoded] = OrderedDict()
+        self._encoded_lock = threading.Lock()
+
+    def encode(self, source_ids: np.ndarray) -> Encoded:
+        """``net.encode`` of right-padded ids [b, src], remembered for the last few sources
+        (the result is shared: callers must not write into its arrays)."""
+        ids = np.ascontiguousarray(source_ids, np.int64)
+        key = (ids.shape, ids.tobytes())
+        with self._encoded_lock:
+            enc = self._encoded.get(key)
+            if enc is not None:
+                self._encoded.move_to_end(key)
+                return enc
+        enc = self.net.encode(ids)
+        with self._encoded_lock:
+            self._encoded[key] = enc
+            while len(self._encoded) > self.ENCODED_CACHE:
+                self._encoded.popitem(last=False)
+        return enc
 
     def _picked(self, hidden: np.ndarray, target_ids: np.ndarray, real: np.ndarray) -> np.ndarray:
         out = np.zeros(target_ids.shape, np.float32)
@@ -181,7 +216,7 @@ class QuantizedInferenceModel:
     def candidate_log_probs(self, source_ids: np.ndarray, target_ids: np.ndarray) -> np.ndarray:
         """Per-token log-probs [k, steps] of k right-padded targets given ONE source [src]."""
         tgt = np.asarray(target_ids, np.int64)
-        enc = self.net.encode(np.asarray(source_ids, np.int64)[None, :])
+        enc = self.encode(np.asarray(source_ids, np.int64)[None, :])
         # Longest first, so each decoder step runs only the candidates not yet finished.
         lengths = (tgt != PAD_ID).sum(axis=1)
         order = np.argsort(-lengths, kind="stable")
@@ -198,17 +233,35 @@ class QuantizedInferenceModel:
     def batch_log_probs(self, source_ids: np.ndarray, target_ids: np.ndarray) -> np.ndarray:
         """Per-token log-probs [batch, steps] of each target given its own source row."""
         tgt = np.asarray(target_ids, np.int64)
-        enc = self.net.encode(np.asarray(source_ids, np.int64))
+        enc = self.encode(np.asarray(source_ids, np.int64))
         states = self.net.decoder_states(tgt, enc.state)
         real = tgt != PAD_ID
         hidden = self.net.combine(states, self.net.attend(states, enc))[real]
         return self._picked(hidden, tgt, real)
 
-    answer_log_probs = InferenceModel.answer_log_probs
+    def answer_log_probs(self, source_ids: Sequence[int],
+                         targets: Sequence[Sequence[int]]) -> list[np.ndarray]:
+        """Per-token log-probs of each target (EOS included when present) given one source.
+
+        The same contract as ``InferenceModel.answer_log_probs``: all targets teacher-forced in
+        one batch after one encoder pass, each distinct target scored once (stock replies recur
+        among a query's candidates), an empty source gives the answer prior.
+        """
+        if not targets:
+            return []
+        src = np.asarray(list(source_ids) or [PAD_ID], np.int64)
+        unique = list(dict.fromkeys(tuple(t) for t in targets))
+        width = max(len(t) for t in unique)
+        tgt = np.full((len(unique), width), PAD_ID, np.int64)
+        for i, t in enumerate(unique):
+            tgt[i, : len(t)] = t
+        log_probs = self.candidate_log_probs(src, tgt)
+        rows = {t: log_probs[i, : len(t)].astype(np.float64) for i, t in enumerate(unique)}
+        return [rows[tuple(t)].copy() for t in targets]
 
     def start(self, source_ids: np.ndarray) -> dict[str, np.ndarray]:
         """Encode a batch of sources; the result is the decoder state for ``step``."""
-        enc = self.net.encode(np.asarray(source_ids, np.int64))
+        enc = self.encode(np.asarray(source_ids, np.int64))
         return {"hidden": enc.state, "values": enc.values, "keys": enc.keys, "mask": enc.mask}
 
     def step(self, tokens: np.ndarray, state: dict[str, np.ndarray]):
@@ -219,9 +272,29 @@ class QuantizedInferenceModel:
 
     @staticmethod
     def reorder(state: dict[str, np.ndarray], indices: np.ndarray) -> dict[str, np.ndarray]:
-        """Select state rows (beam search keeps the rows of surviving hypotheses)."""
+        """Select state rows (beam search keeps the rows of surviving hypotheses).
+
+        Encoder tensors of one source stay one row (every index selects it; attention
+        broadcasts), so a beam does not copy them at every step.
+        """
         idx = np.asarray(indices, np.int64)
-        return {name: t[idx] for name, t in state.items()}
+        return {name: t if name in _SHARED and t.shape[0] == 1 else t[idx]
+                for name, t in state.items()}
+
+
+def _serving_model(tensors: dict, backend: HeadBackend | str | None,
+                   threads: int) -> QuantizedInferenceModel:
+    dense = {name: t.dequantize() if isinstance(t, QuantizedTensor) else t
+             for name, t in tensors.items() if name not in (_OUTPUT_KERNEL, _OUTPUT_BIAS)}
+    head = Int8LogSoftmaxHead(tensors[_OUTPUT_KERNEL], np.asarray(tensors[_OUTPUT_BIAS]),
+                              backend or default_backend(), threads=threads)
+    return QuantizedInferenceModel(NumpySeq2Seq(dense), head)
+
+
+def load_quantized(path: str | Path, backend: HeadBackend | str | None = None,
+                   threads: int = 1) -> QuantizedInferenceModel:
+    """The serving paths of the int8 directory ``path``, with no Keras model (no TensorFlow)."""
+    return _serving_model(read_quantized(path), backend, threads)
 
 
 def load_quantized_into(path: str | Path, model: Seq2SeqModel,
@@ -230,8 +303,52 @@ def load_quantized_into(path: str | Path, model: Seq2SeqModel,
     """Fill ``model`` from the int8 directory ``path`` and wrap it for serving."""
     tensors = read_quantized(path)
     assign_quantized(model, tensors)
-    dense = {name: t.dequantize() if isinstance(t, QuantizedTensor) else t
-             for name, t in tensors.items()}
-    head = Int8LogSoftmaxHead(tensors[_OUTPUT_KERNEL], np.asarray(tensors[_OUTPUT_BIAS]),
-                              backend or default_backend(), threads=threads)
-    return QuantizedInferenceModel(NumpySeq2Seq(dense), head)
+    return _serving_model(tensors, backend, threads)
+
+
+# One serving model per (directory, its marker's mtime, backend) in this process: the reranker,
+# the generator and the dense retriever's encoder of a worker share one load.
+_LOADED: dict[tuple[str, int, str | None], LoadedModel] = {}
+_LOADED_LOCK = threading.Lock()
+
+
+def load_int8_model_dir(path: str | Path, backend: HeadBackend | str | None = None
+                        ) -> LoadedModel:
+    """An int8 model directory ready to serve, without TensorFlow: ``LoadedModel.model`` is None
+    and ``inference`` is the numpy/int8 ``QuantizedInferenceModel``.
+
+    Loaded once per process: later calls for the same directory (unchanged marker file) and
+    backend return the same object, so every stage of a worker shares one copy of the weights.
+
+    Raises:
+        ValueError: when ``path`` is not an int8 model directory, a file is missing, or the
+            vocabulary does not match the config.
+    """
+    from alime.seq2seq.config import Seq2SeqConfig
+    from alime.seq2seq.model_dir import (
+        CONFIG_FILE,
+        METADATA_FILE,
+        VOCAB_FILE,
+        LoadedModel,
+    )
+    from alime.seq2seq.vocab import Vocabulary
+
+    path = Path(path).resolve()
+    for name in (CONFIG_FILE, VOCAB_FILE, QUANT_FILE):
+        if not (path / name).is_file():
+            raise ValueError(f"{path}: not an int8 model directory (missing {name})")
+    backend_key = None if backend is None else str(getattr(backend, "value", backend))
+    key = (str(path), (path / QUANT_FILE).stat().st_mtime_ns, backend_key)
+    with _LOADED_LOCK:
+        if key in _LOADED:
+            return _LOADED[key]
+        config = Seq2SeqConfig.load(path / CONFIG_FILE)
+        vocab = Vocabulary.load(path / VOCAB_FILE)
+        if len(vocab) != config.vocab_size:
+            raise ValueError(
+                f"{path}: vocab.json has {len(vocab)} ids, config says {config.vocab_size}")
+        meta_file = path / METADATA_FILE
+        metadata = json.loads(meta_file.read_text(encoding="utf-8")) if meta_file.is_file() else {}
+        loaded = LoadedModel(config, vocab, None, load_quantized(path, backend), metadata, path)
+        _LOADED[key] = loaded
+        return loaded

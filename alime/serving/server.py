@@ -1,8 +1,10 @@
 """``alime serve``: the app on gunicorn (a production WSGI server).
 
 The KB is seeded and the index built in the master process, before any fork, so workers only
-load them; TensorFlow is imported by each worker when it builds its bot (after the fork), in a
-background thread, so ``/healthz`` answers at once and ``/readyz`` says 503 "starting" until then.
+load them; the master also preloads what workers can inherit (``alime.bot.preload``: jieba's
+dictionary, the BM25 kernels, modules). Each worker builds its bot after the fork (faiss, ONNX
+Runtime, and TensorFlow for an fp32 model only), in a background thread, so ``/healthz`` answers
+at once and ``/readyz`` says 503 "starting" until then.
 
 Everything this server writes at run time lives in ``<state dir>/run/``, named by port, so two
 servers on one machine (two clones, or one project on two ports) never share a file: the gunicorn
@@ -129,6 +131,9 @@ def serve(config: AppConfig) -> None:
     from alime.serving.metrics import mark_worker_dead
 
     pairs = prepare(config)
+    from alime.bot import preload
+
+    preload(config)  # what every worker would load again, loaded once before the fork
     url = public_url(config)
 
     def ready() -> None:
