@@ -31,7 +31,12 @@ _PROBE = """
 import json, sys
 from alime.bot import build_bot
 from alime.config import AppConfig
-bot = build_bot(AppConfig())
+import dataclasses
+config = AppConfig()
+# The bundled G turns generation off (docs/evaluation.md); G = 0 here so the probe generates.
+config = dataclasses.replace(config, engine=dataclasses.replace(config.engine,
+                                                                generation_threshold=0.0))
+bot = build_bot(config)
 replies = [bot.engine.reply(q) for q in json.loads(sys.argv[1])]
 e = bot.engine
 print(json.dumps({

@@ -143,7 +143,13 @@ def bundled_bot(tmp_path_factory):
     mp = pytest.MonkeyPatch()
     mp.setenv("ALIME_HOME", str(tmp_path_factory.mktemp("home")))
     try:
-        bot = build_bot(AppConfig())
+        import dataclasses
+
+        # The bundled G turns generation off; G = 0 so the fixed queries also generate.
+        config = AppConfig()
+        config = dataclasses.replace(config, engine=dataclasses.replace(
+            config.engine, generation_threshold=0.0))
+        bot = build_bot(config)
         yield bot
         bot.kb.close()
     finally:
