@@ -20,7 +20,7 @@ import urllib.request
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-QUESTIONS = ["你好，在吗？", "什么时候发货呀？", "可以包邮吗", "我想把地址改成北京的可以吗"]
+QUESTIONS = ["你好", "亲 啥时候发货啊", "这个包邮不", "收到不喜欢能退吗", "我要投诉"]
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
                  "--disable-background-networking", "--disable-component-update", "--disable-sync"]
 
