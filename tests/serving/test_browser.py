@@ -130,8 +130,10 @@ def test_header_fits_a_390_px_phone(server):
 
 @pytest.fixture
 def model_server(tmp_path):
-    """`alime serve` with the bundled model (one worker): generation is possible."""
-    base, proc = start_server(tmp_path, config_text="[serve]\nworkers = 1\n")
+    """`alime serve` with the bundled model (one worker) and G = 0: the bundled G turns
+    generation off (docs/evaluation.md), this page test needs a generated reply."""
+    base, proc = start_server(tmp_path, config_text="[serve]\nworkers = 1\n"
+                                                    "[engine]\ngeneration_threshold = 0.0\n")
     yield base, proc
     stop_server(proc)
 
