@@ -11,6 +11,7 @@ import json
 import sqlite3
 import threading
 import time
+import uuid
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -60,6 +61,9 @@ class KnowledgeBase:
         self._conn().executescript(_SCHEMA)  # executescript manages its own transaction
         with self._tx() as db:
             db.execute("INSERT OR IGNORE INTO meta VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),))
+            # A random id made with the database (or on first open by this version): an index
+            # records it, so a database deleted and re-seeded is never taken for the old one.
+            db.execute("INSERT OR IGNORE INTO meta VALUES ('kb_id', ?)", (uuid.uuid4().hex,))
 
     # -- connections -------------------------------------------------------------------------
     def _conn(self) -> sqlite3.Connection:
@@ -138,6 +142,22 @@ class KnowledgeBase:
     def revision(self) -> int:
         row = self._conn().execute("SELECT MAX(revision) FROM changes").fetchone()
         return row[0] or 0
+
+    @property
+    def kb_id(self) -> str:
+        """The database's random id (made when it was created; copies and backups share it)."""
+        return self.identity()[0]
+
+    def identity(self) -> tuple[str, int]:
+        """``(kb_id, revision)`` in one read: what an index checks before each query.
+
+        A backup restored over the database keeps the id but goes back in revision; a database
+        deleted and seeded anew gets another id.
+        """
+        row = self._conn().execute(
+            "SELECT (SELECT value FROM meta WHERE key = 'kb_id'), (SELECT MAX(revision) FROM changes)"
+        ).fetchone()
+        return row[0], row[1] or 0
 
     def changes_since(self, revision: int) -> list[Change]:
         rows = self._conn().execute(

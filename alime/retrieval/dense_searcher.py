@@ -2,7 +2,8 @@
 
 Before each query the KB's change log is applied (:class:`~alime.retrieval.following.KBFollower`):
 new and edited questions are embedded into the index's delta, deleted ones tombstoned, so edits
-are searchable at once; a background thread merges the delta past ``merge_every`` edits.
+are searchable at once; a background thread merges the delta past ``merge_every`` edits and
+embeds bulk backlogs (``background_sync_above``) while queries keep using the current snapshot.
 """
 
 from __future__ import annotations
@@ -72,6 +73,9 @@ class DenseSearcher(KBFollower):
         return DenseIndex.build(vectors, np.asarray(ids, np.int64), self.embedder.identity,
                                 self.config.dense, dim=self.embedder.dim)
 
+    def _copy_index(self, index: DenseIndex) -> DenseIndex:
+        return DenseIndex(index.snapshot, index.model_identity)
+
     def _index_values(self, pairs: Sequence[QAPair]) -> list[np.ndarray]:
         return list(self.embedder.embed([p.question for p in pairs])) if pairs else []
 
@@ -84,4 +88,5 @@ class DenseSearcher(KBFollower):
 
     def search(self, query: str, k: int) -> list[Hit]:
         self.sync()
-        return self._index.search(self.embedder.embed([query])[0], k)
+        index = self._searchable()
+        return [] if index is None else index.search(self.embedder.embed([query])[0], k)
