@@ -259,26 +259,27 @@ class KBFollower:
         kb_id, kb_revision = self.kb.identity()
         live = self._live
         if live.valid and kb_id == live.kb_id and kb_revision == live.revision:
+            self._opened = True
             return 0
         with self._sync_lock:
+            first, self._opened = not self._opened, True
             kb_id, kb_revision = self.kb.identity()  # again: another thread may have caught up
             live = self._live
             if kb_id != live.kb_id or kb_revision < live.revision:
-                return self._replaced_kb(live, kb_id, kb_revision)
+                return self._replaced_kb(live, kb_id, kb_revision, first)
             if not live.valid or kb_revision == live.revision:
                 return 0  # an invalid index waits for its background rebuild
             limit = self.config.background_sync_above
-            if self._opened and limit and kb_revision - live.revision > limit:
+            if not first and limit and kb_revision - live.revision > limit:
                 self._start_job()
                 return 0
-            self._opened = True
             new = self._apply_changes(live)
             self._live = new
             if new.index.pending_edits >= self.config.merge_every:
                 self._start_job()
             return new.revision - live.revision
 
-    def _replaced_kb(self, live: Live, kb_id: str, kb_revision: int) -> int:
+    def _replaced_kb(self, live: Live, kb_id: str, kb_revision: int, first: bool) -> int:
         """The KB is not the one indexed (other id, or revision behind): rebuild, loudly."""
         if self.catching_up:
             return 0  # already rebuilding; the index is marked invalid meanwhile
@@ -286,8 +287,7 @@ class KBFollower:
                     "restored from a backup); rebuilding the index", self.name, self.index_dir,
                     live.kb_id, kb_id, live.revision, kb_revision)
         limit = self.config.background_sync_above
-        if not limit or not self._opened or self.kb.count() <= limit:
-            self._opened = True
+        if not limit or first or self.kb.count() <= limit:
             self._live = self.rebuild()
             return self._live.revision
         # Too large to build in a request: answer nothing rather than other pairs' answers.
