@@ -190,10 +190,10 @@ def run(args: argparse.Namespace, work: Path) -> dict:
                 import_s = time.perf_counter() - started
                 if importer.returncode != 0:
                     raise RuntimeError("alime kb import failed: " + importer.stderr.read())
-            if import_s is not None and found_s is None and searchable(url):
+            if found_s is None and searchable(url):
                 found_s = time.perf_counter() - started
             elapsed = time.perf_counter() - started
-            if found_s is not None and elapsed >= args.seconds:
+            if found_s is not None and import_s is not None and elapsed >= args.seconds:
                 break
             if elapsed > args.max_seconds:
                 break
