@@ -33,7 +33,8 @@ CREATE TABLE IF NOT EXISTS qa (
 CREATE TABLE IF NOT EXISTS changes (
     revision INTEGER PRIMARY KEY,
     op TEXT NOT NULL CHECK (op IN ('add', 'edit', 'delete')),
-    qa_id INTEGER NOT NULL
+    qa_id INTEGER NOT NULL,
+    tx TEXT
 );
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 """
@@ -48,6 +49,23 @@ class Change:
     revision: int
     op: str  # 'add' | 'edit' | 'delete'
     qa_id: int
+    tx: str | None = None  # the random token of the write transaction (None: older rows)
+
+
+@dataclass(frozen=True)
+class Identity:
+    """Which history a KB is at (see :meth:`KnowledgeBase.identity`).
+
+    Attributes:
+        kb_id: The database's random id (made when it was created; copies and backups share it).
+        revision: The latest change-log revision (0 for no change yet).
+        tx: The write-transaction token of the change at the revision asked about (None when
+            there is no such change, or it predates tokens).
+    """
+
+    kb_id: str
+    revision: int
+    tx: str | None
 
 
 class KnowledgeBase:
@@ -60,6 +78,9 @@ class KnowledgeBase:
         self._write_lock = threading.Lock()
         self._conn().executescript(_SCHEMA)  # executescript manages its own transaction
         with self._tx() as db:
+            columns = [row[1] for row in db.execute("PRAGMA table_info(changes)")]
+            if "tx" not in columns:  # a database made before changes carried a token
+                db.execute("ALTER TABLE changes ADD COLUMN tx TEXT")
             db.execute("INSERT OR IGNORE INTO meta VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),))
             # A random id made with the database (or on first open by this version): an index
             # records it, so a database deleted and re-seeded is never taken for the old one.
@@ -146,22 +167,27 @@ class KnowledgeBase:
     @property
     def kb_id(self) -> str:
         """The database's random id (made when it was created; copies and backups share it)."""
-        return self.identity()[0]
+        return self.identity().kb_id
 
-    def identity(self) -> tuple[str, int]:
-        """``(kb_id, revision)`` in one read: what an index checks before each query.
+    def identity(self, at: int | None = None) -> Identity:
+        """The KB's id, latest revision and the token of change ``at`` (default: the latest),
+        in one read: what an index checks before each query.
 
-        A backup restored over the database keeps the id but goes back in revision; a database
-        deleted and seeded anew gets another id.
+        A database deleted and seeded anew has another id; a backup restored over the database
+        keeps the id but goes back in revision, and once new writes take it past the revision an
+        index saw, the token of that revision differs (each write transaction draws a new one).
         """
         row = self._conn().execute(
-            "SELECT (SELECT value FROM meta WHERE key = 'kb_id'), (SELECT MAX(revision) FROM changes)"
+            "SELECT (SELECT value FROM meta WHERE key = 'kb_id'), (SELECT MAX(revision) FROM changes), "
+            "(SELECT tx FROM changes WHERE revision = "
+            "COALESCE(?, (SELECT MAX(revision) FROM changes)))",
+            (at,),
         ).fetchone()
-        return row[0], row[1] or 0
+        return Identity(row[0], row[1] or 0, row[2])
 
     def changes_since(self, revision: int) -> list[Change]:
         rows = self._conn().execute(
-            "SELECT revision, op, qa_id FROM changes WHERE revision > ? ORDER BY revision", (revision,)
+            "SELECT revision, op, qa_id, tx FROM changes WHERE revision > ? ORDER BY revision", (revision,)
         ).fetchall()
         return [Change(*r) for r in rows]
 
@@ -189,6 +215,7 @@ class KnowledgeBase:
         """Insert many pairs in ONE transaction: all are stored, or none."""
         now = time.time()
         added: list[QAPair] = []
+        tx = _token()
         with self._tx() as db:
             for question, answer, tags in rows:
                 _check_text(question, "question")
@@ -199,7 +226,7 @@ class KnowledgeBase:
                     (question, answer, tags_json, now, now),
                 )
                 qa_id = cur.lastrowid
-                db.execute("INSERT INTO changes (op, qa_id) VALUES ('add', ?)", (qa_id,))
+                db.execute("INSERT INTO changes (op, qa_id, tx) VALUES ('add', ?, ?)", (qa_id, tx))
                 added.append(QAPair(qa_id, question, answer, tuple(tags), now, now))
         return added
 
@@ -225,7 +252,7 @@ class KnowledgeBase:
                 "UPDATE qa SET question=?, answer=?, tags=?, updated_at=? WHERE id=?",
                 (new_q, new_a, json.dumps(list(new_tags), ensure_ascii=False), now, qa_id),
             )
-            db.execute("INSERT INTO changes (op, qa_id) VALUES ('edit', ?)", (qa_id,))
+            db.execute("INSERT INTO changes (op, qa_id, tx) VALUES ('edit', ?, ?)", (qa_id, _token()))
         return QAPair(qa_id, new_q, new_a, new_tags, old.created_at, now)
 
     def delete(self, qa_id: int) -> None:
@@ -233,7 +260,12 @@ class KnowledgeBase:
             cur = db.execute("DELETE FROM qa WHERE id = ?", (qa_id,))
             if cur.rowcount == 0:
                 raise NotFound(qa_id)
-            db.execute("INSERT INTO changes (op, qa_id) VALUES ('delete', ?)", (qa_id,))
+            db.execute("INSERT INTO changes (op, qa_id, tx) VALUES ('delete', ?, ?)", (qa_id, _token()))
+
+
+def _token() -> str:
+    """A random token for one write transaction (64 bits: collisions are not a concern)."""
+    return uuid.uuid4().hex[:16]
 
 
 def _check_text(value: object, name: str) -> None:

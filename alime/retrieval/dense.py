@@ -88,11 +88,13 @@ def resolve_kind(config: DenseConfig, n: int) -> IndexKind:
     return kind
 
 
-def build_faiss(vectors: np.ndarray, ids: np.ndarray, kind: IndexKind, config: DenseConfig):
-    """A new ``IndexIDMap2`` over ``vectors`` (float32, normalized) labelled with KB ``ids``."""
+def build_faiss(vectors: np.ndarray, ids: np.ndarray, kind: IndexKind, config: DenseConfig,
+                threads: int | None = None):
+    """A new ``IndexIDMap2`` over ``vectors`` (float32, normalized) labelled with KB ``ids``,
+    built with ``threads`` OpenMP threads (default: every core)."""
     import faiss
 
-    set_search_threads(os.cpu_count() or 1)
+    set_search_threads(threads or os.cpu_count() or 1)
     dim = vectors.shape[1]
     if kind is IndexKind.HNSW:
         inner = faiss.IndexHNSWFlat(dim, config.hnsw_m, faiss.METRIC_INNER_PRODUCT)
@@ -387,9 +389,13 @@ class DenseIndex:
             self._snapshot = make_snapshot(snap.config, snap.kind, snap.main, snap.main_ids,
                                            dead, delta, snap.center)
 
-    def merge(self) -> None:
+    def merge(self, threads: int | None = None) -> None:
         """Rebuild the main index from its live vectors plus the delta; results do not change
-        for exact search (HNSW may differ within its approximation)."""
+        for exact search (HNSW may differ within its approximation).
+
+        Args:
+            threads: OpenMP threads for the build (default: every core).
+        """
         with self._write_lock:
             snap = self._snapshot
             if not snap.delta and not snap.dead:
@@ -402,7 +408,7 @@ class DenseIndex:
             vectors = np.concatenate([vectors, snap.delta_vectors])
             kind = resolve_kind(snap.config, len(ids))
             # Stored vectors are already in index space: keep the same center, do not re-center.
-            main = build_faiss(vectors, ids, kind, snap.config)
+            main = build_faiss(vectors, ids, kind, snap.config, threads)
             self._snapshot = make_snapshot(snap.config, kind, main, ids, center=snap.center)
 
     # ------------------------------------------------------------------ persistence

@@ -79,6 +79,11 @@ class DenseSearcher(KBFollower):
     def _index_values(self, pairs: Sequence[QAPair]) -> list[np.ndarray]:
         return list(self.embedder.embed([p.question for p in pairs])) if pairs else []
 
+    def _merge_in_background(self, index: DenseIndex) -> None:
+        # One core: a k-means (IVF) or graph (HNSW) build on every core would take them from
+        # the requests the server is answering meanwhile.
+        index.merge(threads=1)
+
     def _state(self) -> dict:
         return {"model_identity": self.embedder.identity}
 

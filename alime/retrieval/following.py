@@ -1,9 +1,9 @@
 """What every KB-backed index shares: open or rebuild, atomic save, follow the change log.
 
-The index folder records the KB it reflects: the KB's random id and the change-log revision
-(``state.json``). Before each query the searcher compares them with the KB's (one indexed SELECT),
-and applies the changes made since, so add/edit/delete made by any process are searchable at once
-without a rebuild.
+The index folder records the KB it reflects: the KB's random id, the change-log revision and the
+token of the write transaction that made that revision (``state.json``). Before each query the
+searcher compares them with the KB's (one SELECT on indexed keys), and applies the changes made
+since, so add/edit/delete made by any process are searchable at once without a rebuild.
 
 Three ways to catch up, chosen by the size of the backlog:
 
@@ -15,8 +15,9 @@ Three ways to catch up, chosen by the size of the backlog:
   index, saves it, applies the few changes made meanwhile and swaps it in with one reference
   assignment. Until then, the bulk's pairs (and edits made during the catch-up) are not yet
   searchable: "searchable once the background catch-up finishes".
-- **The KB is another one** (its id changed: deleted and re-seeded) **or went backwards** (its
-  revision is behind the index's: restored from a backup): the index is rebuilt from the KB with a
+- **The KB is another one** (its id changed: deleted and re-seeded) **or its history is not the
+  index's** (its revision is behind the index's, or the change at the index's revision has another
+  token: restored from a backup, then maybe written to): the index is rebuilt from the KB with a
   logged warning, never searched stale (its ids would name other pairs). Small KBs are rebuilt in
   the calling thread; large ones in the background, answering nothing meanwhile.
 
@@ -43,7 +44,7 @@ from typing import Any
 
 from alime import __version__
 from alime.config import RetrievalConfig
-from alime.kb.store import KnowledgeBase
+from alime.kb.store import Identity, KnowledgeBase
 from alime.types import QAPair
 
 log = logging.getLogger(__name__)
@@ -51,6 +52,11 @@ log = logging.getLogger(__name__)
 STATE_FILE = "state.json"
 # The background thread's nice increment: request threads and other processes go first.
 BACKGROUND_NICE = 10
+# The background thread indexes questions in chunks and, after each, sleeps this many times as
+# long as the chunk took: it uses at most about 1 / (1 + BACKGROUND_PAUSE) of a core, leaving the
+# rest (and the GIL) to requests; catching up takes that much longer.
+BACKGROUND_PAUSE = 1.0
+BACKGROUND_CHUNK = 2000
 
 
 @dataclass(frozen=True)
@@ -61,13 +67,19 @@ class Live:
         index: The index (its content may run ahead of ``revision``; re-applying is harmless).
         revision: The KB change-log revision every change up to which the index holds.
         kb_id: The id of the KB it was built from.
+        tx: The token of the KB change at ``revision`` (None for revision 0 or older rows).
         valid: False while a replaced KB is being indexed in the background (search nothing).
     """
 
     index: Any
     revision: int
     kb_id: str
+    tx: str | None
     valid: bool = True
+
+    def same_history(self, kb: Identity) -> bool:
+        """True when ``kb`` (read with ``at=revision``) is the history this index follows."""
+        return kb.kb_id == self.kb_id and kb.revision >= self.revision and kb.tx == self.tx
 
 
 def _pid_alive(pid: int) -> bool:
@@ -126,6 +138,10 @@ class KBFollower:
         """Extra fields for state.json."""
         return {}
 
+    def _merge_in_background(self, index: Any) -> None:
+        """Merge ``index``'s delta from the background thread (subclasses may use fewer cores)."""
+        index.merge()
+
     # -- what subclasses search ----------------------------------------------------------------
     @property
     def _index(self) -> Any:
@@ -173,18 +189,21 @@ class KBFollower:
     def _open_locked(self) -> Live:
         state = self._read_state()
         if state is not None:
-            kb_id, kb_revision = self.kb.identity()
             try:
                 saved_revision = int(state["kb_revision"])
-                if state.get("kb_id") != kb_id:
-                    raise ValueError(f"it indexes KB {state.get('kb_id')}, this KB is {kb_id}")
-                if saved_revision > kb_revision:
+                kb = self.kb.identity(at=saved_revision)
+                if state.get("kb_id") != kb.kb_id:
+                    raise ValueError(f"it indexes KB {state.get('kb_id')}, this KB is {kb.kb_id}")
+                if saved_revision > kb.revision:
                     raise ValueError(f"it is at KB revision {saved_revision}, the KB at "
-                                     f"{kb_revision}: the KB went backwards (restored?)")
+                                     f"{kb.revision}: the KB went backwards (restored?)")
+                if state.get("kb_tx", "missing") != kb.tx:
+                    raise ValueError(f"the KB's change {saved_revision} is not the one it indexed: "
+                                     "the KB's history diverged (restored, then written to?)")
                 index = self._load_index()
                 log.info("loaded %s %s at KB revision %d", self.name, self.index_dir,
                          saved_revision)
-                return Live(index, saved_revision, kb_id)
+                return Live(index, saved_revision, kb.kb_id, kb.tx)
             except (OSError, ValueError, KeyError, TypeError) as exc:
                 log.warning("rebuilding %s %s: %s", self.name, self.index_dir, exc)
         return self._rebuild_locked()
@@ -204,12 +223,12 @@ class KBFollower:
         started = time.perf_counter()
         # Identity first, pairs second: a change committed in between is in the pairs AND
         # re-applied by the next sync, which is harmless (see _apply_changes).
-        kb_id, revision = self.kb.identity()
+        kb = self.kb.identity()
         pairs = list(self.kb.iter_pairs())
         index = self._build_index([p.id for p in pairs], pairs)
         log.info("%s: indexed %d questions in %.2fs", self.name, len(pairs),
                  time.perf_counter() - started)
-        return Live(index, revision, kb_id)
+        return Live(index, kb.revision, kb.kb_id, kb.tx)
 
     def save(self) -> None:
         """Write the index atomically (a temporary folder renamed into place)."""
@@ -224,7 +243,7 @@ class KBFollower:
         shutil.rmtree(old, ignore_errors=True)
         try:
             live.index.save(tmp)
-            state = {"kb_revision": live.revision, "kb_id": live.kb_id,
+            state = {"kb_revision": live.revision, "kb_id": live.kb_id, "kb_tx": live.tx,
                      "alime_version": __version__, "kb": str(self.kb.path), **self._state()}
             (tmp / STATE_FILE).write_text(json.dumps(state))
             if self.index_dir.exists():
@@ -256,21 +275,21 @@ class KBFollower:
         Small backlogs are applied here; a large one (or a merge) is left to one background
         thread and 0 is returned (see the module docstring).
         """
-        kb_id, kb_revision = self.kb.identity()
         live = self._live
-        if live.valid and kb_id == live.kb_id and kb_revision == live.revision:
+        kb = self.kb.identity(at=live.revision)
+        if live.valid and live.same_history(kb) and kb.revision == live.revision:
             self._opened = True
             return 0
         with self._sync_lock:
             first, self._opened = not self._opened, True
-            kb_id, kb_revision = self.kb.identity()  # again: another thread may have caught up
             live = self._live
-            if kb_id != live.kb_id or kb_revision < live.revision:
-                return self._replaced_kb(live, kb_id, kb_revision, first)
-            if not live.valid or kb_revision == live.revision:
+            kb = self.kb.identity(at=live.revision)  # again: another thread may have caught up
+            if not live.same_history(kb):
+                return self._replaced_kb(live, kb, first)
+            if not live.valid or kb.revision == live.revision:
                 return 0  # an invalid index waits for its background rebuild
             limit = self.config.background_sync_above
-            if not first and limit and kb_revision - live.revision > limit:
+            if not first and limit and kb.revision - live.revision > limit:
                 self._start_job()
                 return 0
             new = self._apply_changes(live)
@@ -279,28 +298,31 @@ class KBFollower:
                 self._start_job()
             return new.revision - live.revision
 
-    def _replaced_kb(self, live: Live, kb_id: str, kb_revision: int, first: bool) -> int:
-        """The KB is not the one indexed (other id, or revision behind): rebuild, loudly."""
+    def _replaced_kb(self, live: Live, kb: Identity, first: bool) -> int:
+        """The KB is not the history indexed (other id, revision behind, other change at the
+        index's revision): rebuild, loudly."""
         if self.catching_up:
             return 0  # already rebuilding; the index is marked invalid meanwhile
-        log.warning("%s %s: the KB changed identity (id %s -> %s, revision %d -> %d: replaced or "
-                    "restored from a backup); rebuilding the index", self.name, self.index_dir,
-                    live.kb_id, kb_id, live.revision, kb_revision)
+        log.warning("%s %s: the KB changed identity (id %s -> %s, revision %d -> %d, change "
+                    "token %s -> %s: replaced or restored from a backup); rebuilding the index",
+                    self.name, self.index_dir, live.kb_id, kb.kb_id, live.revision, kb.revision,
+                    live.tx, kb.tx)
         limit = self.config.background_sync_above
         if not limit or first or self.kb.count() <= limit:
             self._live = self.rebuild()
             return self._live.revision
         # Too large to build in a request: answer nothing rather than other pairs' answers.
-        self._live = Live(live.index, live.revision, live.kb_id, valid=False)
+        self._live = Live(live.index, live.revision, live.kb_id, live.tx, valid=False)
         self._start_job()
         return 0
 
-    def _apply_changes(self, live: Live) -> Live:
+    def _apply_changes(self, live: Live, background: bool = False) -> Live:
         """``live`` with the KB's changes since its revision applied to its index (in place).
 
         Idempotent: each changed id is added, updated or deleted according to whether the KB and
         the index hold it now, so an index whose content already runs ahead of its revision
         (a copy taken during an edit, a rebuild racing a write) ends up equal to the KB.
+        With ``background``, questions are indexed in throttled chunks (``BACKGROUND_PAUSE``).
         """
         changes = self.kb.changes_since(live.revision)
         if not changes:
@@ -311,7 +333,14 @@ class KBFollower:
         live_pairs = self.kb.get_many([i for i, op in latest.items() if op != "delete"])
         index = live.index
         kept = [live_pairs[i] for i in latest if i in live_pairs]
-        values = dict(zip([p.id for p in kept], self._index_values(kept), strict=True))
+        values: dict[int, Any] = {}
+        chunk = BACKGROUND_CHUNK if background else max(len(kept), 1)
+        for start in range(0, len(kept), chunk):
+            began = time.perf_counter()
+            part = kept[start:start + chunk]
+            values.update(zip([p.id for p in part], self._index_values(part), strict=True))
+            if background:
+                time.sleep((time.perf_counter() - began) * BACKGROUND_PAUSE)
         adds, updates, deletes = {}, {}, []
         for qa_id in latest:
             if qa_id not in live_pairs:
@@ -322,7 +351,7 @@ class KBFollower:
             else:
                 adds[qa_id] = values[qa_id]
         index.apply(adds=adds, updates=updates, deletes=deletes)  # one new snapshot
-        return Live(index, changes[-1].revision, live.kb_id)
+        return Live(index, changes[-1].revision, live.kb_id, changes[-1].tx)
 
     # -- the background thread -----------------------------------------------------------------
     def _start_job(self) -> None:
@@ -348,8 +377,8 @@ class KBFollower:
             while True:
                 fresh = self._caught_up_copy(base)
                 with self._sync_lock:  # the few changes made meanwhile, then the swap
-                    kb_id, kb_revision = self.kb.identity()
-                    if kb_id == fresh.kb_id and 0 <= kb_revision - fresh.revision <= limit:
+                    kb = self.kb.identity(at=fresh.revision)
+                    if fresh.same_history(kb) and kb.revision - fresh.revision <= limit:
                         self._live = self._apply_changes(fresh)  # ONE reference assignment
                         break
                 base = fresh  # another bulk (or a replacement) came meanwhile: go round again
@@ -361,21 +390,23 @@ class KBFollower:
     def _caught_up_copy(self, base: Live) -> Live:
         """A new, merged and saved index at (about) the KB's revision, built off to the side."""
         with self._folder_lock():
-            kb_id, kb_revision = self.kb.identity()
-            if kb_id != base.kb_id or kb_revision < base.revision or not base.valid:
+            if not base.valid or not base.same_history(self.kb.identity(at=base.revision)):
                 live = self._build_live()
                 self._save_locked(live)
                 return live
             state = self._read_state() or {}
             saved = state.get("kb_revision")
-            if (state.get("kb_id") == kb_id and isinstance(saved, int)
-                    and base.revision < saved <= kb_revision):
-                try:  # another worker has caught up already: load its work
-                    return Live(self._load_index(), saved, kb_id)
-                except (OSError, ValueError, KeyError) as exc:
-                    log.warning("cannot load %s %s: %s", self.name, self.index_dir, exc)
-            live = self._apply_changes(Live(self._copy_index(base.index), base.revision, kb_id))
-            live.index.merge()
+            if isinstance(saved, int) and saved > base.revision:
+                kb = self.kb.identity(at=saved)
+                saved_live = Live(None, saved, state.get("kb_id"), state.get("kb_tx"))
+                if saved_live.same_history(kb):
+                    try:  # another worker (or the importing CLI) has caught up: load its work
+                        return Live(self._load_index(), saved, kb.kb_id, kb.tx)
+                    except (OSError, ValueError, KeyError) as exc:
+                        log.warning("cannot load %s %s: %s", self.name, self.index_dir, exc)
+            live = self._apply_changes(Live(self._copy_index(base.index), base.revision,
+                                            base.kb_id, base.tx), background=True)
+            self._merge_in_background(live.index)
             self._save_locked(live)
             return live
 

@@ -257,3 +257,41 @@ def test_a_failed_save_leaves_no_temp_folder_and_the_old_index(tmp_path):
     assert json.loads((tmp_path / "index" / "state.json").read_text()) == saved
     reopened = KBSearcher(kb, TextPipeline(), tmp_path / "index")
     assert answers(reopened, kb, "火星仓库几天发货")[0][2] == NEW[1]
+
+
+def test_restored_backup_written_past_the_index_revision_is_noticed(tmp_path, caplog):
+    """Restored, then more writes than were lost before any search: the revision is one the
+    index has seen, with the same KB id; the change token at that revision tells them apart."""
+    kb = seeded_kb(tmp_path / "kb.sqlite")
+    searcher = KBSearcher(kb, TextPipeline(), tmp_path / "index")
+    copy_db(kb.path, tmp_path / "backup.sqlite")
+    kb.add_many((q, a, ()) for q, a in EXTRA)
+    searcher.sync()
+    seen = searcher.revision
+    copy_db(tmp_path / "backup.sqlite", kb.path)
+    other = KnowledgeBase(kb.path)  # another process imports a file
+    new = other.add_many([(*NEW, ()), *((f"补充 问题 {i}", f"补充 答案 {i}", ()) for i in range(4))])
+    assert kb.revision() > seen and kb.kb_id == searcher._live.kb_id
+    with caplog.at_level("WARNING"):
+        found = answers(searcher, kb, "火星仓库几天发货")
+    assert "change token" in caplog.text
+    assert found[0][0] == new[0].id and found[0][2] == NEW[1]
+    for query in ("量子猫能寄吗", "月球包邮吗", "恐龙蛋有现货吗"):
+        assert all(a not in [x for _, x in EXTRA] for _, _, a in answers(searcher, kb, query))
+    assert_index_equals_kb(searcher, kb)
+    # and a process opening the saved index later sees the same history
+    reopened = KBSearcher(kb, TextPipeline(), tmp_path / "index")
+    assert reopened.revision == kb.revision()
+
+
+def test_each_write_transaction_gets_its_own_change_token(tmp_path):
+    kb = KnowledgeBase(tmp_path / "kb.sqlite")
+    assert kb.identity().revision == 0 and kb.identity().tx is None
+    batch = kb.add_many([("问 一", "答 一", ()), ("问 二", "答 二", ())])
+    kb.edit(batch[0].id, answer="答 改")
+    kb.delete(batch[1].id)
+    changes = kb.changes_since(0)
+    assert changes[0].tx == changes[1].tx  # one transaction, one token
+    assert len({changes[1].tx, changes[2].tx, changes[3].tx}) == 3
+    assert kb.identity(at=1).tx == changes[0].tx and kb.identity().tx == changes[3].tx
+    assert kb.identity(at=99).tx is None
