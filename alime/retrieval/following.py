@@ -301,8 +301,8 @@ class KBFollower:
     def _replaced_kb(self, live: Live, kb: Identity, first: bool) -> int:
         """The KB is not the history indexed (other id, revision behind, other change at the
         index's revision): rebuild, loudly."""
-        if self.catching_up:
-            return 0  # already rebuilding; the index is marked invalid meanwhile
+        if not live.valid and self.catching_up:
+            return 0  # being rebuilt in the background (warned already); nothing is searched
         log.warning("%s %s: the KB changed identity (id %s -> %s, revision %d -> %d, change "
                     "token %s -> %s: replaced or restored from a backup); rebuilding the index",
                     self.name, self.index_dir, live.kb_id, kb.kb_id, live.revision, kb.revision,
@@ -311,7 +311,8 @@ class KBFollower:
         if not limit or first or self.kb.count() <= limit:
             self._live = self.rebuild()
             return self._live.revision
-        # Too large to build in a request: answer nothing rather than other pairs' answers.
+        # Too large to build in a request: answer nothing rather than other pairs' answers. A
+        # merge already running notices the other KB when it comes to swap, and rebuilds.
         self._live = Live(live.index, live.revision, live.kb_id, live.tx, valid=False)
         self._start_job()
         return 0
@@ -371,17 +372,19 @@ class KBFollower:
         started = time.perf_counter()
         try:
             base = self._live
-            # What may still be applied under the sync lock at the swap (all of it when
-            # background catch-up is off and this thread only merges).
-            limit = self.config.background_sync_above or float("inf")
-            while True:
+            for round_ in range(1, 1_000_000):
                 fresh = self._caught_up_copy(base)
+                # What may still be applied under the sync lock at the swap, where requests
+                # wait for it: a merge's worth; after a few rounds (a steady stream of writes)
+                # whatever the foreground would apply itself.
+                limit = (self.config.merge_every if round_ < 3
+                         else self.config.background_sync_above or float("inf"))
                 with self._sync_lock:  # the few changes made meanwhile, then the swap
                     kb = self.kb.identity(at=fresh.revision)
                     if fresh.same_history(kb) and kb.revision - fresh.revision <= limit:
                         self._live = self._apply_changes(fresh)  # ONE reference assignment
                         break
-                base = fresh  # another bulk (or a replacement) came meanwhile: go round again
+                base = fresh  # more came meanwhile (or the KB was replaced): go round again
             log.info("%s: background catch-up to KB revision %d done in %.2fs", self.name,
                      self._live.revision, time.perf_counter() - started)
         except Exception:  # the current index keeps serving; the next sync tries again

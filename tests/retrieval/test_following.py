@@ -295,3 +295,23 @@ def test_each_write_transaction_gets_its_own_change_token(tmp_path):
     assert len({changes[1].tx, changes[2].tx, changes[3].tx}) == 3
     assert kb.identity(at=1).tx == changes[0].tx and kb.identity().tx == changes[3].tx
     assert kb.identity(at=99).tx is None
+
+
+def test_a_large_replaced_kb_is_rebuilt_in_the_background_answering_nothing_meanwhile(tmp_path):
+    pairs = [(f"{q} 第{i}批", a) for i in range(3) for q, a in QA_PAIRS]
+    kb = seeded_kb(tmp_path / "kb.sqlite", pairs)
+    config = RetrievalConfig(background_sync_above=10)
+    searcher = GatedSearcher(kb, TextPipeline(), tmp_path / "index", config)
+    copy_db(kb.path, tmp_path / "backup.sqlite")
+    lost = kb.add_many((q, a, ()) for q, a in EXTRA)
+    assert answers(searcher, kb, "量子猫能寄吗")[0][0] == lost[0].id
+    copy_db(tmp_path / "backup.sqlite", kb.path)
+    new = kb.add(*NEW)
+    assert searcher.sync() == 0 and searcher.in_background.wait(30)
+    # Meanwhile: nothing rather than the restored-away pair under the new pair's id.
+    assert answers(searcher, kb, "量子猫能寄吗") == []
+    assert answers(searcher, kb, "火星仓库几天发货") == []
+    searcher.gate.set()
+    assert searcher.wait_caught_up(60)
+    assert answers(searcher, kb, "火星仓库几天发货")[0] == (new.id, NEW[0], NEW[1])
+    assert_index_equals_kb(searcher, kb)
