@@ -1,5 +1,5 @@
 # The two commands of the README: `make run` (install, then serve the bundled bot) and
-# `make test` (install with test extras and headless Chromium, then run the whole suite).
+# `make test` (install with test extras, headless Chromium and redis-server, then run the whole suite).
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
@@ -19,6 +19,7 @@ $(VENV)/.installed: pyproject.toml | $(BIN)/python
 $(VENV)/.installed-test: pyproject.toml $(VENV)/.installed
 	$(BIN)/pip install --quiet -e '.[test]'
 	bash scripts/install-browser.sh
+	bash scripts/install-redis.sh
 	touch $@
 
 install: $(VENV)/.installed

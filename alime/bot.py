@@ -6,9 +6,11 @@ import logging
 from dataclasses import dataclass
 from pathlib import Path
 
+from alime.chitchat import ChitChatKB, read_chitchat
 from alime.config import BUNDLED_DATA, AppConfig
 from alime.decision import DecisionScore
 from alime.engine import HybridEngine, Thresholds
+from alime.guards import GuardReplies, Guards, load_lexicon
 from alime.kb.formats import Format, read_rows
 from alime.kb.store import KnowledgeBase
 from alime.retrieval.fusion import parse_enum
@@ -26,7 +28,13 @@ from alime.types import Generator, Retriever, Scorer
 
 log = logging.getLogger(__name__)
 
-BUNDLED_KB = BUNDLED_DATA / "kb" / "ecommerce_qa.tsv"
+# The curated KB a fresh install is seeded with (``alime kb curate`` of the raw corpus below,
+# see docs/kb-curation.md). Its greetings and thanks (data/kb/chitchat.jsonl) are not seeded:
+# they belong to a chit-chat KB, not to the FAQ.
+BUNDLED_KB = BUNDLED_DATA / "kb" / "curated.jsonl"
+# The raw corpus it was curated from: last customer turn and real reply of 5,000 Taobao chats
+# (the evaluations read it).
+BUNDLED_CORPUS = BUNDLED_DATA / "kb" / "ecommerce_qa.tsv"
 
 
 def open_kb(config: AppConfig) -> KnowledgeBase:
@@ -35,9 +43,9 @@ def open_kb(config: AppConfig) -> KnowledgeBase:
     seed = not config.paths.kb and not kb_path.exists()
     kb = KnowledgeBase(kb_path)
     if seed and kb.count() == 0:
-        rows = read_rows(BUNDLED_KB, Format.TSV).rows
-        kb.add_many((r.question, r.answer, ("ecommerce",)) for r in rows)
-        log.info("seeded %s with %d bundled QA pairs", kb_path, len(rows))
+        rows = read_rows(BUNDLED_KB, Format.JSONL).rows
+        kb.add_many(r.to_kb_row() for r in rows)
+        log.info("seeded %s with %d bundled KB entries", kb_path, len(rows))
     return kb
 
 
@@ -78,16 +86,41 @@ def build_bot(config: AppConfig | None = None) -> Bot:
     engine = HybridEngine(
         retriever=retriever,
         lookup=kb.get_many,
-        thresholds=Thresholds(answer=answer_t, generation=gen_t),
+        thresholds=Thresholds(answer=answer_t, generation=gen_t,
+                              chitchat=config.chitchat.threshold),
         scorer=scorer,
         generator=generator,
         k=config.retrieval.k,
         fallback_reply=config.engine.fallback_reply,
         router=router,
+        guards=build_guards(config),
+        chitchat=build_chitchat(config),
     )
     log.info("bot ready: %d QA pairs, model=%s, T=%.4f on the %s score", len(searcher), model_dir,
              answer_t, "routing" if router else "rerank")
     return Bot(config, kb, searcher, engine, model_dir)
+
+
+def build_guards(config: AppConfig) -> Guards | None:
+    """The rules applied before retrieval (None when ``[guards] enabled = false``)."""
+    g = config.guards
+    if not g.enabled:
+        return None
+    replies = GuardReplies(complaint=g.complaint_reply, person=g.person_reply,
+                           order_status=g.order_status_reply, rephrase=g.rephrase_reply)
+    return Guards(load_lexicon(g.lexicon), replies)
+
+
+def build_chitchat(config: AppConfig) -> ChitChatKB | None:
+    """The chit-chat KB from ``[chitchat] files`` (None when disabled or empty)."""
+    c = config.chitchat
+    if not c.enabled or not c.files:
+        return None
+    # Every phrasing of an entry matches on its own (what `alime kb curate` groups stays one answer).
+    kb = ChitChatKB([(q, r.answer) for r in read_chitchat(c.files)
+                     for q in (r.question, *r.phrasings)])
+    log.info("chit-chat KB: %d pairs from %d path(s)", len(kb), len(c.files))
+    return kb
 
 
 def _router(routing: RoutingChoice, searcher: KBSearcher, retriever: Retriever,

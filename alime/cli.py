@@ -112,37 +112,96 @@ def _add_kb(sub) -> None:
     p = kb.add_parser("import", help="import QA pairs from a file (one transaction)")
     p.add_argument("file")
     p.add_argument("--format", required=True, choices=["tsv", "jsonl", "ecommerce", "chatterbot"])
-    p.add_argument("--skip-bad", action="store_true", help="skip malformed rows and count them")
+    p.add_argument("--skip-bad", action="store_true", help="skip bad rows; count and list them")
     p.set_defaults(func=cmd_kb_import)
 
     p = kb.add_parser("export", help="export QA pairs")
     p.add_argument("--format", default="tsv", choices=["tsv", "jsonl"])
     p.add_argument("--out", help="file to write (default: standard output)")
+    p.add_argument("--raw-cells", action="store_true",
+                   help="TSV: keep cells starting with = + - @ as they are (default: prefix a ')")
     p.set_defaults(func=cmd_kb_export)
 
     p = kb.add_parser("add", help="add one QA pair")
     p.add_argument("--question", required=True)
     p.add_argument("--answer", required=True)
     p.add_argument("--tag", action="append", default=[], dest="tags")
+    p.add_argument("--phrasing", action="append", default=[], dest="phrasings",
+                   help="another way to ask the question (repeatable)")
     p.set_defaults(func=cmd_kb_add)
 
     p = kb.add_parser("edit", help="edit a QA pair")
-    p.add_argument("id", type=int)
+    p.add_argument("id", type=_qa_id)
     p.add_argument("--question")
     p.add_argument("--answer")
+    p.add_argument("--phrasing", action="append", dest="phrasings",
+                   help="replaces the phrasings (repeatable); --phrasing '' clears them")
     p.set_defaults(func=cmd_kb_edit)
 
     p = kb.add_parser("delete", help="delete a QA pair")
-    p.add_argument("id", type=int)
+    p.add_argument("id", type=_qa_id)
     p.set_defaults(func=cmd_kb_delete)
 
     p = kb.add_parser("list", help="list QA pairs")
-    p.add_argument("--offset", type=int, default=0)
-    p.add_argument("--limit", type=int, default=20)
+    p.add_argument("--offset", type=_bounded_int(0, _MAX_ID), default=0)
+    p.add_argument("--limit", type=_bounded_int(1, 10_000), default=20)
     p.set_defaults(func=cmd_kb_list)
+
+    p = kb.add_parser("curate", help="turn a raw QA corpus into curated KB entries (JSONL); "
+                                     "does not touch the KB")
+    p.add_argument("file")
+    p.add_argument("--format", required=True, choices=["tsv", "jsonl", "ecommerce", "chatterbot"])
+    p.add_argument("--out", required=True, help="curated entries (JSONL, for kb import)")
+    p.add_argument("--chitchat-out", help="greetings and thanks with a generic answer (JSONL)")
+    p.add_argument("--report", help="folder for curate_report.json and curate_report.md")
+    p.add_argument("--tag", action="append", default=[], dest="tags",
+                   help="tag every curated entry (repeatable)")
+    p.add_argument("--max-question-chars", type=_positive_int,
+                   help="longer questions (characters, particles removed) are narrative turns "
+                        "(default 15)")
+    p.add_argument("--no-near-duplicates", action="store_true",
+                   help="group only questions with equal keys")
+    p.add_argument("--reviewed", metavar="FILE",
+                   help="a reviewed FAQ (JSONL: question, phrasings, answer, tags): written first "
+                        "as it is; corpus groups asking its questions are merged in")
+    p.set_defaults(func=cmd_kb_curate)
 
     p = kb.add_parser("stats", help="KB statistics (JSON)")
     p.set_defaults(func=cmd_kb_stats)
+
+
+_MAX_ID = 2**63 - 1  # SQLite integers are signed 64-bit; a larger one overflows in the driver
+
+
+def _bounded_int(low: int, high: int):
+    """An argparse type: an integer from ``low`` to ``high`` (else argparse exits with 2)."""
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
+        if not low <= value <= high:
+            raise argparse.ArgumentTypeError(f"must be from {low} to {high}, got {text}")
+        return value
+
+    return parse
+
+
+_qa_id = _bounded_int(1, _MAX_ID)
+
+
+def _checked_text(option: str, value: str | None, max_chars: int) -> None:
+    """Refuse text the KB cannot store: argv bytes that are not UTF-8 arrive as lone surrogates."""
+    if value is None:
+        return
+    from alime.kb.formats import surrogate_problem
+
+    problem = surrogate_problem(value)
+    if problem:
+        raise CLIError(f"{option} is not valid UTF-8 text: it {problem}")
+    if len(value) > max_chars:
+        raise CLIError(f"{option} is longer than {max_chars} characters (kb.max_field_chars)")
 
 
 def _kb(args):
@@ -163,14 +222,19 @@ def _refresh_index(args) -> None:
 def cmd_kb_import(args) -> int:
     from alime.kb.formats import read_rows
 
-    result = read_rows(args.file, args.format, skip_bad=args.skip_bad)
+    result = read_rows(args.file, args.format, skip_bad=args.skip_bad, limits=config_of(args).kb)
     kb = _kb(args)
-    added = kb.add_many((r.question, r.answer, r.tags) for r in result.rows)
+    added = kb.add_many(r.to_kb_row() for r in result.rows)
     _refresh_index(args)
     print(json.dumps({"imported": len(added), "skipped": len(result.skipped), "total": kb.count()}))
-    for err in result.skipped[:20]:
+    for err in result.skipped[:_SHOW_SKIPPED]:
         print(f"skipped {err}", file=sys.stderr)
+    if len(result.skipped) > _SHOW_SKIPPED:
+        print(f"skipped {len(result.skipped) - _SHOW_SKIPPED} more bad line(s)", file=sys.stderr)
     return 0
+
+
+_SHOW_SKIPPED = 20
 
 
 def cmd_kb_export(args) -> int:
@@ -179,29 +243,41 @@ def cmd_kb_export(args) -> int:
     kb = _kb(args)
     if args.out:
         with open(args.out, "w", encoding="utf-8") as f:
-            n = write_pairs(kb.iter_pairs(), f, args.format)
+            n = write_pairs(kb.iter_pairs(), f, args.format, raw_cells=args.raw_cells)
         print(f"exported {n} QA pairs to {args.out}", file=sys.stderr)
     else:
-        write_pairs(kb.iter_pairs(), sys.stdout, args.format)
+        write_pairs(kb.iter_pairs(), sys.stdout, args.format, raw_cells=args.raw_cells)
     return 0
 
 
 def _print_pair(pair) -> None:
-    print(json.dumps({"id": pair.id, "question": pair.question, "answer": pair.answer,
-                      "tags": list(pair.tags)}, ensure_ascii=False))
+    print(json.dumps({"id": pair.id, "question": pair.question, "phrasings": list(pair.phrasings),
+                      "answer": pair.answer, "tags": list(pair.tags)}, ensure_ascii=False))
 
 
 def cmd_kb_add(args) -> int:
-    pair = _kb(args).add(args.question, args.answer, args.tags)
+    max_chars = config_of(args).kb.max_field_chars
+    for option, value in (("--question", args.question), ("--answer", args.answer)):
+        _checked_text(option, value, max_chars)
+    for option, values in (("--tag", args.tags), ("--phrasing", args.phrasings or ())):
+        for value in values:
+            _checked_text(option, value, max_chars)
+    pair = _kb(args).add(args.question, args.answer, args.tags, args.phrasings)
     _refresh_index(args)
     _print_pair(pair)
     return 0
 
 
 def cmd_kb_edit(args) -> int:
-    if args.question is None and args.answer is None:
-        raise CLIError("give --question and/or --answer")
-    pair = _kb(args).edit(args.id, question=args.question, answer=args.answer)
+    if args.question is None and args.answer is None and args.phrasings is None:
+        raise CLIError("give --question, --answer and/or --phrasing")
+    max_chars = config_of(args).kb.max_field_chars
+    for option, value in (("--question", args.question), ("--answer", args.answer)):
+        _checked_text(option, value, max_chars)
+    for value in args.phrasings or ():
+        _checked_text("--phrasing", value, max_chars)
+    phrasings = None if args.phrasings is None else [p for p in args.phrasings if p]
+    pair = _kb(args).edit(args.id, question=args.question, answer=args.answer, phrasings=phrasings)
     _refresh_index(args)
     _print_pair(pair)
     return 0
@@ -217,6 +293,18 @@ def cmd_kb_delete(args) -> int:
 def cmd_kb_list(args) -> int:
     for pair in _kb(args).list(args.offset, args.limit):
         _print_pair(pair)
+    return 0
+
+
+def cmd_kb_curate(args) -> int:
+    from alime.kb.curate import CurateOptions, curate_file
+
+    limit = {} if args.max_question_chars is None else {"max_question_chars": args.max_question_chars}
+    options = CurateOptions(near_duplicates=not args.no_near_duplicates, tags=tuple(args.tags),
+                            **limit)
+    result = curate_file(args.file, args.format, args.out, args.chitchat_out, args.report, options,
+                         reviewed=args.reviewed)
+    print(json.dumps(result.counts(), ensure_ascii=False))
     return 0
 
 
@@ -287,6 +375,19 @@ def cmd_serve(args) -> int:
     return 0
 
 
+def _why(reply) -> str:
+    """The reply's source and rule, and what the rule compared or matched."""
+    parts = [reply.source.value, f"rule {reply.rule.value}"]
+    if reply.threshold is not None:
+        score = "n/a" if reply.score is None else f"{reply.score:.3f}"
+        parts += [f"score {score}", f"threshold {reply.threshold:.3f}"]
+    if reply.evidence:
+        parts.append(f"matched {reply.evidence}")
+    if reply.handoff:
+        parts.append("hand-off")
+    return ", ".join(parts)
+
+
 def cmd_chat(args) -> int:
     from alime.bot import build_bot
 
@@ -303,9 +404,8 @@ def cmd_chat(args) -> int:
             return 0
         context = turns[-bot.config.engine.context_turns :]
         reply = bot.engine.reply(query, context)
-        score = "n/a" if reply.score is None else f"{reply.score:.3f}"
         print(f"bot> {reply.answer}")
-        print(f"     [{reply.source.value}, score {score}, threshold {reply.threshold:.3f}]")
+        print(f"     [{_why(reply)}]")
         if args.show_candidates:
             for c in reply.candidates:
                 rr = "" if c.rerank_score is None else f" rerank {c.rerank_score:.3f}"

@@ -19,9 +19,22 @@ PACKAGE_ROOT = Path(__file__).resolve().parent.parent
 BUNDLED_DATA = PACKAGE_ROOT / "data"
 
 
-def alime_home() -> Path:
-    """Where the working copies of the KB and indexes live (``$ALIME_HOME``, default ~/.alime)."""
-    return Path(os.environ.get("ALIME_HOME", Path.home() / ".alime"))
+def alime_home(state: str = "") -> Path:
+    """The state directory: working copies of the KB and index, sessions, server run files.
+
+    Per project, so two clones (or two projects) on one machine never share a KB, an index or a
+    session database: ``$ALIME_HOME`` when set (it overrides everything); else ``state`` (the
+    config's ``[paths] state``, which a config file defaults to ``var/`` beside itself); else
+    ``var/`` in the source checkout alime runs from; else ``var/`` in the current directory.
+    """
+    env = os.environ.get("ALIME_HOME")
+    if env:
+        return Path(env)
+    if state:
+        return Path(state)
+    if (PACKAGE_ROOT / "pyproject.toml").is_file():  # running from a checkout (editable install)
+        return PACKAGE_ROOT / "var"
+    return Path.cwd() / "var"
 
 
 @dataclass(frozen=True)
@@ -87,6 +100,32 @@ class EngineConfig:
 
 
 @dataclass(frozen=True)
+class GuardsConfig:
+    """The rules applied before retrieval (``alime.guards``) and what each answers."""
+
+    enabled: bool = True
+    lexicon: str = str(BUNDLED_DATA / "text" / "guards.toml")
+    complaint_reply: str = "非常抱歉给您带来不好的体验，已为您转接人工客服，请稍候。"
+    person_reply: str = "好的，正在为您转接人工客服，请稍候。"
+    order_status_reply: str = "具体订单的情况需要人工客服为您查询，已为您转接，请稍候。"
+    rephrase_reply: str = "抱歉，没有看懂您的意思，能换个说法描述一下您的问题吗？"
+
+
+@dataclass(frozen=True)
+class ChitChatConfig:
+    """The chit-chat KB (``alime.chitchat``), asked when the FAQ does not answer."""
+
+    enabled: bool = True
+    # Read in order; on equal scores the earlier file wins. A folder: its *.yml files.
+    # The bundled ones: the shop's own small talk, the greetings and thanks that `alime kb curate`
+    # moved out of the FAQ (data/kb/chitchat.jsonl), then the ChatterBot corpus.
+    files: tuple[str, ...] = (str(BUNDLED_DATA / "chitchat" / "shop_zh.jsonl"),
+                              str(BUNDLED_DATA / "kb" / "chitchat.jsonl"),
+                              str(BUNDLED_DATA / "chatterbot_zh"))
+    threshold: float = 0.8  # character F1 of the query and the chit-chat question (compact text)
+
+
+@dataclass(frozen=True)
 class ServeConfig:
     host: str = "127.0.0.1"
     port: int = 8000
@@ -101,14 +140,50 @@ class ServeConfig:
     session_capacity: int = 10_000
     session_ttl_s: float = 1800.0
     request_timeout_s: float = 10.0  # per-request budget: generation is skipped when it would overrun
+    # Where session turns live, shared by every worker: "sqlite" (one file in the state directory,
+    # for one machine) or "redis" (redis_url, for several machines behind a load balancer).
+    sessions: str = "sqlite"
+    sessions_path: str = ""  # SQLite file; "" = <state dir>/sessions.sqlite
+    redis_url: str = "redis://127.0.0.1:6379/0"  # also read from $ALIME_REDIS_URL (which wins)
+    redis_prefix: str = "alime:session:"  # key prefix, so several bots can share one Redis
     admin_token: str | None = None  # also read from $ALIME_ADMIN_TOKEN; admin API off when unset
+    # Containers (objects and lists) nested in a request body; /api/chat needs 2, /api/kb/import 4.
+    # Without a bound, 1,000-deep nesting overflowed the JSON parser's recursion (issue 12).
+    max_json_depth: int = 20
+
+    def __post_init__(self) -> None:
+        _check_positive(self, "serve", ("max_json_depth",))
+
+
+@dataclass(frozen=True)
+class KBConfig:
+    """Limits on KB import files (`alime kb import`) and contents (`POST /api/kb/import`).
+
+    They bound the memory and time one bad or hostile file can take: a line is refused before it
+    is read whole, a field before it is stored, a nested document before it is built.
+    """
+
+    max_line_bytes: int = 256 * 1024  # one line of a tsv / jsonl / ecommerce / chatterbot file
+    max_field_chars: int = 10_000  # a question or answer (also the admin API's limit)
+    max_depth: int = 20  # containers nested in one JSONL line or in a ChatterBot YAML document
+
+    def __post_init__(self) -> None:
+        _check_positive(self, "kb", ("max_line_bytes", "max_field_chars", "max_depth"))
+
+
+def _check_positive(section: object, name: str, keys: tuple[str, ...]) -> None:
+    for key in keys:
+        value = getattr(section, key)
+        if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+            raise ValueError(f"config key '{name}.{key}' must be a positive integer, got {value!r}")
 
 
 @dataclass(frozen=True)
 class PathsConfig:
-    kb: str = ""  # SQLite file; "" = $ALIME_HOME/kb.sqlite (seeded from the bundled default)
+    kb: str = ""  # SQLite file; "" = <state dir>/kb.sqlite (seeded from the bundled default)
     index: str = ""  # index folder; "" = next to the KB
     model: str = ""  # model folder; "" = the bundled int8 model (else fp32); "none" = retrieval only
+    state: str = ""  # state directory; "" = var/ beside the config file (see alime_home)
 
 
 @dataclass(frozen=True)
@@ -123,11 +198,18 @@ class AppConfig:
     )
     retrieval: RetrievalConfig = field(default_factory=RetrievalConfig)
     engine: EngineConfig = field(default_factory=EngineConfig)
+    guards: GuardsConfig = field(default_factory=GuardsConfig)
+    chitchat: ChitChatConfig = field(default_factory=ChitChatConfig)
     serve: ServeConfig = field(default_factory=ServeConfig)
+    kb: KBConfig = field(default_factory=KBConfig)
+
+    def state_dir(self) -> Path:
+        """The state directory (``$ALIME_HOME`` wins over ``[paths] state``; see alime_home)."""
+        return alime_home(self.paths.state)
 
     def resolved_paths(self) -> tuple[Path, Path, Path | None]:
         """(kb file, index folder, model folder or None)."""
-        kb = Path(self.paths.kb) if self.paths.kb else alime_home() / "kb.sqlite"
+        kb = Path(self.paths.kb) if self.paths.kb else self.state_dir() / "kb.sqlite"
         index = Path(self.paths.index) if self.paths.index else kb.with_suffix(".index")
         if self.paths.model == "none":
             model: Path | None = None
@@ -141,8 +223,9 @@ class AppConfig:
         return kb, index, model
 
 
-_PATH_FIELDS = {("paths", "kb"), ("paths", "index"), ("paths", "model"), ("text", "user_dict"),
-                ("text", "stopwords"), ("text", "synonyms")}
+_PATH_FIELDS = {("paths", "kb"), ("paths", "index"), ("paths", "model"), ("paths", "state"),
+                ("text", "user_dict"), ("text", "stopwords"), ("text", "synonyms"),
+                ("guards", "lexicon"), ("chitchat", "files"), ("serve", "sessions_path")}
 
 
 def from_dict(cls: type, data: dict[str, Any], where: str = "", base: Path | None = None):
@@ -163,17 +246,23 @@ def from_dict(cls: type, data: dict[str, Any], where: str = "", base: Path | Non
         if dataclasses.is_dataclass(current):
             kwargs[name] = from_dict(type(current), value, key, base)
             continue
-        if current is not None and not _type_ok(current, value):
+        if isinstance(current, tuple):  # a list of strings in TOML
+            if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+                raise ValueError(f"config key '{key}' must be a list of strings, got {value!r}")
+            value = tuple(value)
+        elif current is not None and not _type_ok(current, value):
             raise ValueError(f"config key '{key}' must be {type(current).__name__}, got {value!r}")
-        if (
-            base is not None
-            and isinstance(value, str)
-            and value not in ("", "none")
-            and tuple(key.split(".")) in _PATH_FIELDS
-        ):
-            value = str((base / value).resolve())
+        if base is not None and tuple(key.split(".")) in _PATH_FIELDS:
+            value = (tuple(_resolve(base, v) for v in value) if isinstance(value, tuple)
+                     else _resolve(base, value))
         kwargs[name] = value
     return cls(**kwargs)
+
+
+def _resolve(base: Path, value):
+    if isinstance(value, str) and value not in ("", "none"):
+        return str((base / value).resolve())
+    return value
 
 
 def _type_ok(default: Any, value: Any) -> bool:
@@ -195,7 +284,12 @@ def load_config(path: str | Path | None = None) -> AppConfig:
         raise ValueError(f"config file not found: {path}") from None
     except tomllib.TOMLDecodeError as exc:
         raise ValueError(f"{path}: invalid TOML: {exc}") from None
-    return from_dict(AppConfig, data, base=path.resolve().parent)
+    config = from_dict(AppConfig, data, base=path.resolve().parent)
+    if not config.paths.state:
+        # A config file marks a project: its state lives beside it, not in a machine-wide folder.
+        paths = dataclasses.replace(config.paths, state=str(path.resolve().parent / "var"))
+        config = dataclasses.replace(config, paths=paths)
+    return config
 
 
 def to_dict(config: Any) -> dict[str, Any]:

@@ -28,3 +28,9 @@ def decide(best_rerank: float | None, threshold: float) -> Decision:
 def accept_generation(score: float | None, threshold: float) -> bool:
     """A generated answer is used when its score reaches the generation threshold (>=)."""
     return score is not None and score >= threshold
+
+
+def accept_chitchat(score: float | None, threshold: float) -> bool:
+    """The chit-chat KB's best match is used when its score (character F1) reaches its
+    threshold (>=)."""
+    return score is not None and score >= threshold

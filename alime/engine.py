@@ -1,7 +1,9 @@
-"""The hybrid engine: retrieve, rerank, decide, and generate when the KB has nothing good.
+"""The hybrid engine: rules, retrieve, rerank, decide, chit-chat, and generate when no KB has
+anything good.
 
-The engine receives its stages (a Retriever, an optional Scorer and Generator) and a way to look
-up QA pairs, so each stage can be replaced or stubbed.
+The engine receives its stages (a Retriever, optional Scorer, Router, Generator, rules and
+chit-chat KB) and a way to look up QA pairs, so each stage can be replaced or stubbed. Every
+reply names the ``Rule`` that decided it, with the score and threshold that rule compared.
 """
 
 from __future__ import annotations
@@ -10,22 +12,36 @@ import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, replace
 
-from alime.decision import Decision, accept_generation, decide
-from alime.types import Candidate, Generator, QAPair, Reply, Retriever, Router, Scorer, Source
+from alime.decision import Decision, accept_chitchat, accept_generation, decide
+from alime.types import (
+    Candidate,
+    ChitChat,
+    Generator,
+    Guard,
+    QAPair,
+    Reply,
+    Retriever,
+    Router,
+    Rule,
+    Scorer,
+    Source,
+)
 
 
 @dataclass(frozen=True)
 class Thresholds:
-    """T for KB answers and the bar a generated answer must reach before it is used instead of
-    the fallback. T applies to the decision score: the router's score when the engine has a
-    router, else the rerank score (the retrieval score with no reranker)."""
+    """T for KB answers, the bar a generated answer must reach before it is used instead of
+    the fallback (G), and the chit-chat KB's bar on its match score. T applies to the decision
+    score: the router's score when the engine has a router, else the rerank score (the
+    retrieval score with no reranker)."""
 
     answer: float
     generation: float
+    chitchat: float = 0.8
 
 
 class HybridEngine:
-    """retrieve -> rerank -> decide -> (generate | fallback)."""
+    """rules -> retrieve -> rerank -> route -> FAQ | chit-chat | generate | fallback."""
 
     def __init__(
         self,
@@ -37,6 +53,8 @@ class HybridEngine:
         k: int = 10,
         fallback_reply: str = "",
         router: Router | None = None,
+        guards: Guard | None = None,
+        chitchat: ChitChat | None = None,
     ) -> None:
         if k < 1:
             raise ValueError("k must be >= 1")
@@ -48,32 +66,61 @@ class HybridEngine:
         self.k = k
         self.fallback_reply = fallback_reply
         self.router = router
+        self.guards = guards
+        self.chitchat = chitchat
         self._generate_s = 0.0  # moving average of generation time, for the time budget
 
     def reply(self, query: str, context: Sequence[str] = (), budget_s: float | None = None) -> Reply:
         """Answer ``query`` given the conversation's recent ``context`` (oldest first).
 
-        With ``budget_s``, generation is skipped (fallback with hand-off) when the time already
-        spent plus the usual generation time would overrun the budget.
+        In order (the first that applies decides, and is the reply's ``rule``): the rules
+        before retrieval (complaint, person, order_status, gibberish); the FAQ's best candidate
+        when its decision score reaches T (faq); the chit-chat KB's best match when it reaches
+        its threshold (chitchat); a generated answer whose score reaches G (generation); else
+        the fallback with hand-off (low_confidence). With ``budget_s``, generation is skipped
+        (fallback with hand-off, time_budget) when the time already spent plus the usual
+        generation time would overrun the budget.
         """
         timings: dict[str, float] = {}
         started = time.perf_counter()
+        if self.guards is not None:
+            matched = self.guards.check(query)
+            _lap(timings, "rules", started)
+            if matched is not None:
+                return self._reply(matched.answer, Source.FALLBACK, None, None, (), timings,
+                                   matched.handoff, matched.rule, matched.evidence)
         candidates = self.candidates(query, context, timings)
         clock = time.perf_counter()
         best = _best_score(candidates)
         threshold = self.thresholds.answer
         if decide(best, threshold) is Decision.ANSWER_FROM_KB:
-            return self._reply(candidates[0].answer, Source.RETRIEVAL, best, candidates, timings)
+            return self._reply(candidates[0].answer, Source.RETRIEVAL, best, threshold, candidates,
+                               timings, rule=Rule.FAQ)
 
-        if self.generator is not None and self._fits_budget(started, budget_s):
+        if self.chitchat is not None:
+            match = self.chitchat.best(query)
+            clock = _lap(timings, "chitchat", clock)
+            if match is not None and accept_chitchat(match.score, self.thresholds.chitchat):
+                return self._reply(match.answer, Source.CHITCHAT, match.score,
+                                   self.thresholds.chitchat, candidates, timings,
+                                   rule=Rule.CHITCHAT, evidence=match.question)
+
+        rule = Rule.LOW_CONFIDENCE
+        if self.generator is not None and not self._fits_budget(started, budget_s):
+            rule = Rule.TIME_BUDGET
+        elif self.generator is not None:
             generated = self.generator.generate(query, context)
             before = clock
             clock = _lap(timings, "generate", clock)
             self._generate_s = 0.8 * self._generate_s + 0.2 * (clock - before) if self._generate_s else clock - before
             if generated and accept_generation(generated[0].score, self.thresholds.generation):
                 top = generated[0]
-                return self._reply(top.text, Source.GENERATION, top.score, candidates, timings)
-        return self._reply(self.fallback_reply, Source.FALLBACK, best, candidates, timings, True)
+                return self._reply(top.text, Source.GENERATION, top.score,
+                                   self.thresholds.generation, candidates, timings,
+                                   rule=Rule.GENERATION)
+        # Nothing reached its bar: the FAQ's best score against T says how far off the KB was.
+        return self._reply(self.fallback_reply, Source.FALLBACK, best, threshold, candidates,
+                           timings, True, rule)
 
     def candidates(self, query: str, context: Sequence[str] = (),
                    timings: dict[str, float] | None = None) -> list[Candidate]:
@@ -86,7 +133,8 @@ class HybridEngine:
         hits = self.retriever.search(query, self.k)
         pairs = self.lookup([h.id for h in hits])
         candidates = [
-            Candidate(h.id, pairs[h.id].question, pairs[h.id].answer, h.score)
+            Candidate(h.id, pairs[h.id].question, pairs[h.id].answer, h.score,
+                      phrasings=pairs[h.id].phrasings)
             for h in hits
             if h.id in pairs  # a pair deleted between search and lookup is simply dropped
         ]
@@ -112,16 +160,21 @@ class HybridEngine:
             return True
         return time.perf_counter() - started + self._generate_s <= budget_s
 
-    def _reply(self, answer, source, score, candidates, timings, handoff=False) -> Reply:
+    @staticmethod
+    def _reply(answer: str, source: Source, score: float | None, threshold: float | None,
+               candidates: Sequence[Candidate], timings: dict[str, float], handoff: bool = False,
+               rule: Rule = Rule.LOW_CONFIDENCE, evidence: str | None = None) -> Reply:
         timings["total"] = sum(timings.values())
         return Reply(
             answer=answer,
             source=source,
             score=score,
-            threshold=self.thresholds.answer,
+            threshold=threshold,
             candidates=tuple(candidates),
             timings_ms=timings,
             handoff=handoff,
+            rule=rule,
+            evidence=evidence,
         )
 
 

@@ -6,9 +6,12 @@ with how well the candidate's *question* matches the query:
 
 * ``rerank`` — the engine's rerank score of the candidate's answer (e.g. PMI);
 * ``match`` — idf-weighted F1 of the query's and the candidate question's index terms (both
-  directions: a short query inside a long question and the reverse both lose);
-* ``chars`` — F1 of their character multisets (typo- and segmentation-robust);
-* ``dense`` — cosine of their embeddings from the model's encoder (synonym-robust).
+  directions: a short query inside a long question and the reverse both lose); the best over the
+  entry's questions (its primary question and its phrasings);
+* ``chars`` — F1 of their character multisets (typo- and segmentation-robust); also the best
+  over the entry's questions;
+* ``dense`` — cosine of their embeddings from the model's encoder (synonym-robust); the primary
+  question only (one encoder pass per phrasing would multiply its cost).
 
 A small logistic model maps each candidate's features to a probability that its answer answers
 the query; the engine answers from the KB with the best candidate iff that probability >= T
@@ -91,11 +94,12 @@ class CandidateFeatures:
         if Feature.MATCH in wanted:
             q_terms = self.terms(query)
             out[Feature.MATCH] = np.array(
-                [weighted_overlap_f1(q_terms, self.terms(c.question), self.idf) for c in candidates],
-                np.float64)
+                [max(weighted_overlap_f1(q_terms, self.terms(q), self.idf) for q in c.questions)
+                 for c in candidates], np.float64)
         if Feature.CHARS in wanted:
-            out[Feature.CHARS] = np.array([char_overlap_f1(query, c.question) for c in candidates],
-                                          np.float64)
+            out[Feature.CHARS] = np.array(
+                [max(char_overlap_f1(query, q) for q in c.questions) for c in candidates],
+                np.float64)
         if Feature.DENSE in wanted:
             out[Feature.DENSE] = np.zeros(n)
             if self.embed is not None and n:

@@ -48,6 +48,8 @@ sys.path.insert(0, str(ROOT / "bench"))
 
 from http_load import load_queries, run_load  # noqa: E402
 
+from alime.config import ServeConfig  # noqa: E402
+
 KB_FILE = ROOT / "data" / "kb" / "ecommerce_qa.tsv"
 
 
@@ -132,17 +134,20 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def _wait_ready(url: str, proc: subprocess.Popen, timeout: float = 180.0) -> None:
+def _wait_ready(url: str, proc: subprocess.Popen, workers: int, timeout: float = 180.0) -> None:
+    """Until every worker has answered /readyz (each builds its bot in the background, 503 until then)."""
     deadline = time.time() + timeout
+    pids = set()
     while time.time() < deadline:
         if proc.poll() is not None:
             raise RuntimeError(f"alime serve exited with status {proc.returncode}")
         try:
             with urllib.request.urlopen(url + "/readyz", timeout=5) as res:
-                if res.status == 200:
+                pids.add(json.loads(res.read())["worker_pid"])
+                if len(pids) >= workers:
                     return
-        except OSError:
-            time.sleep(1.0)
+        except OSError:  # refused, or 503 "starting" (HTTPError)
+            time.sleep(0.5)
     raise RuntimeError("alime serve did not become ready in time")
 
 
@@ -165,7 +170,7 @@ def bench_http(int8_dir: Path, seconds: float, clients: tuple[int, ...],
         proc = subprocess.Popen([sys.executable, "-m", "alime", "--config", str(config), "serve"],
                                 cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
         try:
-            _wait_ready(url, proc)
+            _wait_ready(url, proc, (serve_overrides or {}).get("workers", ServeConfig().workers))
             queries = load_queries()
             run_load(url, 2, min(5.0, seconds), queries)  # warm every worker thread
             return {str(n): run_load(url, n, seconds, queries) for n in clients}

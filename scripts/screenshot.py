@@ -8,6 +8,7 @@ Chromium, and save ``docs/img/chat.png``.
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import shutil
 import socket
@@ -30,13 +31,17 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def wait_ready(url: str, seconds: float = 180) -> None:
+def wait_ready(url: str, seconds: float = 180, workers: int = 2) -> None:
+    """Until every worker has answered /readyz (each builds its bot in the background, 503 until then)."""
     deadline = time.time() + seconds
+    pids = set()
     while time.time() < deadline:
         try:
-            with urllib.request.urlopen(url + "/readyz", timeout=2):
-                return
-        except OSError:
+            with urllib.request.urlopen(url + "/readyz", timeout=2) as res:
+                pids.add(json.loads(res.read())["worker_pid"])
+                if len(pids) >= workers:
+                    return
+        except OSError:  # refused, or 503 "starting" (HTTPError)
             time.sleep(0.5)
     raise SystemExit("server did not become ready")
 

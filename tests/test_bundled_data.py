@@ -68,3 +68,31 @@ def test_decision_rerank_keeps_alimes_rule(tmp_path, monkeypatch):
     bad = dataclasses.replace(base, engine=dataclasses.replace(base.engine, decision="vote"))
     with pytest.raises(ValueError, match="engine.decision"):
         build_bot(bad)
+
+
+def test_reviewed_faq_answers_are_verbatim_corpus_answers_and_lead_the_bundled_kb():
+    """Each reviewed answer is the display text of the corpus answers on its ``source_lines``
+    (a reviewer can check it there), and ``kb curate --reviewed`` put the entries first, as
+    written, with the corpus questions that share a key as extra phrasings."""
+    from alime.bot import BUNDLED_CORPUS, BUNDLED_KB
+    from alime.kb.curate import display_text, question_key
+
+    reviewed = [json.loads(line) for line in
+                (BUNDLED_KB.parent / "reviewed_faq.jsonl").read_text(encoding="utf-8").splitlines()]
+    corpus = BUNDLED_CORPUS.read_text(encoding="utf-8").splitlines()
+    assert 35 <= len(reviewed) <= 45
+    owners: dict[str, set[str]] = {}
+    for r in reviewed:
+        for text in (r["question"], *r["phrasings"]):
+            owners.setdefault(question_key(text), set()).add(r["question"])
+    assert all(len(o) == 1 for o in owners.values())  # one reviewed answer per customer question
+    for r in reviewed:
+        assert r["tags"] == ["faq"] and 8 <= len(r["phrasings"]) <= 15, r["question"]
+        assert r["source_lines"], r["question"]
+        for line in r["source_lines"]:
+            assert display_text(corpus[line - 1].split("\t")[1]) == r["answer"], (r["question"], line)
+    bundled = [json.loads(line) for line in BUNDLED_KB.read_text(encoding="utf-8").splitlines()]
+    for r, b in zip(reviewed, bundled, strict=False):
+        assert (b["question"], b["answer"], b["tags"]) == (r["question"], r["answer"], r["tags"])
+        assert b["phrasings"][:len(r["phrasings"])] == r["phrasings"]
+    assert "faq" not in {t for b in bundled[len(reviewed):] for t in b["tags"]}

@@ -1,4 +1,4 @@
-from alime.decision import Decision, accept_generation, decide
+from alime.decision import Decision, accept_chitchat, accept_generation, decide
 
 
 def test_threshold_boundaries():
@@ -13,3 +13,10 @@ def test_generation_acceptance_boundaries():
     assert accept_generation(0.2, 0.2)
     assert not accept_generation(0.19999, 0.2)
     assert not accept_generation(None, 0.0)
+
+
+def test_chitchat_acceptance_boundaries():
+    assert accept_chitchat(0.8, 0.8)
+    assert accept_chitchat(1.0, 0.8)
+    assert not accept_chitchat(0.7999999, 0.8)
+    assert not accept_chitchat(None, 0.0)

@@ -1,7 +1,9 @@
 """The hybrid policy with stub stages (the real stages are tested in their own packages)."""
 
+import pytest
+
 from alime.engine import HybridEngine, Thresholds
-from alime.types import Generated, Hit, QAPair, Source
+from alime.types import ChitChatMatch, Generated, Hit, QAPair, Rule, RuleMatch, Source
 
 PAIRS = {i: QAPair(i, f"q{i}", f"a{i}") for i in range(1, 6)}
 
@@ -90,10 +92,11 @@ def test_deleted_pair_between_search_and_lookup_is_dropped():
 
 def test_reply_json_shape():
     body = make([Hit(1, 9.0)], scores={"a1": 0.9}).reply("q").to_json()
-    assert set(body) == {"answer", "source", "score", "threshold", "candidates", "timings_ms", "handoff"}
-    assert body["source"] == "retrieval"
-    assert set(body["candidates"][0]) == {"id", "question", "answer", "retrieval_score", "rerank_score",
-                                          "routing_score"}
+    assert set(body) == {"answer", "source", "rule", "score", "threshold", "evidence", "candidates",
+                         "timings_ms", "handoff"}
+    assert body["source"] == "retrieval" and body["rule"] == "faq" and body["evidence"] is None
+    assert set(body["candidates"][0]) == {"id", "question", "phrasings", "answer", "retrieval_score",
+                                          "rerank_score", "routing_score"}
 
 
 def test_time_budget_skips_generation_when_it_would_overrun():
@@ -109,3 +112,108 @@ def test_time_budget_skips_generation_when_it_would_overrun():
     assert engine.reply("q", budget_s=10.0).source is Source.GENERATION  # learns it takes ~50 ms
     reply = engine.reply("q", budget_s=0.01)
     assert reply.source is Source.FALLBACK and reply.handoff and "generate" not in reply.timings_ms
+
+
+class StubGuards:
+    def __init__(self, matches):
+        self.matches = matches
+
+    def check(self, query):
+        return self.matches.get(query)
+
+
+class StubChitChat:
+    def __init__(self, table):
+        self.table = table
+        self.asked = []
+
+    def best(self, query):
+        self.asked.append(query)
+        return self.table.get(query)
+
+
+class CountingRetriever(StubRetriever):
+    calls = 0
+
+    def search(self, query, k):
+        self.calls += 1
+        return super().search(query, k)
+
+
+def full(hits, scores, generated=None, guards=None, chitchat=None, t=0.5, gen_t=0.3, chat_t=0.8):
+    return HybridEngine(
+        CountingRetriever(hits), lookup, Thresholds(t, gen_t, chat_t),
+        scorer=StubScorer(scores),
+        generator=StubGenerator(generated) if generated is not None else None,
+        fallback_reply="转人工", guards=guards, chitchat=chitchat,
+    )
+
+
+def test_a_rule_before_retrieval_decides_without_retrieving():
+    guards = StubGuards({"我要投诉": RuleMatch(Rule.COMPLAINT, "已转人工", True, "投诉"),
+                         "asdf": RuleMatch(Rule.GIBBERISH, "请换个说法", False, "keyboard")})
+    engine = full([Hit(1, 9.0)], {"a1": 0.9}, guards=guards, chitchat=StubChitChat({}))
+    reply = engine.reply("我要投诉")
+    assert (reply.source, reply.rule, reply.answer, reply.handoff, reply.evidence) == (
+        Source.FALLBACK, Rule.COMPLAINT, "已转人工", True, "投诉")
+    assert reply.score is None and reply.threshold is None and reply.candidates == ()
+    assert engine.retriever.calls == 0 and engine.chitchat.asked == []
+    assert set(reply.timings_ms) == {"rules", "total"}
+    gib = engine.reply("asdf")
+    assert gib.rule is Rule.GIBBERISH and not gib.handoff and gib.answer == "请换个说法"
+    passed = engine.reply("q")  # no rule matched: the FAQ answers
+    assert passed.rule is Rule.FAQ and passed.answer == "a1" and engine.retriever.calls == 1
+    assert "rules" in passed.timings_ms
+
+
+def test_faq_answers_first_and_chitchat_is_not_asked():
+    chat = StubChitChat({"q": ChitChatMatch("你好", "您好", 1.0)})
+    reply = full([Hit(1, 9.0)], {"a1": 0.5}, chitchat=chat).reply("q")
+    assert reply.rule is Rule.FAQ and reply.source is Source.RETRIEVAL
+    assert reply.score == 0.5 and reply.threshold == 0.5 and chat.asked == []
+
+
+@pytest.mark.parametrize("match_score, used", [(0.8, True), (0.7999999, False)])
+def test_chitchat_when_the_faq_does_not_answer_at_its_threshold(match_score, used):
+    chat = StubChitChat({"q": ChitChatMatch("你好", "您好", match_score)})
+    engine = full([Hit(1, 9.0)], {"a1": 0.49}, generated=[Generated("生成", 0.31)], chitchat=chat)
+    reply = engine.reply("q")
+    if used:
+        assert (reply.source, reply.rule, reply.answer, reply.evidence) == (
+            Source.CHITCHAT, Rule.CHITCHAT, "您好", "你好")
+        assert reply.score == match_score and reply.threshold == 0.8 and not reply.handoff
+        assert reply.candidates[0].rerank_score == 0.49  # the FAQ's candidates stay visible
+        assert "generate" not in reply.timings_ms and "chitchat" in reply.timings_ms
+    else:
+        assert reply.source is Source.GENERATION and reply.rule is Rule.GENERATION
+
+
+def test_generated_reply_reports_its_score_against_g_not_t():
+    reply = full([Hit(1, 9.0)], {"a1": 0.1}, generated=[Generated("生成的回答", 0.3)],
+                 chitchat=StubChitChat({})).reply("q")
+    assert reply.rule is Rule.GENERATION and reply.score == 0.3 and reply.threshold == 0.3
+    body = reply.to_json()
+    assert body["rule"] == "generation" and body["threshold"] == 0.3  # G, while T is 0.5
+
+
+def test_low_confidence_reports_the_faq_score_against_t():
+    chat = StubChitChat({"q": ChitChatMatch("你好", "您好", 0.5)})
+    reply = full([Hit(1, 9.0)], {"a1": 0.1}, generated=[Generated("嗯", 0.29)],
+                 chitchat=chat).reply("q")
+    assert (reply.source, reply.rule, reply.handoff) == (Source.FALLBACK, Rule.LOW_CONFIDENCE, True)
+    assert reply.score == 0.1 and reply.threshold == 0.5 and reply.answer == "转人工"
+
+
+def test_time_budget_names_its_rule():
+    import time
+
+    class SlowGenerator:
+        def generate(self, query, context):
+            time.sleep(0.05)
+            return [Generated("慢", 0.9)]
+
+    engine = HybridEngine(StubRetriever([Hit(1, 9.0)]), lookup, Thresholds(0.5, 0.3),
+                          scorer=StubScorer({"a1": 0.1}), generator=SlowGenerator())
+    assert engine.reply("q", budget_s=10.0).rule is Rule.GENERATION
+    reply = engine.reply("q", budget_s=0.01)
+    assert reply.rule is Rule.TIME_BUDGET and reply.handoff and reply.threshold == 0.5

@@ -156,3 +156,29 @@ def test_feature_router_computes_only_the_features_its_model_uses():
     assert len(router.score("发货", [Candidate(1, "发货", "a", 1.0)])) == 1
     with pytest.raises(AssertionError):
         CandidateFeatures(fail, fail, fail)("发货", [Candidate(1, "发货", "a", 1.0)])
+
+
+def test_match_and_chars_take_the_best_phrasing():
+    """Hand-computed, query 发货 时间 (idf: 发货 2, 时间 1, 什么 0.5, others 0).
+
+    match (idf-weighted term F1): primary 什么 发货 -> 2*2 / (3 + 2.5) = 0.7273; phrasing
+    发 货时 间 -> 0 (no common term); phrasing 时间 发货 哦 亲 -> 2*3 / (3 + 3) = 1.0. Best 1.0.
+    chars (character F1): 什么发货 -> 2*2/8 = 0.5; 发货时间 -> 1.0; 时间发货哦亲 -> 2*4/10 = 0.8.
+    Best 1.0, from another phrasing than match's best.
+    """
+    idf = {"发货": 2.0, "时间": 1.0, "什么": 0.5}
+    features = CandidateFeatures(lambda t: t.split(), lambda t: idf.get(t, 0.0))
+    plain = Candidate(1, "什么 发货", "a", 1.0)
+    phrased = Candidate(1, "什么 发货", "a", 1.0, phrasings=("发 货时 间", "时间 发货 哦 亲"))
+    only_y = Candidate(1, "什么 发货", "a", 1.0, phrasings=("时间 发货 哦 亲",))
+    out = features("发货 时间", [plain, phrased, only_y], (Feature.MATCH, Feature.CHARS))
+    assert out[Feature.MATCH] == pytest.approx([2 * 2 / 5.5, 1.0, 1.0])
+    assert out[Feature.CHARS] == pytest.approx([0.5, 1.0, 0.8])
+
+
+def test_engine_candidates_carry_the_entrys_phrasings():
+    pairs = {1: QAPair(1, "什么 时候 发货", "今天 发货", phrasings=("几时 发货",)), 2: PAIRS[2]}
+    eng = HybridEngine(Retriever(), lambda ids: {i: pairs[i] for i in ids}, Thresholds(0.0, 0.0))
+    by_id = {c.id: c for c in eng.candidates("几时发货")}
+    assert by_id[1].phrasings == ("几时 发货",) and by_id[2].phrasings == ()
+    assert by_id[1].to_json()["phrasings"] == ["几时 发货"]

@@ -77,6 +77,9 @@ def register(subparsers) -> None:
     from alime.commands.evaluate_routing import register_routing
 
     register_routing(sub)  # in-KB answered from the KB vs out-of-KB routed away
+    from alime.commands.evaluate_natural import register_natural
+
+    register_natural(sub)  # acceptable answers to shopper-style queries
 
     ev.set_defaults(func=lambda args: ev.print_help() or 2)
 

@@ -19,7 +19,11 @@ from pathlib import Path
 
 from alime.types import QAPair
 
-SCHEMA_VERSION = 1
+# 2: ``qa.phrasings`` (other ways to ask an entry's question, a JSON list), added in place to a
+#    version-1 database by ``_migrate``.
+# 3: the KB's identity for search indexes: ``meta.kb_id`` (a random id) and ``changes.tx`` (a
+#    random token per write transaction; older rows keep NULL), added in place by ``_migrate``.
+SCHEMA_VERSION = 3
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS qa (
@@ -28,7 +32,8 @@ CREATE TABLE IF NOT EXISTS qa (
     answer TEXT NOT NULL CHECK (length(answer) > 0),
     tags TEXT NOT NULL DEFAULT '[]',
     created_at REAL NOT NULL,
-    updated_at REAL NOT NULL
+    updated_at REAL NOT NULL,
+    phrasings TEXT NOT NULL DEFAULT '[]'
 );
 CREATE TABLE IF NOT EXISTS changes (
     revision INTEGER PRIMARY KEY,
@@ -38,6 +43,12 @@ CREATE TABLE IF NOT EXISTS changes (
 );
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 """
+
+# Named, not ``*``: a migrated database has its columns in the order they were added.
+_COLUMNS = "id, question, answer, tags, created_at, updated_at, phrasings"
+
+# One add_many row: (question, answer, tags) or (question, answer, tags, phrasings).
+Row = tuple[str, str, tuple[str, ...]] | tuple[str, str, tuple[str, ...], tuple[str, ...]]
 
 
 class NotFound(KeyError):
@@ -78,13 +89,7 @@ class KnowledgeBase:
         self._write_lock = threading.Lock()
         self._conn().executescript(_SCHEMA)  # executescript manages its own transaction
         with self._tx() as db:
-            columns = [row[1] for row in db.execute("PRAGMA table_info(changes)")]
-            if "tx" not in columns:  # a database made before changes carried a token
-                db.execute("ALTER TABLE changes ADD COLUMN tx TEXT")
-            db.execute("INSERT OR IGNORE INTO meta VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),))
-            # A random id made with the database (or on first open by this version): an index
-            # records it, so a database deleted and re-seeded is never taken for the old one.
-            db.execute("INSERT OR IGNORE INTO meta VALUES ('kb_id', ?)", (uuid.uuid4().hex,))
+            _migrate(db, self.path)
 
     # -- connections -------------------------------------------------------------------------
     def _conn(self) -> sqlite3.Connection:
@@ -119,7 +124,7 @@ class KnowledgeBase:
 
     # -- reads -------------------------------------------------------------------------------
     def get(self, qa_id: int) -> QAPair:
-        row = self._conn().execute("SELECT * FROM qa WHERE id = ?", (qa_id,)).fetchone()
+        row = self._conn().execute(f"SELECT {_COLUMNS} FROM qa WHERE id = ?", (qa_id,)).fetchone()
         if row is None:
             raise NotFound(qa_id)
         return _row_to_pair(row)
@@ -133,7 +138,7 @@ class KnowledgeBase:
         for start in range(0, len(ids), 500):
             chunk = ids[start : start + 500]
             marks = ",".join("?" * len(chunk))
-            for row in conn.execute(f"SELECT * FROM qa WHERE id IN ({marks})", chunk):
+            for row in conn.execute(f"SELECT {_COLUMNS} FROM qa WHERE id IN ({marks})", chunk):
                 out[row[0]] = _row_to_pair(row)
         return out
 
@@ -143,7 +148,7 @@ class KnowledgeBase:
         conn = self._conn()
         while True:
             rows = conn.execute(
-                "SELECT * FROM qa WHERE id > ? ORDER BY id LIMIT ?", (last, batch)
+                f"SELECT {_COLUMNS} FROM qa WHERE id > ? ORDER BY id LIMIT ?", (last, batch)
             ).fetchall()
             if not rows:
                 return
@@ -153,7 +158,7 @@ class KnowledgeBase:
 
     def list(self, offset: int = 0, limit: int = 50) -> list[QAPair]:
         rows = self._conn().execute(
-            "SELECT * FROM qa ORDER BY id LIMIT ? OFFSET ?", (limit, offset)
+            f"SELECT {_COLUMNS} FROM qa ORDER BY id LIMIT ? OFFSET ?", (limit, offset)
         ).fetchall()
         return [_row_to_pair(r) for r in rows]
 
@@ -197,9 +202,12 @@ class KnowledgeBase:
             "SELECT COUNT(*), COALESCE(AVG(length(question)),0), COALESCE(AVG(length(answer)),0) FROM qa"
         ).fetchone()
         distinct_answers = conn.execute("SELECT COUNT(DISTINCT answer) FROM qa").fetchone()[0]
+        phrasings = conn.execute(
+            "SELECT COALESCE(SUM(json_array_length(phrasings)), 0) FROM qa").fetchone()[0]
         return {
             "path": str(self.path),
             "pairs": n,
+            "phrasings": phrasings,
             "distinct_answers": distinct_answers,
             "mean_question_chars": round(q_chars, 2),
             "mean_answer_chars": round(a_chars, 2),
@@ -208,26 +216,37 @@ class KnowledgeBase:
         }
 
     # -- writes ------------------------------------------------------------------------------
-    def add(self, question: str, answer: str, tags: Iterable[str] = ()) -> QAPair:
-        return self.add_many([(question, answer, tuple(tags))])[0]
+    def add(self, question: str, answer: str, tags: Iterable[str] = (),
+            phrasings: Iterable[str] = ()) -> QAPair:
+        """Add one entry (see :meth:`add_many`)."""
+        return self.add_many([(question, answer, tuple(tags), phrasings)])[0]
 
-    def add_many(self, rows: Iterable[tuple[str, str, tuple[str, ...]]]) -> list[QAPair]:
-        """Insert many pairs in ONE transaction: all are stored, or none."""
+    def add_many(self, rows: Iterable[Row]) -> list[QAPair]:
+        """Insert many entries in ONE transaction: all are stored, or none.
+
+        Args:
+            rows: ``(question, answer, tags)`` or ``(question, answer, tags, phrasings)``.
+
+        Raises:
+            ValueError: an empty question, answer or phrasing (nothing is stored).
+        """
         now = time.time()
         added: list[QAPair] = []
         tx = _token()
         with self._tx() as db:
-            for question, answer, tags in rows:
+            for row in rows:
+                question, answer, tags = row[0], row[1], tuple(row[2])
                 _check_text(question, "question")
                 _check_text(answer, "answer")
-                tags_json = json.dumps(list(tags), ensure_ascii=False)
+                phrasings = clean_phrasings(question, row[3] if len(row) > 3 else ())
                 cur = db.execute(
-                    "INSERT INTO qa (question, answer, tags, created_at, updated_at) VALUES (?,?,?,?,?)",
-                    (question, answer, tags_json, now, now),
+                    "INSERT INTO qa (question, answer, tags, created_at, updated_at, phrasings) "
+                    "VALUES (?,?,?,?,?,?)",
+                    (question, answer, _json_list(tags), now, now, _json_list(phrasings)),
                 )
                 qa_id = cur.lastrowid
                 db.execute("INSERT INTO changes (op, qa_id, tx) VALUES ('add', ?, ?)", (qa_id, tx))
-                added.append(QAPair(qa_id, question, answer, tuple(tags), now, now))
+                added.append(QAPair(qa_id, question, answer, tags, now, now, phrasings))
         return added
 
     def edit(
@@ -236,9 +255,12 @@ class KnowledgeBase:
         question: str | None = None,
         answer: str | None = None,
         tags: Iterable[str] | None = None,
+        phrasings: Iterable[str] | None = None,
     ) -> QAPair:
+        """Change the given fields of one entry (None keeps a field). A new primary question that
+        was one of the phrasings leaves the phrasings (it is never both)."""
         with self._tx() as db:
-            row = db.execute("SELECT * FROM qa WHERE id = ?", (qa_id,)).fetchone()
+            row = db.execute(f"SELECT {_COLUMNS} FROM qa WHERE id = ?", (qa_id,)).fetchone()
             if row is None:
                 raise NotFound(qa_id)
             old = _row_to_pair(row)
@@ -247,25 +269,69 @@ class KnowledgeBase:
             new_tags = old.tags if tags is None else tuple(tags)
             _check_text(new_q, "question")
             _check_text(new_a, "answer")
+            new_p = clean_phrasings(new_q, old.phrasings if phrasings is None else phrasings)
             now = time.time()
             db.execute(
-                "UPDATE qa SET question=?, answer=?, tags=?, updated_at=? WHERE id=?",
-                (new_q, new_a, json.dumps(list(new_tags), ensure_ascii=False), now, qa_id),
+                "UPDATE qa SET question=?, answer=?, tags=?, phrasings=?, updated_at=? WHERE id=?",
+                (new_q, new_a, _json_list(new_tags), _json_list(new_p), now, qa_id),
             )
-            db.execute("INSERT INTO changes (op, qa_id, tx) VALUES ('edit', ?, ?)", (qa_id, _token()))
-        return QAPair(qa_id, new_q, new_a, new_tags, old.created_at, now)
+            db.execute("INSERT INTO changes (op, qa_id, tx) VALUES ('edit', ?, ?)",
+                       (qa_id, _token()))
+        return QAPair(qa_id, new_q, new_a, new_tags, old.created_at, now, new_p)
 
     def delete(self, qa_id: int) -> None:
         with self._tx() as db:
             cur = db.execute("DELETE FROM qa WHERE id = ?", (qa_id,))
             if cur.rowcount == 0:
                 raise NotFound(qa_id)
-            db.execute("INSERT INTO changes (op, qa_id, tx) VALUES ('delete', ?, ?)", (qa_id, _token()))
+            db.execute("INSERT INTO changes (op, qa_id, tx) VALUES ('delete', ?, ?)",
+                       (qa_id, _token()))
 
 
 def _token() -> str:
     """A random token for one write transaction (64 bits: collisions are not a concern)."""
     return uuid.uuid4().hex[:16]
+
+
+def clean_phrasings(question: str, phrasings: Iterable[str]) -> tuple[str, ...]:
+    """``phrasings`` stripped, each once, in order, without the primary ``question``.
+
+    Raises:
+        ValueError: ``phrasings`` is a string (a common slip for a one-item list) or holds
+            something other than a non-empty string.
+    """
+    if isinstance(phrasings, str):
+        raise ValueError("phrasings must be a list of strings, not a string")
+    out: dict[str, None] = {}
+    for p in phrasings:
+        _check_text(p, "every phrasing")
+        p = p.strip()
+        if p != question.strip():
+            out[p] = None
+    return tuple(out)
+
+
+def _migrate(db: sqlite3.Connection, path: Path) -> None:
+    """Bring a database to SCHEMA_VERSION inside the caller's write transaction (so server
+    workers opening an old file together migrate it once: the second sees the new version)."""
+    row = db.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()
+    version = int(row[0]) if row else SCHEMA_VERSION  # no row: created just now by _SCHEMA
+    if version > SCHEMA_VERSION:
+        raise ValueError(f"{path}: KB schema version {version} is newer than this alime's "
+                         f"{SCHEMA_VERSION}; upgrade alime")
+    columns = {r[1] for r in db.execute("PRAGMA table_info(qa)")}
+    if "phrasings" not in columns:  # version 1
+        db.execute("ALTER TABLE qa ADD COLUMN phrasings TEXT NOT NULL DEFAULT '[]'")
+    if "tx" not in {r[1] for r in db.execute("PRAGMA table_info(changes)")}:  # versions 1-2
+        db.execute("ALTER TABLE changes ADD COLUMN tx TEXT")
+    # A random id made with the database (or on first open by this version): an index records
+    # it, so a database deleted and seeded anew is never taken for the old one.
+    db.execute("INSERT OR IGNORE INTO meta VALUES ('kb_id', ?)", (uuid.uuid4().hex,))
+    db.execute("INSERT OR REPLACE INTO meta VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),))
+
+
+def _json_list(values: Iterable[str]) -> str:
+    return json.dumps(list(values), ensure_ascii=False)
 
 
 def _check_text(value: object, name: str) -> None:
@@ -274,5 +340,6 @@ def _check_text(value: object, name: str) -> None:
 
 
 def _row_to_pair(row: tuple) -> QAPair:
-    qa_id, question, answer, tags, created, updated = row
-    return QAPair(qa_id, question, answer, tuple(json.loads(tags)), created, updated)
+    qa_id, question, answer, tags, created, updated, phrasings = row
+    return QAPair(qa_id, question, answer, tuple(json.loads(tags)), created, updated,
+                  tuple(json.loads(phrasings)))

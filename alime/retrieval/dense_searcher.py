@@ -73,11 +73,25 @@ class DenseSearcher(KBFollower):
         return DenseIndex.build(vectors, np.asarray(ids, np.int64), self.embedder.identity,
                                 self.config.dense, dim=self.embedder.dim)
 
-    def _copy_index(self, index: DenseIndex) -> DenseIndex:
-        return DenseIndex(index.snapshot, index.model_identity)
-
     def _index_values(self, pairs: Sequence[QAPair]) -> list[np.ndarray]:
-        return list(self.embedder.embed([p.question for p in pairs])) if pairs else []
+        """One vector per entry: the re-normalized mean of its questions' unit vectors (the
+        primary question's own vector when it has no phrasings), so the index keeps one row per
+        entry and a query near any phrasing lands near the entry."""
+        if not pairs:
+            return []
+        texts = [q for p in pairs for q in p.questions]
+        vectors = np.asarray(self.embedder.embed(texts), np.float32)
+        out, start = [], 0
+        for p in pairs:
+            block = vectors[start:start + len(p.questions)]
+            start += len(p.questions)
+            if len(block) == 1:
+                out.append(block[0])
+                continue
+            mean = block.mean(axis=0)
+            norm = float(np.linalg.norm(mean))
+            out.append(mean / norm if norm > 0 else block[0])
+        return out
 
     def _merge_in_background(self, index: DenseIndex) -> None:
         # One core: a k-means (IVF) or graph (HNSW) build on every core would take them from

@@ -11,8 +11,8 @@ Three ways to catch up, chosen by the size of the backlog:
   applied in the calling (request) thread, under the sync lock, so an acknowledged write is
   visible to the very next query.
 - **Large** (a bulk import): never in a request thread. Queries keep answering from the current
-  snapshot while ONE background thread (at low CPU priority) builds a caught-up, merged copy of the
-  index, saves it, applies the few changes made meanwhile and swaps it in with one reference
+  snapshot while ONE background thread (at low CPU priority) loads the saved index, brings it up
+  to date, merges and saves it, applies the few changes made meanwhile and swaps it in with one reference
   assignment. Until then, the bulk's pairs (and edits made during the catch-up) are not yet
   searchable: "searchable once the background catch-up finishes".
 - **The KB is another one** (its id changed: deleted and re-seeded) **or its history is not the
@@ -24,7 +24,7 @@ Three ways to catch up, chosen by the size of the backlog:
 The same background thread merges the delta once it grows past ``merge_every`` edits. Server
 workers share the index folder: a catch-up holds the folder lock, and a worker that finds a newer
 index saved by another one loads it instead of repeating the work. Subclasses say how to load,
-build, copy and feed their index.
+build and feed their index.
 """
 
 from __future__ import annotations
@@ -124,10 +124,6 @@ class KBFollower:
         raise NotImplementedError
 
     def _build_index(self, ids: list[int], pairs: Sequence[QAPair]) -> Any:
-        raise NotImplementedError
-
-    def _copy_index(self, index: Any) -> Any:
-        """A new index object over ``index``'s current snapshot (edits to either stay apart)."""
         raise NotImplementedError
 
     def _index_values(self, pairs: Sequence[QAPair]) -> list[Any]:
@@ -322,7 +318,7 @@ class KBFollower:
 
         Idempotent: each changed id is added, updated or deleted according to whether the KB and
         the index hold it now, so an index whose content already runs ahead of its revision
-        (a copy taken during an edit, a rebuild racing a write) ends up equal to the KB.
+        (a rebuild racing a write) ends up equal to the KB.
         With ``background``, questions are indexed in throttled chunks (``BACKGROUND_PAUSE``).
         """
         changes = self.kb.changes_since(live.revision)
@@ -371,9 +367,8 @@ class KBFollower:
             pass
         started = time.perf_counter()
         try:
-            base = self._live
             for round_ in range(1, 1_000_000):
-                fresh = self._caught_up_copy(base)
+                fresh = self._caught_up_copy()
                 # What may still be applied under the sync lock at the swap, where requests
                 # wait for it: a merge's worth; after a few rounds (a steady stream of writes)
                 # whatever the foreground would apply itself.
@@ -384,34 +379,40 @@ class KBFollower:
                     if fresh.same_history(kb) and kb.revision - fresh.revision <= limit:
                         self._live = self._apply_changes(fresh)  # ONE reference assignment
                         break
-                base = fresh  # more came meanwhile (or the KB was replaced): go round again
+                # more came meanwhile (or the KB was replaced): go round again
             log.info("%s: background catch-up to KB revision %d done in %.2fs", self.name,
                      self._live.revision, time.perf_counter() - started)
         except Exception:  # the current index keeps serving; the next sync tries again
             log.exception("background %s catch-up failed", self.name)
 
-    def _caught_up_copy(self, base: Live) -> Live:
-        """A new, merged and saved index at (about) the KB's revision, built off to the side."""
+    def _caught_up_copy(self) -> Live:
+        """A new, merged and saved index at (about) the KB's revision, built off to the side from
+        the saved one (never from the live objects, which requests keep using and editing)."""
         with self._folder_lock():
-            if not base.valid or not base.same_history(self.kb.identity(at=base.revision)):
+            live = self._load_saved()
+            if live is None:  # no usable saved index, or another KB: index everything
                 live = self._build_live()
-                self._save_locked(live)
-                return live
-            state = self._read_state() or {}
-            saved = state.get("kb_revision")
-            if isinstance(saved, int) and saved > base.revision:
-                kb = self.kb.identity(at=saved)
-                saved_live = Live(None, saved, state.get("kb_id"), state.get("kb_tx"))
-                if saved_live.same_history(kb):
-                    try:  # another worker (or the importing CLI) has caught up: load its work
-                        return Live(self._load_index(), saved, kb.kb_id, kb.tx)
-                    except (OSError, ValueError, KeyError) as exc:
-                        log.warning("cannot load %s %s: %s", self.name, self.index_dir, exc)
-            live = self._apply_changes(Live(self._copy_index(base.index), base.revision,
-                                            base.kb_id, base.tx), background=True)
-            self._merge_in_background(live.index)
+            else:
+                live = self._apply_changes(live, background=True)
+                self._merge_in_background(live.index)
             self._save_locked(live)
             return live
+
+    def _load_saved(self) -> Live | None:
+        """The saved index (maybe saved by another worker, or by ``alime kb import``) when it
+        follows this KB's history, else None."""
+        state = self._read_state() or {}
+        revision = state.get("kb_revision")
+        if not isinstance(revision, int):
+            return None
+        kb = self.kb.identity(at=revision)
+        if not Live(None, revision, state.get("kb_id"), state.get("kb_tx")).same_history(kb):
+            return None
+        try:
+            return Live(self._load_index(), revision, kb.kb_id, kb.tx)
+        except (OSError, ValueError, KeyError) as exc:
+            log.warning("cannot load %s %s: %s", self.name, self.index_dir, exc)
+            return None
 
     def wait_caught_up(self, timeout: float | None = None) -> bool:
         """Block until no background catch-up runs; returns False on timeout (tests, benches)."""

@@ -12,8 +12,8 @@ from pathlib import Path
 
 from alime.config import RetrievalConfig
 from alime.kb.store import KnowledgeBase
-from alime.retrieval.bm25 import BM25Index
 from alime.retrieval.following import STATE_FILE, KBFollower
+from alime.retrieval.phrasing_index import PhrasingIndex
 from alime.text import TextPipeline
 from alime.types import Hit, QAPair
 
@@ -21,7 +21,9 @@ __all__ = ["STATE_FILE", "KBSearcher"]
 
 
 class KBSearcher(KBFollower):
-    """A Retriever over a KnowledgeBase's questions."""
+    """A Retriever over a KnowledgeBase's questions: each entry's primary question and its
+    phrasings are BM25 documents, and an entry scores as its best one
+    (:mod:`alime.retrieval.phrasing_index`)."""
 
     name = "BM25 index"
 
@@ -35,20 +37,20 @@ class KBSearcher(KBFollower):
         self.pipeline = pipeline
         super().__init__(kb, index_dir, config)
 
-    def _load_index(self) -> BM25Index:
-        index = BM25Index.load(self.index_dir, mmap=True)
+    def _load_index(self) -> PhrasingIndex:
+        index = PhrasingIndex.load(self.index_dir, mmap=True)
         if index.config != self.config.bm25:
             raise ValueError("BM25 parameters changed")
         return index
 
-    def _build_index(self, ids: list[int], pairs: Sequence[QAPair]) -> BM25Index:
-        return BM25Index.build(self._index_values(pairs), ids, self.config.bm25)
+    def _build_index(self, ids: list[int], pairs: Sequence[QAPair]) -> PhrasingIndex:
+        return PhrasingIndex.build(self._index_values(pairs), ids, self.config.bm25)
 
-    def _copy_index(self, index: BM25Index) -> BM25Index:
-        return BM25Index(index.snapshot)
-
-    def _index_values(self, pairs: Sequence[QAPair]) -> list[list[str]]:
-        return [self.pipeline.index_terms(p.question) for p in pairs]
+    def _index_values(self, pairs: Sequence[QAPair]) -> list[list[list[str]]]:
+        """Per entry, the index terms of each of its questions (primary first): one BM25
+        document each. One document of all of them would grow with the phrasings, and BM25's
+        length normalization would bury the entries a shop curated most."""
+        return [[self.pipeline.index_terms(q) for q in p.questions] for p in pairs]
 
     # -- searching ---------------------------------------------------------------------------
     def analyze(self, query: str) -> list[str]:

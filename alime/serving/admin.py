@@ -8,19 +8,20 @@ synced before the response, so the next chat request sees it.
 from __future__ import annotations
 
 import hmac
-import os
-import tempfile
 
 from flask import Blueprint, current_app, jsonify, request
 
-from alime.kb.formats import Format, FormatError, read_rows
+from alime.kb.formats import Format, FormatError, parse_content
 from alime.kb.store import NotFound
-from alime.serving.validation import BadRequest
+from alime.serving.validation import BadRequest, parse_json_body
 
 admin = Blueprint("alime_admin", __name__, url_prefix="/api/kb")
 
 MAX_LIST = 500
 MAX_TAGS = 20
+MAX_ID = 2**63 - 1  # SQLite's INTEGER PRIMARY KEY is a signed 64-bit integer
+MAX_PHRASINGS = 100
+_FIELDS = ("question", "answer", "tags", "phrasings")
 
 
 def _state():
@@ -40,7 +41,7 @@ def _authenticate() -> None:
 
 
 def _body() -> dict:
-    body = request.get_json(silent=True, force=True)
+    body = parse_json_body(request.get_data(), _state().config.serve.max_json_depth)
     if not isinstance(body, dict):
         raise BadRequest("request body must be a JSON object")
     return body
@@ -54,7 +55,7 @@ def _text(body: dict, key: str, required: bool) -> str | None:
         return None
     if not isinstance(value, str) or not value.strip():
         raise BadRequest(f"field '{key}' must be a non-empty string")
-    limit = _state().config.serve.max_query_chars * 20
+    limit = _state().config.kb.max_field_chars
     if len(value) > limit:
         raise BadRequest(f"field '{key}' is longer than {limit} characters", 413)
     return value.strip()
@@ -69,6 +70,20 @@ def _tags(body: dict) -> tuple[str, ...] | None:
     return tuple(tags)
 
 
+def _phrasings(body: dict) -> tuple[str, ...] | None:
+    phrasings = body.get("phrasings")
+    if phrasings is None:
+        return None
+    if (not isinstance(phrasings, list) or len(phrasings) > MAX_PHRASINGS
+            or not all(isinstance(p, str) and p.strip() for p in phrasings)):
+        raise BadRequest(f"field 'phrasings' must be a list of at most {MAX_PHRASINGS} "
+                         "non-empty strings")
+    limit = _state().config.kb.max_field_chars
+    if any(len(p) > limit for p in phrasings):
+        raise BadRequest(f"a phrasing is longer than {limit} characters", 413)
+    return tuple(p.strip() for p in phrasings)
+
+
 def _check_keys(body: dict, allowed: tuple[str, ...]) -> None:
     unknown = sorted(set(body) - set(allowed))
     if unknown:
@@ -76,8 +91,17 @@ def _check_keys(body: dict, allowed: tuple[str, ...]) -> None:
 
 
 def _pair_json(pair) -> dict:
-    return {"id": pair.id, "question": pair.question, "answer": pair.answer, "tags": list(pair.tags),
+    return {"id": pair.id, "question": pair.question, "phrasings": list(pair.phrasings),
+            "answer": pair.answer, "tags": list(pair.tags),
             "created_at": pair.created_at, "updated_at": pair.updated_at}
+
+
+def _qa_id(raw: str) -> int:
+    """The id of a URL, checked before it reaches SQLite (which overflows beyond int64)."""
+    if not raw.isascii() or not raw.isdigit() or len(raw) > 19 or not 1 <= int(raw) <= MAX_ID:
+        shown = raw if len(raw) <= 40 else raw[:40] + "..."
+        raise BadRequest(f"id must be an integer from 1 to {MAX_ID}, got {shown!r}")
+    return int(raw)
 
 
 def _int_arg(name: str, default: int, low: int, high: int) -> int:
@@ -102,8 +126,9 @@ def list_pairs():
                     "pairs": [_pair_json(p) for p in bot.kb.list(offset, limit)]})
 
 
-@admin.get("/<int:qa_id>")
-def get_pair(qa_id: int):
+@admin.get("/<raw_id>")
+def get_pair(raw_id: str):
+    qa_id = _qa_id(raw_id)
     try:
         return jsonify(_pair_json(_state().bot.kb.get(qa_id)))
     except NotFound:
@@ -113,31 +138,35 @@ def get_pair(qa_id: int):
 @admin.post("")
 def add_pair():
     body = _body()
-    _check_keys(body, ("question", "answer", "tags"))
+    _check_keys(body, _FIELDS)
     bot = _state().bot
-    pair = bot.kb.add(_text(body, "question", True), _text(body, "answer", True), _tags(body) or ())
+    pair = bot.kb.add(_text(body, "question", True), _text(body, "answer", True), _tags(body) or (),
+                      _phrasings(body) or ())
     bot.searcher.sync()
     return jsonify(_pair_json(pair)), 201
 
 
-@admin.route("/<int:qa_id>", methods=["PUT", "PATCH"])
-def edit_pair(qa_id: int):
+@admin.route("/<raw_id>", methods=["PUT", "PATCH"])
+def edit_pair(raw_id: str):
+    qa_id = _qa_id(raw_id)
     body = _body()
-    _check_keys(body, ("question", "answer", "tags"))
+    _check_keys(body, _FIELDS)
     question, answer, tags = _text(body, "question", False), _text(body, "answer", False), _tags(body)
-    if question is None and answer is None and tags is None:
-        raise BadRequest("give at least one of 'question', 'answer', 'tags'")
+    phrasings = _phrasings(body)
+    if question is None and answer is None and tags is None and phrasings is None:
+        raise BadRequest(f"give at least one of {', '.join(repr(f) for f in _FIELDS)}")
     bot = _state().bot
     try:
-        pair = bot.kb.edit(qa_id, question=question, answer=answer, tags=tags)
+        pair = bot.kb.edit(qa_id, question=question, answer=answer, tags=tags, phrasings=phrasings)
     except NotFound:
         raise BadRequest(f"no QA pair with id {qa_id}", 404) from None
     bot.searcher.sync()
     return jsonify(_pair_json(pair))
 
 
-@admin.delete("/<int:qa_id>")
-def delete_pair(qa_id: int):
+@admin.delete("/<raw_id>")
+def delete_pair(raw_id: str):
+    qa_id = _qa_id(raw_id)
     bot = _state().bot
     try:
         bot.kb.delete(qa_id)
@@ -149,7 +178,8 @@ def delete_pair(qa_id: int):
 
 @admin.post("/import")
 def bulk_import():
-    """``{"pairs": [{"question", "answer", "tags"?}...]}`` or ``{"format", "content"}``; one transaction."""
+    """``{"pairs": [{"question", "answer", "tags"?, "phrasings"?}...]}`` or ``{"format", "content"}``;
+    one transaction."""
     body = _body()
     _check_keys(body, ("pairs", "format", "content", "skip_bad"))
     skip_bad = body.get("skip_bad", False)
@@ -174,8 +204,9 @@ def _rows_from_pairs(pairs: object, skip_bad: bool) -> tuple[list, list]:
         try:
             if not isinstance(item, dict):
                 raise BadRequest("must be an object")
-            _check_keys(item, ("question", "answer", "tags"))
-            rows.append((_text(item, "question", True), _text(item, "answer", True), _tags(item) or ()))
+            _check_keys(item, _FIELDS)
+            rows.append((_text(item, "question", True), _text(item, "answer", True), _tags(item) or (),
+                         _phrasings(item) or ()))
         except BadRequest as exc:
             if not skip_bad:
                 raise BadRequest(f"pairs[{i}]: {exc}", exc.status) from None
@@ -191,14 +222,11 @@ def _rows_from_content(body: dict, skip_bad: bool) -> tuple[list, list]:
         parsed_format = Format.parse(fmt)
     except ValueError as exc:
         raise BadRequest(str(exc)) from None
-    with tempfile.NamedTemporaryFile("w", suffix=f".{fmt}", encoding="utf-8", delete=False) as f:
-        f.write(content)
+    # Parsed in memory: no temporary file to leave behind when the content is refused.
     try:
-        result = read_rows(f.name, parsed_format, skip_bad=skip_bad)
+        result = parse_content(content, parsed_format, skip_bad=skip_bad, limits=_state().config.kb)
     except FormatError as exc:
         raise BadRequest(f"line {exc.line}: {exc.message}") from None
-    finally:
-        os.unlink(f.name)
-    return [(r.question, r.answer, r.tags) for r in result.rows], [
+    return [r.to_kb_row() for r in result.rows], [
         f"line {e.line}: {e.message}" for e in result.skipped
     ]

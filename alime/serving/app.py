@@ -1,7 +1,11 @@
 """The Flask app factory: ``create_app(config=None, bot=None)``.
 
-The bot is built once, when the app is created (in each server worker, after any fork), never per
-request. Per-app state lives in ``app.extensions['alime']``.
+The bot is built once per app (in each server worker, after any fork), never per request: at once
+by default, or in a background thread with ``background=True`` (``alime serve``), so that the
+worker answers ``/healthz`` while the KB, index and model load; ``/readyz``, ``/api/chat`` and the
+admin API answer 503 ``{"error": "starting"}`` until the bot is built. Per-app state lives in
+``app.extensions['alime']``; session turns live in a store shared by every worker
+(:mod:`alime.serving.sessions`).
 """
 
 from __future__ import annotations
@@ -9,9 +13,11 @@ from __future__ import annotations
 import json
 import logging
 import os
+import threading
 import time
 import uuid
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from flask import Blueprint, Flask, Response, current_app, g, jsonify, request
@@ -21,45 +27,90 @@ from alime.bot import Bot, build_bot
 from alime.config import AppConfig
 from alime.serving.admin import admin
 from alime.serving.metrics import ChatMetrics
-from alime.serving.sessions import SessionStore
-from alime.serving.validation import BadRequest, parse_chat
+from alime.serving.sessions import SessionStore, SessionsUnavailable, open_sessions
+from alime.serving.validation import BadRequest, parse_chat, parse_json_body
 
 log = logging.getLogger("alime.requests")
 
 api = Blueprint("alime", __name__)
 
+# Endpoints that answer while the bot is still loading: liveness, metrics and the page itself.
+_OPEN_WHILE_STARTING = frozenset({"alime.healthz", "alime.metrics", "alime.page", "static"})
+
 
 @dataclass
 class AppState:
-    bot: Bot
+    """What the requests of one app share. ``bot`` is None until it is built."""
+
     sessions: SessionStore
     config: AppConfig
     metrics: ChatMetrics
     admin_token: str | None
+    bot: Bot | None = None
+    failure: str | None = None  # why the bot could not be built (the worker usually exits)
+    ready: threading.Event = field(default_factory=threading.Event)
 
 
-def create_app(config: AppConfig | None = None, bot: Bot | None = None) -> Flask:
+def create_app(
+    config: AppConfig | None = None,
+    bot: Bot | None = None,
+    *,
+    background: bool = False,
+    builder: Callable[[AppConfig], Bot] = build_bot,
+    on_ready: Callable[[], None] | None = None,
+    on_failure: Callable[[BaseException], None] | None = None,
+) -> Flask:
+    """Build the app.
+
+    Args:
+        config: The configuration (default: the bot's, else the defaults).
+        bot: A bot built already (tests); when None the app builds one with ``builder``.
+        background: Build the bot in a daemon thread and answer 503 "starting" meanwhile.
+        builder: Builds the bot from the config (tests pass a slow or failing one).
+        on_ready: Called (in the building thread) once the bot is built.
+        on_failure: Called with the exception when building fails in the background (the
+            server exits the worker, so a bad model path stops ``alime serve`` as it did).
+    """
     config = config or (bot.config if bot else AppConfig())
-    bot = bot or build_bot(config)
     app = Flask(__name__)
     app.config["MAX_CONTENT_LENGTH"] = config.serve.max_body_bytes
     app.json.ensure_ascii = False  # Chinese stays readable in responses
-    app.extensions["alime"] = AppState(
-        bot=bot,
-        sessions=SessionStore(
-            capacity=config.serve.session_capacity,
-            ttl_s=config.serve.session_ttl_s,
-            max_turns=config.serve.max_context_turns,
-        ),
+    st = AppState(
+        sessions=open_sessions(config.serve, config.state_dir()),
         config=config,
-        metrics=ChatMetrics(kb_size=lambda: len(bot.searcher)),
+        metrics=ChatMetrics(kb_size=lambda: len(st.bot.searcher) if st.bot is not None else None),
         admin_token=admin_token(config),
     )
+    app.extensions["alime"] = st
     app.register_blueprint(api)
     app.register_blueprint(admin)
     app.before_request(_start_request)
+    app.before_request(_require_bot)
     app.after_request(_finish_request)
     _register_errors(app)
+
+    def build() -> None:
+        try:
+            built = builder(config)
+        except BaseException as exc:  # noqa: BLE001 - reported, then handed to on_failure
+            logging.getLogger("alime.serving").exception("building the bot failed")
+            st.failure = f"{type(exc).__name__}: {exc}"
+            if on_failure is not None:
+                on_failure(exc)
+            return
+        st.bot = built
+        st.ready.set()
+        if on_ready is not None:
+            on_ready()
+
+    if bot is not None:
+        st.bot = bot
+        st.ready.set()
+    elif background:
+        threading.Thread(target=build, name="alime-build-bot", daemon=True).start()
+    else:
+        st.bot = builder(config)
+        st.ready.set()
     return app
 
 
@@ -83,15 +134,30 @@ def _safe_request_id(value: str | None) -> str | None:
     return None
 
 
+def _require_bot():
+    """503 "starting" for what needs the bot while it loads (liveness and metrics stay open)."""
+    st = state()
+    if st.ready.is_set() or request.endpoint is None or request.endpoint in _OPEN_WHILE_STARTING:
+        return None
+    if st.failure is not None:
+        body = {"error": "failed", "detail": f"the bot could not be built: {st.failure}"}
+    else:
+        body = {"error": "starting", "detail": "the bot is still loading (KB, index, model)"}
+    response = jsonify({**body, "request_id": g.get("request_id")})
+    response.status_code = 503
+    response.headers["Retry-After"] = "2"
+    return response
+
+
 def _finish_request(response: Response) -> Response:
     elapsed = time.perf_counter() - g.get("started", time.perf_counter())
     endpoint = request.endpoint or "unknown"
     metrics = state().metrics
     status = str(response.status_code)
-    metrics.requests.inc(endpoint, status)
-    metrics.latency.observe(elapsed, endpoint)
+    metrics.requests.labels(endpoint, status).inc()
+    metrics.latency.labels(endpoint).observe(elapsed)
     if response.status_code >= 400:
-        metrics.errors.inc(endpoint, status)
+        metrics.errors.labels(endpoint, status).inc()
     response.headers["X-Request-Id"] = g.get("request_id", "")
     log.info(json.dumps({
         "request_id": g.get("request_id"), "method": request.method, "path": request.path,
@@ -110,9 +176,7 @@ def page():
 @api.post("/api/chat")
 def chat():
     st = state()
-    body = request.get_json(silent=True, force=True)
-    if body is None:
-        raise BadRequest("request body must be valid JSON (UTF-8)")
+    body = parse_json_body(request.get_data(), st.config.serve.max_json_depth)
     req = parse_chat(body, st.config.serve)
     if req.context is not None:
         context = list(req.context)
@@ -120,17 +184,18 @@ def chat():
         context = st.sessions.turns(req.session_id)
     else:
         context = []
-    reply = st.bot.engine.reply(
-        req.query, context[-st.config.engine.context_turns :], budget_s=st.config.serve.request_timeout_s
-    )
+    keep = st.config.engine.context_turns
+    used = context[max(0, len(context) - keep) :] if keep > 0 else []
+    reply = st.bot.engine.reply(req.query, used, budget_s=st.config.serve.request_timeout_s)
     if req.session_id is not None:
         st.sessions.append(req.session_id, req.query, reply.answer)
-    st.metrics.replies.inc(reply.source.value)
+    st.metrics.replies.labels(reply.source.value).inc()
     for stage, ms in reply.timings_ms.items():
         if stage != "total":
-            st.metrics.stage.observe(ms / 1000.0, stage)
+            st.metrics.stage.labels(stage).observe(ms / 1000.0)
     g.reply_source = reply.source.value
     body = reply.to_json()
+    body["context_turns"] = len(used)  # turns of history the reply was given
     body["request_id"] = g.request_id
     return jsonify(body)
 
@@ -149,19 +214,28 @@ def readyz():
             "kb_pairs": len(bot.searcher),
             "model": str(bot.model_dir) if bot.model_dir else None,
             "threshold": bot.engine.thresholds.answer,
+            "sessions": state().config.serve.sessions,
+            "worker_pid": os.getpid(),  # which worker answered (several share one port)
         }
     )
 
 
 @api.get("/metrics")
 def metrics():
-    return Response(state().metrics.render(), mimetype="text/plain; version=0.0.4")
+    text, content_type = state().metrics.render()
+    return Response(text, content_type=content_type)
 
 
 def _register_errors(app: Flask) -> None:
     @app.errorhandler(BadRequest)
     def _bad_request(exc: BadRequest):
         return jsonify({"error": str(exc), "request_id": g.get("request_id")}), exc.status
+
+    @app.errorhandler(SessionsUnavailable)
+    def _sessions_down(exc: SessionsUnavailable):
+        logging.getLogger("alime.serving").error("request %s: %s", g.get("request_id"), exc)
+        body = {"error": "session store unavailable", "request_id": g.get("request_id")}
+        return jsonify(body), 503
 
     @app.errorhandler(HTTPException)
     def _http(exc: HTTPException):

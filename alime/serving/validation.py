@@ -1,10 +1,11 @@
-"""Validation of chat requests: every problem becomes a ``BadRequest`` naming the field."""
+"""Validation of requests: every problem becomes a ``BadRequest`` naming the field."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
 from alime.config import ServeConfig
+from alime.kb.formats import NestingError, load_json, surrogate_problem
 
 MAX_SESSION_ID_CHARS = 128
 CHAT_KEYS = ("query", "session_id", "context")
@@ -16,6 +17,54 @@ class BadRequest(ValueError):
     def __init__(self, message: str, status: int = 400) -> None:
         super().__init__(message)
         self.status = status
+
+
+def parse_json_body(data: bytes, max_depth: int) -> object:
+    """The request body as JSON, refused when it cannot be handled safely.
+
+    Refused: not JSON (or not UTF-8/16/32), nesting deeper than ``max_depth`` containers (the
+    parser would otherwise recurse until RecursionError), and any string or field name with a
+    lone surrogate (``"\\ud800"`` parses, but no UTF-8 writer, SQLite included, can store it).
+
+    Raises:
+        BadRequest: 400, naming the problem and, for a string, its field and position.
+    """
+    try:
+        body = load_json(data, max_depth)
+    except NestingError as exc:
+        raise BadRequest(f"request body is {exc}") from None
+    except ValueError:  # JSONDecodeError, UnicodeDecodeError
+        raise BadRequest("request body must be valid JSON (UTF-8)") from None
+    problem = unstorable_text(body)
+    if problem:
+        raise BadRequest(problem)
+    return body
+
+
+def unstorable_text(value: object) -> str | None:
+    """The first string (or field name) of a parsed JSON value that has a lone surrogate.
+
+    Returns:
+        ``"field 'pairs[2].question' contains a lone surrogate U+D800 at character 4"``, or None.
+    """
+    stack: list[tuple[object, str]] = [(value, "")]
+    while stack:  # iterative, in document order; depth is already bounded by the parser check
+        item, path = stack.pop()
+        if isinstance(item, str):
+            problem = surrogate_problem(item)
+            if problem:
+                return f"field '{path}' {problem}" if path else f"request body {problem}"
+        elif isinstance(item, dict):
+            for key in item:
+                problem = surrogate_problem(key)
+                if problem:
+                    where = f" in '{path}'" if path else ""
+                    return f"a field name{where} {problem}"
+            children = reversed(item.items())
+            stack.extend((child, f"{path}.{key}" if path else key) for key, child in children)
+        elif isinstance(item, list):
+            stack.extend((item[i], f"{path}[{i}]") for i in reversed(range(len(item))))
+    return None
 
 
 @dataclass(frozen=True)

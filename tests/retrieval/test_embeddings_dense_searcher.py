@@ -89,3 +89,18 @@ def test_dense_searcher_follows_the_kb_and_rebuilds_for_another_model(model_dir,
     assert rebuilt.index.model_identity == words.identity and len(rebuilt) == 20
     with pytest.raises(ValueError, match="embedder is"):
         DenseRetriever(reopened.index, words)
+
+
+def test_dense_entry_vector_is_the_normalized_mean_of_its_questions():
+    from types import SimpleNamespace
+
+    from alime.retrieval.dense_searcher import DenseSearcher
+    from alime.types import QAPair
+
+    table = {"a": [1.0, 0.0], "b": [0.0, 1.0], "c": [0.6, 0.8]}
+    embedder = SimpleNamespace(embed=lambda texts: np.array([table[t] for t in texts], np.float32))
+    pairs = [QAPair(1, "a", "x", phrasings=("b",)), QAPair(2, "c", "y")]
+    vectors = DenseSearcher._index_values(SimpleNamespace(embedder=embedder), pairs)
+    assert np.allclose(vectors[0], [2 ** -0.5, 2 ** -0.5])  # (1,0)+(0,1) normalized
+    assert np.allclose(vectors[1], [0.6, 0.8])  # no phrasings: the question's own vector
+    assert DenseSearcher._index_values(SimpleNamespace(embedder=embedder), []) == []

@@ -18,9 +18,15 @@ def make(tmp_path, merge_every=256):
 
 
 def reference_scores(kb, pipe, query_terms):
+    """rank-bm25 over every question of every entry (one document each); an entry scores as
+    its best question."""
     pairs = list(kb.iter_pairs())
-    ref = BM25Okapi([pipe.index_terms(p.question) for p in pairs])
-    return {p.id: s for p, s in zip(pairs, ref.get_scores(query_terms))}
+    owners = [p.id for p in pairs for _ in p.questions]
+    ref = BM25Okapi([pipe.index_terms(q) for p in pairs for q in p.questions])
+    best: dict[int, float] = {}
+    for owner, score in zip(owners, ref.get_scores(query_terms)):
+        best[owner] = max(best.get(owner, score), score)
+    return best
 
 
 def test_search_matches_rank_bm25_after_live_changes(tmp_path):
@@ -38,6 +44,66 @@ def test_search_matches_rank_bm25_after_live_changes(tmp_path):
     expected = sorted((i for i, s in ref.items() if s > 0), key=lambda i: (-ref[i], i))[:10]
     assert [h.id for h in hits] == expected
     assert 2 not in [h.id for h in searcher.search("发 什么 快递", 10)]
+
+
+def test_an_entry_scores_as_its_best_phrasing(tmp_path):
+    kb, pipe, searcher = make(tmp_path)
+    new = kb.add("退款 多久 到账", "一到三天", phrasings=["钱 什么 时候 退回来", "退款 多久 到账 呀"])
+    edited = kb.edit(5, phrasings=["正品 保证 吗", "是 不是 假货"])
+    hits = searcher.search("钱退回来", 5)
+    assert hits[0].id == new.id  # found by a phrasing's words only
+    assert searcher.search("假货", 3)[0].id == edited.id
+    for query in ("钱退回来", "退款到账多久", "假货正品", "什么时候发货"):
+        ref = reference_scores(kb, pipe, searcher.analyze(query))
+        expected = sorted((i for i, s in ref.items() if s > 0), key=lambda i: (-ref[i], i))[:10]
+        hits = searcher.search(query, 10)
+        assert [h.id for h in hits] == expected, query
+        for h in hits:
+            assert abs(h.score - ref[h.id]) < 1e-9, query
+    kb.edit(new.id, phrasings=["钱 什么 时候 退回来"])  # fewer phrasings: the old documents go
+    kb.edit(edited.id, phrasings=[])
+    assert searcher.search("假货", 3) == [] or searcher.search("假货", 3)[0].id != edited.id
+    for query in ("钱退回来", "退款到账多久 呀", "假货正品"):
+        ref = reference_scores(kb, pipe, searcher.analyze(query))
+        assert all(abs(h.score - ref[h.id]) < 1e-9 for h in searcher.search(query, 10)), query
+    assert len(searcher) == kb.count()  # entries, not documents
+    searcher.rebuild()  # a fresh build gives the same scores as the live delta
+    ref = reference_scores(kb, pipe, searcher.analyze("钱退回来"))
+    assert all(abs(h.score - ref[h.id]) < 1e-9 for h in searcher.search("钱退回来", 10))
+
+
+def test_many_phrasings_do_not_bury_an_entry(tmp_path):
+    """One document of all phrasings was long, and BM25 ranked it below one-question entries
+    for its own question (the bundled 什么时候发货 entry was not in the top 60)."""
+    kb, pipe, searcher = make(tmp_path)
+    kb.delete(1)  # the fixture's own 什么 时候 发货
+    many = kb.add("什么 时候 发货", "72 小时 内 发货", phrasings=[
+        f"亲 什么 时候 能 发货 呀 {w}" for w in ("今天", "明天", "周末", "马上", "尽快", "几号",
+                                                 "多久", "下午", "晚上", "上午")])
+    kb.add("什么 时候 到货", "三 天 左右")
+    kb.add("什么 时候 有 活动", "双十一")
+    assert searcher.search("什么时候发货", 3)[0].id == many.id
+    # the old layout (one document of the distinct terms of all questions) lost here
+    from rank_bm25 import BM25Okapi
+
+    pairs = list(kb.iter_pairs())
+    union = BM25Okapi([list(dict.fromkeys(t for q in p.questions for t in pipe.index_terms(q)))
+                       for p in pairs])
+    scores = union.get_scores(searcher.analyze("什么时候发货"))
+    assert pairs[int(np.argmax(scores))].id != many.id
+
+
+def test_old_single_document_index_is_rebuilt(tmp_path):
+    from alime.retrieval.bm25 import BM25Index
+
+    kb, pipe, searcher = make(tmp_path)
+    searcher.save()
+    (tmp_path / "index" / "phrasings.json").unlink()  # what an index saved before looked like
+    assert isinstance(BM25Index.load(tmp_path / "index"), BM25Index)
+    reopened = KBSearcher(kb, pipe, tmp_path / "index")  # not a phrasing index: rebuilt
+    assert (tmp_path / "index" / "phrasings.json").is_file()
+    ref = reference_scores(kb, pipe, reopened.analyze("发货"))
+    assert all(abs(h.score - ref[h.id]) < 1e-9 for h in reopened.search("发货", 10))
 
 
 def test_restart_catches_up_from_the_change_log(tmp_path):

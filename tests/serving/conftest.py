@@ -1,18 +1,59 @@
 import json
 import os
+import shutil
 import socket
 import subprocess
 import sys
 import time
+import tomllib
 import urllib.error
 import urllib.request
 
 import pytest
 
 from alime.bot import build_bot
+from alime.config import ServeConfig
 from alime.kb.formats import read_rows
 from alime.kb.store import KnowledgeBase
 from alime.serving.app import create_app
+
+
+@pytest.fixture(autouse=True)
+def _state_dir(tmp_path, monkeypatch):
+    """Every serving test keeps its state (sessions, run files) in its own folder, never in the
+    checkout's var/ (the default state directory)."""
+    monkeypatch.setenv("ALIME_HOME", str(tmp_path / "home"))
+
+
+@pytest.fixture(scope="session")
+def redis_server(tmp_path_factory):
+    """A real redis-server on a free loopback port for the whole test session; yields its URL."""
+    binary = shutil.which("redis-server")
+    if binary is None:
+        pytest.skip("redis-server is not installed (Debian package redis-server; .ci/run installs it)")
+    folder = tmp_path_factory.mktemp("redis")
+    port = free_port()
+    proc = subprocess.Popen(
+        [binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
+         "--dir", str(folder)],
+        stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT,
+    )
+    deadline = time.time() + 20
+    while True:
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=1) as conn:
+                conn.sendall(b"PING\r\n")
+                if conn.recv(16).startswith(b"+PONG"):
+                    break
+        except OSError:
+            pass
+        if time.time() > deadline or proc.poll() is not None:
+            proc.kill()
+            pytest.fail(f"redis-server did not start on port {port}")
+        time.sleep(0.1)
+    yield f"redis://127.0.0.1:{port}/0"
+    proc.terminate()
+    proc.wait(timeout=20)
 
 
 @pytest.fixture
@@ -51,7 +92,9 @@ def request(url, body=None, timeout=30, headers=None, method=None):
 
 
 def start_server(tmp_path, env_extra=None, config_text='[paths]\nmodel = "none"\n'):
-    """Start `alime serve` (gunicorn) on a free port in its own process group; wait until ready."""
+    """Start `alime serve` (gunicorn) on a free port in its own process group; wait until every
+    worker is ready (each builds its bot in the background and answers 503 until then)."""
+    workers = tomllib.loads(config_text).get("serve", {}).get("workers", ServeConfig().workers)
     port = free_port()
     config = tmp_path / "alime.toml"
     config.write_text(config_text)
@@ -64,12 +107,19 @@ def start_server(tmp_path, env_extra=None, config_text='[paths]\nmodel = "none"\
         )
     base = f"http://127.0.0.1:{port}"
     deadline = time.time() + 120
-    while time.time() < deadline:
+    ready_pids = set()
+    while time.time() < deadline and proc.poll() is None:
         try:
-            if request(base + "/readyz", timeout=2)[0] == 200:
-                return base, proc
+            status, body = request(base + "/readyz", timeout=2)
         except OSError:
             time.sleep(0.3)
+            continue
+        if status == 200:
+            ready_pids.add(body["worker_pid"])  # a new connection each time: any worker answers
+            if len(ready_pids) >= workers:
+                return base, proc
+        else:
+            time.sleep(0.05)
     os.killpg(proc.pid, 9)
     pytest.fail("server did not become ready: " + log_path.read_text())
 

@@ -8,7 +8,11 @@
   const send = document.getElementById("send");
   const showCandidates = document.getElementById("show-candidates");
   const sessionId = "web-" + Math.random().toString(36).slice(2) + Date.now().toString(36);
-  const SOURCE_LABEL = { retrieval: "知识库 KB", generation: "生成 generated", fallback: "转人工 fallback" };
+  const SOURCE_LABEL = { retrieval: "知识库 KB", chitchat: "闲聊 chit-chat", generation: "生成 generated",
+                         fallback: "兜底 fallback" };
+  // The threshold each rule compares its score with: T for the FAQ (and a low-confidence
+  // fallback, which reports the FAQ's best score), C for chit-chat, G for a generated answer.
+  const THRESHOLD_NAME = { faq: "T", low_confidence: "T", time_budget: "T", chitchat: "C", generation: "G" };
 
   function el(tag, className, text) {
     const node = document.createElement(tag);
@@ -41,9 +45,18 @@
     const box = el("div", "msg bot");
     box.dataset.source = reply.source;
     box.appendChild(el("div", "answer", reply.answer));
+    box.dataset.rule = reply.rule;
+    box.dataset.handoff = String(Boolean(reply.handoff));
     const meta = el("div", "meta");
     meta.appendChild(el("span", "badge " + reply.source, SOURCE_LABEL[reply.source] || reply.source));
-    meta.appendChild(el("span", "score", "score " + fmt(reply.score) + " / T " + fmt(reply.threshold)));
+    if (reply.handoff) meta.appendChild(el("span", "handoff", "已转人工 handed off"));
+    meta.appendChild(el("span", "rule", "rule: " + reply.rule));
+    const name = THRESHOLD_NAME[reply.rule];
+    if (name) {
+      meta.appendChild(el("span", "score", "score " + fmt(reply.score) + " / " + name + " " + fmt(reply.threshold)));
+    } else if (reply.evidence) {
+      meta.appendChild(el("span", "evidence", "matched: " + reply.evidence));
+    }
     if (reply.timings_ms && reply.timings_ms.total !== undefined) {
       meta.appendChild(el("span", "timing", Math.round(reply.timings_ms.total) + " ms"));
     }
@@ -65,6 +78,13 @@
     addMessage("me", query);
     input.value = "";
     send.disabled = true;
+    // A waiting indicator while the reply is computed (generation can take a second).
+    const pending = el("div", "msg pending");
+    pending.setAttribute("role", "status");
+    pending.appendChild(el("span", "", "正在思考 thinking"));
+    pending.appendChild(el("span", "dots"));
+    log.appendChild(pending);
+    log.scrollTop = log.scrollHeight;
     try {
       const res = await fetch("/api/chat", {
         method: "POST",
@@ -77,6 +97,7 @@
     } catch (err) {
       addMessage("error", "网络错误 network error: " + err);
     } finally {
+      pending.remove();
       send.disabled = false;
       input.focus();
       log.scrollTop = log.scrollHeight;

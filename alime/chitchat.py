@@ -1,0 +1,89 @@
+"""The chit-chat KB: greetings, thanks and small talk, a second small KB beside the FAQ.
+
+The FAQ is a shop's knowledge; "你好", "讲个笑话" or "今天天气怎么样" are not in it, and a
+confident FAQ answer to them is wrong. The engine asks this KB when the FAQ does not answer: the
+entry whose question best matches the query by character-overlap F1 (``alime.routing``'s, over
+the compact text), used when that F1 reaches the chit-chat threshold.
+
+A few hundred entries: the match scans the questions sharing a character with the query (an
+inverted index from characters to entries), skipping those whose length alone keeps them below
+the best F1 so far; a few milliseconds at most.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+
+from alime.guards import compact
+from alime.kb.formats import Format, Row, read_rows
+from alime.routing import char_overlap_f1
+from alime.types import ChitChatMatch
+
+# How a chit-chat file's format follows from its name; a folder means its *.yml files.
+_FORMATS = {".yml": Format.CHATTERBOT, ".yaml": Format.CHATTERBOT, ".jsonl": Format.JSONL,
+            ".tsv": Format.TSV}
+
+
+def read_chitchat(paths: Iterable[str | Path]) -> list[Row]:
+    """The QA pairs of chit-chat files, in order: ChatterBot YAML (``.yml``), JSONL rows
+    ``{"question", "answer"}`` (``.jsonl``, e.g. what ``alime kb curate`` moves out of the FAQ),
+    TSV (``.tsv``); a folder stands for its ``*.yml`` files in name order.
+
+    Raises:
+        ValueError: a path that does not exist or has another suffix.
+        FormatError: a malformed row (with its file and line).
+    """
+    rows: list[Row] = []
+    for path in map(Path, paths):
+        if path.is_dir():
+            files = sorted(path.glob("*.yml"))
+        elif path.is_file():
+            files = [path]
+        else:
+            raise ValueError(f"chit-chat file not found: {path}")
+        for file in files:
+            fmt = _FORMATS.get(file.suffix.lower())
+            if fmt is None:
+                raise ValueError(f"{file}: unknown chit-chat format; valid suffixes: "
+                                 f"{', '.join(sorted(_FORMATS))}")
+            rows.extend(read_rows(file, fmt).rows)
+    return rows
+
+
+class ChitChatKB:
+    """The engine's ``ChitChat`` stage over a list of (question, answer) pairs.
+
+    Ties go to the earlier pair, so a file listed first (the shop's own small talk) wins over a
+    generic corpus for the same question.
+    """
+
+    def __init__(self, pairs: Sequence[tuple[str, str]]) -> None:
+        self.pairs = [(q, a) for q, a in pairs]
+        self._keys = [compact(q) for q, _ in self.pairs]
+        self._by_char: dict[str, list[int]] = defaultdict(list)
+        for i, key in enumerate(self._keys):
+            for ch in set(key):
+                self._by_char[ch].append(i)
+
+    def __len__(self) -> int:
+        return len(self.pairs)
+
+    def best(self, query: str) -> ChitChatMatch | None:
+        """The best-matching pair and its F1 in [0, 1]; None when no question shares a
+        character with the query."""
+        key = compact(query)
+        ids = sorted({i for ch in set(key) for i in self._by_char.get(ch, ())})
+        best_i, best_f1 = -1, 0.0
+        for i in ids:
+            n, m = len(key), len(self._keys[i])
+            if 2 * min(n, m) / (n + m) <= best_f1:
+                continue  # F1 <= 2 min(n, m) / (n + m): this one cannot beat the best
+            f1 = char_overlap_f1(key, self._keys[i])
+            if f1 > best_f1:
+                best_i, best_f1 = i, f1
+        if best_i < 0:
+            return None
+        question, answer = self.pairs[best_i]
+        return ChitChatMatch(question, answer, best_f1)
