@@ -8,7 +8,7 @@ Usage::
 What it does, in one run:
 
 1. starts ``alime serve`` (gunicorn, the default ServeConfig: 2 workers x 4 threads, the bundled
-   int8 model, hybrid BM25 + dense retrieval, the bundled 5,000-pair KB) on a free loopback port
+   int8 model, hybrid BM25 + dense retrieval, the bundled curated KB) on a free loopback port
    with a fresh ``$ALIME_HOME``;
 2. ``before``: ``--clients`` closed-loop clients ask real bundled questions for ``--seconds``;
 3. ``during``: the same load while ``alime kb import`` adds ``--rows`` new pairs (one
@@ -87,7 +87,7 @@ class Load:
         self.latencies: list[float] = []
         self.errors = 0
         self._stop = threading.Event()
-        self._threads = [threading.Thread(target=self._client, args=(queries, i))
+        self._threads = [threading.Thread(target=self._client, args=(queries, i), daemon=True)
                          for i in range(clients)]
 
     def _client(self, queries: list[str], seed: int) -> None:
@@ -215,7 +215,7 @@ def run(args: argparse.Namespace, work: Path) -> dict:
             "import_cpu_s": round(import_cpu, 1),
             "searchable_after_s": None if found_s is None else round(found_s, 1),
             "server_config": "alime serve defaults: 2 gunicorn workers x 4 threads, int8 model, "
-                             "hybrid retrieval, 5,000 bundled pairs",
+                             "hybrid retrieval, the bundled curated KB",
             "cpus": os.cpu_count(),
         }
     finally:

@@ -1,7 +1,7 @@
 """Chat from 8 threads while 4 admin threads add, edit and delete, on the real server (issue 12).
 
 `alime serve` (gunicorn, 2 workers x 4 threads) with the bundled int8 model and hybrid BM25 +
-dense retrieval, over a 2,000-pair KB so it starts quickly. Every deletion or edit tombstones a
+dense retrieval, over the bundled curated KB (its entries and their phrasings). Every deletion or edit tombstones a
 dense vector, which is what crashed the workers at 64ea9b8. Checked: no failed request, no worker
 restart, and every acknowledged write visible to the next chat (on whichever worker serves it).
 """
@@ -17,6 +17,8 @@ import time
 import pytest
 
 from alime.bot import BUNDLED_KB
+from alime.kb.formats import Format, read_rows
+from alime.kb.store import KnowledgeBase
 from tests.serving.conftest import AUTH, request, start_server, stop_server
 
 CHAT_THREADS, ADMIN_THREADS = 8, 4
@@ -35,20 +37,14 @@ def worker_pids(log: str) -> list[str]:
 
 @pytest.mark.slow
 def test_chat_under_concurrent_admin_edits(tmp_path):
-    kb_file = tmp_path / "kb.tsv"
-    lines = BUNDLED_KB.read_text(encoding="utf-8").splitlines()[:2000]
-    kb_file.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    entries = read_rows(BUNDLED_KB, Format.JSONL).rows
+    KnowledgeBase(tmp_path / "kb.sqlite").add_many(r.to_kb_row() for r in entries)
     config = (f'[paths]\nkb = "{tmp_path / "kb.sqlite"}"\n'
               '[retrieval]\nmerge_every = 64\n')  # merges (and their swaps) happen under load
-    from alime.kb.formats import read_rows
-    from alime.kb.store import KnowledgeBase
-
-    KnowledgeBase(tmp_path / "kb.sqlite").add_many(
-        (r.question, r.answer, ()) for r in read_rows(kb_file, "tsv").rows)
     base, proc = start_server(tmp_path, {"ALIME_ADMIN_TOKEN": "s3cret-token"}, config)
     log_path = tmp_path / "server.log"
     booted = worker_pids(log_path.read_text())
-    queries = [line.split("\t")[0].replace(" ", "") for line in lines]
+    queries = [r.question.replace(" ", "") for r in entries]
     failures: list[str] = []
     counts = {"chat": 0, "writes": 0, "checks": 0}
     lock = threading.Lock()
