@@ -4,6 +4,7 @@ Usage::
 
     .venv/bin/python bench/import_under_load.py --json
     .venv/bin/python bench/import_under_load.py --rows 50000 --clients 8 --seconds 20 --json
+    .venv/bin/python bench/import_under_load.py --checkout /path/to/other/checkout --json
 
 What it does, in one run:
 
@@ -46,7 +47,8 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "bench"))
 from http_load import QUERIES_FILE, load_queries  # noqa: E402
 
-MARKER = "批量导入探针"  # in the LAST imported question: found once the whole import is indexed
+# In the LAST imported question: found once the whole import is indexed.
+MARKER = "批量导入探针"
 
 
 def free_port() -> int:
@@ -149,8 +151,9 @@ def run(args: argparse.Namespace, work: Path) -> dict:
     home = work / "home"
     config = work / "alime.toml"
     config.write_text("")
+    code = Path(args.checkout).resolve()
     env = {**os.environ, "ALIME_HOME": str(home), "TF_CPP_MIN_LOG_LEVEL": "3",
-           "PYTHONPATH": str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", "")}
+           "PYTHONPATH": str(code) + os.pathsep + os.environ.get("PYTHONPATH", "")}
     cli = [sys.executable, "-m", "alime", "--config", str(config)]
     log = (work / "server.log").open("w")
     server = subprocess.Popen([*cli, "serve", "--port", str(port)], stdout=log,
@@ -205,6 +208,8 @@ def run(args: argparse.Namespace, work: Path) -> dict:
         ratio = (round(during["p99_ms"] / before["p99_ms"], 2)
                  if during["p99_ms"] and before["p99_ms"] else None)
         return {
+            "checkout": str(code),
+            "commit": _commit(code),
             "rows": args.rows,
             "clients": args.clients,
             "before": before,
@@ -227,6 +232,12 @@ def run(args: argparse.Namespace, work: Path) -> dict:
         log.close()
 
 
+def _commit(checkout: Path) -> str | None:
+    proc = subprocess.run(["git", "-C", str(checkout), "rev-parse", "--short", "HEAD"],
+                          capture_output=True, text=True)
+    return proc.stdout.strip() or None
+
+
 def _children_cpu() -> float:
     """CPU seconds of this script's reaped children (the import; the server is still running)."""
     import resource
@@ -242,6 +253,9 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=20.0, help="minimum phase length")
     parser.add_argument("--max-seconds", type=float, default=1800.0,
                         help="give up waiting for the import to become searchable after this")
+    parser.add_argument("--checkout", default=str(ROOT),
+                        help="run the server and the import from this alime checkout (default: "
+                             "this one), e.g. an older commit for a side-by-side comparison")
     parser.add_argument("--json", action="store_true", help="print one JSON object")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="alime-import-bench-") as tmp:

@@ -183,7 +183,8 @@ class KnowledgeBase:
         index saw, the token of that revision differs (each write transaction draws a new one).
         """
         row = self._conn().execute(
-            "SELECT (SELECT value FROM meta WHERE key = 'kb_id'), (SELECT MAX(revision) FROM changes), "
+            "SELECT (SELECT value FROM meta WHERE key = 'kb_id'), "
+            "(SELECT MAX(revision) FROM changes), "
             "(SELECT tx FROM changes WHERE revision = "
             "COALESCE(?, (SELECT MAX(revision) FROM changes)))",
             (at,),
@@ -192,7 +193,8 @@ class KnowledgeBase:
 
     def changes_since(self, revision: int) -> list[Change]:
         rows = self._conn().execute(
-            "SELECT revision, op, qa_id, tx FROM changes WHERE revision > ? ORDER BY revision", (revision,)
+            "SELECT revision, op, qa_id, tx FROM changes WHERE revision > ? ORDER BY revision",
+            (revision,),
         ).fetchall()
         return [Change(*r) for r in rows]
 

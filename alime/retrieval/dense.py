@@ -248,7 +248,8 @@ def make_snapshot(
                else np.zeros((0, int(main.d)), np.float32))
     return DenseSnapshot(
         config=config, kind=kind, main=main, main_ids=np.sort(np.asarray(main_ids, np.int64)),
-        dead=dead, dead_ids=np.fromiter(sorted(dead), np.int64, len(dead)), delta={int(i): r for r, i in enumerate(ids)},
+        dead=dead, dead_ids=np.fromiter(sorted(dead), np.int64, len(dead)),
+        delta={int(i): r for r, i in enumerate(ids)},
         delta_ids=ids, delta_vectors=vectors, center=center,
     )
 

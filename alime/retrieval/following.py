@@ -12,8 +12,8 @@ Three ways to catch up, chosen by the size of the backlog:
   visible to the very next query.
 - **Large** (a bulk import): never in a request thread. Queries keep answering from the current
   snapshot while ONE background thread (at low CPU priority) loads the saved index, brings it up
-  to date, merges and saves it, applies the few changes made meanwhile and swaps it in with one reference
-  assignment. Until then, the bulk's pairs (and edits made during the catch-up) are not yet
+  to date, merges and saves it, applies the few changes made meanwhile and swaps it in with one
+  reference assignment. Until then, the bulk's pairs (and edits made during the catch-up) are not yet
   searchable: "searchable once the background catch-up finishes".
 - **The KB is another one** (its id changed: deleted and re-seeded) **or its history is not the
   index's** (its revision is behind the index's, or the change at the index's revision has another
@@ -110,7 +110,8 @@ class KBFollower:
         self.index_dir = Path(index_dir)
         self.config = config or RetrievalConfig()
         if self.config.background_sync_above < 0:
-            raise ValueError("retrieval.background_sync_above must be >= 0 (0: never in the background)")
+            raise ValueError("retrieval.background_sync_above must be >= 0 "
+                             "(0: never in the background)")
         self._sync_lock = threading.Lock()
         self._job: threading.Thread | None = None
         # The first sync after opening catches up in the calling thread whatever the backlog: a

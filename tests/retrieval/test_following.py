@@ -18,7 +18,8 @@ from alime.retrieval.searcher import KBSearcher
 from alime.text import TextPipeline
 from tests.conftest import QA_PAIRS
 
-EXTRA = [("量子 猫 能 寄 吗", "量子猫 不能 寄"), ("月球 包邮 吗", "月球 不 包邮"),
+EXTRA = [("量子 猫 能 寄 吗", "量子猫 不能 寄"),
+         ("月球 包邮 吗", "月球 不 包邮"),
          ("恐龙 蛋 有 现货 吗", "恐龙蛋 缺货")]
 NEW = ("火星 仓库 几 天 发货", "火星仓库 三 天 发货")
 
@@ -82,7 +83,7 @@ def test_restored_backup_is_noticed_on_sync(tmp_path, caplog):
         found = answers(searcher, kb, "火星仓库几天发货")
     assert "rebuilding the index" in caplog.text
     assert found[0][0] == new.id and found[0][2] == NEW[1]
-    for _, _, answer in answers(searcher, kb, "量子猫能寄吗") + answers(searcher, kb, "恐龙蛋"):
+    for _, _, answer in [*answers(searcher, kb, "量子猫能寄吗"), *answers(searcher, kb, "恐龙蛋")]:
         assert answer not in [a for _, a in EXTRA]  # restored away: never found
     assert searcher.revision == kb.revision()
     assert_index_equals_kb(searcher, kb)
@@ -270,7 +271,8 @@ def test_restored_backup_written_past_the_index_revision_is_noticed(tmp_path, ca
     seen = searcher.revision
     copy_db(tmp_path / "backup.sqlite", kb.path)
     other = KnowledgeBase(kb.path)  # another process imports a file
-    new = other.add_many([(*NEW, ()), *((f"补充 问题 {i}", f"补充 答案 {i}", ()) for i in range(4))])
+    more = [(f"补充 问题 {i}", f"补充 答案 {i}", ()) for i in range(4)]
+    new = other.add_many([(*NEW, ()), *more])
     assert kb.revision() > seen and kb.kb_id == searcher._live.kb_id
     with caplog.at_level("WARNING"):
         found = answers(searcher, kb, "火星仓库几天发货")

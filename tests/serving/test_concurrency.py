@@ -1,8 +1,8 @@
 """Chat from 8 threads while 4 admin threads add, edit and delete, on the real server (issue 12).
 
 `alime serve` (gunicorn, 2 workers x 4 threads) with the bundled int8 model and hybrid BM25 +
-dense retrieval, over the bundled curated KB (its entries and their phrasings). Every deletion or edit tombstones a
-dense vector, which is what crashed the workers at 64ea9b8. Checked: no failed request, no worker
+dense retrieval, over the bundled curated KB (its entries and their phrasings). Every deletion or
+edit tombstones a dense vector, which is what crashed the workers at 64ea9b8. Checked: no failed request, no worker
 restart, and every acknowledged write visible to the next chat (on whichever worker serves it).
 """
 
@@ -82,14 +82,16 @@ def test_chat_under_concurrent_admin_edits(tmp_path):
         while time.time() < stop_at:
             try:
                 question = nonsense(rng)
-                status, pair = request(base + "/api/kb", {"question": question, "answer": f"答案 {seed}"},
+                status, pair = request(base + "/api/kb",
+                                       {"question": question, "answer": f"答案 {seed}"},
                                        headers=AUTH)
                 if status != 201:
                     fail(f"add: {status} {pair}")
                     continue
                 body = chat(question.replace(" ", ""))
                 if body and not top_by_retrieval(body, pair["id"]):
-                    fail(f"added {pair['id']} not the top retrieval candidate: {body['candidates']}")
+                    fail(f"added {pair['id']} not the top retrieval candidate: "
+                         f"{body['candidates']}")
                 edited_q = nonsense(rng)
                 status, edited = request(base + f"/api/kb/{pair['id']}", {"question": edited_q},
                                          headers=AUTH, method="PUT")
