@@ -130,12 +130,40 @@ class Load:
                 "p50_ms": pct(50), "p99_ms": pct(99), "max_ms": pct(100), "errors": self.errors}
 
 
+def wait_ready(url: str, server: subprocess.Popen, workers: int, timeout: float) -> None:
+    """Until every worker answers /readyz with 200 (each builds its bot after it starts, and
+    answers 503 until then)."""
+    deadline = time.time() + timeout
+    pids: set = set()
+    conn_port = int(url.rsplit(":", 1)[1])
+    while time.time() < deadline:
+        if server.poll() is not None:
+            raise RuntimeError(f"alime serve exited with status {server.returncode}")
+        try:
+            conn = http.client.HTTPConnection("127.0.0.1", conn_port, timeout=5)
+            conn.request("GET", "/readyz")
+            res = conn.getresponse()
+            body = res.read()
+            conn.close()
+            if res.status == 200:
+                pids.add(json.loads(body).get("worker_pid", "?"))
+                if len(pids) >= workers or "?" in pids:
+                    return
+        except (OSError, http.client.HTTPException, ValueError):
+            pass
+        time.sleep(0.5)
+    raise RuntimeError("alime serve did not become ready in time")
+
+
 def chat(url: str, query: str) -> dict:
     conn = http.client.HTTPConnection("127.0.0.1", int(url.rsplit(":", 1)[1]), timeout=120)
     conn.request("POST", "/api/chat", json.dumps({"query": query}),
                  {"Content-Type": "application/json"})
-    body = json.loads(conn.getresponse().read())
+    res = conn.getresponse()
+    body = json.loads(res.read())
     conn.close()
+    if res.status != 200:
+        raise RuntimeError(f"/api/chat answered {res.status}: {body}")
     return body
 
 
@@ -159,15 +187,7 @@ def run(args: argparse.Namespace, work: Path) -> dict:
     server = subprocess.Popen([*cli, "serve", "--port", str(port)], stdout=log,
                               stderr=subprocess.STDOUT, env=env, start_new_session=True)
     try:
-        deadline = time.time() + 600
-        while True:
-            try:
-                chat(url, "您好")
-                break
-            except OSError:
-                if time.time() > deadline or server.poll() is not None:
-                    raise RuntimeError("server did not start: see " + str(work / "server.log"))
-                time.sleep(0.5)
+        wait_ready(url, server, workers=2, timeout=600)
         rows = work / "import.tsv"
         write_rows(rows, args.rows)
         queries = load_queries()
