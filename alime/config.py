@@ -72,6 +72,9 @@ class RetrievalConfig:
     k: int = 10  # candidates handed to the reranker (AliMe used 10)
     bm25: BM25Config = field(default_factory=BM25Config)
     merge_every: int = 256  # live edits kept in the delta before it is merged into the main index
+    # A sync that finds more KB changes than this (a bulk import) leaves them to one background
+    # thread instead of the request thread; 0: always apply in the request thread.
+    background_sync_above: int = 2000
     mode: str = "hybrid"  # bm25 | dense | hybrid (dense and hybrid need a model; else bm25)
     dense: DenseConfig = field(default_factory=DenseConfig)
     fusion: FusionConfig = field(default_factory=FusionConfig)

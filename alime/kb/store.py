@@ -11,6 +11,7 @@ import json
 import sqlite3
 import threading
 import time
+import uuid
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -20,7 +21,9 @@ from alime.types import QAPair
 
 # 2: ``qa.phrasings`` (other ways to ask an entry's question, a JSON list), added in place to a
 #    version-1 database by ``_migrate``.
-SCHEMA_VERSION = 2
+# 3: the KB's identity for search indexes: ``meta.kb_id`` (a random id) and ``changes.tx`` (a
+#    random token per write transaction; older rows keep NULL), added in place by ``_migrate``.
+SCHEMA_VERSION = 3
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS qa (
@@ -35,7 +38,8 @@ CREATE TABLE IF NOT EXISTS qa (
 CREATE TABLE IF NOT EXISTS changes (
     revision INTEGER PRIMARY KEY,
     op TEXT NOT NULL CHECK (op IN ('add', 'edit', 'delete')),
-    qa_id INTEGER NOT NULL
+    qa_id INTEGER NOT NULL,
+    tx TEXT
 );
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 """
@@ -56,6 +60,23 @@ class Change:
     revision: int
     op: str  # 'add' | 'edit' | 'delete'
     qa_id: int
+    tx: str | None = None  # the random token of the write transaction (None: older rows)
+
+
+@dataclass(frozen=True)
+class Identity:
+    """Which history a KB is at (see :meth:`KnowledgeBase.identity`).
+
+    Attributes:
+        kb_id: The database's random id (made when it was created; copies and backups share it).
+        revision: The latest change-log revision (0 for no change yet).
+        tx: The write-transaction token of the change at the revision asked about (None when
+            there is no such change, or it predates tokens).
+    """
+
+    kb_id: str
+    revision: int
+    tx: str | None
 
 
 class KnowledgeBase:
@@ -148,9 +169,32 @@ class KnowledgeBase:
         row = self._conn().execute("SELECT MAX(revision) FROM changes").fetchone()
         return row[0] or 0
 
+    @property
+    def kb_id(self) -> str:
+        """The database's random id (made when it was created; copies and backups share it)."""
+        return self.identity().kb_id
+
+    def identity(self, at: int | None = None) -> Identity:
+        """The KB's id, latest revision and the token of change ``at`` (default: the latest),
+        in one read: what an index checks before each query.
+
+        A database deleted and seeded anew has another id; a backup restored over the database
+        keeps the id but goes back in revision, and once new writes take it past the revision an
+        index saw, the token of that revision differs (each write transaction draws a new one).
+        """
+        row = self._conn().execute(
+            "SELECT (SELECT value FROM meta WHERE key = 'kb_id'), "
+            "(SELECT MAX(revision) FROM changes), "
+            "(SELECT tx FROM changes WHERE revision = "
+            "COALESCE(?, (SELECT MAX(revision) FROM changes)))",
+            (at,),
+        ).fetchone()
+        return Identity(row[0], row[1] or 0, row[2])
+
     def changes_since(self, revision: int) -> list[Change]:
         rows = self._conn().execute(
-            "SELECT revision, op, qa_id FROM changes WHERE revision > ? ORDER BY revision", (revision,)
+            "SELECT revision, op, qa_id, tx FROM changes WHERE revision > ? ORDER BY revision",
+            (revision,),
         ).fetchall()
         return [Change(*r) for r in rows]
 
@@ -190,6 +234,7 @@ class KnowledgeBase:
         """
         now = time.time()
         added: list[QAPair] = []
+        tx = _token()
         with self._tx() as db:
             for row in rows:
                 question, answer, tags = row[0], row[1], tuple(row[2])
@@ -202,7 +247,7 @@ class KnowledgeBase:
                     (question, answer, _json_list(tags), now, now, _json_list(phrasings)),
                 )
                 qa_id = cur.lastrowid
-                db.execute("INSERT INTO changes (op, qa_id) VALUES ('add', ?)", (qa_id,))
+                db.execute("INSERT INTO changes (op, qa_id, tx) VALUES ('add', ?, ?)", (qa_id, tx))
                 added.append(QAPair(qa_id, question, answer, tags, now, now, phrasings))
         return added
 
@@ -232,7 +277,8 @@ class KnowledgeBase:
                 "UPDATE qa SET question=?, answer=?, tags=?, phrasings=?, updated_at=? WHERE id=?",
                 (new_q, new_a, _json_list(new_tags), _json_list(new_p), now, qa_id),
             )
-            db.execute("INSERT INTO changes (op, qa_id) VALUES ('edit', ?)", (qa_id,))
+            db.execute("INSERT INTO changes (op, qa_id, tx) VALUES ('edit', ?, ?)",
+                       (qa_id, _token()))
         return QAPair(qa_id, new_q, new_a, new_tags, old.created_at, now, new_p)
 
     def delete(self, qa_id: int) -> None:
@@ -240,7 +286,13 @@ class KnowledgeBase:
             cur = db.execute("DELETE FROM qa WHERE id = ?", (qa_id,))
             if cur.rowcount == 0:
                 raise NotFound(qa_id)
-            db.execute("INSERT INTO changes (op, qa_id) VALUES ('delete', ?)", (qa_id,))
+            db.execute("INSERT INTO changes (op, qa_id, tx) VALUES ('delete', ?, ?)",
+                       (qa_id, _token()))
+
+
+def _token() -> str:
+    """A random token for one write transaction (64 bits: collisions are not a concern)."""
+    return uuid.uuid4().hex[:16]
 
 
 def clean_phrasings(question: str, phrasings: Iterable[str]) -> tuple[str, ...]:
@@ -272,6 +324,11 @@ def _migrate(db: sqlite3.Connection, path: Path) -> None:
     columns = {r[1] for r in db.execute("PRAGMA table_info(qa)")}
     if "phrasings" not in columns:  # version 1
         db.execute("ALTER TABLE qa ADD COLUMN phrasings TEXT NOT NULL DEFAULT '[]'")
+    if "tx" not in {r[1] for r in db.execute("PRAGMA table_info(changes)")}:  # versions 1-2
+        db.execute("ALTER TABLE changes ADD COLUMN tx TEXT")
+    # A random id made with the database (or on first open by this version): an index records
+    # it, so a database deleted and seeded anew is never taken for the old one.
+    db.execute("INSERT OR IGNORE INTO meta VALUES ('kb_id', ?)", (uuid.uuid4().hex,))
     db.execute("INSERT OR REPLACE INTO meta VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),))
 
 

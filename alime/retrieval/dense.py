@@ -6,6 +6,10 @@ Layout mirrors the BM25 index: an immutable *main* faiss index (``IndexIDMap2`` 
 small *delta* of added or replaced vectors searched by brute force in numpy, plus *tombstones* over
 main ids that were deleted or replaced. Tombstones are excluded inside faiss through an
 ``IDSelector`` passed with the search parameters, so the main search still returns ``k`` live hits.
+The parameters and selector are built afresh for every search, never shared between threads:
+faiss's ``IndexIDMap2::search`` temporarily swaps ``params->sel`` for a selector on its own stack
+(a ``const_cast``), so two threads sharing one parameters object read each other's freed stack
+objects (issue 12: worker SIGSEGVs under concurrent chat once a pair was deleted or edited).
 
 Centering: averaged word embeddings all lie in a narrow cone (their mean has norm ~0.9), where
 near neighbours differ by a few thousandths of cosine; HNSW then navigates badly (recall@10 vs
@@ -84,11 +88,13 @@ def resolve_kind(config: DenseConfig, n: int) -> IndexKind:
     return kind
 
 
-def build_faiss(vectors: np.ndarray, ids: np.ndarray, kind: IndexKind, config: DenseConfig):
-    """A new ``IndexIDMap2`` over ``vectors`` (float32, normalized) labelled with KB ``ids``."""
+def build_faiss(vectors: np.ndarray, ids: np.ndarray, kind: IndexKind, config: DenseConfig,
+                threads: int | None = None):
+    """A new ``IndexIDMap2`` over ``vectors`` (float32, normalized) labelled with KB ``ids``,
+    built with ``threads`` OpenMP threads (default: every core)."""
     import faiss
 
-    set_search_threads(os.cpu_count() or 1)
+    set_search_threads(threads or os.cpu_count() or 1)
     dim = vectors.shape[1]
     if kind is IndexKind.HNSW:
         inner = faiss.IndexHNSWFlat(dim, config.hnsw_m, faiss.METRIC_INNER_PRODUCT)
@@ -151,7 +157,7 @@ class DenseSnapshot:
         main: The faiss ``IndexIDMap2`` (read-only once in a snapshot).
         main_ids: Sorted KB ids the main index holds (dead ones included).
         dead: Main ids deleted or replaced since the main index was built.
-        params: faiss search parameters excluding ``dead`` (None when nothing is dead).
+        dead_ids: ``dead`` as a sorted int64 array (what each search's selector is built from).
         delta: KB id -> row of ``delta_vectors``.
         delta_ids: KB ids by delta row.
         delta_vectors: ``[len(delta), dim]`` float32.
@@ -163,7 +169,7 @@ class DenseSnapshot:
     main: object
     main_ids: np.ndarray
     dead: frozenset[int]
-    params: object
+    dead_ids: np.ndarray
     delta: Mapping[int, int]
     delta_ids: np.ndarray
     delta_vectors: np.ndarray
@@ -187,6 +193,33 @@ class DenseSnapshot:
     def contains(self, doc_id: int) -> bool:
         return doc_id in self.delta or (self.in_main(doc_id) and doc_id not in self.dead)
 
+    def search_params(self):
+        """New faiss search parameters for ONE search: the search-time knobs plus a selector
+        excluding the tombstones.
+
+        Never cache or share the result between threads: ``IndexIDMap2::search`` writes to it
+        during the search (see the module docstring). Building it costs microseconds (a hash set
+        of at most ``merge_every``-ish dead ids).
+        """
+        import faiss
+
+        if self.kind is IndexKind.HNSW:
+            params = faiss.SearchParametersHNSW(efSearch=self.config.ef_search)
+        elif self.kind is IndexKind.IVF:
+            nlist = faiss.extract_index_ivf(self.main).nlist
+            params = faiss.SearchParametersIVF(nprobe=ivf_probes(self.config, nlist))
+        else:
+            params = faiss.SearchParameters()
+        if len(self.dead_ids):
+            batch = faiss.IDSelectorBatch(self.dead_ids)
+            selector = faiss.IDSelectorNot(batch)
+            # SWIG does not keep C++ referents alive: hold them from the Python objects that
+            # must outlive the search.
+            selector.referenced = batch
+            params.sel = selector
+            params.referenced = selector
+        return params
+
 
 def prepare(vectors: np.ndarray, center: np.ndarray | None) -> np.ndarray:
     """``vectors`` minus ``center`` (when given), rows scaled to unit length, float32."""
@@ -207,32 +240,16 @@ def make_snapshot(
     delta: Mapping[int, np.ndarray] | None = None,
     center: np.ndarray | None = None,
 ) -> DenseSnapshot:
-    """Assemble a snapshot; builds the tombstone selector and stacks the delta vectors."""
-    import faiss
-
+    """Assemble a snapshot; stacks the delta vectors (search parameters are made per search)."""
     dead = frozenset(int(i) for i in dead)
-    # Search-time knobs travel with each query rather than being set on the shared index, so
-    # changing them never races with a reader.
-    search_params = {
-        IndexKind.FLAT: lambda: faiss.SearchParameters(),
-        IndexKind.HNSW: lambda: faiss.SearchParametersHNSW(efSearch=config.ef_search),
-        IndexKind.IVF: lambda: faiss.SearchParametersIVF(
-            nprobe=ivf_probes(config, faiss.extract_index_ivf(main).nlist)),
-    }
-    params = search_params[kind]()
-    if dead:
-        batch = faiss.IDSelectorBatch(np.fromiter(sorted(dead), np.int64, len(dead)))
-        selector = faiss.IDSelectorNot(batch)
-        selector.referenced = batch  # the SWIG wrappers must outlive the search parameters
-        params.sel = selector
-        params.referenced = selector
     delta = dict(delta or {})
     ids = np.fromiter(delta.keys(), np.int64, len(delta))
     vectors = (np.stack(list(delta.values())).astype(np.float32) if delta
                else np.zeros((0, int(main.d)), np.float32))
     return DenseSnapshot(
         config=config, kind=kind, main=main, main_ids=np.sort(np.asarray(main_ids, np.int64)),
-        dead=dead, params=params, delta={int(i): r for r, i in enumerate(ids)},
+        dead=dead, dead_ids=np.fromiter(sorted(dead), np.int64, len(dead)),
+        delta={int(i): r for r, i in enumerate(ids)},
         delta_ids=ids, delta_vectors=vectors, center=center,
     )
 
@@ -322,7 +339,7 @@ class DenseIndex:
             return [[] for _ in range(len(queries))]
         main_k = min(k, len(snap.main_ids))
         if main_k > 0:
-            scores, ids = snap.main.search(queries, main_k, params=snap.params)
+            scores, ids = snap.main.search(queries, main_k, params=snap.search_params())
         else:
             scores = np.zeros((len(queries), 0), np.float32)
             ids = np.zeros((len(queries), 0), np.int64)
@@ -373,9 +390,13 @@ class DenseIndex:
             self._snapshot = make_snapshot(snap.config, snap.kind, snap.main, snap.main_ids,
                                            dead, delta, snap.center)
 
-    def merge(self) -> None:
+    def merge(self, threads: int | None = None) -> None:
         """Rebuild the main index from its live vectors plus the delta; results do not change
-        for exact search (HNSW may differ within its approximation)."""
+        for exact search (HNSW may differ within its approximation).
+
+        Args:
+            threads: OpenMP threads for the build (default: every core).
+        """
         with self._write_lock:
             snap = self._snapshot
             if not snap.delta and not snap.dead:
@@ -388,7 +409,7 @@ class DenseIndex:
             vectors = np.concatenate([vectors, snap.delta_vectors])
             kind = resolve_kind(snap.config, len(ids))
             # Stored vectors are already in index space: keep the same center, do not re-center.
-            main = build_faiss(vectors, ids, kind, snap.config)
+            main = build_faiss(vectors, ids, kind, snap.config, threads)
             self._snapshot = make_snapshot(snap.config, kind, main, ids, center=snap.center)
 
     # ------------------------------------------------------------------ persistence

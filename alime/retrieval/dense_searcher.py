@@ -2,7 +2,8 @@
 
 Before each query the KB's change log is applied (:class:`~alime.retrieval.following.KBFollower`):
 new and edited questions are embedded into the index's delta, deleted ones tombstoned, so edits
-are searchable at once; a background thread merges the delta past ``merge_every`` edits.
+are searchable at once; a background thread merges the delta past ``merge_every`` edits and
+embeds bulk backlogs (``background_sync_above``) while queries keep using the current snapshot.
 """
 
 from __future__ import annotations
@@ -92,6 +93,11 @@ class DenseSearcher(KBFollower):
             out.append(mean / norm if norm > 0 else block[0])
         return out
 
+    def _merge_in_background(self, index: DenseIndex) -> None:
+        # One core: a k-means (IVF) or graph (HNSW) build on every core would take them from
+        # the requests the server is answering meanwhile.
+        index.merge(threads=1)
+
     def _state(self) -> dict:
         return {"model_identity": self.embedder.identity}
 
@@ -101,4 +107,5 @@ class DenseSearcher(KBFollower):
 
     def search(self, query: str, k: int) -> list[Hit]:
         self.sync()
-        return self._index.search(self.embedder.embed([query])[0], k)
+        index = self._searchable()
+        return [] if index is None else index.search(self.embedder.embed([query])[0], k)

@@ -1,8 +1,8 @@
 """BM25 search over a knowledge base, following its live changes.
 
-The index folder records the KB revision it reflects; :class:`~alime.retrieval.following.
+The index folder records the KB (id and revision) it reflects; :class:`~alime.retrieval.following.
 KBFollower` applies the KB's change log before each query, so add/edit/delete made by any process
-are searchable at once without a rebuild, and merges the delta in the background.
+are searchable at once without a rebuild; bulk backlogs and merges are done by a background thread.
 """
 
 from __future__ import annotations
@@ -57,8 +57,7 @@ class KBSearcher(KBFollower):
         return self.pipeline.query_terms(query)
 
     def search(self, query: str, k: int) -> list[Hit]:
-        self.sync()
-        return self._index.search(self.analyze(query), k)
+        return self.search_terms(self.analyze(query), k)
 
     def idf(self, term: str) -> float:
         """The term's idf in the KB as it is now (0 for a term no question has)."""
@@ -66,4 +65,5 @@ class KBSearcher(KBFollower):
 
     def search_terms(self, terms: list[str], k: int) -> list[Hit]:
         self.sync()
-        return self._index.search(terms, k)
+        index = self._searchable()
+        return [] if index is None else index.search(terms, k)

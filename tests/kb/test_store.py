@@ -105,7 +105,11 @@ def test_version_1_database_is_migrated_in_place(tmp_path):
     assert again.get(1).phrasings == ("哪家快递",)
     version = sqlite3.connect(path).execute(
         "SELECT value FROM meta WHERE key = 'schema_version'").fetchone()[0]
-    assert version == "2"
+    assert version == "3"
+    # version 3: the KB's identity for search indexes (an id, a token per write transaction)
+    assert len(again.kb_id) == 32 and again.kb_id == kb.kb_id
+    old_change, edit_change = again.changes_since(0)
+    assert old_change.tx is None and edit_change.tx is not None
 
 
 def test_newer_schema_is_refused(tmp_path):

@@ -119,3 +119,50 @@ def test_empty_and_k_edge_cases():
     index.apply(adds={1: np.ones(DIM)})
     assert [h.id for h in index.search(np.ones(DIM), 5)] == [1]
     assert index.search(np.ones(DIM), 0) == []
+
+
+HAMMER = """
+import sys, threading
+import numpy as np
+from alime.config import DenseConfig
+from alime.retrieval.dense import DenseIndex
+
+rng = np.random.default_rng(1)
+vectors = rng.standard_normal((2000, 16)).astype(np.float32)
+index = DenseIndex.build(vectors, np.arange(1, 2001), "m", DenseConfig(kind=sys.argv[1]))
+index.apply(deletes=range(1, 301, 2))  # tombstones: every search carries an IDSelector
+queries = rng.standard_normal((40, 16)).astype(np.float32)
+expected = [[h.id for h in index.search(q, 10)] for q in queries]
+wrong, done = [], [0] * 8
+
+def hammer(t):
+    for _ in range(int(sys.argv[2])):
+        for q, want in zip(queries, expected):
+            got = [h.id for h in index.search(q, 10)]
+            if got != want:
+                wrong.append(got)
+            done[t] += 1
+
+threads = [threading.Thread(target=hammer, args=(t,)) for t in range(8)]
+for t in threads:
+    t.start()
+for t in threads:
+    t.join()
+print(sum(done), len(wrong))
+"""
+
+
+@pytest.mark.parametrize("kind", ["flat", "ivf", "hnsw"])
+def test_one_snapshot_with_tombstones_searched_from_8_threads(kind):
+    """Issue 12: a faiss search-parameters object shared by threads crashed the process (SIGSEGV)
+    at once. Run in a child process so a crash fails this test instead of killing pytest."""
+    import subprocess
+    import sys
+
+    rounds = 25
+    proc = subprocess.run([sys.executable, "-c", HAMMER, kind, str(rounds)], capture_output=True,
+                          text=True, timeout=120)
+    assert proc.returncode == 0, f"exit {proc.returncode}: {proc.stderr[-2000:]}"
+    searches, wrong = map(int, proc.stdout.split())
+    assert searches == 8 * rounds * 40
+    assert wrong == 0  # every thread saw the tombstones and the same hits as a lone search
