@@ -35,7 +35,7 @@ import numpy as np
 
 from alime import __version__
 from alime.config import BM25Config
-from alime.retrieval.bm25_kernel import block_maxima, top_candidates
+from alime.retrieval.bm25_kernel import WINDOW_SHIFT, block_maxima, new_scratch, top_candidates
 from alime.types import Hit
 
 FORMAT_VERSION = 1
@@ -368,6 +368,9 @@ def _score_main(
     if not len(tids):
         return np.zeros(0, np.int64), np.zeros(0)
     main = snap.main
+    scratch = getattr(_SCRATCH, "arrays", None)
+    if scratch is None or len(scratch[0]) < len(scratch[1]) * len(tids):
+        scratch = _SCRATCH.arrays = new_scratch(max(len(tids), 16))
     positions, scores, _ = top_candidates(
         main.postings_doc,
         snap.weights,
@@ -378,11 +381,16 @@ def _score_main(
         _NO_DEAD if snap.dead is None else snap.dead,
         k,
         bool((idfs > 0).all()),
+        WINDOW_SHIFT,
+        scratch,
     )
     return main.ids[positions], scores
 
 
 _NO_DEAD = np.zeros(0, bool)
+# Each thread's kernel work arrays (the kernel leaves them zeroed): a query then neither allocates
+# nor clears ~130 KB.
+_SCRATCH = threading.local()
 
 
 def _score_delta(snap: Snapshot, terms: list[tuple[str, float]]) -> dict[int, float]:

@@ -46,6 +46,26 @@ def block_maxima(weights: np.ndarray) -> np.ndarray:
     return np.maximum.reduceat(weights, np.arange(0, len(weights), 1 << BLOCK_SHIFT))
 
 
+@njit(cache=True, nogil=True)
+def new_scratch(n_terms: int, window_shift: int = WINDOW_SHIFT):
+    """Zeroed work arrays for queries of up to ``n_terms`` terms in windows of ``window_shift``.
+
+    Returns:
+        (table, acc, seen, surv_off, surv_partial): per window, each document's contribution of
+        each term (document-major, so one document's contributions share a cache line or two),
+        its essential-term sum (in any order: for the bounds only), a bitset of the touched
+        documents (walked in document order), and the surviving documents with their sums.
+    """
+    size = 1 << window_shift
+    return (
+        np.zeros(size * n_terms),
+        np.zeros(size),
+        np.zeros((size + 63) >> 6, np.uint64),
+        np.empty(size, np.int64),
+        np.empty(size),
+    )
+
+
 @njit(cache=True, nogil=True, inline="always")
 def _keep_largest(best: np.ndarray, filled: int, score: float) -> int:
     """Insert ``score`` into ``best`` (ascending, the ``len(best)`` largest seen); new fill."""
@@ -132,6 +152,7 @@ def top_candidates(
     k: int,
     prune: bool,
     window_shift: int = WINDOW_SHIFT,
+    scratch=None,
 ):
     """Every document that can be in the top ``k``, with its exact score.
 
@@ -145,6 +166,8 @@ def top_candidates(
         k: How many best documents are wanted (>= 1).
         prune: Skip documents and windows by the bounds (only valid when every idf is positive).
         window_shift: log2 of the window width in document positions.
+        scratch: :func:`new_scratch` arrays to reuse (all zero, and left all zero), so that a
+            query does not allocate and clear them; None allocates them for this call.
 
     Returns:
         (positions, scores, scored): the documents whose positive score reaches the final k-th
@@ -159,12 +182,10 @@ def top_candidates(
     ub = np.zeros(n)
     order = np.arange(n)
     prefix = np.zeros(n + 1)
-    # Document-major, so that one document's contributions share a cache line or two.
-    table = np.zeros(size * n)
-    acc = np.zeros(size)  # essential-term sum per document, in any order: for the bounds only
-    seen = np.zeros((size + 63) >> 6, np.uint64)  # touched documents: walked in document order
-    surv_off = np.empty(size, np.int64)
-    surv_partial = np.empty(size)
+    if scratch is None:
+        table, acc, seen, surv_off, surv_partial = new_scratch(n, window_shift)
+    else:
+        table, acc, seen, surv_off, surv_partial = scratch
     best = np.zeros(k)
     filled = 0
     theta = 0.0
