@@ -437,7 +437,8 @@ def measure(size: int, n_queries: int, kind: str = "synthetic") -> dict:
 
 def table(result: dict) -> str:
     """Human-readable side-by-side table."""
-    cols = [("alime q/s", "alime_qps", "{:.0f}"), ("alime q/s (CPU time)", "alime_qps_cpu", "{:.0f}"),
+    cols = [("alime q/s", "alime_qps", "{:.0f}"),
+            ("alime q/s (CPU time)", "alime_qps_cpu", "{:.0f}"),
             ("bm25s q/s (CPU)", "peers.bm25s.qps_cpu", "{:.0f}"),
             ("tantivy q/s (CPU)", "peers.tantivy.qps_cpu", "{:.0f}"),
             ("vs best peer (CPU)", "alime_vs_best_peer_cpu", "{:.2f}x"),
@@ -458,9 +459,10 @@ def table(result: dict) -> str:
             for part in key.split("."):
                 value = value.get(part) if isinstance(value, dict) else None
             if key == "agreement":
+                peers = row["peers"]
                 value = "/".join("n/a" if a is None else f"{a:.3f}" for a in (
                     row.get("top10_agreement"),
-                    *(row["peers"].get(p, {}).get("top10_agreement") for p in ("bm25s", "tantivy"))))
+                    *(peers.get(p, {}).get("top10_agreement") for p in ("bm25s", "tantivy"))))
             if key.endswith("bytes") and value is not None:
                 value /= 1e6
             cells.append("n/a" if value is None else fmt.format(value))

@@ -181,6 +181,7 @@ def top_candidates(
     stop = np.empty(n, np.int64)
     ub = np.zeros(n)
     order = np.arange(n)
+    lazy = np.zeros(n, np.bool_)
     prefix = np.zeros(n + 1)
     if scratch is None:
         table, acc, seen, surv_off, surv_partial = new_scratch(n, window_shift)
@@ -232,13 +233,20 @@ def top_candidates(
         n_lazy = 0
         while prune and n_lazy < n and prefix[n_lazy + 1] * SLACK < theta:
             n_lazy += 1
-        for j in range(n_lazy, n):
-            s = order[j]
+        for j in range(n):
+            lazy[order[j]] = j < n_lazy
+        # Essential terms in query order: a document's ``acc`` is then its exact score over them
+        # (rank-bm25's order, zeros skipped: adding 0.0 changes no bits). The per-term table is
+        # only needed, and written, when non-essential terms will be merged in afterwards.
+        for s in range(n):
+            if lazy[s]:
+                continue
             idf = idfs[s]
             for p in range(cur[s], stop[s]):
                 off = postings_doc[p] - w0
                 c = idf * weights[p]
-                table[off * n + s] = c
+                if n_lazy:
+                    table[off * n + s] = c
                 acc[off] += c
                 seen[off >> 6] |= np.uint64(1) << np.uint64(off & 63)
         if len(out_pos) - m < size:
@@ -260,10 +268,9 @@ def top_candidates(
                 word &= word - np.uint64(1)
                 partial = acc[off]
                 acc[off] = 0.0
-                if (has_dead and dead[w0 + off]) or (prune and (partial + lazy_bound) * SLACK < theta):
-                    for s in range(n):
-                        table[off * n + s] = 0.0
-                    continue
+                hopeless = prune and (partial + lazy_bound) * SLACK < theta
+                if hopeless or (has_dead and dead[w0 + off]):
+                    continue  # its table entries are cleared below, from the postings
                 surv_off[alive] = off
                 surv_partial[alive] = partial
                 alive += 1
@@ -279,8 +286,8 @@ def top_candidates(
                 off = surv_off[i]
                 partial = surv_partial[i]
                 if (partial + rest) * SLACK < theta:
-                    for t in range(n):
-                        table[off * n + t] = 0.0
+                    for t in range(j + 1, n_lazy):  # the terms merged before this one
+                        table[off * n + order[t]] = 0.0
                     continue
                 doc = w0 + off
                 steps = 0
@@ -298,11 +305,13 @@ def top_candidates(
                 kept += 1
             alive = kept
         for i in range(alive):
-            row = surv_off[i] * n
-            score = 0.0
-            for s in range(n):  # query order, as rank-bm25 adds: equal bits
-                score += table[row + s]
-                table[row + s] = 0.0
+            score = surv_partial[i]
+            if n_lazy:
+                row = surv_off[i] * n
+                score = 0.0
+                for s in range(n):  # query order, as rank-bm25 adds: equal bits
+                    score += table[row + s]
+                    table[row + s] = 0.0
             scored += 1
             if score <= 0.0 or (filled == k and score < theta):
                 continue
@@ -312,6 +321,11 @@ def top_candidates(
             filled = _keep_largest(best, filled, score)
             if filled == k and best[0] > theta:
                 theta = best[0]
+        if n_lazy:
+            for s in range(n):
+                if not lazy[s]:
+                    for p in range(cur[s], stop[s]):
+                        table[(postings_doc[p] - w0) * n + s] = 0.0
         for s in range(n):
             cur[s] = stop[s]
     keep = out_score[:m] >= theta
