@@ -30,24 +30,26 @@ word, swap two neighbours, insert a corpus word, each with probability 0.3), thr
 same term lists. KB ids are a shuffled permutation, so the tie rule (equal scores: ascending id)
 is exercised.
 
-Measurements, per size, each engine in a fresh subprocess (one core: BLAS/OpenMP/numba pools are
-limited to one thread):
+Measurements, per size, in fresh subprocesses (one core: BLAS/OpenMP/numba/rayon pools are
+limited to one thread; CPU time is the whole process's):
 
-* alime: index build time, bytes on disk after ``save``, queries/s (median of 3 passes over all
-  queries, top 10) by wall clock and by CPU time of the process (the machine is shared, so wall
-  clock includes time other processes held the core), latency percentiles, peak RSS.
-* ``peers.bm25s`` (numba backend, ``method="robertson"``, float32 scores precomputed per posting):
-  ``qps``/``qps_cpu`` for the whole query list in one ``retrieve`` call (its fastest mode) and
-  ``*_one_at_a_time`` for one call per query. ``peers.tantivy``: one ``BooleanQuery`` of ``Should``
-  term clauses per query over a single-segment index (whitespace tokenizer); the timed loop is
-  ``searcher.search`` only (doc addresses are mapped to KB ids afterwards, untimed). Medians of 3.
+* alime alone: index build time, bytes on disk after ``save``, load, latency percentiles and
+  peak RSS; its queries/s over 3 passes are kept as ``alime_qps_alone``/``alime_qps_cpu_alone``.
+* Side by side, in one process: alime, ``peers.bm25s`` (numba backend, ``method="robertson"``,
+  float32 scores precomputed per posting; ``qps``/``qps_cpu`` for the whole query list in one
+  ``retrieve`` call, its fastest mode, and ``*_one_at_a_time`` for one call per query) and
+  ``peers.tantivy`` (one ``BooleanQuery`` of ``Should`` term clauses per query over a
+  single-segment index, whitespace tokenizer; ``searcher.search`` timed, doc addresses mapped to
+  KB ids afterwards) each run the whole query list once per round, in turn, for 5 rounds;
+  ``alime_qps``/``alime_qps_cpu`` and the peers' figures are medians over the rounds. Interleaving
+  makes the ratio robust to the load drifting on a shared machine.
 * rank-bm25 (``BM25Okapi.get_scores`` + the same ranking rule) in this process, on the first
   ``min(queries, 100M / size)`` queries because it is slow. It is the reference:
   ``top10_identical`` is the share of those queries whose alime top-10 id list is identical;
   ``top10_agreement`` (alime and each peer) is the tie-aware share: a returned document counts
   when its exact rank-bm25 score reaches the reference's 10th best.
-* ``load_average_1min`` and ``load_average_during`` (1-minute load average around each engine)
-  record how shared the machine was.
+* ``load_average_during`` (1-minute load average before and after each child) and
+  ``load_average_1min`` record how shared the machine was.
 
 ``alime_vs_best_peer_cpu`` divides alime's CPU-time q/s by the best peer's in the same run.
 """
@@ -233,26 +235,13 @@ def run_alime(size: int, n_queries: int, rank_queries: int, kind: str) -> dict:
     }
 
 
-def _timed_passes(run_all, n: int) -> tuple[float, float]:
-    """Median (wall, CPU-time) queries/s of 3 calls of ``run_all`` (which runs ``n`` queries)."""
-    wall, cpu = [], []
-    for _ in range(3):
-        start, cpu_start = time.perf_counter(), time.process_time()
-        run_all()
-        wall.append(n / (time.perf_counter() - start))
-        cpu.append(n / (time.process_time() - cpu_start))
-    return statistics.median(wall), statistics.median(cpu)
-
-
-def run_bm25s(size: int, n_queries: int, rank_queries: int, kind: str) -> dict:
-    """bm25s, numba backend, on the same term lists; runs in its own process."""
+def setup_bm25s(kb: list[list[str]], ids: list[int], queries: list[list[str]]) -> dict:
+    """Index ``kb`` with bm25s (numba backend); timed runners and a top-10 function."""
     import bm25s
 
-    kb, ids, queries = workload(size, n_queries, kind)
     config = AppConfig().retrieval.bm25
     vocab: dict[str, int] = {}
     corpus = [[vocab.setdefault(t, len(vocab)) for t in doc] for doc in kb]
-    del kb
     start = time.perf_counter()
     model = bm25s.BM25(k1=config.k1, b=config.b, method="robertson", backend="numba")
     model.index((corpus, vocab), show_progress=False)
@@ -269,29 +258,24 @@ def run_bm25s(size: int, n_queries: int, rank_queries: int, kind: str) -> dict:
         return [ids[d] for d, s in zip(docs[0], scores[0], strict=True) if s > 0]
 
     model.retrieve(asked[:2], k=TOP, n_threads=1, show_progress=False)  # compiles the kernels
-    qps, qps_cpu = _timed_passes(
-        lambda: model.retrieve(asked, k=TOP, n_threads=1, show_progress=False), len(asked))
-    one_qps, one_cpu = _timed_passes(lambda: [one(q) for q in qids], len(qids))
     return {
-        "version": bm25s.__version__,
-        "mode": "numba backend, method=robertson, all queries in one retrieve call",
-        "qps": qps,
-        "qps_cpu": qps_cpu,
-        "qps_one_at_a_time": one_qps,
-        "qps_cpu_one_at_a_time": one_cpu,
-        "build_s": build_s,
-        "peak_rss_bytes": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024,
-        "_top": [one(q) for q in qids[:rank_queries]],
+        "info": {"version": bm25s.__version__, "build_s": build_s,
+                 "mode": "numba backend, method=robertson, all queries in one retrieve call"},
+        "runs": {
+            "qps": (lambda: model.retrieve(asked, k=TOP, n_threads=1, show_progress=False),
+                    len(asked)),
+            "qps_one_at_a_time": (lambda: [one(q) for q in qids], len(qids)),
+        },
+        "top": lambda n: [one(q) for q in qids[:n]],
     }
 
 
-def run_tantivy(size: int, n_queries: int, rank_queries: int, kind: str) -> dict:
-    """tantivy on the same term lists (whitespace tokenizer); runs in its own process."""
+def setup_tantivy(kb: list[list[str]], ids: list[int], queries: list[list[str]]) -> dict:
+    """Index ``kb`` with tantivy (whitespace tokenizer, one segment); runners and top-10."""
     import importlib.metadata
 
     import tantivy
 
-    kb, ids, queries = workload(size, n_queries, kind)
     builder = tantivy.SchemaBuilder()
     builder.add_text_field("body", stored=False, tokenizer_name="whitespace", index_option="freq")
     builder.add_integer_field("pos", stored=True, indexed=False)
@@ -305,39 +289,78 @@ def run_tantivy(size: int, n_queries: int, rank_queries: int, kind: str) -> dict
     writer.wait_merging_threads()
     index.reload()
     build_s = time.perf_counter() - start
-    del kb
     searcher = index.searcher()
     term_query = tantivy.Query.term_query
     should = tantivy.Occur.Should
     built = [tantivy.Query.boolean_query([(should, term_query(schema, "body", t)) for t in q])
              for q in queries]
     searcher.search(built[0], TOP)
-    qps, qps_cpu = _timed_passes(lambda: [searcher.search(q, TOP) for q in built], len(built))
-    top = []
-    for q in built[:rank_queries]:
-        hits = searcher.search(q, TOP).hits
-        top.append([ids[searcher.doc(addr)["pos"][0]] for score, addr in hits if score > 0])
+
+    def top(n: int) -> list[list[int]]:
+        out = []
+        for q in built[:n]:
+            hits = searcher.search(q, TOP).hits
+            out.append([ids[searcher.doc(addr)["pos"][0]] for score, addr in hits if score > 0])
+        return out
+
     return {
-        "version": importlib.metadata.version("tantivy"),
-        "mode": "BooleanQuery of Should TermQuery clauses, one segment, searcher.search timed",
-        "segments": searcher.num_segments,
-        "qps": qps,
-        "qps_cpu": qps_cpu,
-        "build_s": build_s,
-        "peak_rss_bytes": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024,
-        "_top": top,
+        "info": {"version": importlib.metadata.version("tantivy"), "build_s": build_s,
+                 "segments": searcher.num_segments,
+                 "mode": "BooleanQuery of Should TermQuery clauses, one segment, "
+                         "searcher.search timed"},
+        "runs": {"qps": (lambda: [searcher.search(q, TOP) for q in built], len(built))},
+        "top": top,
     }
 
 
-ENGINES = {"alime": run_alime, "bm25s": run_bm25s, "tantivy": run_tantivy}
+PEERS = {"bm25s": setup_bm25s, "tantivy": setup_tantivy}
+ROUNDS = 5
+
+
+def run_side_by_side(size: int, n_queries: int, rank_queries: int, kind: str) -> dict:
+    """alime and every installed peer in one process, timed in interleaved rounds.
+
+    Each round runs every engine's full query list once, in turn, so drifts in the machine's load
+    hit all engines alike; figures are medians over ``ROUNDS`` rounds. Runs in its own process.
+    """
+    kb, ids, queries = workload(size, n_queries, kind)
+    index = BM25Index.build(kb, ids, AppConfig().retrieval.bm25)
+    index.search(queries[0], TOP)
+    engines = {"alime": {"runs": {"qps": (lambda: [index.search(q, TOP) for q in queries],
+                                          len(queries))}}}
+    for name, setup in PEERS.items():
+        if importlib.util.find_spec(name) is not None:
+            engines[name] = setup(kb, ids, queries)
+    del kb
+    samples: dict[tuple[str, str], list[tuple[float, float]]] = {}
+    for _ in tqdm(range(ROUNDS), desc=f"side by side {size}", file=sys.stderr):
+        for name, engine in engines.items():
+            for mode, (run_all, n) in engine["runs"].items():
+                start, cpu_start = time.perf_counter(), time.process_time()
+                run_all()
+                samples.setdefault((name, mode), []).append(
+                    (n / (time.perf_counter() - start), n / (time.process_time() - cpu_start)))
+    out: dict = {"rounds": ROUNDS, "peers": {}}
+    for (name, mode), values in samples.items():
+        wall = statistics.median(v[0] for v in values)
+        cpu = statistics.median(v[1] for v in values)
+        if name == "alime":
+            out["alime_qps"], out["alime_qps_cpu"] = wall, cpu
+            continue
+        peer = out["peers"].setdefault(name, dict(engines[name]["info"]))
+        suffix = mode[len("qps"):]
+        peer["qps" + suffix], peer["qps_cpu" + suffix] = wall, cpu
+    for name in out["peers"]:
+        out["peers"][name]["_top"] = engines[name]["top"](rank_queries)
+    out["peak_rss_bytes"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+    return out
+
+
+ENGINES = {"alime": run_alime, "side_by_side": run_side_by_side}
 
 
 def in_subprocess(engine: str, size: int, n_queries: int, rank_queries: int, kind: str) -> dict:
-    """Run one engine in a fresh interpreter and read its JSON (a missing peer: ``missing``)."""
-    if engine != "alime":
-        module = {"bm25s": "bm25s", "tantivy": "tantivy"}[engine]
-        if importlib.util.find_spec(module) is None:
-            return {"missing": f"{module} is not installed (pip install -e .[bench])"}
+    """Run one child (``alime`` alone, or ``side_by_side``) in a fresh interpreter; its JSON."""
     with tempfile.NamedTemporaryFile(suffix=".json") as out:
         cmd = [sys.executable, __file__, "--child", str(size), "--engine", engine,
                "--workload", kind, "--queries", str(n_queries),
@@ -412,8 +435,18 @@ def measure(size: int, n_queries: int, kind: str = "synthetic") -> dict:
     """Every engine on one size, side by side."""
     rank_queries = min(n_queries, RANK_BM25_BUDGET // size)
     alime = in_subprocess("alime", size, n_queries, rank_queries, kind)
-    peers = {name: in_subprocess(name, size, n_queries, rank_queries, kind)
-             for name in ("bm25s", "tantivy")}
+    side = in_subprocess("side_by_side", size, n_queries, rank_queries, kind)
+    peers = side["peers"]
+    for name in PEERS:
+        if name not in peers:
+            peers[name] = {"missing": f"{name} is not installed (pip install -e .[bench])"}
+    # The isolated child's passes stay under *_alone; the same-run figures are the comparison.
+    alime["alime_qps_alone"] = alime.pop("alime_qps")
+    alime["alime_qps_cpu_alone"] = alime.pop("alime_qps_cpu")
+    alime["alime_qps"], alime["alime_qps_cpu"] = side["alime_qps"], side["alime_qps_cpu"]
+    alime["side_by_side_rounds"] = side["rounds"]
+    alime["side_by_side_peak_rss_bytes"] = side["peak_rss_bytes"]
+    alime["side_by_side_load_average_during"] = side["load_average_during"]
     engine_tops = {"alime": alime.pop("_top")}
     engine_tops.update({name: row.pop("_top") for name, row in peers.items() if "_top" in row})
     ref, ref_top, agreement = run_rank_bm25(size, n_queries, rank_queries, kind, engine_tops)
