@@ -22,7 +22,7 @@ Workloads (both deterministic for a size):
   ``index_terms``. Scaled to ``size`` by the recipe: document ``i`` is turn ``i mod T``; every copy
   after the first (``i >= T``) replaces each term, with probability 0.05, by a variant
   ``term~v`` (``v`` uniform in 0..63), so the vocabulary grows with size as a real KB's does
-  (product codes, names, numbers) while keeping the corpus's Zipf head; ~240K terms at 1M.
+  (product codes, names, numbers) while keeping the corpus's Zipf head: 84,034 terms at 1M.
 
 Queries: 1,000 real questions (synthetic) or turns (corpus) perturbed at the text level (drop one
 word, swap two neighbours, insert a corpus word, each with probability 0.3), through
