@@ -1,19 +1,33 @@
-"""The compiled inner loop of BM25 search: document-at-a-time MaxScore over postings lists.
+"""The compiled inner loop of BM25 search: block-max MaxScore over document-position windows.
 
-Measured first (bench/retrieval.py, 1M synthetic QA pairs): a query touches ~126K postings and
-numpy's fancy-indexed scatter-add over them dominated the time. This loop, compiled by numba,
-walks the query terms' postings in document order instead, so every document's contributions are
-added in query order (rank-bm25's order: the scores stay bit-equal) and MaxScore can skip most
-postings of the common, low-idf terms.
+Measured first (bench/retrieval.py, 1M synthetic QA pairs, ~4.7 query terms, ~126K postings per
+query): the previous document-at-a-time MaxScore loop chose every next document by two passes
+over all query terms. This loop works window by window (``2**window_shift`` consecutive
+document positions; segments number documents by ascending length, so a window holds documents
+of similar length and similar weights):
 
-MaxScore (Turtle and Flood 1995): each query term has an upper bound on what it can add to a
-document (idf * its largest posting weight). With the k-th best score so far ``theta``, the terms
-with the smallest bounds whose bounds sum below ``theta`` are *non-essential*: a document holding
-only those cannot reach the top k, so only the *essential* terms' postings propose candidates, and
-the non-essential lists are probed (galloping search) for those candidates, largest bound first,
-until the candidate's best possible score falls below ``theta``. Bounds only prune when every idf
-is positive; otherwise (rank-bm25's epsilon rule can't make an idf negative, but a caller may pass
-one) every document of the union is scored.
+1. **Window bounds.** Each term's postings inside the window are found by galloping search; its
+   bound there is ``idf *`` the largest *block maximum* (the largest weight of every run of
+   ``2**BLOCK_SHIFT`` postings of the flat postings array) over those postings, and 0 when the
+   term has no posting in the window. A window whose bounds sum below ``theta`` (the k-th best
+   score so far) is skipped whole.
+2. **MaxScore inside the window** (Turtle and Flood 1995). The terms with the smallest window
+   bounds whose bounds sum below ``theta`` are *non-essential*: a document holding only those
+   cannot reach the top k. The essential terms' postings are scattered, term at a time **in query
+   order**, into a per-window accumulator, so a document's sum over them is already rank-bm25's
+   sum (adding a 0.0 for a missing term changes no bits). A bitset walks the touched documents
+   in document order; those whose sum plus every non-essential bound is below ``theta`` drop,
+   the rest are merged with each non-essential term's postings (largest bound first), dropping
+   as soon as they cannot reach ``theta``.
+3. **Exact scores.** When non-essential terms were merged, each document's per-term
+   contributions are also kept in a small document-major table and a survivor's score is the sum
+   of its row in query order; either way scores equal rank-bm25's to the bit.
+
+Bounds are only valid when every idf is positive (``prune``); otherwise every document of the
+union is scored. Two measured pitfalls shaped the code: growing the result arrays inside the
+document loop made numba count references there (5x slower on a one-term query), so room is made
+once per window; and clearing a full table row per dropped document cost O(query terms) per
+document (a 43-term query took 16 ms unpruned), so only written entries are cleared.
 """
 
 from __future__ import annotations
@@ -24,9 +38,41 @@ from numba import njit
 # Bounds are float sums in another order than the exact score; pruning waits for this relative
 # margin so that rounding can never drop a document that ties the k-th best.
 SLACK = 1.0 + 1e-9
+# Postings per block-maximum entry (flat over the postings array, across term boundaries: a
+# block's maximum is then an upper bound for every term whose postings it holds).
+BLOCK_SHIFT = 6
+# Document positions per window: 4,096 keeps the dense table in L2 for ~10 query terms.
+WINDOW_SHIFT = 12
+
+
+def block_maxima(weights: np.ndarray) -> np.ndarray:
+    """Largest weight of each run of ``2**BLOCK_SHIFT`` postings (float64)."""
+    if not len(weights):
+        return np.zeros(0)
+    return np.maximum.reduceat(weights, np.arange(0, len(weights), 1 << BLOCK_SHIFT))
 
 
 @njit(cache=True, nogil=True)
+def new_scratch(n_terms: int, window_shift: int = WINDOW_SHIFT):
+    """Zeroed work arrays for queries of up to ``n_terms`` terms in windows of ``window_shift``.
+
+    Returns:
+        (table, acc, seen, surv_off, surv_partial): per window, each document's contribution of
+        each term (document-major, so one document's contributions share a cache line or two),
+        its essential-term sum (in any order: for the bounds only), a bitset of the touched
+        documents (walked in document order), and the surviving documents with their sums.
+    """
+    size = 1 << window_shift
+    return (
+        np.zeros(size * n_terms),
+        np.zeros(size),
+        np.zeros((size + 63) >> 6, np.uint64),
+        np.empty(size, np.int64),
+        np.empty(size),
+    )
+
+
+@njit(cache=True, nogil=True, inline="always")
 def _keep_largest(best: np.ndarray, filled: int, score: float) -> int:
     """Insert ``score`` into ``best`` (ascending, the ``len(best)`` largest seen); new fill."""
     k = len(best)
@@ -46,7 +92,7 @@ def _keep_largest(best: np.ndarray, filled: int, score: float) -> int:
     return filled
 
 
-@njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True, inline="always")
 def _seek(postings_doc: np.ndarray, p: int, end: int, doc: int) -> int:
     """First position in ``p:end`` whose document is >= ``doc`` (galloping, then bisection)."""
     if p >= end or postings_doc[p] >= doc:
@@ -65,28 +111,69 @@ def _seek(postings_doc: np.ndarray, p: int, end: int, doc: int) -> int:
 
 
 @njit(cache=True, nogil=True)
+def _drop_below(out_pos: np.ndarray, out_score: np.ndarray, m: int, theta: float) -> int:
+    """Keep (in place, in order) the first ``m`` entries whose score reaches ``theta``."""
+    kept = 0
+    for i in range(m):
+        if out_score[i] >= theta:
+            out_pos[kept] = out_pos[i]
+            out_score[kept] = out_score[i]
+            kept += 1
+    return kept
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _block_bound(block_max: np.ndarray, lo: int, hi: int, block_shift: int) -> float:
+    """Largest block maximum over postings ``lo:hi`` (``hi > lo``); weights are positive."""
+    m = 0.0
+    for b in range(lo >> block_shift, ((hi - 1) >> block_shift) + 1):
+        if block_max[b] > m:
+            m = block_max[b]
+    return m
+
+
+# De Bruijn multiply-and-look-up: the index of the lowest set bit of a 64-bit word, no loop.
+_DEBRUIJN = np.uint64(0x03F79D71B4CB0A89)
+_BIT_INDEX = np.zeros(64, np.int64)
+for _i in range(64):
+    _BIT_INDEX[((1 << _i) * 0x03F79D71B4CB0A89 % 2**64) >> 58] = _i
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _lowest_bit(word: np.uint64, bit_index: np.ndarray) -> int:
+    """Index of the lowest set bit of ``word`` (non-zero)."""
+    low = word & (~word + np.uint64(1))
+    return bit_index[(low * _DEBRUIJN) >> np.uint64(58)]
+
+
+@njit(cache=True, nogil=True)
 def top_candidates(
     postings_doc: np.ndarray,
     weights: np.ndarray,
+    block_max: np.ndarray,
     starts: np.ndarray,
     ends: np.ndarray,
     idfs: np.ndarray,
-    bounds: np.ndarray,
     dead: np.ndarray,
     k: int,
     prune: bool,
+    window_shift: int = WINDOW_SHIFT,
+    scratch=None,
 ):
     """Every document that can be in the top ``k``, with its exact score.
 
     Args:
         postings_doc: Document position of each posting, ascending within a term's slice.
-        weights: The idf-free weight of each posting.
+        weights: The idf-free weight of each posting (positive).
+        block_max: :func:`block_maxima` of ``weights``.
         starts, ends: Each query term's postings slice, in query order (a repeated term twice).
         idfs: Each query term's idf.
-        bounds: Each query term's upper bound (idf * its largest weight); used when ``prune``.
         dead: Per document, True when deleted; an empty array when none is.
         k: How many best documents are wanted (>= 1).
-        prune: Skip documents by the bounds (only valid when every idf is positive).
+        prune: Skip documents and windows by the bounds (only valid when every idf is positive).
+        window_shift: log2 of the window width in document positions.
+        scratch: :func:`new_scratch` arrays to reuse (all zero, and left all zero), so that a
+            query does not allocate and clear them; None allocates them for this call.
 
     Returns:
         (positions, scores, scored): the documents whose positive score reaches the final k-th
@@ -94,66 +181,158 @@ def top_candidates(
         in query order, and how many documents were scored in full.
     """
     n = len(starts)
+    size = 1 << window_shift
+    bit_index = _BIT_INDEX
     cur = starts.copy()
-    order = np.argsort(bounds)  # ascending: the first ``n_lazy`` are non-essential
+    stop = np.empty(n, np.int64)
+    ub = np.zeros(n)
+    order = np.arange(n)
+    lazy = np.zeros(n, np.bool_)
     prefix = np.zeros(n + 1)
-    for j in range(n):
-        prefix[j + 1] = prefix[j] + bounds[order[j]]
-    essential = np.ones(n, np.bool_)
-    n_lazy = 0
+    if scratch is None:
+        table, acc, seen, surv_off, surv_partial = new_scratch(n, window_shift)
+    else:
+        table, acc, seen, surv_off, surv_partial = scratch
     best = np.zeros(k)
     filled = 0
     theta = 0.0
-    contrib = np.zeros(n)
-    out_pos = np.empty(64, np.int64)
-    out_score = np.empty(64)
+    # Room for a whole window's documents is made before each window: growing an array inside
+    # the document loop made numba count references there, five times slower (measured).
+    out_pos = np.empty(2 * size, np.int64)
+    out_score = np.empty(2 * size)
     m = 0
     scored = 0
     has_dead = len(dead) > 0
     none = np.iinfo(np.int64).max
     while True:
-        doc = none
+        first = none
         for s in range(n):
-            if essential[s] and cur[s] < ends[s] and postings_doc[cur[s]] < doc:
-                doc = postings_doc[cur[s]]
-        if doc == none:
+            if cur[s] < ends[s] and postings_doc[cur[s]] < first:
+                first = postings_doc[cur[s]]
+        if first == none:
             break
-        partial = 0.0
+        w0 = (first >> window_shift) << window_shift
+        w1 = w0 + size
+        total = 0.0
         for s in range(n):
-            contrib[s] = 0.0
-            if essential[s] and cur[s] < ends[s] and postings_doc[cur[s]] == doc:
-                contrib[s] = idfs[s] * weights[cur[s]]
-                partial += contrib[s]
-                cur[s] += 1
-        out_of_reach = False
-        for j in range(n_lazy - 1, -1, -1):
-            if (partial + prefix[j + 1]) * SLACK < theta:
-                out_of_reach = True
-                break
+            cur[s] = _seek(postings_doc, cur[s], ends[s], w0)
+            stop[s] = _seek(postings_doc, cur[s], ends[s], w1)
+            ub[s] = 0.0
+            if prune and stop[s] > cur[s]:
+                ub[s] = idfs[s] * _block_bound(block_max, cur[s], stop[s], BLOCK_SHIFT)
+            total += ub[s]
+        if prune and total * SLACK < theta:
+            for s in range(n):
+                cur[s] = stop[s]
+            continue
+        # Ascending bounds (insertion sort: a handful of terms); the first n_lazy are
+        # non-essential in this window.
+        for j in range(1, n):
             s = order[j]
-            cur[s] = _seek(postings_doc, cur[s], ends[s], doc)
-            if cur[s] < ends[s] and postings_doc[cur[s]] == doc:
-                contrib[s] = idfs[s] * weights[cur[s]]
-                partial += contrib[s]
-        if out_of_reach or (has_dead and dead[doc]):
-            continue
-        scored += 1
-        score = 0.0
-        for s in range(n):  # query order, as rank-bm25 adds: equal bits
-            score += contrib[s]
-        if score <= 0.0 or (filled == k and score < theta):
-            continue
-        if m == len(out_pos):
-            out_pos = np.concatenate((out_pos, np.empty(m, np.int64)))
-            out_score = np.concatenate((out_score, np.empty(m)))
-        out_pos[m] = doc
-        out_score[m] = score
-        m += 1
-        filled = _keep_largest(best, filled, score)
-        if filled == k and best[0] > theta:
-            theta = best[0]
-            while prune and n_lazy < n and prefix[n_lazy + 1] * SLACK < theta:
-                essential[order[n_lazy]] = False
-                n_lazy += 1
+            i = j
+            while i > 0 and ub[order[i - 1]] > ub[s]:
+                order[i] = order[i - 1]
+                i -= 1
+            order[i] = s
+        for j in range(n):
+            prefix[j + 1] = prefix[j] + ub[order[j]]
+        n_lazy = 0
+        while prune and n_lazy < n and prefix[n_lazy + 1] * SLACK < theta:
+            n_lazy += 1
+        for j in range(n):
+            lazy[order[j]] = j < n_lazy
+        # Essential terms in query order: a document's ``acc`` is then its exact score over them
+        # (rank-bm25's order, zeros skipped: adding 0.0 changes no bits). The per-term table is
+        # only needed, and written, when non-essential terms will be merged in afterwards.
+        for s in range(n):
+            if lazy[s]:
+                continue
+            idf = idfs[s]
+            for p in range(cur[s], stop[s]):
+                off = postings_doc[p] - w0
+                c = idf * weights[p]
+                if n_lazy:
+                    table[off * n + s] = c
+                acc[off] += c
+                seen[off >> 6] |= np.uint64(1) << np.uint64(off & 63)
+        if len(out_pos) - m < size:
+            m = _drop_below(out_pos, out_score, m, theta)
+            if len(out_pos) - m < size:
+                out_pos = np.concatenate((out_pos, np.empty(len(out_pos), np.int64)))
+                out_score = np.concatenate((out_score, np.empty(len(out_score))))
+        # Touched documents in document order; those whose essential sum plus every lazy bound
+        # cannot reach theta are dropped at once, the rest become survivors.
+        lazy_bound = prefix[n_lazy]
+        alive = 0
+        for word_at in range(len(seen)):
+            word = seen[word_at]
+            if word == 0:
+                continue
+            seen[word_at] = 0
+            while word:
+                off = (word_at << 6) + _lowest_bit(word, bit_index)
+                word &= word - np.uint64(1)
+                partial = acc[off]
+                acc[off] = 0.0
+                hopeless = prune and (partial + lazy_bound) * SLACK < theta
+                if hopeless or (has_dead and dead[w0 + off]):
+                    continue  # its table entries are cleared below, from the postings
+                surv_off[alive] = off
+                surv_partial[alive] = partial
+                alive += 1
+        # Non-essential terms, largest bound first, each merged with the (doc-ordered) survivors:
+        # a short forward walk, galloping when the gap is long; survivors that can no longer
+        # reach theta drop out before the next term.
+        for j in range(n_lazy - 1, -1, -1):
+            s = order[j]
+            p, end, idf = cur[s], stop[s], idfs[s]
+            rest = prefix[j + 1]
+            kept = 0
+            for i in range(alive):
+                off = surv_off[i]
+                partial = surv_partial[i]
+                if (partial + rest) * SLACK < theta:
+                    for t in range(j + 1, n_lazy):  # the terms merged before this one
+                        table[off * n + order[t]] = 0.0
+                    continue
+                doc = w0 + off
+                steps = 0
+                while p < end and postings_doc[p] < doc and steps < 8:
+                    p += 1
+                    steps += 1
+                if p < end and postings_doc[p] < doc:
+                    p = _seek(postings_doc, p, end, doc)
+                if p < end and postings_doc[p] == doc:
+                    c = idf * weights[p]
+                    table[off * n + s] = c
+                    partial += c
+                surv_off[kept] = off
+                surv_partial[kept] = partial
+                kept += 1
+            alive = kept
+        for i in range(alive):
+            score = surv_partial[i]
+            if n_lazy:
+                row = surv_off[i] * n
+                score = 0.0
+                for s in range(n):  # query order, as rank-bm25 adds: equal bits
+                    score += table[row + s]
+                    table[row + s] = 0.0
+            scored += 1
+            if score <= 0.0 or (filled == k and score < theta):
+                continue
+            out_pos[m] = w0 + surv_off[i]
+            out_score[m] = score
+            m += 1
+            filled = _keep_largest(best, filled, score)
+            if filled == k and best[0] > theta:
+                theta = best[0]
+        if n_lazy:
+            for s in range(n):
+                if not lazy[s]:
+                    for p in range(cur[s], stop[s]):
+                        table[(postings_doc[p] - w0) * n + s] = 0.0
+        for s in range(n):
+            cur[s] = stop[s]
     keep = out_score[:m] >= theta
     return out_pos[:m][keep], out_score[:m][keep], scored
