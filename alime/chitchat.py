@@ -52,6 +52,18 @@ def read_chitchat(paths: Iterable[str | Path]) -> list[Row]:
     return rows
 
 
+# Sentence particles: 你好呀, 你好啊 and 你好 are one greeting. Stripped from both sides of the
+# match (unless nothing else is left: 哈哈 stays 哈哈).
+PARTICLES = frozenset("啊呀呢吗嘛哦哈啦吧噢呐么")
+
+
+def chitchat_key(text: str) -> str:
+    """The compact text (letters and digits) without sentence particles."""
+    key = compact(text)
+    stripped = "".join(ch for ch in key if ch not in PARTICLES)
+    return stripped or key
+
+
 class ChitChatKB:
     """The engine's ``ChitChat`` stage over a list of (question, answer) pairs.
 
@@ -61,7 +73,7 @@ class ChitChatKB:
 
     def __init__(self, pairs: Sequence[tuple[str, str]]) -> None:
         self.pairs = [(q, a) for q, a in pairs]
-        self._keys = [compact(q) for q, _ in self.pairs]
+        self._keys = [chitchat_key(q) for q, _ in self.pairs]
         self._by_char: dict[str, list[int]] = defaultdict(list)
         for i, key in enumerate(self._keys):
             for ch in set(key):
@@ -73,7 +85,7 @@ class ChitChatKB:
     def best(self, query: str) -> ChitChatMatch | None:
         """The best-matching pair and its F1 in [0, 1]; None when no question shares a
         character with the query."""
-        key = compact(query)
+        key = chitchat_key(query)
         ids = sorted({i for ch in set(key) for i in self._by_char.get(ch, ())})
         best_i, best_f1 = -1, 0.0
         for i in ids:

@@ -6,9 +6,8 @@ import json
 import pytest
 
 from alime.bot import build_chitchat, build_guards
-from alime.chitchat import ChitChatKB, read_chitchat
+from alime.chitchat import ChitChatKB, chitchat_key, read_chitchat
 from alime.config import BUNDLED_DATA, AppConfig, load_config
-from alime.guards import compact
 from alime.kb.formats import FormatError
 from alime.routing import char_overlap_f1
 
@@ -58,14 +57,21 @@ PAIRS = [("你好", "您好！"), ("你是谁", "我是客服"), ("讲个笑话"
 
 def test_best_is_the_highest_char_f1_and_the_first_on_ties():
     kb = ChitChatKB(PAIRS)
-    for query in ("你好！", "你是谁?", "讲个 笑话", "你喜欢什么电影", "你是", "HELLO", "谁"):
+    for query in ("你好！", "你是谁?", "讲个 笑话", "你喜欢什么电影", "你是", "HELLO", "谁",
+                  "你好呀", "讲个笑话吧"):
         match = kb.best(query)
-        scores = [char_overlap_f1(compact(query), compact(q)) for q, _ in PAIRS]
+        scores = [char_overlap_f1(chitchat_key(query), chitchat_key(q)) for q, _ in PAIRS]
         best = max(scores)
         assert match.score == pytest.approx(best), query
         assert (match.question, match.answer) == PAIRS[scores.index(best)], query
     assert kb.best("你好").answer == "您好！"  # the earlier of the two 你好 entries
     assert kb.best("你好").score == 1.0
+    assert kb.best("你好呀").score == 1.0 and kb.best("讲个笑话吧").answer == "笑话"  # particles
+
+
+def test_chitchat_key_drops_particles_but_not_everything():
+    assert chitchat_key("你好呀！") == "你好" and chitchat_key("在吗") == "在"
+    assert chitchat_key("哈哈") == "哈哈"  # nothing but particles: kept as it is
 
 
 def test_no_shared_character_is_no_match():
