@@ -62,7 +62,9 @@ def main(replicas: int) -> None:
 
     out["grad_global"] = grads_on(x, y)
     out["grad_shards"] = [
-        grads_on(x[r * per_replica : (r + 1) * per_replica], y[r * per_replica : (r + 1) * per_replica])
+        grads_on(
+            x[r * per_replica : (r + 1) * per_replica], y[r * per_replica : (r + 1) * per_replica]
+        )
         for r in range(replicas)
     ]
 
@@ -88,9 +90,7 @@ def main(replicas: int) -> None:
 
     # BMUF: two blocks of K=2 local steps each.
     bmuf = BmufConfig(nesterov=True)
-    trainer, batch = make(
-        TrainConfig(mode="ma", avg_period=2, optimizer=plain, bmuf=bmuf)
-    )
+    trainer, batch = make(TrainConfig(mode="ma", avg_period=2, optimizer=plain, bmuf=bmuf))
     out["bmuf_momentum"] = bmuf.momentum_for(replicas)
     record = []
     for _ in range(2):

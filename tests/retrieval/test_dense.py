@@ -59,8 +59,9 @@ def test_live_edits_are_searchable_at_once_and_match_a_fresh_build(kind):
     assert index.search(edit_vec, 1)[0].id == 3  # so is an edit
     assert 4 not in [h.id for h in index.search(vectors[3], 200)]  # a delete is gone at once
     assert 4 not in index and 500 in index and len(index) == 200
-    fresh = DenseIndex.build(np.stack(list(current.values())),
-                             np.fromiter(current, np.int64), "m", config)
+    fresh = DenseIndex.build(
+        np.stack(list(current.values())), np.fromiter(current, np.int64), "m", config
+    )
     queries = unit(rng, 10)
     live = [[h.id for h in hits] for hits in index.search_many(queries, 10)]
     assert live == [[h.id for h in hits] for hits in fresh.search_many(queries, 10)]
@@ -160,8 +161,12 @@ def test_one_snapshot_with_tombstones_searched_from_8_threads(kind):
     import sys
 
     rounds = 25
-    proc = subprocess.run([sys.executable, "-c", HAMMER, kind, str(rounds)], capture_output=True,
-                          text=True, timeout=120)
+    proc = subprocess.run(
+        [sys.executable, "-c", HAMMER, kind, str(rounds)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert proc.returncode == 0, f"exit {proc.returncode}: {proc.stderr[-2000:]}"
     searches, wrong = map(int, proc.stdout.split())
     assert searches == 8 * rounds * 40
