@@ -14,7 +14,6 @@ import sys
 # costs more than it saves and fights TensorFlow's and the server's threads for the 2 cores.
 # Set before anything imports numpy; an explicit setting wins.
 os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
-from pathlib import Path
 
 from alime import __version__
 from alime.config import AppConfig, load_config

@@ -143,7 +143,7 @@ def run_one(name: str, cfg: BenchConfig, data, target: float | None) -> dict:
     from pluto.averaging import BmufConfig
     from pluto.local_optim import OptimizerConfig
     from pluto.strategy import StrategyConfig, make_strategy
-    from pluto.training import Trainer, TrainConfig, fit
+    from pluto.training import TrainConfig, Trainer, fit
 
     (train, val) = data
     replicas = 1 if name == "single" else cfg.replicas

@@ -270,9 +270,9 @@ def cmd_threshold(args) -> int:
 
 
 def cmd_generate(args) -> int:
-    from alime.evaluation.runner import run_generate
-
     import dataclasses
+
+    from alime.evaluation.runner import run_generate
 
     config, model = _config_and_model(args)
     overrides = {

@@ -21,10 +21,10 @@ def main(replicas: int) -> None:
     import tensorflow as tf
 
     from pluto.averaging import BmufConfig
+    from pluto.heuristics import select_batch_size
     from pluto.local_optim import OptimizerConfig
     from pluto.strategy import StrategyError, configure_logical_cpus
-    from pluto.heuristics import select_batch_size
-    from pluto.training import Trainer, TrainConfig, measure_throughput
+    from pluto.training import TrainConfig, Trainer, measure_throughput
 
     per_replica = 3
     rng = np.random.default_rng(0)

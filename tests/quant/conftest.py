@@ -8,7 +8,6 @@ import pytest
 
 from alime.seq2seq.config import Seq2SeqConfig
 from alime.seq2seq.vocab import Vocabulary
-
 from tests.seq2seq.conftest import WORDS
 
 

@@ -11,9 +11,9 @@ from alime.seq2seq.data import (
     encode_query,
     encode_source,
     encode_target,
+    group_conversations,
     make_examples,
     read_dialogues,
-    group_conversations,
     split_dialogues,
 )
 from alime.seq2seq.vocab import EOS_ID, PAD_ID, SEP_ID, UNK_ID, Vocabulary
@@ -39,7 +39,7 @@ def test_ecommerce_reads_label_1_lines_with_line_numbers(tmp_path):
 @pytest.mark.parametrize("row", ["1\tonly", "x\tq\tr", "1\tq\t"])
 def test_ecommerce_errors_name_file_and_line(tmp_path, row):
     path = _write(tmp_path, "bad.txt", f"1\tq\tr\n{row}\n")
-    with pytest.raises(ValueError, match=rf"bad\.txt:2: "):
+    with pytest.raises(ValueError, match=r"bad\.txt:2: "):
         read_dialogues(path, DataFormat.ECOMMERCE)
 
 

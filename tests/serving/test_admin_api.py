@@ -2,10 +2,10 @@ import tempfile
 import time
 
 import pytest
-from tests.kb.test_formats import alias_bomb
-from tests.serving.conftest import AUTH
 
 from alime.serving.app import create_app
+from tests.kb.test_formats import alias_bomb
+from tests.serving.conftest import AUTH
 
 
 def test_admin_needs_the_token(client):

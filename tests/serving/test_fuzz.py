@@ -5,6 +5,7 @@ from urllib.parse import quote
 
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+
 from tests.kb.test_formats import alias_bomb
 from tests.serving.conftest import AUTH
 
