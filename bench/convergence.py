@@ -216,7 +216,7 @@ def summarize(runs: dict, cfg: BenchConfig, target: float) -> dict:
     """Add steps-to-target, examples and projections to every run."""
     single = runs["single"]
     single_steps = first_reaching(single["history"], target)
-    for name, run in runs.items():
+    for _name, run in runs.items():
         steps = first_reaching(run["history"], target)
         run["steps_to_target"] = steps
         run["examples_to_target"] = None if steps is None else steps * run["examples_per_step"]

@@ -107,7 +107,7 @@ def bench_models(fp32_dir: Path, int8_dir: Path, queries: int, repeats: int) -> 
     encoded = [(s._source(q, []), s._targets(answers)) for q, answers in inputs]
     rerank: dict[str, list[float]] = {"fp32": [], "int8": []}
     worst = 0.0
-    for name, m in models.items():  # trace / warm up
+    for _name, m in models.items():  # trace / warm up
         m.inference.answer_log_probs(*encoded[0])
     for _ in range(repeats):
         for src, targets in encoded:

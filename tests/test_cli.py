@@ -233,6 +233,6 @@ def test_kb_export_neutralizes_formula_cells(run, tmp_path):
     formula_lines = sum(
         any(c.startswith(FORMULA_PREFIXES) for c in line.split("\t")) for line in raw
     )
-    assert sum(line != safe for line, safe in zip(raw, lines)) == formula_lines >= 1
+    assert sum(line != safe for line, safe in zip(raw, lines, strict=True)) == formula_lines >= 1
     jsonl = json.loads(run("kb", "export", "--format", "jsonl").stdout.splitlines()[-1])
     assert (jsonl["id"], jsonl["question"]) == (added["id"], '=HYPERLINK("http://x")')

@@ -426,7 +426,7 @@ def _read_chatterbot(stream: BinaryIO, name: str, limits: KBConfig) -> Iterator[
             # str() of a nested list or mapping would store Python's repr as a question.
             yield FormatError(name, line, "every turn of a conversation must be text")
             continue
-        for q, a in zip(convo, convo[1:]):
+        for q, a in zip(convo, convo[1:], strict=False):
             yield _row(name, line, str(q), str(a), limits, tags)
 
 

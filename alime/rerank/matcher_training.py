@@ -278,7 +278,7 @@ def fit(
                 tf.nn.sparse_softmax_cross_entropy_with_logits(labels=y, logits=logits)
             )
         grads = tape.gradient(loss, net.trainable_variables)
-        optimizer.apply_gradients(zip(grads, net.trainable_variables))
+        optimizer.apply_gradients(zip(grads, net.trainable_variables, strict=True))
         return loss
 
     score = tf.function(lambda c, r, f: net((c, r, f), training=False), input_signature=spec[:3])

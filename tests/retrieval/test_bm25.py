@@ -287,8 +287,8 @@ def test_pruned_search_equals_the_exhaustive_pass(corpus, queries, k, window_shi
         all_pos, all_scores, all_scored = bm25_kernel.top_candidates(*args, k, False, window_shift)
         skipped += all_scored - scored
         # Pruning may drop only docs below the final k-th best; everything else is identical.
-        assert sorted(zip(pos.tolist(), scores.tolist())) == sorted(
-            zip(all_pos.tolist(), all_scores.tolist())
+        assert sorted(zip(pos.tolist(), scores.tolist(), strict=True)) == sorted(
+            zip(all_pos.tolist(), all_scores.tolist(), strict=True)
         )
     if 1 << window_shift < len(corpus):  # one window: theta is 0 when its bounds are read
         assert skipped > 0, "pruning never skipped a document"
@@ -324,7 +324,7 @@ def test_the_kernel_scores_with_negative_idfs_without_pruning():
         for p in range(lo, hi):
             expect[index.snapshot.main.postings_doc[p]] += idf * w[p]
     positive = {d: s for d, s in enumerate(expect) if s > 0}
-    assert dict(zip(pos.tolist(), scores.tolist())) == positive
+    assert dict(zip(pos.tolist(), scores.tolist(), strict=True)) == positive
 
 
 def test_positions_follow_document_length_and_searches_stay_exact(rng):

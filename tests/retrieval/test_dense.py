@@ -50,7 +50,7 @@ def test_live_edits_are_searchable_at_once_and_match_a_fresh_build(kind):
     # center=False: a fresh build would otherwise compute another mean.
     config = DenseConfig(kind=kind, center=False, ef_search=400)
     index = DenseIndex.build(vectors, ids, "m", config)
-    current = dict(zip(ids.tolist(), vectors))
+    current = dict(zip(ids.tolist(), vectors, strict=True))
     new_vec, edit_vec = unit(rng, 2)
     index.apply(adds={500: new_vec}, updates={3: edit_vec}, deletes=[4])
     current[500], current[3] = new_vec, edit_vec

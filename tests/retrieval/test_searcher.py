@@ -28,7 +28,7 @@ def reference_scores(kb, pipe, query_terms):
     owners = [p.id for p in pairs for _ in p.questions]
     ref = BM25Okapi([pipe.index_terms(q) for p in pairs for q in p.questions])
     best: dict[int, float] = {}
-    for owner, score in zip(owners, ref.get_scores(query_terms)):
+    for owner, score in zip(owners, ref.get_scores(query_terms), strict=True):
         best[owner] = max(best.get(owner, score), score)
     return best
 

@@ -21,7 +21,7 @@ class Table:
 
     def next_log_probs(self, tokens, state):
         self.calls += 1
-        new = [p if t == BOS_ID else p + (int(t),) for p, t in zip(state, tokens)]
+        new = [p if t == BOS_ID else p + (int(t),) for p, t in zip(state, tokens, strict=True)]
         out = np.full((len(tokens), VOCAB), -np.inf)
         for r, prefix in enumerate(new):
             for tok, prob in self.table.get(prefix, {}).items():

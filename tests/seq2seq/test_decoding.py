@@ -21,7 +21,10 @@ class Table:
 
     def next_log_probs(self, tokens, state):
         # state: one (input index, prefix) per row.
-        new_state = [(i, p if t == BOS_ID else p + (int(t),)) for (i, p), t in zip(state, tokens)]
+        new_state = [
+            (i, p if t == BOS_ID else p + (int(t),))
+            for (i, p), t in zip(state, tokens, strict=True)
+        ]
         out = np.full((len(tokens), VOCAB), -np.inf)
         for r, key in enumerate(new_state):
             for tok, prob in self.table.get(key, self.default).items():
