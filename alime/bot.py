@@ -137,7 +137,8 @@ def build_chitchat(config: AppConfig) -> ChitChatKB | None:
     c = config.chitchat
     if not c.enabled or not c.files:
         return None
-    # Every phrasing of an entry matches on its own (what `alime kb curate` groups stays one answer).
+    # Every phrasing of an entry matches on its own (what `alime kb curate` groups stays one
+    # answer).
     kb = ChitChatKB(
         [(q, r.answer) for r in read_chitchat(c.files) for q in (r.question, *r.phrasings)]
     )

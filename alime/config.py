@@ -55,8 +55,8 @@ class DenseConfig:
     ivf_nprobe: int = 128  # lists searched per query (recall@10 vs exact >= 0.95 at 100k and 1M)
     pooling: str = "words"  # states | words | concat (see alime.retrieval.embeddings)
     sif_a: float = 0.01  # smooth-inverse-frequency word weighting; 0 = plain mean
-    center: bool = True
-    search_threads: int = 1  # faiss OpenMP threads per query (more is slower on a busy machine)  # subtract the KB's mean vector before indexing (see alime.retrieval.dense)
+    center: bool = True  # subtract the KB's mean vector before indexing (see alime.retrieval.dense)
+    search_threads: int = 1  # faiss OpenMP threads per query (more is slower on a busy machine)
 
 
 @dataclass(frozen=True)

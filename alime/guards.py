@@ -257,8 +257,9 @@ def gibberish(query: str, lexicon: Lexicon) -> str | None:
 
     One character typed over and over is meaningless in any script (啊啊啊啊; laughter such as
     哈哈哈哈 is small talk and passes). Otherwise any CJK (or other non-Latin) letter makes a query
-    meaningful: 包邮吗, 在吗 and 发sf吗 pass however short they are. Only queries without one are judged, and only as a whole: ``ok``,
-    ``hello``, ``iphone 13`` pass; ``asdfgh``, ``jjjjj``, ``😂😂😂``, ``？？？``, ``123`` do not.
+    meaningful: 包邮吗, 在吗 and 发sf吗 pass however short they are. Only queries without one
+    are judged, and only as a whole: ``ok``, ``hello``, ``iphone 13`` pass; ``asdfgh``,
+    ``jjjjj``, ``😂😂😂``, ``？？？``, ``123`` do not.
     """
     text = normalize(query)
     categories = [unicodedata.category(ch) for ch in text if not ch.isspace()]

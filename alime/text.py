@@ -22,7 +22,8 @@ _PUNCT_CATEGORIES = ("P", "S")
 
 
 def normalize(text: str, lowercase: bool = True) -> str:
-    """NFKC (full-width to half-width), lower case, control characters dropped, whitespace folded."""
+    """NFKC (full-width to half-width), lower case, control characters dropped, whitespace
+    folded."""
     text = unicodedata.normalize("NFKC", text)
     text = "".join(
         " " if ch.isspace() else ch for ch in text if ch.isspace() or not _is_control(ch)

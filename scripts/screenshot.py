@@ -39,7 +39,8 @@ def free_port() -> int:
 
 
 def wait_ready(url: str, seconds: float = 180, workers: int = 2) -> None:
-    """Until every worker has answered /readyz (each builds its bot in the background, 503 until then)."""
+    """Until every worker has answered /readyz (each builds its bot in the background, 503
+    until then)."""
     deadline = time.time() + seconds
     pids = set()
     while time.time() < deadline:

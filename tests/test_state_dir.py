@@ -1,4 +1,5 @@
-"""The state directory is per project: ALIME_HOME, else beside the config file, else the checkout."""
+"""The state directory is per project: ALIME_HOME, else beside the config file, else the
+checkout."""
 
 import os
 import subprocess

@@ -1,4 +1,5 @@
-"""``alime evaluate retrieval``: parse flags, run :func:`alime.evaluation.retrieval.evaluate_retrieval`.
+"""``alime evaluate retrieval``: parse flags, run
+:func:`alime.evaluation.retrieval.evaluate_retrieval`.
 
 Wired in by ``alime.commands.evaluate`` through :func:`register_retrieval`.
 """

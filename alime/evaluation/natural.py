@@ -772,7 +772,8 @@ def run_sweep(
     if engine.chitchat is not None:
         # C from 0.7: the judge accepts any non-FAQ reply to an off-topic query, so it rewards a
         # low C whose matches share two characters with the query (at C = 0.4 on the tune split,
-        # 有卖口红吗 matched 你有薪水吗？ and got 我不需要钱。). Below 0.7 is not a reply a shop wants.
+        # 有卖口红吗 matched 你有薪水吗？ and got 我不需要钱。). Below 0.7 is not a reply a shop
+        # wants.
         c_grid = sorted({round(0.05 * i, 2) for i in range(14, 21)} | {c_now})
     result = sweep(records, queries, data.intents, t_grid, g_grid, c_grid, wrong_cost)
     result["agreement"] = {

@@ -32,7 +32,8 @@ def selection_markdown(report: Mapping, descriptions: Mapping[str, str] | None =
         if not sweep
         else (
             f"\n## PMI weight sweep (`{sweep['score']}`)\n\nChosen on {sweep['tune_groups']} even "
-            f"groups: weight **{sweep['chosen']}**; on the {sweep['test_groups']} odd groups it scores "
+            f"groups: weight **{sweep['chosen']}**; on the {sweep['test_groups']} odd groups "
+            f"it scores "
             f"R10@1 {sweep['test']['r10@1']:.4f}, MRR {sweep['test']['mrr']:.4f}.\n\n"
             + markdown_table(
                 ["weight", *next(iter(sweep["weights"].values()))],

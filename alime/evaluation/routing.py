@@ -208,7 +208,8 @@ def logistic_decider(model: LogisticRouting) -> Decider:
 
 @dataclass(frozen=True)
 class Outcomes:
-    """Per query: decision score, in-KB or not, kind, and whether the answering candidate is right."""
+    """Per query: decision score, in-KB or not, kind, and whether the answering candidate is
+    right."""
 
     score: np.ndarray
     in_kb: np.ndarray

@@ -2,7 +2,8 @@
 
 The official test's 9 wrong candidates per context were retrieved by Lucene from the corpus, not
 drawn at random. Two retrieval-based constructions are offered; in both, for each held-out dialogue
-the 9 wrong responses come from *other* dialogues, are deduplicated and never equal its own response:
+the 9 wrong responses come from *other* dialogues, are deduplicated and never equal its own
+response:
 
 - ``bm25``: the BM25 top hits of its last turns among the other dialogues' responses. The wrong
   replies share more words with the context than the real one (which BM25 then ranks last);

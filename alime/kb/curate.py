@@ -2,8 +2,8 @@
 
 A raw corpus row is one customer turn and the reply it got. Most rows of a real chat log are not
 FAQ material: acknowledgements (好的 / 嗯), order numbers, questions that only make sense inside
-their chat (那怎么办), replies that only make sense there (好的 / 稍等 / 帮您改了). The rest asks the
-same few things many times, with different answers. Curation, in order (docs/kb-curation.md says
+their chat (那怎么办), replies that only make sense there (好的 / 稍等 / 帮您改了). The rest asks
+the same few things many times, with different answers. Curation, in order (docs/kb-curation.md says
 why each rule is what it is):
 
 1. **Display text**: segmented text (``您好 拍下 后 72 小时``) is joined for display, without
@@ -71,13 +71,17 @@ class Reason(str, Enum):
 
 
 REASON_TEXT: dict[Reason, str] = {
-    Reason.QUESTION_NUMBER: "the question holds an order, item, tracking or phone number (7+ digits)",
+    Reason.QUESTION_NUMBER: "the question holds an order, item, tracking or phone number "
+    "(7+ digits)",
     Reason.QUESTION_LINK: "the question holds a link",
     Reason.SHORT_QUESTION: "the question is one character once particles are removed (蓝？)",
-    Reason.LONG_QUESTION: "the question is a narrative turn, not an FAQ question (over the length limit)",
+    Reason.LONG_QUESTION: "the question is a narrative turn, not an FAQ question "
+    "(over the length limit)",
     Reason.ACKNOWLEDGEMENT: "the question only acknowledges or reports (好的, 嗯, 对的, 已付款)",
-    Reason.GREETING_WITHOUT_GENERIC_ANSWER: "a greeting or thanks whose answer is not a generic reply",
-    Reason.CONTEXT_BOUND_QUESTION: "the question needs its chat to make sense (是吗, 那怎么办, 他买的...)",
+    Reason.GREETING_WITHOUT_GENERIC_ANSWER: "a greeting or thanks whose answer is not a "
+    "generic reply",
+    Reason.CONTEXT_BOUND_QUESTION: "the question needs its chat to make sense "
+    "(是吗, 那怎么办, 他买的...)",
     Reason.OWN_ORDER_QUESTION: "about the customer's own order or earlier purchase (我的快递, "
     "昨天拍的): only the order's data answers it",
     Reason.NOT_A_QUESTION: "a statement, request or complaint: no question word or question "
@@ -85,7 +89,8 @@ REASON_TEXT: dict[Reason, str] = {
     Reason.ANSWER_NUMBER: "the answer holds an order, item, tracking or phone number (7+ digits)",
     Reason.ANSWER_LINK: "the answer holds a link",
     Reason.CONTENT_FREE_ANSWER: "the answer says nothing (好的, 嗯嗯, 稍等, 在的, 亲)",
-    Reason.YES_NO_TO_STATEMENT: "a bare yes/no answer (是的, 可以) to something that is not a yes/no question",
+    Reason.YES_NO_TO_STATEMENT: "a bare yes/no answer (是的, 可以) to something that is not a "
+    "yes/no question",
     Reason.CONTEXT_BOUND_ANSWER: "the answer acts on one order, asks back, or continues its chat "
     "(帮您改了, 您哪里的, 那...)",
 }
@@ -220,8 +225,8 @@ def _strip_particles(clause: str) -> str:
 
 def question_key(text: str) -> str:
     """The grouping key: normalized, punctuation and spaces removed, sentence particles stripped
-    from each clause's edges (``亲，什么 时候 发货 呀？`` -> ``什么时候发货``). A clause that is only a
-    particle keeps it (``哦`` stays ``哦``)."""
+    from each clause's edges (``亲，什么 时候 发货 呀？`` -> ``什么时候发货``). A clause that is
+    only a particle keeps it (``哦`` stays ``哦``)."""
     clauses = [_strip_particles(c) for c in _clauses(text)]
     # A clause that is only particles, greetings or openers ("亲，" "你好，") is dropped when
     # another clause has content.
@@ -238,32 +243,34 @@ _PARTICLES = frozenset(
     "亲爱哒 滴 呵呵 嘻嘻 哇 耶 啥".split()
 )
 _ACK = frozenset(
-    "好 好的 好滴 好哒 好嘞 好吧 好了 嗯 恩 嗯嗯 恩恩 嗯呢 恩呢 哦哦 噢噢 对 对的 是 是的 是啊 行 行吧 "
-    "可以 可以了 ok okay 知道 知道了 我知道 明白 明白了 了解 收到 没事 没问题 没关系 那好 那就好 就好 "
-    "这样 这样啊 原来 原来如此 晓得 懂 懂了 也行 也好 算了 不用 不用了 一样 那行 ok了 嗯好 恩好 "
-    "拍了 拍好 拍好了 已拍 拍下 拍下了 付款 付款了 已付款 付了 已付 下单 下单了 已下单 收到了 好评 好评了 "
-    "地址 那 我 你 您 看看 看下 等 等等 稍等 也是 啦啦 咯咯 哈哈哈 麻烦 麻烦了 麻烦你 麻烦你了 那个 "
-    "这个 已经 提交 提交了 己提交 已提交 提交过了 确认 确认了 改好了 改了 修改了 好了吗".split()
+    "好 好的 好滴 好哒 好嘞 好吧 好了 嗯 恩 嗯嗯 恩恩 嗯呢 恩呢 哦哦 噢噢 对 对的 是 是的 是啊 行 "
+    "行吧 可以 可以了 ok okay 知道 知道了 我知道 明白 明白了 了解 收到 没事 没问题 没关系 那好 "
+    "那就好 就好 这样 这样啊 原来 原来如此 晓得 懂 懂了 也行 也好 算了 不用 不用了 一样 那行 ok了 "
+    "嗯好 恩好 拍了 拍好 拍好了 已拍 拍下 拍下了 付款 付款了 已付款 付了 已付 下单 下单了 已下单 "
+    "收到了 好评 好评了 地址 那 我 你 您 看看 看下 等 等等 稍等 也是 啦啦 咯咯 哈哈哈 麻烦 麻烦了 "
+    "麻烦你 麻烦你了 那个 这个 已经 提交 提交了 己提交 已提交 提交过了 确认 确认了 改好了 改了 "
+    "修改了 好了吗".split()
 )
 _GREET = frozenset(
-    "你好 您好 在吗 在 在不 在么 在嘛 在没 在没有 有人 有人吗 有人在吗 人呢 老板 掌柜 掌柜的 客服 店家 "
-    "卖家 小二 美女 亲 hello hi 哈喽 哈罗 嗨 早 早上好 中午好 下午好 晚上好 你们好".split()
+    "你好 您好 在吗 在 在不 在么 在嘛 在没 在没有 有人 有人吗 有人在吗 人呢 老板 掌柜 掌柜的 客服 "
+    "店家 卖家 小二 美女 亲 hello hi 哈喽 哈罗 嗨 早 早上好 中午好 下午好 晚上好 你们好".split()
 )
 _THANKS = frozenset(
-    "谢谢 谢 谢啦 谢了 谢咯 谢谢啦 谢谢了 谢谢咯 多谢 谢谢你 谢谢您 谢谢亲 感谢 辛苦了 辛苦 thank thanks "
-    "thx 3q 拜拜 再见 88".split()
+    "谢谢 谢 谢啦 谢了 谢咯 谢谢啦 谢谢了 谢谢咯 多谢 谢谢你 谢谢您 谢谢亲 感谢 辛苦了 辛苦 thank "
+    "thanks thx 3q 拜拜 再见 88".split()
 )
 # Replies that say nothing on their own.
 _FILLER = _PARTICLES | frozenset(
-    "好 好的 好滴 好哒 好嘞 好吧 好了 嗯 恩 嗯嗯 恩恩 嗯呢 恩呢 哦哦 噢噢 ok okay 收到 明白 明白了 了解 "
-    "知道 知道了 稍等 稍等下 稍等一下 请稍等 等下 等一下 一下 马上 在 在的 在呢 在线 您好 你好 客官 "
-    "小二 亲爱 么么哒 么么 哈哈 嗯嗯亲 恩恩亲 呦 哦哦哦 这边 看下 看看 我 您 帮 查 查下 查看 "
-    "给您 帮您 不好意思 抱歉 非常抱歉 实在抱歉 对不起".split()
+    "好 好的 好滴 好哒 好嘞 好吧 好了 嗯 恩 嗯嗯 恩恩 嗯呢 恩呢 哦哦 噢噢 ok okay 收到 明白 明白了 "
+    "了解 知道 知道了 稍等 稍等下 稍等一下 请稍等 等下 等一下 一下 马上 在 在的 在呢 在线 您好 "
+    "你好 客官 小二 亲爱 么么哒 么么 哈哈 嗯嗯亲 恩恩亲 呦 哦哦哦 这边 看下 看看 我 您 帮 查 查下 "
+    "查看 给您 帮您 不好意思 抱歉 非常抱歉 实在抱歉 对不起".split()
 )
 # Bare yes/no replies: an answer only to a yes/no question.
 _YES_NO = frozenset(
-    "是 是的 对 对的 可以 可以的 有 有的 没有 没 不是 不对 不可以 不行 行 不能 能 能的 会 会的 不会 不用 "
-    "要 要的 需要 不需要 没错 不要 包 包的 不包 都 都是 都有 一样 一样的 不一样 肯定 当然 必须".split()
+    "是 是的 对 对的 可以 可以的 有 有的 没有 没 不是 不对 不可以 不行 行 不能 能 能的 会 会的 "
+    "不会 不用 要 要的 需要 不需要 没错 不要 包 包的 不包 都 都是 都有 一样 一样的 不一样 肯定 "
+    "当然 必须".split()
 )
 _GREET_REPLY = frozenset(
     "您好 你好 在的 在呢 在 在哦 有什么可以帮您 有什么可以帮您的 有什么可以帮到您 有什么可以帮助您 "
@@ -284,11 +291,12 @@ _THANKS_REPLY = (
 
 # Questions that only make sense after something else was said (whole key).
 _CONTEXT_KEYS = frozenset(
-    "是 是吗 是不是 真的 真的吗 对吗 对不对 那怎么办 怎么办 咋办 什么意思 啥意思 是什么意思 为什么 为啥 "
-    "怎么回事 怎么了 咋了 然后 然后呢 还有 还有呢 这个呢 那个呢 这个 那个 哪个 多少 什么 确定 确定吗 "
-    "可以吗 可以不 行吗 行不行 好吗 能吗 能不能 是这个吗 这么久 这样吗 这样啊 不是 不对 不行 没有 有 要 "
-    "不要 还没 还没有 贵 太贵 太贵了 便宜点 便宜 哪里 在哪 为什么呢 怎么说 然后呢 那我呢 那个呢 "
-    "好的呢 多久 几天 啥时候 什么时候 那就 那好吧 是啊 是的吗 有吗 没有吗 要吗 对的吗".split()
+    "是 是吗 是不是 真的 真的吗 对吗 对不对 那怎么办 怎么办 咋办 什么意思 啥意思 是什么意思 为什么 "
+    "为啥 怎么回事 怎么了 咋了 然后 然后呢 还有 还有呢 这个呢 那个呢 这个 那个 哪个 多少 什么 确定 "
+    "确定吗 可以吗 可以不 行吗 行不行 好吗 能吗 能不能 是这个吗 这么久 这样吗 这样啊 不是 不对 "
+    "不行 没有 有 要 不要 还没 还没有 贵 太贵 太贵了 便宜点 便宜 哪里 在哪 为什么呢 怎么说 然后呢 "
+    "那我呢 那个呢 好的呢 多久 几天 啥时候 什么时候 那就 那好吧 是啊 是的吗 有吗 没有吗 要吗 "
+    "对的吗".split()
 )
 # A question or answer that opens with one of these continues its chat.
 _CONNECTIVE = re.compile(
@@ -1038,7 +1046,8 @@ def _markdown(result: CurateResult, data: dict, largest: int, conflict_sample: i
             f" rows) merged into them as phrasings, {c['reviewed_conflicts']} of them with "
             "another answer (the reviewed answer wins).",
             "",
-            "| reviewed question | merged group | rows | the answer it would have kept | other answer(s) |",
+            "| reviewed question | merged group | rows | the answer it would have kept "
+            "| other answer(s) |",
             "| --- | --- | ---: | --- | --- |",
         ]
         lines += [

@@ -211,7 +211,8 @@ class KnowledgeBase:
     def stats(self) -> dict:
         conn = self._conn()
         n, q_chars, a_chars = conn.execute(
-            "SELECT COUNT(*), COALESCE(AVG(length(question)),0), COALESCE(AVG(length(answer)),0) FROM qa"
+            "SELECT COUNT(*), COALESCE(AVG(length(question)),0), "
+            "COALESCE(AVG(length(answer)),0) FROM qa"
         ).fetchone()
         distinct_answers = conn.execute("SELECT COUNT(DISTINCT answer) FROM qa").fetchone()[0]
         phrasings = conn.execute(

@@ -13,8 +13,8 @@ Three ways to catch up, chosen by the size of the backlog:
 - **Large** (a bulk import): never in a request thread. Queries keep answering from the current
   snapshot while ONE background thread (at low CPU priority) loads the saved index, brings it up
   to date, merges and saves it, applies the few changes made meanwhile and swaps it in with one
-  reference assignment. Until then, the bulk's pairs (and edits made during the catch-up) are not yet
-  searchable: "searchable once the background catch-up finishes".
+  reference assignment. Until then, the bulk's pairs (and edits made during the catch-up) are
+  not yet searchable: "searchable once the background catch-up finishes".
 - **The KB is another one** (its id changed: deleted and re-seeded) **or its history is not the
   index's** (its revision is behind the index's, or the change at the index's revision has another
   token: restored from a backup, then maybe written to): the index is rebuilt from the KB with a

@@ -209,8 +209,11 @@ def delete_pair(raw_id: str):
 
 @admin.post("/import")
 def bulk_import():
-    """``{"pairs": [{"question", "answer", "tags"?, "phrasings"?}...]}`` or ``{"format", "content"}``;
-    one transaction."""
+    """Bulk import in one transaction.
+
+    Body: ``{"pairs": [{"question", "answer", "tags"?, "phrasings"?}...]}`` or
+    ``{"format", "content"}``.
+    """
     body = _body()
     _check_keys(body, ("pairs", "format", "content", "skip_bad"))
     skip_bad = body.get("skip_bad", False)

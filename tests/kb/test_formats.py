@@ -243,7 +243,8 @@ def test_deep_jsonl_lines_are_bad_lines(tmp_path):
         + "[" * 100_000
         + "]" * 100_000
         + "\n"  # issue 12: RecursionError, exit 1, even with --skip-bad
-        + '{"question": "q3", "answer": "a3", "tags": [[[[[[[[[[[[[[[[[[[[["x"]]]]]]]]]]]]]]]]]]]]]}\n'
+        + '{"question": "q3", "answer": "a3", '
+        '"tags": [[[[[[[[[[[[[[[[[[[[["x"]]]]]]]]]]]]]]]]]]]]]}\n'
         + '{"question": "q4", "answer": "a4"}\n',
         encoding="utf-8",
     )
@@ -333,7 +334,8 @@ def test_tsv_export_neutralizes_formula_cells(tmp_path):
 
 
 def test_neutralized_export_round_trip_keeps_the_quote(tmp_path):
-    """Import never rewrites text: a neutralized cell comes back with its quote; raw cells round-trip."""
+    """Import never rewrites text: a neutralized cell comes back with its quote; raw cells
+    round-trip."""
     kb = KnowledgeBase(tmp_path / "kb.sqlite")
     kb.add_many((q, a, ()) for q, a in FORMULAS[:4])
     for raw_cells in (False, True):
@@ -352,7 +354,8 @@ def test_neutralized_export_round_trip_keeps_the_quote(tmp_path):
 def test_jsonl_phrasings_round_trip(tmp_path):
     path = tmp_path / "p.jsonl"
     path.write_text(
-        '{"question": "什么时候发货", "phrasings": ["几时发货", "什么时候发货", "几时发货"], "answer": "今天"}\n'
+        '{"question": "什么时候发货", '
+        '"phrasings": ["几时发货", "什么时候发货", "几时发货"], "answer": "今天"}\n'
         '{"question": "q", "answer": "a", "phrasings": "几时发货"}\n'
         '{"question": "q", "answer": "a", "phrasings": ["ok", " "]}\n',
         encoding="utf-8",

@@ -91,7 +91,8 @@ def test_version_1_database_is_migrated_in_place(tmp_path):
         CREATE TABLE qa (id INTEGER PRIMARY KEY AUTOINCREMENT, question TEXT NOT NULL,
             answer TEXT NOT NULL, tags TEXT NOT NULL DEFAULT '[]', created_at REAL NOT NULL,
             updated_at REAL NOT NULL);
-        CREATE TABLE changes (revision INTEGER PRIMARY KEY, op TEXT NOT NULL, qa_id INTEGER NOT NULL);
+        CREATE TABLE changes (revision INTEGER PRIMARY KEY, op TEXT NOT NULL,
+            qa_id INTEGER NOT NULL);
         CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
         INSERT INTO meta VALUES ('schema_version', '1');
         INSERT INTO qa VALUES (1, '发 什么 快递', '中通', '["旧"]', 1.0, 2.0);

@@ -1,4 +1,5 @@
-"""The faiss dense index: exact search against numpy, live edits against a fresh build, persistence."""
+"""The faiss dense index: exact search against numpy, live edits against a fresh build,
+persistence."""
 
 import numpy as np
 import pytest

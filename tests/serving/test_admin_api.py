@@ -133,7 +133,10 @@ def test_lone_surrogate_in_import_content_is_400_and_leaves_no_file(client, tmp_
     monkeypatch.setattr(tempfile, "tempdir", str(temp))  # any temporary file would land here
     before = kb_state(client)
     for skip_bad in (False, True):
-        body = '{"format": "tsv", "content": "能 开 专票 吗\\t可以\\n坏\\ud800\\t答\\n", "skip_bad": %s}'
+        body = (
+            '{"format": "tsv", "content": "能 开 专票 吗\\t可以\\n坏\\ud800\\t答\\n", '
+            '"skip_bad": %s}'
+        )
         res = client.post("/api/kb/import", data=body % str(skip_bad).lower(), headers=AUTH)
         assert res.status_code == 400
         assert res.get_json()["error"] == (

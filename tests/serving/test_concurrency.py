@@ -2,8 +2,9 @@
 
 `alime serve` (gunicorn, 2 workers x 4 threads) with the bundled int8 model and hybrid BM25 +
 dense retrieval, over the bundled curated KB (its entries and their phrasings). Every deletion or
-edit tombstones a dense vector, which is what crashed the workers at 64ea9b8. Checked: no failed request, no worker
-restart, and every acknowledged write visible to the next chat (on whichever worker serves it).
+edit tombstones a dense vector, which is what crashed the workers at 64ea9b8. Checked: no failed
+request, no worker restart, and every acknowledged write visible to the next chat (on whichever
+worker serves it).
 """
 
 from __future__ import annotations

@@ -48,7 +48,8 @@ def test_kill_during_bulk_import(tmp_path, kill_after_s):
     kb = KnowledgeBase(kb_path)
     after = kb.count()
     print(
-        f"kill after {kill_after_s}s: import {'stored' if after > before else 'rolled back'}, outcome {outcome}"
+        f"kill after {kill_after_s}s: "
+        f"import {'stored' if after > before else 'rolled back'}, outcome {outcome}"
     )
     assert after in (before, before + BULK), f"half an import is stored: {after - before} rows"
     if "result" in outcome and outcome["result"][0] == 201:

@@ -64,7 +64,8 @@ def test_serves_chinese_answers_and_rejects_bad_input(served):
 
 def test_sessions_are_shared_by_the_workers(served):
     """40 follow-up turns, each on a new connection (so spread over both workers): every one is
-    given its session's history (issue 12: 10 of 40 ran without it when sessions were per worker)."""
+    given its session's history (issue 12: 10 of 40 ran without it when sessions were per
+    worker)."""
     base, _, _ = served
     assert len(set(worker_pids(base))) == 2, "the two workers did not both answer"
     used = []
