@@ -1,5 +1,6 @@
 # The two commands of the README: `make run` (install, then serve the bundled bot) and
-# `make test` (install with test extras, headless Chromium and redis-server, then run the whole suite).
+# `make test` (install with test extras, headless Chromium and redis-server, then ruff and the whole
+# suite).
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
@@ -28,5 +29,8 @@ install-test: $(VENV)/.installed-test
 run: install
 	$(BIN)/alime serve --host $(HOST) --port $(PORT)
 
+# Lint first: a finding or an unformatted file fails `make test` (and so `.ci/run`) before pytest.
 test: install-test
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
 	$(BIN)/python -m pytest $(PYTEST_ARGS)

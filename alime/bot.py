@@ -77,21 +77,29 @@ def build_bot(config: AppConfig | None = None) -> Bot:
     retriever = build_retriever(config, kb, searcher, model_dir)  # retrieval.mode
     retriever.search("您好", 1)  # warm-up: the first query traces and loads lazily-built parts
     decision = parse_enum(DecisionScore, config.engine.decision, "engine.decision")
-    routing = (read_routing(model_dir)
-               if decision is DecisionScore.ROUTING and model_dir is not None and scorer is not None
-               else None)
+    routing = (
+        read_routing(model_dir)
+        if decision is DecisionScore.ROUTING and model_dir is not None and scorer is not None
+        else None
+    )
     router = _router(routing, searcher, retriever, model_dir) if routing else None
     # T applies to the routing score when the model has one, else to the rerank score.
-    answer_t = _pick(config.engine.threshold,
-                     routing.threshold if routing else tuned.get("threshold"), 0.0)
+    answer_t = _pick(
+        config.engine.threshold, routing.threshold if routing else tuned.get("threshold"), 0.0
+    )
     gen_t = _pick(config.engine.generation_threshold, tuned.get("generation_threshold"), 0.0)
     engine = HybridEngine(
         retriever=retriever,
         lookup=kb.get_many,
-        thresholds=Thresholds(answer=answer_t, generation=gen_t,
-                              chitchat=_pick(config.chitchat.threshold,
-                                             tuned.get("chitchat_threshold"),
-                                             DEFAULT_CHITCHAT_THRESHOLD)),
+        thresholds=Thresholds(
+            answer=answer_t,
+            generation=gen_t,
+            chitchat=_pick(
+                config.chitchat.threshold,
+                tuned.get("chitchat_threshold"),
+                DEFAULT_CHITCHAT_THRESHOLD,
+            ),
+        ),
         scorer=scorer,
         generator=generator,
         k=config.retrieval.k,
@@ -100,8 +108,13 @@ def build_bot(config: AppConfig | None = None) -> Bot:
         guards=build_guards(config),
         chitchat=build_chitchat(config),
     )
-    log.info("bot ready: %d QA pairs, model=%s, T=%.4f on the %s score", len(searcher), model_dir,
-             answer_t, "routing" if router else "rerank")
+    log.info(
+        "bot ready: %d QA pairs, model=%s, T=%.4f on the %s score",
+        len(searcher),
+        model_dir,
+        answer_t,
+        "routing" if router else "rerank",
+    )
     return Bot(config, kb, searcher, engine, model_dir)
 
 
@@ -110,8 +123,12 @@ def build_guards(config: AppConfig) -> Guards | None:
     g = config.guards
     if not g.enabled:
         return None
-    replies = GuardReplies(complaint=g.complaint_reply, person=g.person_reply,
-                           order_status=g.order_status_reply, rephrase=g.rephrase_reply)
+    replies = GuardReplies(
+        complaint=g.complaint_reply,
+        person=g.person_reply,
+        order_status=g.order_status_reply,
+        rephrase=g.rephrase_reply,
+    )
     return Guards(load_lexicon(g.lexicon), replies)
 
 
@@ -120,39 +137,49 @@ def build_chitchat(config: AppConfig) -> ChitChatKB | None:
     c = config.chitchat
     if not c.enabled or not c.files:
         return None
-    # Every phrasing of an entry matches on its own (what `alime kb curate` groups stays one answer).
-    kb = ChitChatKB([(q, r.answer) for r in read_chitchat(c.files)
-                     for q in (r.question, *r.phrasings)])
+    # Every phrasing of an entry matches on its own (what `alime kb curate` groups stays one
+    # answer).
+    kb = ChitChatKB(
+        [(q, r.answer) for r in read_chitchat(c.files) for q in (r.question, *r.phrasings)]
+    )
     log.info("chit-chat KB: %d pairs from %d path(s)", len(kb), len(c.files))
     return kb
 
 
-def _router(routing: RoutingChoice, searcher: KBSearcher, retriever: Retriever,
-            model_dir: Path) -> FeatureRouter:
+def _router(
+    routing: RoutingChoice, searcher: KBSearcher, retriever: Retriever, model_dir: Path
+) -> FeatureRouter:
     """The routing score of ``routing.json`` over this KB (idf) and, when its model uses the
     ``dense`` feature, the model's question encoder (not loaded otherwise)."""
     dense = Feature.DENSE in routing.model.features
-    features = routing_features(searcher, retriever, model_dir, routing.pooling, routing.sif_a,
-                                dense)
+    features = routing_features(
+        searcher, retriever, model_dir, routing.pooling, routing.sif_a, dense
+    )
     return FeatureRouter(features, routing.model)
 
 
-def routing_features(searcher: KBSearcher, retriever: Retriever, model_dir: Path,
-                     pooling: str, sif_a: float, dense: bool = True) -> CandidateFeatures:
+def routing_features(
+    searcher: KBSearcher,
+    retriever: Retriever,
+    model_dir: Path,
+    pooling: str,
+    sif_a: float,
+    dense: bool = True,
+) -> CandidateFeatures:
     """The routing features over ``searcher``'s KB (idf) and, with ``dense``, the model's
     question encoder."""
     pipeline = searcher.pipeline
     if not dense:
-        return CandidateFeatures(pipeline.index_terms, searcher.idf,
-                                 synonyms=pipeline.synonyms_of)
+        return CandidateFeatures(pipeline.index_terms, searcher.idf, synonyms=pipeline.synonyms_of)
     from alime.retrieval.embeddings import Seq2SeqEmbedder, model_identity
 
     # Reuse the hybrid retriever's encoder when it pools the same way (one model load, not two).
     embedder = getattr(getattr(retriever, "dense", None), "embedder", None)
     if embedder is None or embedder.identity != model_identity(model_dir, pooling, sif_a):
         embedder = Seq2SeqEmbedder(model_dir, pipeline.tokenize, pooling, sif_a=sif_a)
-    return CandidateFeatures(pipeline.index_terms, searcher.idf, embedder.embed,
-                             pipeline.synonyms_of)
+    return CandidateFeatures(
+        pipeline.index_terms, searcher.idf, embedder.embed, pipeline.synonyms_of
+    )
 
 
 def preload(config: AppConfig, searcher: KBSearcher | None = None) -> None:
@@ -186,8 +213,9 @@ def preload(config: AppConfig, searcher: KBSearcher | None = None) -> None:
                 if importlib.util.find_spec("onnx") is not None:
                     import onnx  # noqa: F401 - the int8 head builds its graph with it
     except Exception as exc:  # noqa: BLE001 - a speed-up only: each worker loads, and reports
-        log.warning("preload skipped (%s: %s); each worker loads everything itself",
-                    type(exc).__name__, exc)
+        log.warning(
+            "preload skipped (%s: %s); each worker loads everything itself", type(exc).__name__, exc
+        )
 
 
 def _pick(*values: float | None) -> float:

@@ -22,8 +22,12 @@ from alime.routing import char_overlap_f1
 from alime.types import ChitChatMatch
 
 # How a chit-chat file's format follows from its name; a folder means its *.yml files.
-_FORMATS = {".yml": Format.CHATTERBOT, ".yaml": Format.CHATTERBOT, ".jsonl": Format.JSONL,
-            ".tsv": Format.TSV}
+_FORMATS = {
+    ".yml": Format.CHATTERBOT,
+    ".yaml": Format.CHATTERBOT,
+    ".jsonl": Format.JSONL,
+    ".tsv": Format.TSV,
+}
 
 
 def read_chitchat(paths: Iterable[str | Path]) -> list[Row]:
@@ -46,8 +50,10 @@ def read_chitchat(paths: Iterable[str | Path]) -> list[Row]:
         for file in files:
             fmt = _FORMATS.get(file.suffix.lower())
             if fmt is None:
-                raise ValueError(f"{file}: unknown chit-chat format; valid suffixes: "
-                                 f"{', '.join(sorted(_FORMATS))}")
+                raise ValueError(
+                    f"{file}: unknown chit-chat format; valid suffixes: "
+                    f"{', '.join(sorted(_FORMATS))}"
+                )
             rows.extend(read_rows(file, fmt).rows)
     return rows
 

@@ -14,15 +14,18 @@ import sys
 # costs more than it saves and fights TensorFlow's and the server's threads for the 2 cores.
 # Set before anything imports numpy; an explicit setting wins.
 os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
-from pathlib import Path
 
 from alime import __version__
 from alime.config import AppConfig, load_config
 from alime.kb.store import NotFound
 
 # Subcommands defined in their own modules: each has ``register(subparsers)``.
-_PLUGIN_COMMANDS = ("alime.commands.train", "alime.commands.train_matcher",
-                    "alime.commands.evaluate", "alime.commands.quantize")
+_PLUGIN_COMMANDS = (
+    "alime.commands.train",
+    "alime.commands.train_matcher",
+    "alime.commands.evaluate",
+    "alime.commands.quantize",
+)
 
 
 class CLIError(Exception):
@@ -33,7 +36,11 @@ def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     logging.basicConfig(
-        level=logging.DEBUG if args.verbose else logging.INFO if args.command == "serve" else logging.WARNING,
+        level=logging.DEBUG
+        if args.verbose
+        else logging.INFO
+        if args.command == "serve"
+        else logging.WARNING,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
     if not getattr(args, "func", None):
@@ -52,7 +59,9 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="alime", description="Hybrid customer-service chatbot engine")
+    parser = argparse.ArgumentParser(
+        prog="alime", description="Hybrid customer-service chatbot engine"
+    )
     parser.add_argument("--version", action="version", version=f"alime {__version__}")
     parser.add_argument("--config", help="TOML configuration file (see docs/configuration.md)")
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
@@ -67,8 +76,12 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("search", help="search the KB (BM25, dense or hybrid)")
     p.add_argument("query")
     p.add_argument("--k", type=_positive_int, default=10)
-    p.add_argument("--mode", default="bm25", choices=["bm25", "dense", "hybrid"],
-                   help="bm25 (default, no model needed), dense or hybrid (retrieval.fusion)")
+    p.add_argument(
+        "--mode",
+        default="bm25",
+        choices=["bm25", "dense", "hybrid"],
+        help="bm25 (default, no model needed), dense or hybrid (retrieval.fusion)",
+    )
     p.add_argument("--json", action="store_true", help="print JSON")
     p.set_defaults(func=cmd_search)
 
@@ -107,7 +120,9 @@ def config_of(args) -> AppConfig:
 
 # -- kb ---------------------------------------------------------------------------------------
 def _add_kb(sub) -> None:
-    kb = sub.add_parser("kb", help="manage the knowledge base").add_subparsers(dest="kb_command", metavar="ACTION")
+    kb = sub.add_parser("kb", help="manage the knowledge base").add_subparsers(
+        dest="kb_command", metavar="ACTION"
+    )
 
     p = kb.add_parser("import", help="import QA pairs from a file (one transaction)")
     p.add_argument("file")
@@ -118,24 +133,36 @@ def _add_kb(sub) -> None:
     p = kb.add_parser("export", help="export QA pairs")
     p.add_argument("--format", default="tsv", choices=["tsv", "jsonl"])
     p.add_argument("--out", help="file to write (default: standard output)")
-    p.add_argument("--raw-cells", action="store_true",
-                   help="TSV: keep cells starting with = + - @ as they are (default: prefix a ')")
+    p.add_argument(
+        "--raw-cells",
+        action="store_true",
+        help="TSV: keep cells starting with = + - @ as they are (default: prefix a ')",
+    )
     p.set_defaults(func=cmd_kb_export)
 
     p = kb.add_parser("add", help="add one QA pair")
     p.add_argument("--question", required=True)
     p.add_argument("--answer", required=True)
     p.add_argument("--tag", action="append", default=[], dest="tags")
-    p.add_argument("--phrasing", action="append", default=[], dest="phrasings",
-                   help="another way to ask the question (repeatable)")
+    p.add_argument(
+        "--phrasing",
+        action="append",
+        default=[],
+        dest="phrasings",
+        help="another way to ask the question (repeatable)",
+    )
     p.set_defaults(func=cmd_kb_add)
 
     p = kb.add_parser("edit", help="edit a QA pair")
     p.add_argument("id", type=_qa_id)
     p.add_argument("--question")
     p.add_argument("--answer")
-    p.add_argument("--phrasing", action="append", dest="phrasings",
-                   help="replaces the phrasings (repeatable); --phrasing '' clears them")
+    p.add_argument(
+        "--phrasing",
+        action="append",
+        dest="phrasings",
+        help="replaces the phrasings (repeatable); --phrasing '' clears them",
+    )
     p.set_defaults(func=cmd_kb_edit)
 
     p = kb.add_parser("delete", help="delete a QA pair")
@@ -147,23 +174,35 @@ def _add_kb(sub) -> None:
     p.add_argument("--limit", type=_bounded_int(1, 10_000), default=20)
     p.set_defaults(func=cmd_kb_list)
 
-    p = kb.add_parser("curate", help="turn a raw QA corpus into curated KB entries (JSONL); "
-                                     "does not touch the KB")
+    p = kb.add_parser(
+        "curate", help="turn a raw QA corpus into curated KB entries (JSONL); does not touch the KB"
+    )
     p.add_argument("file")
     p.add_argument("--format", required=True, choices=["tsv", "jsonl", "ecommerce", "chatterbot"])
     p.add_argument("--out", required=True, help="curated entries (JSONL, for kb import)")
     p.add_argument("--chitchat-out", help="greetings and thanks with a generic answer (JSONL)")
     p.add_argument("--report", help="folder for curate_report.json and curate_report.md")
-    p.add_argument("--tag", action="append", default=[], dest="tags",
-                   help="tag every curated entry (repeatable)")
-    p.add_argument("--max-question-chars", type=_positive_int,
-                   help="longer questions (characters, particles removed) are narrative turns "
-                        "(default 15)")
-    p.add_argument("--no-near-duplicates", action="store_true",
-                   help="group only questions with equal keys")
-    p.add_argument("--reviewed", metavar="FILE",
-                   help="a reviewed FAQ (JSONL: question, phrasings, answer, tags): written first "
-                        "as it is; corpus groups asking its questions are merged in")
+    p.add_argument(
+        "--tag",
+        action="append",
+        default=[],
+        dest="tags",
+        help="tag every curated entry (repeatable)",
+    )
+    p.add_argument(
+        "--max-question-chars",
+        type=_positive_int,
+        help="longer questions (characters, particles removed) are narrative turns (default 15)",
+    )
+    p.add_argument(
+        "--no-near-duplicates", action="store_true", help="group only questions with equal keys"
+    )
+    p.add_argument(
+        "--reviewed",
+        metavar="FILE",
+        help="a reviewed FAQ (JSONL: question, phrasings, answer, tags): written first "
+        "as it is; corpus groups asking its questions are merged in",
+    )
     p.set_defaults(func=cmd_kb_curate)
 
     p = kb.add_parser("stats", help="KB statistics (JSON)")
@@ -251,8 +290,18 @@ def cmd_kb_export(args) -> int:
 
 
 def _print_pair(pair) -> None:
-    print(json.dumps({"id": pair.id, "question": pair.question, "phrasings": list(pair.phrasings),
-                      "answer": pair.answer, "tags": list(pair.tags)}, ensure_ascii=False))
+    print(
+        json.dumps(
+            {
+                "id": pair.id,
+                "question": pair.question,
+                "phrasings": list(pair.phrasings),
+                "answer": pair.answer,
+                "tags": list(pair.tags),
+            },
+            ensure_ascii=False,
+        )
+    )
 
 
 def cmd_kb_add(args) -> int:
@@ -299,11 +348,21 @@ def cmd_kb_list(args) -> int:
 def cmd_kb_curate(args) -> int:
     from alime.kb.curate import CurateOptions, curate_file
 
-    limit = {} if args.max_question_chars is None else {"max_question_chars": args.max_question_chars}
-    options = CurateOptions(near_duplicates=not args.no_near_duplicates, tags=tuple(args.tags),
-                            **limit)
-    result = curate_file(args.file, args.format, args.out, args.chitchat_out, args.report, options,
-                         reviewed=args.reviewed)
+    limit = (
+        {} if args.max_question_chars is None else {"max_question_chars": args.max_question_chars}
+    )
+    options = CurateOptions(
+        near_duplicates=not args.no_near_duplicates, tags=tuple(args.tags), **limit
+    )
+    result = curate_file(
+        args.file,
+        args.format,
+        args.out,
+        args.chitchat_out,
+        args.report,
+        options,
+        reviewed=args.reviewed,
+    )
     print(json.dumps(result.counts(), ensure_ascii=False))
     return 0
 
@@ -323,8 +382,15 @@ def cmd_index(args) -> int:
     else:
         searcher.sync()
         searcher.save()
-    print(json.dumps({"indexed": len(searcher), "kb_revision": searcher.revision,
-                      "index": str(searcher.index_dir)}))
+    print(
+        json.dumps(
+            {
+                "indexed": len(searcher),
+                "kb_revision": searcher.revision,
+                "index": str(searcher.index_dir),
+            }
+        )
+    )
     return 0
 
 
@@ -340,12 +406,21 @@ def cmd_search(args) -> int:
         hits = _search_mode(config, searcher, args.mode, args.query, args.k)
     pairs = searcher.kb.get_many([h.id for h in hits])
     results = [
-        {"id": h.id, "question": pairs[h.id].question, "answer": pairs[h.id].answer, "score": h.score}
-        for h in hits if h.id in pairs
+        {
+            "id": h.id,
+            "question": pairs[h.id].question,
+            "answer": pairs[h.id].answer,
+            "score": h.score,
+        }
+        for h in hits
+        if h.id in pairs
     ]
     if args.json:
-        print(json.dumps({"mode": args.mode, "query_tokens": terms, "results": results},
-                         ensure_ascii=False))
+        print(
+            json.dumps(
+                {"mode": args.mode, "query_tokens": terms, "results": results}, ensure_ascii=False
+            )
+        )
     else:
         print("query tokens:", " ".join(terms))
         for rank, r in enumerate(results, 1):
@@ -369,7 +444,9 @@ def cmd_serve(args) -> int:
     from alime.serving.server import serve
 
     config = config_of(args)
-    overrides = {k: getattr(args, k) for k in ("host", "port", "workers", "threads") if getattr(args, k)}
+    overrides = {
+        k: getattr(args, k) for k in ("host", "port", "workers", "threads") if getattr(args, k)
+    }
     config = dataclasses.replace(config, serve=dataclasses.replace(config.serve, **overrides))
     serve(config)
     return 0
@@ -409,7 +486,9 @@ def cmd_chat(args) -> int:
         if args.show_candidates:
             for c in reply.candidates:
                 rr = "" if c.rerank_score is None else f" rerank {c.rerank_score:.3f}"
-                print(f"       #{c.id} bm25 {c.retrieval_score:.3f}{rr}: {c.question} -> {c.answer}")
+                print(
+                    f"       #{c.id} bm25 {c.retrieval_score:.3f}{rr}: {c.question} -> {c.answer}"
+                )
         turns += [query, reply.answer]
 
 

@@ -55,8 +55,8 @@ class DenseConfig:
     ivf_nprobe: int = 128  # lists searched per query (recall@10 vs exact >= 0.95 at 100k and 1M)
     pooling: str = "words"  # states | words | concat (see alime.retrieval.embeddings)
     sif_a: float = 0.01  # smooth-inverse-frequency word weighting; 0 = plain mean
-    center: bool = True
-    search_threads: int = 1  # faiss OpenMP threads per query (more is slower on a busy machine)  # subtract the KB's mean vector before indexing (see alime.retrieval.dense)
+    center: bool = True  # subtract the KB's mean vector before indexing (see alime.retrieval.dense)
+    search_threads: int = 1  # faiss OpenMP threads per query (more is slower on a busy machine)
 
 
 @dataclass(frozen=True)
@@ -119,9 +119,11 @@ class ChitChatConfig:
     # Read in order; on equal scores the earlier file wins. A folder: its *.yml files.
     # The bundled ones: the shop's own small talk, the greetings and thanks that `alime kb curate`
     # moved out of the FAQ (data/kb/chitchat.jsonl), then the ChatterBot corpus.
-    files: tuple[str, ...] = (str(BUNDLED_DATA / "chitchat" / "shop_zh.jsonl"),
-                              str(BUNDLED_DATA / "kb" / "chitchat.jsonl"),
-                              str(BUNDLED_DATA / "chatterbot_zh"))
+    files: tuple[str, ...] = (
+        str(BUNDLED_DATA / "chitchat" / "shop_zh.jsonl"),
+        str(BUNDLED_DATA / "kb" / "chitchat.jsonl"),
+        str(BUNDLED_DATA / "chatterbot_zh"),
+    )
     # The bar on the character F1 of the query and the chit-chat question (compact text); None:
     # the model directory's tuned value (thresholds.json "chitchat_threshold"), else 0.8.
     threshold: float | None = None
@@ -141,7 +143,9 @@ class ServeConfig:
     max_context_turns: int = 10
     session_capacity: int = 10_000
     session_ttl_s: float = 1800.0
-    request_timeout_s: float = 10.0  # per-request budget: generation is skipped when it would overrun
+    request_timeout_s: float = (
+        10.0  # per-request budget: generation is skipped when it would overrun
+    )
     # Where session turns live, shared by every worker: "sqlite" (one file in the state directory,
     # for one machine) or "redis" (redis_url, for several machines behind a load balancer).
     sessions: str = "sqlite"
@@ -184,7 +188,9 @@ def _check_positive(section: object, name: str, keys: tuple[str, ...]) -> None:
 class PathsConfig:
     kb: str = ""  # SQLite file; "" = <state dir>/kb.sqlite (seeded from the bundled default)
     index: str = ""  # index folder; "" = next to the KB
-    model: str = ""  # model folder; "" = the bundled int8 model (else fp32); "none" = retrieval only
+    model: str = (
+        ""  # model folder; "" = the bundled int8 model (else fp32); "none" = retrieval only
+    )
     state: str = ""  # state directory; "" = var/ beside the config file (see alime_home)
 
 
@@ -225,9 +231,18 @@ class AppConfig:
         return kb, index, model
 
 
-_PATH_FIELDS = {("paths", "kb"), ("paths", "index"), ("paths", "model"), ("paths", "state"),
-                ("text", "user_dict"), ("text", "stopwords"), ("text", "synonyms"),
-                ("guards", "lexicon"), ("chitchat", "files"), ("serve", "sessions_path")}
+_PATH_FIELDS = {
+    ("paths", "kb"),
+    ("paths", "index"),
+    ("paths", "model"),
+    ("paths", "state"),
+    ("text", "user_dict"),
+    ("text", "stopwords"),
+    ("text", "synonyms"),
+    ("guards", "lexicon"),
+    ("chitchat", "files"),
+    ("serve", "sessions_path"),
+}
 
 
 def from_dict(cls: type, data: dict[str, Any], where: str = "", base: Path | None = None):
@@ -255,8 +270,11 @@ def from_dict(cls: type, data: dict[str, Any], where: str = "", base: Path | Non
         elif current is not None and not _type_ok(current, value):
             raise ValueError(f"config key '{key}' must be {type(current).__name__}, got {value!r}")
         if base is not None and tuple(key.split(".")) in _PATH_FIELDS:
-            value = (tuple(_resolve(base, v) for v in value) if isinstance(value, tuple)
-                     else _resolve(base, value))
+            value = (
+                tuple(_resolve(base, v) for v in value)
+                if isinstance(value, tuple)
+                else _resolve(base, value)
+            )
         kwargs[name] = value
     return cls(**kwargs)
 

@@ -70,7 +70,9 @@ class HybridEngine:
         self.chitchat = chitchat
         self._generate_s = 0.0  # moving average of generation time, for the time budget
 
-    def reply(self, query: str, context: Sequence[str] = (), budget_s: float | None = None) -> Reply:
+    def reply(
+        self, query: str, context: Sequence[str] = (), budget_s: float | None = None
+    ) -> Reply:
         """Answer ``query`` given the conversation's recent ``context`` (oldest first).
 
         In order (the first that applies decides, and is the reply's ``rule``): the rules
@@ -87,23 +89,46 @@ class HybridEngine:
             matched = self.guards.check(query)
             _lap(timings, "rules", started)
             if matched is not None:
-                return self._reply(matched.answer, Source.FALLBACK, None, None, (), timings,
-                                   matched.handoff, matched.rule, matched.evidence)
+                return self._reply(
+                    matched.answer,
+                    Source.FALLBACK,
+                    None,
+                    None,
+                    (),
+                    timings,
+                    matched.handoff,
+                    matched.rule,
+                    matched.evidence,
+                )
         candidates = self.candidates(query, context, timings)
         clock = time.perf_counter()
         best = _best_score(candidates)
         threshold = self.thresholds.answer
         if decide(best, threshold) is Decision.ANSWER_FROM_KB:
-            return self._reply(candidates[0].answer, Source.RETRIEVAL, best, threshold, candidates,
-                               timings, rule=Rule.FAQ)
+            return self._reply(
+                candidates[0].answer,
+                Source.RETRIEVAL,
+                best,
+                threshold,
+                candidates,
+                timings,
+                rule=Rule.FAQ,
+            )
 
         if self.chitchat is not None:
             match = self.chitchat.best(query)
             clock = _lap(timings, "chitchat", clock)
             if match is not None and accept_chitchat(match.score, self.thresholds.chitchat):
-                return self._reply(match.answer, Source.CHITCHAT, match.score,
-                                   self.thresholds.chitchat, candidates, timings,
-                                   rule=Rule.CHITCHAT, evidence=match.question)
+                return self._reply(
+                    match.answer,
+                    Source.CHITCHAT,
+                    match.score,
+                    self.thresholds.chitchat,
+                    candidates,
+                    timings,
+                    rule=Rule.CHITCHAT,
+                    evidence=match.question,
+                )
 
         rule = Rule.LOW_CONFIDENCE
         if self.generator is not None and not self._fits_budget(started, budget_s):
@@ -112,18 +137,30 @@ class HybridEngine:
             generated = self.generator.generate(query, context)
             before = clock
             clock = _lap(timings, "generate", clock)
-            self._generate_s = 0.8 * self._generate_s + 0.2 * (clock - before) if self._generate_s else clock - before
+            self._generate_s = (
+                0.8 * self._generate_s + 0.2 * (clock - before)
+                if self._generate_s
+                else clock - before
+            )
             if generated and accept_generation(generated[0].score, self.thresholds.generation):
                 top = generated[0]
-                return self._reply(top.text, Source.GENERATION, top.score,
-                                   self.thresholds.generation, candidates, timings,
-                                   rule=Rule.GENERATION)
+                return self._reply(
+                    top.text,
+                    Source.GENERATION,
+                    top.score,
+                    self.thresholds.generation,
+                    candidates,
+                    timings,
+                    rule=Rule.GENERATION,
+                )
         # Nothing reached its bar: the FAQ's best score against T says how far off the KB was.
-        return self._reply(self.fallback_reply, Source.FALLBACK, best, threshold, candidates,
-                           timings, True, rule)
+        return self._reply(
+            self.fallback_reply, Source.FALLBACK, best, threshold, candidates, timings, True, rule
+        )
 
-    def candidates(self, query: str, context: Sequence[str] = (),
-                   timings: dict[str, float] | None = None) -> list[Candidate]:
+    def candidates(
+        self, query: str, context: Sequence[str] = (), timings: dict[str, float] | None = None
+    ) -> list[Candidate]:
         """Retrieve, rerank and route: the candidates, the one the engine would answer first.
 
         Order: by routing score with a router, else by rerank score, else retrieval order.
@@ -137,8 +174,13 @@ class HybridEngine:
         hits = self.retriever.search(query, self.k)
         pairs = self.lookup([h.id for h in hits])
         candidates = [
-            Candidate(h.id, pairs[h.id].question, pairs[h.id].answer, h.score,
-                      phrasings=pairs[h.id].phrasings)
+            Candidate(
+                h.id,
+                pairs[h.id].question,
+                pairs[h.id].answer,
+                h.score,
+                phrasings=pairs[h.id].phrasings,
+            )
             for h in hits
             if h.id in pairs  # a pair deleted between search and lookup is simply dropped
         ]
@@ -153,9 +195,12 @@ class HybridEngine:
 
         if self.router is not None and candidates:
             scores = self.router.score(query, candidates)
-            candidates = [replace(c, routing_score=float(s))
-                          for c, s in zip(candidates, scores, strict=True)]
-            candidates.sort(key=lambda c: c.routing_score, reverse=True)  # stable: rerank order on ties
+            candidates = [
+                replace(c, routing_score=float(s)) for c, s in zip(candidates, scores, strict=True)
+            ]
+            candidates.sort(
+                key=lambda c: c.routing_score, reverse=True
+            )  # stable: rerank order on ties
             clock = _lap(timings, "route", clock)
             tied = sum(c.routing_score == candidates[0].routing_score for c in candidates)
             if self.scorer is not None and not rerank_all and tied > 1:
@@ -163,12 +208,14 @@ class HybridEngine:
                 _lap(timings, "rerank", clock)
         return candidates
 
-    def _rerank(self, query: str, context: Sequence[str],
-                candidates: list[Candidate]) -> list[Candidate]:
+    def _rerank(
+        self, query: str, context: Sequence[str], candidates: list[Candidate]
+    ) -> list[Candidate]:
         """``candidates`` with their rerank scores, best first (stable on ties)."""
         scores = self.scorer.score(query, context, [c.answer for c in candidates])
-        ranked = [replace(c, rerank_score=float(s))
-                  for c, s in zip(candidates, scores, strict=True)]
+        ranked = [
+            replace(c, rerank_score=float(s)) for c, s in zip(candidates, scores, strict=True)
+        ]
         ranked.sort(key=lambda c: c.rerank_score, reverse=True)
         return ranked
 
@@ -178,9 +225,17 @@ class HybridEngine:
         return time.perf_counter() - started + self._generate_s <= budget_s
 
     @staticmethod
-    def _reply(answer: str, source: Source, score: float | None, threshold: float | None,
-               candidates: Sequence[Candidate], timings: dict[str, float], handoff: bool = False,
-               rule: Rule = Rule.LOW_CONFIDENCE, evidence: str | None = None) -> Reply:
+    def _reply(
+        answer: str,
+        source: Source,
+        score: float | None,
+        threshold: float | None,
+        candidates: Sequence[Candidate],
+        timings: dict[str, float],
+        handoff: bool = False,
+        rule: Rule = Rule.LOW_CONFIDENCE,
+        evidence: str | None = None,
+    ) -> Reply:
         timings["total"] = sum(timings.values())
         return Reply(
             answer=answer,

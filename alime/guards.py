@@ -58,7 +58,7 @@ class Negation:
         match = self._pattern.search(before)
         if match is None:
             return False
-        around = before[max(0, match.start() - 1):match.start() + 2]
+        around = before[max(0, match.start() - 1) : match.start() + 2]
         return _A_NOT_A.match(around) is None
 
 
@@ -74,10 +74,16 @@ class PhraseRule:
     def __post_init__(self) -> None:
         # A lookahead finds overlapping matches too: in 不需要人工客服 the phrase 人工客服 (negated
         # by 不需要) must be seen, not only a phrase starting inside the negation.
-        object.__setattr__(self, "_phrases", re.compile(f"(?=({_alternation(self.phrases)}))")
-                           if self.phrases else None)
-        object.__setattr__(self, "_exceptions", re.compile(_alternation(self.exceptions))
-                           if self.exceptions else None)
+        object.__setattr__(
+            self,
+            "_phrases",
+            re.compile(f"(?=({_alternation(self.phrases)}))") if self.phrases else None,
+        )
+        object.__setattr__(
+            self,
+            "_exceptions",
+            re.compile(_alternation(self.exceptions)) if self.exceptions else None,
+        )
 
 
 @dataclass(frozen=True)
@@ -97,11 +103,14 @@ class OrderLexicon:
         gap = f".{{0,{self.max_gap}}}?"
         patterns = []
         if self.owners and self.items and self.status:
-            patterns.append(f"(?:{_alternation(self.owners)}){gap}(?:{_alternation(self.items)})"
-                            f"{gap}(?:{_alternation(self.status)})")
+            patterns.append(
+                f"(?:{_alternation(self.owners)}){gap}(?:{_alternation(self.items)})"
+                f"{gap}(?:{_alternation(self.status)})"
+            )
         if self.items and self.sure_status:
-            patterns.append(f"(?:{_alternation(self.items)}){gap}"
-                            f"(?:{_alternation(self.sure_status)})")
+            patterns.append(
+                f"(?:{_alternation(self.items)}){gap}(?:{_alternation(self.sure_status)})"
+            )
         if self.number_words:
             words, digits = _alternation(self.number_words), self.min_number_digits
             # The number next to the word, either side: 订单123456 / 123456这个订单.
@@ -129,8 +138,10 @@ class GibberishLexicon:
         runs = set()
         for row in self.keyboard_rows:
             for r in (row, row[::-1]):
-                runs.update(r[i:i + self.min_keyboard_run]
-                            for i in range(len(r) - self.min_keyboard_run + 1))
+                runs.update(
+                    r[i : i + self.min_keyboard_run]
+                    for i in range(len(r) - self.min_keyboard_run + 1)
+                )
         object.__setattr__(self, "_runs", frozenset(runs))
 
 
@@ -163,8 +174,9 @@ def load_lexicon(path: str | Path) -> Lexicon:
     unknown = sorted(set(data) - set(sections))
     if unknown:
         raise ValueError(f"{path}: unknown table(s) {unknown}; valid: {sorted(sections)}")
-    return Lexicon(**{name: _section(path, name, data[name], type(sections[name]))
-                      for name in data})
+    return Lexicon(
+        **{name: _section(path, name, data[name], type(sections[name])) for name in data}
+    )
 
 
 def _section(path: Path, name: str, data: object, cls: type):
@@ -202,7 +214,7 @@ def find_phrase(text: str, rule: PhraseRule, negation: Negation) -> str | None:
     if rule._phrases is None:
         return None
     for match in rule._phrases.finditer(text):
-        if not negation.negates(text[:match.start()]):
+        if not negation.negates(text[: match.start()]):
             return match.group(1)
     return None
 
@@ -245,8 +257,9 @@ def gibberish(query: str, lexicon: Lexicon) -> str | None:
 
     One character typed over and over is meaningless in any script (啊啊啊啊; laughter such as
     哈哈哈哈 is small talk and passes). Otherwise any CJK (or other non-Latin) letter makes a query
-    meaningful: 包邮吗, 在吗 and 发sf吗 pass however short they are. Only queries without one are judged, and only as a whole: ``ok``,
-    ``hello``, ``iphone 13`` pass; ``asdfgh``, ``jjjjj``, ``😂😂😂``, ``？？？``, ``123`` do not.
+    meaningful: 包邮吗, 在吗 and 发sf吗 pass however short they are. Only queries without one
+    are judged, and only as a whole: ``ok``, ``hello``, ``iphone 13`` pass; ``asdfgh``,
+    ``jjjjj``, ``😂😂😂``, ``？？？``, ``123`` do not.
     """
     text = normalize(query)
     categories = [unicodedata.category(ch) for ch in text if not ch.isspace()]
@@ -257,8 +270,7 @@ def gibberish(query: str, lexicon: Lexicon) -> str | None:
         # CJK, kana, hangul, accented Latin ...: words, whatever else is there, unless one
         # character is all there is, typed again and again (Latin repeats are keyboard mash)
         key, rules = compact(text), lexicon.gibberish
-        if (len(key) >= rules.min_repeat_any and len(set(key)) == 1
-                and key[0] not in rules.laughter):
+        if len(key) >= rules.min_repeat_any and len(set(key)) == 1 and key[0] not in rules.laughter:
             return Gibberish.REPEATED
         return None
     if not letters:
@@ -275,7 +287,7 @@ def is_keyboard_mash(word: str, lexicon: GibberishLexicon) -> bool:
     """True for a lower-case Latin word that is mash: a run along a keyboard row (asdf), one
     letter repeated (jjj), or a long word with no vowel (sdfkh)."""
     n = lexicon.min_keyboard_run
-    if any(word[i:i + n] in lexicon._runs for i in range(len(word) - n + 1)):
+    if any(word[i : i + n] in lexicon._runs for i in range(len(word) - n + 1)):
         return True
     if len(word) >= lexicon.min_repeat and len(set(word)) == 1:
         return True
@@ -306,9 +318,11 @@ class Guards:
 
     def check(self, query: str) -> RuleMatch | None:
         text = compact(query)
-        handoffs = ((Rule.COMPLAINT, complaint, self.replies.complaint),
-                    (Rule.PERSON, person, self.replies.person),
-                    (Rule.ORDER_STATUS, order_status, self.replies.order_status))
+        handoffs = (
+            (Rule.COMPLAINT, complaint, self.replies.complaint),
+            (Rule.PERSON, person, self.replies.person),
+            (Rule.ORDER_STATUS, order_status, self.replies.order_status),
+        )
         for rule, find, answer in handoffs:
             evidence = find(text, self.lexicon)
             if evidence is not None:

@@ -60,9 +60,12 @@ def _f1(common: float, left: float, right: float) -> float:
     return 0.0 if common <= 0 or left <= 0 or right <= 0 else 2 * common / (left + right)
 
 
-def weighted_overlap_f1(query: Sequence[str], question: Sequence[str],
-                        weight: Callable[[str], float],
-                        synonyms: Callable[[str], Sequence[str]] | None = None) -> float:
+def weighted_overlap_f1(
+    query: Sequence[str],
+    question: Sequence[str],
+    weight: Callable[[str], float],
+    synonyms: Callable[[str], Sequence[str]] | None = None,
+) -> float:
     """F1 of the two term sets, each term counted with ``weight`` (e.g. its idf).
 
     With ``synonyms`` (term -> its interchangeable words), a term also counts as shared when
@@ -80,8 +83,9 @@ def weighted_overlap_f1(query: Sequence[str], question: Sequence[str],
 
     total = sum(w[t] for t in q) + sum(w[t] for t in d)
     both = matched(q, d) + matched(d, q)
-    return 0.0 if total <= 0 or not sum(w[t] for t in q) or not sum(w[t] for t in d) \
-        else both / total
+    return (
+        0.0 if total <= 0 or not sum(w[t] for t in q) or not sum(w[t] for t in d) else both / total
+    )
 
 
 # Particles, pronouns and the words every question has: left out of the ``core`` feature.
@@ -114,34 +118,51 @@ class CandidateFeatures:
         embed: texts -> L2-normalized vectors; None leaves ``dense`` at 0.
     """
 
-    def __init__(self, terms: Callable[[str], list[str]], idf: Callable[[str], float],
-                 embed: Callable[[Sequence[str]], np.ndarray] | None = None,
-                 synonyms: Callable[[str], Sequence[str]] | None = None) -> None:
+    def __init__(
+        self,
+        terms: Callable[[str], list[str]],
+        idf: Callable[[str], float],
+        embed: Callable[[Sequence[str]], np.ndarray] | None = None,
+        synonyms: Callable[[str], Sequence[str]] | None = None,
+    ) -> None:
         self.terms = terms
         self.idf = idf
         self.embed = embed
         self.synonyms = synonyms
 
-    def __call__(self, query: str, candidates: Sequence[Candidate],
-                 wanted: Sequence[Feature] = tuple(Feature)) -> dict[Feature, np.ndarray]:
+    def __call__(
+        self,
+        query: str,
+        candidates: Sequence[Candidate],
+        wanted: Sequence[Feature] = tuple(Feature),
+    ) -> dict[Feature, np.ndarray]:
         """Each ``wanted`` feature's value per candidate (``rerank`` is NaN for unreranked
         candidates). Only the wanted ones are computed: the served model uses one or two, and
         the others cost a tokenization or an encoder pass per candidate."""
         n = len(candidates)
         out: dict[Feature, np.ndarray] = {}
         if Feature.RERANK in wanted:
-            out[Feature.RERANK] = np.array([np.nan if c.rerank_score is None else c.rerank_score
-                                            for c in candidates], np.float64)
+            out[Feature.RERANK] = np.array(
+                [np.nan if c.rerank_score is None else c.rerank_score for c in candidates],
+                np.float64,
+            )
         if Feature.MATCH in wanted:
             q_terms = self.terms(query)
             out[Feature.MATCH] = np.array(
-                [max(weighted_overlap_f1(q_terms, self.terms(q), self.idf, self.synonyms)
-                     for q in c.questions)
-                 for c in candidates], np.float64)
+                [
+                    max(
+                        weighted_overlap_f1(q_terms, self.terms(q), self.idf, self.synonyms)
+                        for q in c.questions
+                    )
+                    for c in candidates
+                ],
+                np.float64,
+            )
         if Feature.CHARS in wanted:
             out[Feature.CHARS] = np.array(
                 [max(char_overlap_f1(query, q) for q in c.questions) for c in candidates],
-                np.float64)
+                np.float64,
+            )
         if Feature.KNOWN in wanted:
             q_terms = self.terms(query)
             known = (sum(self.idf(t) > 0 for t in q_terms) / len(q_terms)) if q_terms else 0.0
@@ -149,12 +170,14 @@ class CandidateFeatures:
         if Feature.CORE in wanted:
             out[Feature.CORE] = np.array(
                 [max(core_overlap_f1(query, q) for q in c.questions) for c in candidates],
-                np.float64)
+                np.float64,
+            )
         if Feature.DENSE in wanted:
             out[Feature.DENSE] = np.zeros(n)
             if self.embed is not None and n:
-                vectors = np.asarray(self.embed([query, *(c.question for c in candidates)]),
-                                     np.float64)
+                vectors = np.asarray(
+                    self.embed([query, *(c.question for c in candidates)]), np.float64
+                )
                 out[Feature.DENSE] = vectors[1:] @ vectors[0]
         return out
 
@@ -194,9 +217,14 @@ class LogisticRouting:
         return d
 
 
-def fit_logistic(x: np.ndarray, y: np.ndarray, features: Sequence[Feature],
-                 l2: float = 1e-2, iterations: int = 50, sample_weight: np.ndarray | None = None
-                 ) -> LogisticRouting:
+def fit_logistic(
+    x: np.ndarray,
+    y: np.ndarray,
+    features: Sequence[Feature],
+    l2: float = 1e-2,
+    iterations: int = 50,
+    sample_weight: np.ndarray | None = None,
+) -> LogisticRouting:
     """Fit ``LogisticRouting`` by Newton's method (IRLS) with an L2 penalty on the weights.
 
     Args:
@@ -224,8 +252,13 @@ def fit_logistic(x: np.ndarray, y: np.ndarray, features: Sequence[Feature],
         beta -= step
         if np.max(np.abs(step)) < 1e-10:
             break
-    return LogisticRouting(tuple(features), tuple(float(b) for b in beta[1:]), float(beta[0]),
-                           tuple(float(m) for m in mean), tuple(float(s) for s in scale))
+    return LogisticRouting(
+        tuple(features),
+        tuple(float(b) for b in beta[1:]),
+        float(beta[0]),
+        tuple(float(m) for m in mean),
+        tuple(float(s) for s in scale),
+    )
 
 
 @dataclass(frozen=True)
@@ -241,9 +274,15 @@ class RoutingChoice:
 def write_routing(model_dir: str | Path, choice: RoutingChoice, provenance: dict) -> Path:
     """Store the routing score and T in ``model_dir/routing.json`` (with how they were chosen)."""
     path = Path(model_dir) / ROUTING_FILE
-    data = {"format": FORMAT_VERSION, "score": "logistic", **choice.model.to_json(),
-            "threshold": choice.threshold, "dense_pooling": choice.pooling,
-            "dense_sif_a": choice.sif_a, "provenance": provenance}
+    data = {
+        "format": FORMAT_VERSION,
+        "score": "logistic",
+        **choice.model.to_json(),
+        "threshold": choice.threshold,
+        "dense_pooling": choice.pooling,
+        "dense_sif_a": choice.sif_a,
+        "provenance": provenance,
+    }
     path.write_text(json.dumps(data, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
     return path
 
@@ -261,19 +300,30 @@ def read_routing(model_dir: str | Path) -> RoutingChoice | None:
         data = json.loads(path.read_text(encoding="utf-8"))
         if data.get("score") != "logistic":
             raise ValueError(f"unknown score {data.get('score')!r}; valid: logistic")
-        numbers = [data["bias"], data["threshold"], *data["weights"], *data["mean"],
-                   *data["scale"]]
-        if not all(isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
-                   for v in numbers):
+        numbers = [data["bias"], data["threshold"], *data["weights"], *data["mean"], *data["scale"]]
+        if not all(
+            isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+            for v in numbers
+        ):
             raise ValueError("bias, threshold, weights, mean and scale must be finite numbers")
-        model = LogisticRouting(tuple(data["features"]), tuple(data["weights"]),
-                                float(data["bias"]), tuple(data["mean"]), tuple(data["scale"]))
-        return RoutingChoice(model, float(data["threshold"]), str(data.get("dense_pooling", "words")),
-                             float(data.get("dense_sif_a", 0.01)))
+        model = LogisticRouting(
+            tuple(data["features"]),
+            tuple(data["weights"]),
+            float(data["bias"]),
+            tuple(data["mean"]),
+            tuple(data["scale"]),
+        )
+        return RoutingChoice(
+            model,
+            float(data["threshold"]),
+            str(data.get("dense_pooling", "words")),
+            float(data.get("dense_sif_a", 0.01)),
+        )
     except (KeyError, TypeError, ValueError, json.JSONDecodeError) as exc:
         valid = [f.value for f in Feature]
-        raise ValueError(f"{path}: invalid routing file ({exc}); features must be from {valid}"
-                         ) from None
+        raise ValueError(
+            f"{path}: invalid routing file ({exc}); features must be from {valid}"
+        ) from None
 
 
 class FeatureRouter:

@@ -22,9 +22,12 @@ _PUNCT_CATEGORIES = ("P", "S")
 
 
 def normalize(text: str, lowercase: bool = True) -> str:
-    """NFKC (full-width to half-width), lower case, control characters dropped, whitespace folded."""
+    """NFKC (full-width to half-width), lower case, control characters dropped, whitespace
+    folded."""
     text = unicodedata.normalize("NFKC", text)
-    text = "".join(" " if ch.isspace() else ch for ch in text if ch.isspace() or not _is_control(ch))
+    text = "".join(
+        " " if ch.isspace() else ch for ch in text if ch.isspace() or not _is_control(ch)
+    )
     if lowercase:
         text = text.lower()
     return _WS.sub(" ", text).strip()
@@ -134,9 +137,11 @@ class TextPipeline:
 
     def __init__(self, config: TextConfig | None = None) -> None:
         self.config = config or TextConfig()
-        self._stopwords = frozenset(
-            normalize(w) for w in read_word_list(self.config.stopwords)
-        ) if self.config.stopwords else frozenset()
+        self._stopwords = (
+            frozenset(normalize(w) for w in read_word_list(self.config.stopwords))
+            if self.config.stopwords
+            else frozenset()
+        )
         self._synonyms = read_synonyms(self.config.synonyms) if self.config.synonyms else {}
         self._jieba = None
 
@@ -156,7 +161,9 @@ class TextPipeline:
 
     def index_terms(self, text: str) -> list[str]:
         """Terms a KB question is indexed under: tokens without punctuation and stop words."""
-        return [t for t in self.tokenize(text) if not is_punctuation(t) and t not in self._stopwords]
+        return [
+            t for t in self.tokenize(text) if not is_punctuation(t) and t not in self._stopwords
+        ]
 
     def synonyms_of(self, term: str) -> tuple[str, ...]:
         """The words interchangeable with ``term`` (``synonyms`` file; () when none)."""

@@ -25,7 +25,9 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:  # run as a script from a checkout: import this tree's pluto
     sys.path.insert(0, str(ROOT))
-DATA = Path(__file__).resolve().parent.parent / "data" / "kb" / "ecommerce_qa.tsv"  # question_answer.txt
+DATA = (
+    Path(__file__).resolve().parent.parent / "data" / "kb" / "ecommerce_qa.tsv"
+)  # question_answer.txt
 PAD, UNK, BOS, EOS = 0, 1, 2, 3
 RESERVED = 4
 
@@ -141,7 +143,7 @@ def run_one(name: str, cfg: BenchConfig, data, target: float | None) -> dict:
     from pluto.averaging import BmufConfig
     from pluto.local_optim import OptimizerConfig
     from pluto.strategy import StrategyConfig, make_strategy
-    from pluto.training import Trainer, TrainConfig, fit
+    from pluto.training import TrainConfig, Trainer, fit
 
     (train, val) = data
     replicas = 1 if name == "single" else cfg.replicas
@@ -153,16 +155,25 @@ def run_one(name: str, cfg: BenchConfig, data, target: float | None) -> dict:
     settings = {
         "single": TrainConfig(mode="sync", optimizer=opt),
         "sync": TrainConfig(
-            mode="sync", optimizer=opt, lr_scaling=cfg.sync_lr_scaling,
+            mode="sync",
+            optimizer=opt,
+            lr_scaling=cfg.sync_lr_scaling,
             lr_warmup_steps=cfg.lr_warmup_steps,
         ),
         "ma": TrainConfig(
-            mode="ma", optimizer=opt, avg_period=cfg.ma_period, warmup_avg_steps=cfg.ma_warmup,
-            lr_scaling=cfg.ma_lr_scaling, lr_warmup_steps=cfg.lr_warmup_steps,
+            mode="ma",
+            optimizer=opt,
+            avg_period=cfg.ma_period,
+            warmup_avg_steps=cfg.ma_warmup,
+            lr_scaling=cfg.ma_lr_scaling,
+            lr_warmup_steps=cfg.lr_warmup_steps,
         ),
         "ma_bmuf": TrainConfig(
-            mode="ma", optimizer=opt, avg_period=cfg.bmuf_period,
-            warmup_avg_steps=cfg.ma_warmup, bmuf=BmufConfig(nesterov=True),
+            mode="ma",
+            optimizer=opt,
+            avg_period=cfg.bmuf_period,
+            warmup_avg_steps=cfg.ma_warmup,
+            bmuf=BmufConfig(nesterov=True),
         ),
     }
     trainer = Trainer(model, masked_sparse_ce, strategy, settings[name])
@@ -177,8 +188,9 @@ def run_one(name: str, cfg: BenchConfig, data, target: float | None) -> dict:
     )
     steps = cfg.single_steps if name == "single" else cfg.multi_steps
     every = cfg.eval_every_single if name == "single" else cfg.eval_every_multi
-    result = fit(trainer, train_ds, steps, val_dataset=val_ds, eval_every=every,
-                 target_val_loss=target)
+    result = fit(
+        trainer, train_ds, steps, val_dataset=val_ds, eval_every=every, target_val_loss=target
+    )
     return {
         "replicas": replicas,
         "mode": settings[name].mode.value,
@@ -204,7 +216,7 @@ def summarize(runs: dict, cfg: BenchConfig, target: float) -> dict:
     """Add steps-to-target, examples and projections to every run."""
     single = runs["single"]
     single_steps = first_reaching(single["history"], target)
-    for name, run in runs.items():
+    for _name, run in runs.items():
         steps = first_reaching(run["history"], target)
         run["steps_to_target"] = steps
         run["examples_to_target"] = None if steps is None else steps * run["examples_per_step"]
@@ -271,11 +283,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", default=str(ROOT / "docs" / "img" / "convergence.png"))
     parser.add_argument("--json-out", default=str(ROOT / "docs" / "img" / "convergence.json"))
     parser.add_argument("--runs", default="single,sync,ma,ma_bmuf")
-    parser.add_argument("--target", type=float, default=None,
-                        help="target val loss (default: single's final val loss + 1%%)")
+    parser.add_argument(
+        "--target",
+        type=float,
+        default=None,
+        help="target val loss (default: single's final val loss + 1%%)",
+    )
     for field_name, default in asdict(BenchConfig()).items():
-        parser.add_argument(f"--{field_name.replace('_', '-')}", type=type(default),
-                            default=default)
+        parser.add_argument(
+            f"--{field_name.replace('_', '-')}", type=type(default), default=default
+        )
     args = parser.parse_args(argv)
     cfg = BenchConfig(**{k: getattr(args, k) for k in asdict(BenchConfig())})
 
@@ -294,8 +311,10 @@ def main(argv: list[str] | None = None) -> int:
     start = time.perf_counter()
     for name in args.runs.split(","):
         runs[name] = run_one(name, cfg, (train, val), None)
-        print(f"{name}: final {runs[name]['final_val_loss']:.4f} "
-              f"in {runs[name]['wall_s']:.0f}s", file=sys.stderr)
+        print(
+            f"{name}: final {runs[name]['final_val_loss']:.4f} in {runs[name]['wall_s']:.0f}s",
+            file=sys.stderr,
+        )
     # Target: 1% above the single run's final loss, i.e. what one replica reaches in its budget.
     target = args.target if args.target is not None else runs["single"]["final_val_loss"] * 1.01
     summary = summarize(runs, cfg, target)

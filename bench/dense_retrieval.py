@@ -72,7 +72,7 @@ def synthesize(base: list[list[str]], n: int, seed: int) -> list[list[str]]:
     drop = np.where(rng.random(n) < 0.5, rng.random(n), -1.0)
     out = []
     for i in range(n):
-        tokens = base[a[i]][a0[i]:a1[i]] + base[b[i]][b0[i]:b1[i]]
+        tokens = base[a[i]][a0[i] : a1[i]] + base[b[i]][b0[i] : b1[i]]
         if drop[i] >= 0 and len(tokens) > 3:
             del tokens[int(drop[i] * len(tokens))]
         out.append(tokens)
@@ -89,22 +89,36 @@ def timed_queries(search, queries, k=10) -> dict:
         search(q, k)
         lat.append((time.perf_counter() - t) * 1e3)
     lat.sort()
-    return {"p50_ms": round(statistics.median(lat), 3),
-            "p95_ms": round(lat[int(0.95 * (len(lat) - 1))], 3),
-            "qps": round(1e3 / statistics.fmean(lat), 1)}
+    return {
+        "p50_ms": round(statistics.median(lat), 3),
+        "p95_ms": round(lat[int(0.95 * (len(lat) - 1))], 3),
+        "qps": round(1e3 / statistics.fmean(lat), 1),
+    }
 
 
 def overlap_at_10(approx: list, exact: list) -> float:
     """Share of the exact top-10 ids the approximate top-10 found."""
-    return float(np.mean([len({h.id for h in a} & {h.id for h in e}) / max(len(e), 1)
-                          for a, e in zip(approx, exact, strict=True)]))
+    return float(
+        np.mean(
+            [
+                len({h.id for h in a} & {h.id for h in e}) / max(len(e), 1)
+                for a, e in zip(approx, exact, strict=True)
+            ]
+        )
+    )
 
 
 def tie_aware_at_10(approx: list, exact: list, eps: float = 1e-5) -> float:
     """Share of approximate hits scoring at least the exact 10th score: a hit tied with the
     exact 10th (synthetic near-duplicates tie often) is as good as the one exact search kept."""
-    return float(np.mean([sum(h.score >= e[-1].score - eps for h in a) / max(len(e), 1)
-                          for a, e in zip(approx, exact, strict=True)]))
+    return float(
+        np.mean(
+            [
+                sum(h.score >= e[-1].score - eps for h in a) / max(len(e), 1)
+                for a, e in zip(approx, exact, strict=True)
+            ]
+        )
+    )
 
 
 def bench_size(n, base, variants, embedder, pipeline, queries, args) -> dict:
@@ -120,13 +134,20 @@ def bench_size(n, base, variants, embedder, pipeline, queries, args) -> dict:
     embed_s = time.perf_counter() - t
     print(f"[{n}] embedded in {embed_s:.1f}s", file=sys.stderr, flush=True)
     t = time.perf_counter()
-    bm25 = BM25Index.build([[w for w in d if not is_punctuation(w) and w not in stop]
-                            for d in docs], ids)
+    bm25 = BM25Index.build(
+        [[w for w in d if not is_punctuation(w) and w not in stop] for d in docs], ids
+    )
     bm25_s = time.perf_counter() - t
     del docs
     qvec = embedder.embed(queries)
-    result = {"n": n, "dim": int(vectors.shape[1]), "synthesize_s": round(synth_s, 1),
-              "embed_s": round(embed_s, 1), "bm25_build_s": round(bm25_s, 1), "indexes": {}}
+    result = {
+        "n": n,
+        "dim": int(vectors.shape[1]),
+        "synthesize_s": round(synth_s, 1),
+        "embed_s": round(embed_s, 1),
+        "bm25_build_s": round(bm25_s, 1),
+        "indexes": {},
+    }
 
     def bm25_search(query: str, k: int):
         return bm25.search(pipeline.query_terms(query), k)
@@ -144,25 +165,34 @@ def bench_size(n, base, variants, embedder, pipeline, queries, args) -> dict:
         build_s = time.perf_counter() - t
         import faiss
 
-        entry = {"build_s": round(build_s, 1), "rss_growth_mb": round((rss_bytes() - rss0) / 2**20),
-                 "index_mb": round(len(faiss.serialize_index(index.snapshot.main)) / 2**20),
-                 "settings": []}
+        entry = {
+            "build_s": round(build_s, 1),
+            "rss_growth_mb": round((rss_bytes() - rss0) / 2**20),
+            "index_mb": round(len(faiss.serialize_index(index.snapshot.main)) / 2**20),
+            "settings": [],
+        }
         for knob, value in sweep:
             cfg = replace(config, **{knob: value}) if knob else config
             index = DenseIndex(replace_snapshot_config(index, cfg), embedder.identity)
             batch = index.search_many(qvec, 10)
             if name == "flat":
                 exact_hits = batch
-            row = {knob or "exact": value if knob else True,
-                   "recall@10_vs_exact": round(overlap_at_10(batch, exact_hits), 4),
-                   "recall@10_vs_exact_tie_aware": round(tie_aware_at_10(batch, exact_hits), 4)}
+            row = {
+                knob or "exact": value if knob else True,
+                "recall@10_vs_exact": round(overlap_at_10(batch, exact_hits), 4),
+                "recall@10_vs_exact_tie_aware": round(tie_aware_at_10(batch, exact_hits), 4),
+            }
             row["dense_search_only"] = timed_queries(
-                lambda q, k, _i=index: _i.search(q, k), list(qvec))
+                lambda q, k, _i=index: _i.search(q, k), list(qvec)
+            )
             dense = _DenseRetriever(index, embedder)
             row["dense"] = timed_queries(dense.search, queries)
-            hybrid = HybridSearcher(_BM25Retriever(bm25_search), dense, FusionSettings(
-                mode=args.fusion, dense_weight=args.dense_weight, depth=args.depth),
-                parallel=args.parallel_hybrid)
+            hybrid = HybridSearcher(
+                _BM25Retriever(bm25_search),
+                dense,
+                FusionSettings(mode=args.fusion, dense_weight=args.dense_weight, depth=args.depth),
+                parallel=args.parallel_hybrid,
+            )
             row["hybrid"] = timed_queries(hybrid.search, queries)
             hybrid.close()
             entry["settings"].append(row)
@@ -176,8 +206,9 @@ def bench_size(n, base, variants, embedder, pipeline, queries, args) -> dict:
 def index_plan(n: int, args):
     """(name, config, [(search knob, value), ...]) for each index kind measured."""
     ivf = DenseConfig(kind=IndexKind.IVF.value)
-    hnsw = DenseConfig(kind=IndexKind.HNSW.value, hnsw_m=args.hnsw_m,
-                       ef_construction=args.ef_construction)
+    hnsw = DenseConfig(
+        kind=IndexKind.HNSW.value, hnsw_m=args.hnsw_m, ef_construction=args.ef_construction
+    )
     return [
         ("flat", DenseConfig(kind=IndexKind.FLAT.value), [(None, None)]),
         ("ivf", ivf, [("ivf_nprobe", p) for p in args.nprobe]),
@@ -218,13 +249,20 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--ef-search", type=int, nargs="+", default=[32, 64, 128])
     p.add_argument("--hnsw-m", type=int, default=32)
     p.add_argument("--ef-construction", type=int, default=64)
-    p.add_argument("--hnsw-max", type=int, default=100_000,
-                   help="skip HNSW above this size (its build is the slow part)")
+    p.add_argument(
+        "--hnsw-max",
+        type=int,
+        default=100_000,
+        help="skip HNSW above this size (its build is the slow part)",
+    )
     p.add_argument("--fusion", default="weighted")
     p.add_argument("--dense-weight", type=float, default=0.6)
     p.add_argument("--depth", type=int, default=50)
-    p.add_argument("--parallel-hybrid", action="store_true",
-                   help="run BM25 and dense on two threads (slower on a busy 2-core machine)")
+    p.add_argument(
+        "--parallel-hybrid",
+        action="store_true",
+        help="run BM25 and dense on two threads (slower on a busy 2-core machine)",
+    )
     p.add_argument("--json", action="store_true", help="print the JSON report on stdout")
     args = p.parse_args(argv)
 
@@ -236,11 +274,13 @@ def main(argv: list[str] | None = None) -> int:
     embedder.warm_up()
     pairs = list(enumerate(base, start=1))
     queries = [q.query for q in build_noisy_queries(pairs, variants, args.queries, SEED)]
-    report = {"machine": {"cpus": os.cpu_count(), "omp_threads": os.environ.get("OMP_NUM_THREADS")},
-              "model": {"identity": embedder.identity, "pooling": embedder.pooling.value},
-              "fusion": {"mode": args.fusion, "dense_weight": args.dense_weight,
-                         "depth": args.depth},
-              "queries": len(queries), "sizes": []}
+    report = {
+        "machine": {"cpus": os.cpu_count(), "omp_threads": os.environ.get("OMP_NUM_THREADS")},
+        "model": {"identity": embedder.identity, "pooling": embedder.pooling.value},
+        "fusion": {"mode": args.fusion, "dense_weight": args.dense_weight, "depth": args.depth},
+        "queries": len(queries),
+        "sizes": [],
+    }
     started = time.perf_counter()
     for n in args.sizes:
         report["sizes"].append(bench_size(n, base, variants, embedder, pipeline, queries, args))

@@ -29,7 +29,9 @@ def load_queries(n: int = 500, seed: int = 7) -> list[str]:
     return [line.split("\t")[0].replace(" ", "") for line in picked]
 
 
-def _client(url: str, queries: list[str], stop_at: float, out: list, errors: list, seed: int) -> None:
+def _client(
+    url: str, queries: list[str], stop_at: float, out: list, errors: list, seed: int
+) -> None:
     parsed = urlparse(url)
     rng = random.Random(seed)
     conn = http.client.HTTPConnection(parsed.hostname, parsed.port, timeout=30)

@@ -89,8 +89,10 @@ class Load:
         self.latencies: list[float] = []
         self.errors = 0
         self._stop = threading.Event()
-        self._threads = [threading.Thread(target=self._client, args=(queries, i), daemon=True)
-                         for i in range(clients)]
+        self._threads = [
+            threading.Thread(target=self._client, args=(queries, i), daemon=True)
+            for i in range(clients)
+        ]
 
     def _client(self, queries: list[str], seed: int) -> None:
         rng = random.Random(seed)
@@ -126,8 +128,15 @@ class Load:
         wall = time.perf_counter() - self.started
         ms = np.array(self.latencies) * 1000.0
         pct = (lambda q: round(float(np.percentile(ms, q)), 1)) if len(ms) else (lambda q: None)
-        return {"seconds": round(wall, 1), "requests": len(ms), "rps": round(len(ms) / wall, 1),
-                "p50_ms": pct(50), "p99_ms": pct(99), "max_ms": pct(100), "errors": self.errors}
+        return {
+            "seconds": round(wall, 1),
+            "requests": len(ms),
+            "rps": round(len(ms) / wall, 1),
+            "p50_ms": pct(50),
+            "p99_ms": pct(99),
+            "max_ms": pct(100),
+            "errors": self.errors,
+        }
 
 
 def wait_ready(url: str, server: subprocess.Popen, workers: int, timeout: float) -> None:
@@ -157,8 +166,9 @@ def wait_ready(url: str, server: subprocess.Popen, workers: int, timeout: float)
 
 def chat(url: str, query: str) -> dict:
     conn = http.client.HTTPConnection("127.0.0.1", int(url.rsplit(":", 1)[1]), timeout=120)
-    conn.request("POST", "/api/chat", json.dumps({"query": query}),
-                 {"Content-Type": "application/json"})
+    conn.request(
+        "POST", "/api/chat", json.dumps({"query": query}), {"Content-Type": "application/json"}
+    )
     res = conn.getresponse()
     body = json.loads(res.read())
     conn.close()
@@ -169,8 +179,10 @@ def chat(url: str, query: str) -> dict:
 
 def searchable(url: str) -> bool:
     """True once /api/chat retrieves the import's last question (on the worker that answers)."""
-    return any(MARKER in c["question"].replace(" ", "")
-               for c in chat(url, MARKER + "最后一条").get("candidates", []))
+    return any(
+        MARKER in c["question"].replace(" ", "")
+        for c in chat(url, MARKER + "最后一条").get("candidates", [])
+    )
 
 
 def run(args: argparse.Namespace, work: Path) -> dict:
@@ -180,12 +192,21 @@ def run(args: argparse.Namespace, work: Path) -> dict:
     config = work / "alime.toml"
     config.write_text("")
     code = Path(args.checkout).resolve()
-    env = {**os.environ, "ALIME_HOME": str(home), "TF_CPP_MIN_LOG_LEVEL": "3",
-           "PYTHONPATH": str(code) + os.pathsep + os.environ.get("PYTHONPATH", "")}
+    env = {
+        **os.environ,
+        "ALIME_HOME": str(home),
+        "TF_CPP_MIN_LOG_LEVEL": "3",
+        "PYTHONPATH": str(code) + os.pathsep + os.environ.get("PYTHONPATH", ""),
+    }
     cli = [sys.executable, "-m", "alime", "--config", str(config)]
     log = (work / "server.log").open("w")
-    server = subprocess.Popen([*cli, "serve", "--port", str(port)], stdout=log,
-                              stderr=subprocess.STDOUT, env=env, start_new_session=True)
+    server = subprocess.Popen(
+        [*cli, "serve", "--port", str(port)],
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        env=env,
+        start_new_session=True,
+    )
     try:
         wait_ready(url, server, workers=2, timeout=600)
         rows = work / "import.tsv"
@@ -199,14 +220,21 @@ def run(args: argparse.Namespace, work: Path) -> dict:
         time.sleep(args.seconds)
         before = before.stop()
         cpu1 = group_cpu_seconds(server.pid)
-        before.update(server_cpu_s=round(cpu1 - cpu0, 1), load_avg_1m=round(os.getloadavg()[0], 2),
-                      load_avg_1m_at_start=round(load0, 2))
+        before.update(
+            server_cpu_s=round(cpu1 - cpu0, 1),
+            load_avg_1m=round(os.getloadavg()[0], 2),
+            load_avg_1m_at_start=round(load0, 2),
+        )
 
         during = Load(url, args.clients, queries).start()
         started = time.perf_counter()
-        importer = subprocess.Popen([*cli, "kb", "import", str(rows), "--format", "tsv"],
-                                    stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env,
-                                    text=True)
+        importer = subprocess.Popen(
+            [*cli, "kb", "import", str(rows), "--format", "tsv"],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            env=env,
+            text=True,
+        )
         import_s = found_s = None
         while True:
             if import_s is None and importer.poll() is not None:
@@ -225,8 +253,11 @@ def run(args: argparse.Namespace, work: Path) -> dict:
         cpu2 = group_cpu_seconds(server.pid)
         import_cpu = _children_cpu()
         during.update(server_cpu_s=round(cpu2 - cpu1, 1), load_avg_1m=round(os.getloadavg()[0], 2))
-        ratio = (round(during["p99_ms"] / before["p99_ms"], 2)
-                 if during["p99_ms"] and before["p99_ms"] else None)
+        ratio = (
+            round(during["p99_ms"] / before["p99_ms"], 2)
+            if during["p99_ms"] and before["p99_ms"]
+            else None
+        )
         return {
             "checkout": str(code),
             "commit": _commit(code),
@@ -240,7 +271,7 @@ def run(args: argparse.Namespace, work: Path) -> dict:
             "import_cpu_s": round(import_cpu, 1),
             "searchable_after_s": None if found_s is None else round(found_s, 1),
             "server_config": "alime serve defaults: 2 gunicorn workers x 4 threads, int8 model, "
-                             "hybrid retrieval, the bundled curated KB",
+            "hybrid retrieval, the bundled curated KB",
             "cpus": os.cpu_count(),
         }
     finally:
@@ -253,8 +284,9 @@ def run(args: argparse.Namespace, work: Path) -> dict:
 
 
 def _commit(checkout: Path) -> str | None:
-    proc = subprocess.run(["git", "-C", str(checkout), "rev-parse", "--short", "HEAD"],
-                          capture_output=True, text=True)
+    proc = subprocess.run(
+        ["git", "-C", str(checkout), "rev-parse", "--short", "HEAD"], capture_output=True, text=True
+    )
     return proc.stdout.strip() or None
 
 
@@ -271,11 +303,18 @@ def main() -> None:
     parser.add_argument("--rows", type=int, default=200_000, help="pairs imported (default 200K)")
     parser.add_argument("--clients", type=int, default=8)
     parser.add_argument("--seconds", type=float, default=20.0, help="minimum phase length")
-    parser.add_argument("--max-seconds", type=float, default=1800.0,
-                        help="give up waiting for the import to become searchable after this")
-    parser.add_argument("--checkout", default=str(ROOT),
-                        help="run the server and the import from this alime checkout (default: "
-                             "this one), e.g. an older commit for a side-by-side comparison")
+    parser.add_argument(
+        "--max-seconds",
+        type=float,
+        default=1800.0,
+        help="give up waiting for the import to become searchable after this",
+    )
+    parser.add_argument(
+        "--checkout",
+        default=str(ROOT),
+        help="run the server and the import from this alime checkout (default: "
+        "this one), e.g. an older commit for a side-by-side comparison",
+    )
     parser.add_argument("--json", action="store_true", help="print one JSON object")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="alime-import-bench-") as tmp:

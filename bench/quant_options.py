@@ -57,8 +57,10 @@ def _matmul_ms(vocab: int) -> dict[str, float]:
     a = tf.constant(rng.integers(-127, 128, (150, 256)), tf.int8)
     b = tf.constant(rng.integers(-127, 128, (256, vocab)), tf.int8)
     af, bf = tf.cast(a, tf.float32), tf.cast(b, tf.float32)
-    runs = {"tf_int8_matmul_ms": lambda: tf.raw_ops.BatchMatMulV3(x=a, y=b, Tout=tf.int32),
-            "tf_fp32_matmul_ms": lambda: tf.matmul(af, bf)}
+    runs = {
+        "tf_int8_matmul_ms": lambda: tf.raw_ops.BatchMatMulV3(x=a, y=b, Tout=tf.int32),
+        "tf_fp32_matmul_ms": lambda: tf.matmul(af, bf),
+    }
     out = {}
     for name, fn in runs.items():
         fn()
@@ -84,11 +86,15 @@ def main() -> None:
     from alime.text import TextPipeline
 
     fp32 = load_model_dir(args.fp32)
-    routes = {"tf_fp32": fp32.inference, "keras_int8": _keras_int8(args.fp32),
-              "numpy_fp32_head": load_model_dir(args.int8, int8_backend="numpy").inference}
+    routes = {
+        "tf_fp32": fp32.inference,
+        "keras_int8": _keras_int8(args.fp32),
+        "numpy_fp32_head": load_model_dir(args.int8, int8_backend="numpy").inference,
+    }
     try:
-        routes["numpy_ort_int8_head"] = load_model_dir(args.int8,
-                                                       int8_backend="onnxruntime").inference
+        routes["numpy_ort_int8_head"] = load_model_dir(
+            args.int8, int8_backend="onnxruntime"
+        ).inference
     except ImportError:
         pass
     scorer = MeanProbScorer(fp32, TextPipeline(AppConfig().text))
@@ -105,10 +111,17 @@ def main() -> None:
                 out = route.answer_log_probs(src, tgt)
                 times[name].append((time.perf_counter() - started) * 1000)
                 ref = out if ref is None else ref
-                diffs[name] = max(diffs[name], max(float(np.abs(a - b).max())
-                                                   for a, b in zip(ref, out, strict=True)))
-    result = {name: {"rerank_ms_p50": round(float(np.median(t)), 2),
-                     "max_abs_log_prob_diff": round(diffs[name], 4)} for name, t in times.items()}
+                diffs[name] = max(
+                    diffs[name],
+                    max(float(np.abs(a - b).max()) for a, b in zip(ref, out, strict=True)),
+                )
+    result = {
+        name: {
+            "rerank_ms_p50": round(float(np.median(t)), 2),
+            "max_abs_log_prob_diff": round(diffs[name], 4),
+        }
+        for name, t in times.items()
+    }
     result.update(_matmul_ms(fp32.config.vocab_size))
     print(json.dumps(result, indent=2) if args.json else result)
 

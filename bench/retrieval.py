@@ -58,8 +58,14 @@ from __future__ import annotations
 
 import os
 
-for _var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "NUMEXPR_NUM_THREADS",
-             "NUMBA_NUM_THREADS", "RAYON_NUM_THREADS"):
+for _var in (
+    "OMP_NUM_THREADS",
+    "OPENBLAS_NUM_THREADS",
+    "MKL_NUM_THREADS",
+    "NUMEXPR_NUM_THREADS",
+    "NUMBA_NUM_THREADS",
+    "RAYON_NUM_THREADS",
+):
     os.environ[_var] = "1"
 
 import argparse  # noqa: E402
@@ -155,8 +161,7 @@ def scale_corpus(terms: list[list[str]], size: int, seed: int) -> list[list[str]
     for i in tqdm(range(size), desc=f"scale corpus {size}", file=sys.stderr, mininterval=2):
         doc = sources[i % len(sources)]
         if i >= len(sources):
-            doc = [f"{w}~{rng.randrange(VARIANTS)}" if rng.random() < VARIANT_P else w
-                   for w in doc]
+            doc = [f"{w}~{rng.randrange(VARIANTS)}" if rng.random() < VARIANT_P else w for w in doc]
         kb.append(doc)
     return kb
 
@@ -202,8 +207,9 @@ def run_alime(size: int, n_queries: int, rank_queries: int, kind: str) -> dict:
     for p in range(3):
         lat = np.empty(len(queries))
         cpu_start = time.process_time()
-        for i, q in enumerate(tqdm(queries, desc=f"alime {size} pass {p + 1}", file=sys.stderr,
-                                   mininterval=2)):
+        for i, q in enumerate(
+            tqdm(queries, desc=f"alime {size} pass {p + 1}", file=sys.stderr, mininterval=2)
+        ):
             t0 = time.perf_counter()
             index.search(q, TOP)
             lat[i] = time.perf_counter() - t0
@@ -212,8 +218,16 @@ def run_alime(size: int, n_queries: int, rank_queries: int, kind: str) -> dict:
         latencies.append(lat)
     lat = np.median(np.stack(latencies), axis=0)
     top = [[h.id for h in index.search(q, TOP)] for q in queries[:rank_queries]]
-    postings = [int(sum(index.snapshot.df[index.snapshot.main.vocab[t]] for t in q
-                        if t in index.snapshot.main.vocab)) for q in queries]
+    postings = [
+        int(
+            sum(
+                index.snapshot.df[index.snapshot.main.vocab[t]]
+                for t in q
+                if t in index.snapshot.main.vocab
+            )
+        )
+        for q in queries
+    ]
     return {
         "alime_qps": statistics.median(passes),
         "alime_qps_passes": passes,
@@ -259,11 +273,16 @@ def setup_bm25s(kb: list[list[str]], ids: list[int], queries: list[list[str]]) -
 
     model.retrieve(asked[:2], k=TOP, n_threads=1, show_progress=False)  # compiles the kernels
     return {
-        "info": {"version": bm25s.__version__, "build_s": build_s,
-                 "mode": "numba backend, method=robertson, all queries in one retrieve call"},
+        "info": {
+            "version": bm25s.__version__,
+            "build_s": build_s,
+            "mode": "numba backend, method=robertson, all queries in one retrieve call",
+        },
         "runs": {
-            "qps": (lambda: model.retrieve(asked, k=TOP, n_threads=1, show_progress=False),
-                    len(asked)),
+            "qps": (
+                lambda: model.retrieve(asked, k=TOP, n_threads=1, show_progress=False),
+                len(asked),
+            ),
             "qps_one_at_a_time": (lambda: [one(q) for q in qids], len(qids)),
         },
         "top": lambda n: [one(q) for q in qids[:n]],
@@ -292,8 +311,10 @@ def setup_tantivy(kb: list[list[str]], ids: list[int], queries: list[list[str]])
     searcher = index.searcher()
     term_query = tantivy.Query.term_query
     should = tantivy.Occur.Should
-    built = [tantivy.Query.boolean_query([(should, term_query(schema, "body", t)) for t in q])
-             for q in queries]
+    built = [
+        tantivy.Query.boolean_query([(should, term_query(schema, "body", t)) for t in q])
+        for q in queries
+    ]
     searcher.search(built[0], TOP)
 
     def top(n: int) -> list[list[int]]:
@@ -304,10 +325,12 @@ def setup_tantivy(kb: list[list[str]], ids: list[int], queries: list[list[str]])
         return out
 
     return {
-        "info": {"version": importlib.metadata.version("tantivy"), "build_s": build_s,
-                 "segments": searcher.num_segments,
-                 "mode": "BooleanQuery of Should TermQuery clauses, one segment, "
-                         "searcher.search timed"},
+        "info": {
+            "version": importlib.metadata.version("tantivy"),
+            "build_s": build_s,
+            "segments": searcher.num_segments,
+            "mode": "BooleanQuery of Should TermQuery clauses, one segment, searcher.search timed",
+        },
         "runs": {"qps": (lambda: [searcher.search(q, TOP) for q in built], len(built))},
         "top": top,
     }
@@ -326,8 +349,9 @@ def run_side_by_side(size: int, n_queries: int, rank_queries: int, kind: str) ->
     kb, ids, queries = workload(size, n_queries, kind)
     index = BM25Index.build(kb, ids, AppConfig().retrieval.bm25)
     index.search(queries[0], TOP)
-    engines = {"alime": {"runs": {"qps": (lambda: [index.search(q, TOP) for q in queries],
-                                          len(queries))}}}
+    engines = {
+        "alime": {"runs": {"qps": (lambda: [index.search(q, TOP) for q in queries], len(queries))}}
+    }
     for name, setup in PEERS.items():
         if importlib.util.find_spec(name) is not None:
             engines[name] = setup(kb, ids, queries)
@@ -339,7 +363,8 @@ def run_side_by_side(size: int, n_queries: int, rank_queries: int, kind: str) ->
                 start, cpu_start = time.perf_counter(), time.process_time()
                 run_all()
                 samples.setdefault((name, mode), []).append(
-                    (n / (time.perf_counter() - start), n / (time.process_time() - cpu_start)))
+                    (n / (time.perf_counter() - start), n / (time.process_time() - cpu_start))
+                )
     out: dict = {"rounds": ROUNDS, "peers": {}}
     for (name, mode), values in samples.items():
         wall = statistics.median(v[0] for v in values)
@@ -348,7 +373,7 @@ def run_side_by_side(size: int, n_queries: int, rank_queries: int, kind: str) ->
             out["alime_qps"], out["alime_qps_cpu"] = wall, cpu
             continue
         peer = out["peers"].setdefault(name, dict(engines[name]["info"]))
-        suffix = mode[len("qps"):]
+        suffix = mode[len("qps") :]
         peer["qps" + suffix], peer["qps_cpu" + suffix] = wall, cpu
     for name in out["peers"]:
         out["peers"][name]["_top"] = engines[name]["top"](rank_queries)
@@ -362,9 +387,22 @@ ENGINES = {"alime": run_alime, "side_by_side": run_side_by_side}
 def in_subprocess(engine: str, size: int, n_queries: int, rank_queries: int, kind: str) -> dict:
     """Run one child (``alime`` alone, or ``side_by_side``) in a fresh interpreter; its JSON."""
     with tempfile.NamedTemporaryFile(suffix=".json") as out:
-        cmd = [sys.executable, __file__, "--child", str(size), "--engine", engine,
-               "--workload", kind, "--queries", str(n_queries),
-               "--rank-queries", str(rank_queries), "--child-out", out.name]
+        cmd = [
+            sys.executable,
+            __file__,
+            "--child",
+            str(size),
+            "--engine",
+            engine,
+            "--workload",
+            kind,
+            "--queries",
+            str(n_queries),
+            "--rank-queries",
+            str(rank_queries),
+            "--child-out",
+            out.name,
+        ]
         load_before = os.getloadavg()[0]
         subprocess.run(cmd, check=True)
         row = json.loads(Path(out.name).read_text())
@@ -401,12 +439,16 @@ def run_rank_bm25(
         tops.append(reference_top(scores, id_arr))
         for name, engine_top in engine_tops.items():
             agree[name].append(tie_aware_agreement(engine_top[i], tops[-1], scores, position))
-    return {
-        "rank_bm25_qps": rank_queries / elapsed if rank_queries else None,
-        "rank_bm25_qps_cpu": rank_queries / cpu if rank_queries else None,
-        "rank_bm25_queries": rank_queries,
-        "rank_bm25_build_s": build_s,
-    }, tops, {name: float(np.mean(a)) if a else None for name, a in agree.items()}
+    return (
+        {
+            "rank_bm25_qps": rank_queries / elapsed if rank_queries else None,
+            "rank_bm25_qps_cpu": rank_queries / cpu if rank_queries else None,
+            "rank_bm25_queries": rank_queries,
+            "rank_bm25_build_s": build_s,
+        },
+        tops,
+        {name: float(np.mean(a)) if a else None for name, a in agree.items()},
+    )
 
 
 def reference_top(scores: np.ndarray, ids: np.ndarray) -> list[int]:
@@ -459,8 +501,9 @@ def measure(size: int, n_queries: int, kind: str = "synthetic") -> dict:
             peer["top10_agreement"] = agreement[name]
     row["peers"] = peers
     row["speedup"] = row["alime_qps"] / row["rank_bm25_qps"] if row["rank_bm25_qps"] else None
-    row["speedup_cpu"] = (row["alime_qps_cpu"] / row["rank_bm25_qps_cpu"]
-                          if row["rank_bm25_qps_cpu"] else None)
+    row["speedup_cpu"] = (
+        row["alime_qps_cpu"] / row["rank_bm25_qps_cpu"] if row["rank_bm25_qps_cpu"] else None
+    )
     best = max(((p["qps_cpu"], name) for name, p in peers.items() if "qps_cpu" in p), default=None)
     row["best_peer"] = best[1] if best else None
     row["alime_vs_best_peer_cpu"] = row["alime_qps_cpu"] / best[0] if best else None
@@ -470,21 +513,28 @@ def measure(size: int, n_queries: int, kind: str = "synthetic") -> dict:
 
 def table(result: dict) -> str:
     """Human-readable side-by-side table."""
-    cols = [("alime q/s", "alime_qps", "{:.0f}"),
-            ("alime q/s (CPU time)", "alime_qps_cpu", "{:.0f}"),
-            ("bm25s q/s (CPU)", "peers.bm25s.qps_cpu", "{:.0f}"),
-            ("tantivy q/s (CPU)", "peers.tantivy.qps_cpu", "{:.0f}"),
-            ("vs best peer (CPU)", "alime_vs_best_peer_cpu", "{:.2f}x"),
-            ("agreement alime/bm25s/tantivy", "agreement", "{}"),
-            ("rank-bm25 q/s", "rank_bm25_qps", "{:.2f}"),
-            ("speed-up", "speedup", "{:.0f}x"),
-            ("rank-bm25 q/s (CPU time)", "rank_bm25_qps_cpu", "{:.2f}"),
-            ("top10 same", "top10_identical", "{:.3f}"),
-            ("p50 ms", "alime_p50_ms", "{:.2f}"), ("p99 ms", "alime_p99_ms", "{:.2f}"),
-            ("build s", "build_s", "{:.1f}"), ("rank-bm25 build s", "rank_bm25_build_s", "{:.1f}"),
-            ("index MB", "index_bytes", "{:.1f}"), ("peak RSS MB", "peak_rss_bytes", "{:.0f}")]
-    lines = ["| KB size | " + " | ".join(c for c, _, _ in cols) + " |",
-             "| --- |" + " --- |" * len(cols)]
+    cols = [
+        ("alime q/s", "alime_qps", "{:.0f}"),
+        ("alime q/s (CPU time)", "alime_qps_cpu", "{:.0f}"),
+        ("bm25s q/s (CPU)", "peers.bm25s.qps_cpu", "{:.0f}"),
+        ("tantivy q/s (CPU)", "peers.tantivy.qps_cpu", "{:.0f}"),
+        ("vs best peer (CPU)", "alime_vs_best_peer_cpu", "{:.2f}x"),
+        ("agreement alime/bm25s/tantivy", "agreement", "{}"),
+        ("rank-bm25 q/s", "rank_bm25_qps", "{:.2f}"),
+        ("speed-up", "speedup", "{:.0f}x"),
+        ("rank-bm25 q/s (CPU time)", "rank_bm25_qps_cpu", "{:.2f}"),
+        ("top10 same", "top10_identical", "{:.3f}"),
+        ("p50 ms", "alime_p50_ms", "{:.2f}"),
+        ("p99 ms", "alime_p99_ms", "{:.2f}"),
+        ("build s", "build_s", "{:.1f}"),
+        ("rank-bm25 build s", "rank_bm25_build_s", "{:.1f}"),
+        ("index MB", "index_bytes", "{:.1f}"),
+        ("peak RSS MB", "peak_rss_bytes", "{:.0f}"),
+    ]
+    lines = [
+        "| KB size | " + " | ".join(c for c, _, _ in cols) + " |",
+        "| --- |" + " --- |" * len(cols),
+    ]
     for size, row in result["sizes"].items():
         cells = []
         for _, key, fmt in cols:
@@ -493,15 +543,21 @@ def table(result: dict) -> str:
                 value = value.get(part) if isinstance(value, dict) else None
             if key == "agreement":
                 peers = row["peers"]
-                value = "/".join("n/a" if a is None else f"{a:.3f}" for a in (
-                    row.get("top10_agreement"),
-                    *(peers.get(p, {}).get("top10_agreement") for p in ("bm25s", "tantivy"))))
+                value = "/".join(
+                    "n/a" if a is None else f"{a:.3f}"
+                    for a in (
+                        row.get("top10_agreement"),
+                        *(peers.get(p, {}).get("top10_agreement") for p in ("bm25s", "tantivy")),
+                    )
+                )
             if key.endswith("bytes") and value is not None:
                 value /= 1e6
             cells.append("n/a" if value is None else fmt.format(value))
         lines.append(f"| {int(size):,} | " + " | ".join(cells) + " |")
-    notes = [f"rank-bm25 ran {row['rank_bm25_queries']} of {row['queries']} queries at {size}"
-             for size, row in result["sizes"].items()]
+    notes = [
+        f"rank-bm25 ran {row['rank_bm25_queries']} of {row['queries']} queries at {size}"
+        for size, row in result["sizes"].items()
+    ]
     notes.append(f"workload: {result['workload']}")
     return "\n".join(lines + [""] + notes)
 
@@ -510,8 +566,12 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--sizes", default="100000,1000000", help="comma-separated KB sizes")
     parser.add_argument("--queries", type=int, default=1000)
-    parser.add_argument("--workload", choices=WORKLOADS, default="synthetic",
-                        help="synthetic QA pairs (3K-word vocabulary) or dialogue-corpus turns")
+    parser.add_argument(
+        "--workload",
+        choices=WORKLOADS,
+        default="synthetic",
+        help="synthetic QA pairs (3K-word vocabulary) or dialogue-corpus turns",
+    )
     parser.add_argument("--json", action="store_true", help="print JSON instead of a table")
     parser.add_argument("--child", type=int, help=argparse.SUPPRESS)
     parser.add_argument("--child-out", help=argparse.SUPPRESS)
@@ -523,8 +583,10 @@ def main(argv: list[str] | None = None) -> None:
         Path(args.child_out).write_text(json.dumps(row))
         return
     sizes = [int(s) for s in args.sizes.split(",")]
-    result = {"workload": args.workload,
-              "sizes": {str(s): measure(s, args.queries, args.workload) for s in sizes}}
+    result = {
+        "workload": args.workload,
+        "sizes": {str(s): measure(s, args.queries, args.workload) for s in sizes},
+    }
     print(json.dumps(result, indent=2) if args.json else table(result))
 
 

@@ -73,16 +73,20 @@ def _dir_bytes(path: Path, pattern: str = "*") -> int:
 
 
 def _percentiles(ms: list[float]) -> dict[str, float]:
-    return {"p50": round(float(np.percentile(ms, 50)), 2),
-            "p99": round(float(np.percentile(ms, 99)), 2)}
+    return {
+        "p50": round(float(np.percentile(ms, 50)), 2),
+        "p99": round(float(np.percentile(ms, 99)), 2),
+    }
 
 
 def _rerank_inputs(n: int, k: int, seed: int = 3) -> list[tuple[str, list[str]]]:
     rows = [line.split("\t") for line in KB_FILE.read_text(encoding="utf-8").splitlines()]
     rows = [r for r in rows if len(r) >= 2]
     rng = random.Random(seed)
-    return [(rng.choice(rows)[0].replace(" ", ""), [rng.choice(rows)[1] for _ in range(k)])
-            for _ in range(n)]
+    return [
+        (rng.choice(rows)[0].replace(" ", ""), [rng.choice(rows)[1] for _ in range(k)])
+        for _ in range(n)
+    ]
 
 
 def bench_models(fp32_dir: Path, int8_dir: Path, queries: int, repeats: int) -> dict:
@@ -103,7 +107,7 @@ def bench_models(fp32_dir: Path, int8_dir: Path, queries: int, repeats: int) -> 
     encoded = [(s._source(q, []), s._targets(answers)) for q, answers in inputs]
     rerank: dict[str, list[float]] = {"fp32": [], "int8": []}
     worst = 0.0
-    for name, m in models.items():  # trace / warm up
+    for _name, m in models.items():  # trace / warm up
         m.inference.answer_log_probs(*encoded[0])
     for _ in range(repeats):
         for src, targets in encoded:
@@ -112,14 +116,20 @@ def bench_models(fp32_dir: Path, int8_dir: Path, queries: int, repeats: int) -> 
                 started = time.perf_counter()
                 out[name] = m.inference.answer_log_probs(src, targets)
                 rerank[name].append((time.perf_counter() - started) * 1000)
-            worst = max(worst, max(float(np.max(np.abs(a - b)))
-                                   for a, b in zip(out["fp32"], out["int8"], strict=True)))
+            worst = max(
+                worst,
+                max(
+                    float(np.max(np.abs(a - b)))
+                    for a, b in zip(out["fp32"], out["int8"], strict=True)
+                ),
+            )
     # The served decoding ([engine]: beam 5, max 30 tokens, min length, MMI anti-LM), and plain
     # beam search for comparison with earlier runs.
     config = AppConfig()
     generators = {name: make_generator(m, config, pipeline) for name, m in models.items()}
-    plain = {name: BeamGenerator(m, pipeline, beam_size=5, max_len=30)
-             for name, m in models.items()}
+    plain = {
+        name: BeamGenerator(m, pipeline, beam_size=5, max_len=30) for name, m in models.items()
+    }
     generate: dict[str, list[float]] = {"fp32": [], "int8": []}
     generate_plain: dict[str, list[float]] = {"fp32": [], "int8": []}
     for gens, times in ((generators, generate), (plain, generate_plain)):
@@ -133,11 +143,13 @@ def bench_models(fp32_dir: Path, int8_dir: Path, queries: int, repeats: int) -> 
     return {
         "rerank_ms": {n: _percentiles(v) for n, v in rerank.items()},
         "rerank_speedup_p50": round(
-            float(np.median(rerank["fp32"]) / np.median(rerank["int8"])), 2),
+            float(np.median(rerank["fp32"]) / np.median(rerank["int8"])), 2
+        ),
         "generate_ms": {n: _percentiles(v) for n, v in generate.items()},
         "generate_plain_beam_ms": {n: _percentiles(v) for n, v in generate_plain.items()},
         "generate_speedup_p50": round(
-            float(np.median(generate["fp32"]) / np.median(generate["int8"])), 2),
+            float(np.median(generate["fp32"]) / np.median(generate["int8"])), 2
+        ),
         "agreement": {"max_abs_log_prob_diff": round(worst, 4)},
         "calls": {"rerank": len(rerank["fp32"]), "generate": len(generate["fp32"])},
     }
@@ -192,9 +204,16 @@ class Server:
         serve_overrides: ``[serve]`` settings (workers, threads) instead of the defaults.
     """
 
-    def __init__(self, name: str, checkout: Path, model_dir: Path, home: Path,
-                 serve_overrides: dict[str, int] | None = None, port: int | None = None,
-                 kb_tsv: Path | None = None) -> None:
+    def __init__(
+        self,
+        name: str,
+        checkout: Path,
+        model_dir: Path,
+        home: Path,
+        serve_overrides: dict[str, int] | None = None,
+        port: int | None = None,
+        kb_tsv: Path | None = None,
+    ) -> None:
         self.name = name
         self.checkout = checkout.resolve()
         self.home = home
@@ -206,8 +225,11 @@ class Server:
         serve = "".join(f"{k} = {v}\n" for k, v in (serve_overrides or {}).items())
         kb = f'kb = "{home.resolve() / "kb.sqlite"}"\n' if kb_tsv else ""
         self.kb_tsv = kb_tsv
-        self.config.write_text(f'[paths]\nmodel = "{model_dir.resolve()}"\n{kb}\n[serve]\n'
-                               f"port = {self.port}\n" + serve, encoding="utf-8")
+        self.config.write_text(
+            f'[paths]\nmodel = "{model_dir.resolve()}"\n{kb}\n[serve]\n'
+            f"port = {self.port}\n" + serve,
+            encoding="utf-8",
+        )
         self.env = {**os.environ, "ALIME_HOME": str(home), "PYTHONPATH": str(self.checkout)}
         self.proc: subprocess.Popen | None = None
         self.log_path = home / "serve.log"
@@ -217,20 +239,32 @@ class Server:
         return [sys.executable, "-m", "alime", "--config", str(self.config), *args]
 
     def commit(self) -> str:
-        return subprocess.run(["git", "-C", str(self.checkout), "rev-parse", "--short", "HEAD"],
-                              capture_output=True, text=True).stdout.strip()
+        return subprocess.run(
+            ["git", "-C", str(self.checkout), "rev-parse", "--short", "HEAD"],
+            capture_output=True,
+            text=True,
+        ).stdout.strip()
 
     def prebuild(self) -> None:
         """Seed the KB (the checkout's bundled one, or ``kb_tsv`` imported) and build both
         indexes (BM25 and dense), so start-up only loads them."""
         if self.kb_tsv is not None:
-            subprocess.run(self._alime("kb", "import", "--format", "tsv",
-                                       str(self.kb_tsv.resolve())),
-                           cwd=self.checkout, env=self.env, check=True,
-                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        subprocess.run(self._alime("search", "--mode", "hybrid", "您好"), cwd=self.checkout,
-                       env=self.env, check=True, stdout=subprocess.DEVNULL,
-                       stderr=subprocess.DEVNULL)
+            subprocess.run(
+                self._alime("kb", "import", "--format", "tsv", str(self.kb_tsv.resolve())),
+                cwd=self.checkout,
+                env=self.env,
+                check=True,
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+            )
+        subprocess.run(
+            self._alime("search", "--mode", "hybrid", "您好"),
+            cwd=self.checkout,
+            env=self.env,
+            check=True,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
 
     def _listening(self) -> bool:
         with socket.socket() as s:
@@ -259,15 +293,22 @@ class Server:
         starting the process to every worker ready."""
         started = time.perf_counter()
         self.log = open(self.log_path, "wb")  # noqa: SIM115 - closed in stop()
-        self.proc = subprocess.Popen(self._alime("serve"), cwd=self.checkout, env=self.env,
-                                     stdout=self.log, stderr=subprocess.STDOUT)
+        self.proc = subprocess.Popen(
+            self._alime("serve"),
+            cwd=self.checkout,
+            env=self.env,
+            stdout=self.log,
+            stderr=subprocess.STDOUT,
+        )
         deadline = time.time() + timeout
         listening_at = None
         pids: set[int] = set()
         while time.time() < deadline:
             if self.proc.poll() is not None:
-                raise RuntimeError(f"{self.name}: alime serve exited with status "
-                                   f"{self.proc.returncode}; see {self.log_path}")
+                raise RuntimeError(
+                    f"{self.name}: alime serve exited with status "
+                    f"{self.proc.returncode}; see {self.log_path}"
+                )
             if listening_at is None:
                 if self._listening():
                     listening_at = time.perf_counter()
@@ -290,8 +331,9 @@ class Server:
         before = self.cpu_s()
         result = run_load(self.url, clients, seconds, queries)
         used = self.cpu_s() - before
-        result["cpu_ms_per_request"] = (round(used * 1000 / result["requests"], 2)
-                                        if result["requests"] else None)
+        result["cpu_ms_per_request"] = (
+            round(used * 1000 / result["requests"], 2) if result["requests"] else None
+        )
         return result
 
     def sources(self, queries: list[str]) -> dict[str, int]:
@@ -299,8 +341,11 @@ class Server:
         ``source`` (retrieval, generation, chitchat, fallback); workloads differ by this."""
         counts: dict[str, int] = {}
         for q in queries:
-            req = urllib.request.Request(self.url + "/api/chat", json.dumps({"query": q}).encode(),
-                                         {"Content-Type": "application/json"})
+            req = urllib.request.Request(
+                self.url + "/api/chat",
+                json.dumps({"query": q}).encode(),
+                {"Content-Type": "application/json"},
+            )
             with urllib.request.urlopen(req, timeout=30) as res:
                 source = json.loads(res.read())["source"]
             counts[source] = counts.get(source, 0) + 1
@@ -321,10 +366,15 @@ class Server:
         self.log.close()
 
 
-def bench_http(int8_dir: Path, seconds: float, clients: tuple[int, ...],
-               serve_overrides: dict[str, int] | None = None,
-               baseline_checkout: Path | None = None, port: int | None = None,
-               kb_tsv: Path | None = None) -> dict:
+def bench_http(
+    int8_dir: Path,
+    seconds: float,
+    clients: tuple[int, ...],
+    serve_overrides: dict[str, int] | None = None,
+    baseline_checkout: Path | None = None,
+    port: int | None = None,
+    kb_tsv: Path | None = None,
+) -> dict:
     """Start ``alime serve`` on the int8 model (and, side by side, the one of
     ``baseline_checkout``) and load each with every client count.
 
@@ -338,12 +388,21 @@ def bench_http(int8_dir: Path, seconds: float, clients: tuple[int, ...],
         ``"rps_ratio"`` ({N: this rps / baseline rps}) with a baseline.
     """
     with tempfile.TemporaryDirectory() as tmp:
-        servers = {"current": Server("current", ROOT, int8_dir, Path(tmp, "current"),
-                                     serve_overrides, port, kb_tsv)}
+        servers = {
+            "current": Server(
+                "current", ROOT, int8_dir, Path(tmp, "current"), serve_overrides, port, kb_tsv
+            )
+        }
         if baseline_checkout is not None:
-            servers["baseline"] = Server("baseline", baseline_checkout, int8_dir,
-                                         Path(tmp, "baseline"), serve_overrides,
-                                         port + 1 if port else None, kb_tsv)
+            servers["baseline"] = Server(
+                "baseline",
+                baseline_checkout,
+                int8_dir,
+                Path(tmp, "baseline"),
+                serve_overrides,
+                port + 1 if port else None,
+                kb_tsv,
+            )
         results: dict[str, dict] = {}
         try:
             for name, server in servers.items():
@@ -372,8 +431,11 @@ def bench_http(int8_dir: Path, seconds: float, clients: tuple[int, ...],
     if "baseline" in results:
         base = results["baseline"]
         out["baseline"] = {**base, "checkout": str(baseline_checkout)}
-        out["rps_ratio"] = {n: round(out["http"][n]["rps"] / base["http"][n]["rps"], 2)
-                            for n in out["http"] if base["http"][n]["rps"]}
+        out["rps_ratio"] = {
+            n: round(out["http"][n]["rps"] / base["http"][n]["rps"], 2)
+            for n in out["http"]
+            if base["http"][n]["rps"]
+        }
     return out
 
 
@@ -389,13 +451,20 @@ def main() -> None:
     parser.add_argument("--http-only", action="store_true", help="only the endpoint load test")
     parser.add_argument("--workers", type=int, help="gunicorn workers (default: ServeConfig's)")
     parser.add_argument("--threads", type=int, help="threads per worker (default: ServeConfig's)")
-    parser.add_argument("--baseline-checkout", type=Path,
-                        help="another checkout (e.g. `git worktree add /tmp/base 64ea9b8`) served "
-                             "side by side with this one, on the same model and load")
-    parser.add_argument("--kb", type=Path,
-                        help="a TSV KB served by both servers (default: each one's bundled KB)")
-    parser.add_argument("--port", type=int,
-                        help="this checkout's server port, the baseline's the next (default: free)")
+    parser.add_argument(
+        "--baseline-checkout",
+        type=Path,
+        help="another checkout (e.g. `git worktree add /tmp/base 64ea9b8`) served "
+        "side by side with this one, on the same model and load",
+    )
+    parser.add_argument(
+        "--kb", type=Path, help="a TSV KB served by both servers (default: each one's bundled KB)"
+    )
+    parser.add_argument(
+        "--port",
+        type=int,
+        help="this checkout's server port, the baseline's the next (default: free)",
+    )
     parser.add_argument("--json", action="store_true", help="print only the JSON result")
     args = parser.parse_args()
     if args.baseline_checkout and not (args.baseline_checkout / "alime" / "__main__.py").is_file():
@@ -406,8 +475,19 @@ def main() -> None:
         parser.error(f"--clients {args.clients!r}: expected comma-separated integers")
 
     overrides = {k: v for k, v in (("workers", args.workers), ("threads", args.threads)) if v}
-    http = () if args.no_http else (args.int8, args.seconds, clients, overrides,
-                                     args.baseline_checkout, args.port, args.kb)
+    http = (
+        ()
+        if args.no_http
+        else (
+            args.int8,
+            args.seconds,
+            clients,
+            overrides,
+            args.baseline_checkout,
+            args.port,
+            args.kb,
+        )
+    )
     if args.http_only:
         print(json.dumps(bench_http(*http), indent=2))
         return

@@ -13,4 +13,13 @@ Typical use::
     result = training.fit(trainer, dataset, steps=1000, val_dataset=val)
 """
 
-__all__ = ["averaging", "comm", "heuristics", "int8_head", "quantization", "strategy", "sync", "training"]
+__all__ = [
+    "averaging",
+    "comm",
+    "heuristics",
+    "int8_head",
+    "quantization",
+    "strategy",
+    "sync",
+    "training",
+]

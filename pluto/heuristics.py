@@ -21,7 +21,6 @@ class LrScaling(Choice):
     SQRT = "sqrt"
 
 
-
 _SCALE = {
     LrScaling.NONE: lambda n: 1.0,
     LrScaling.LINEAR: float,

@@ -55,26 +55,34 @@ def _head_graph(weight: QuantizedTensor, bias: np.ndarray, gather: bool):
     from onnx import TensorProto, helper, numpy_helper
 
     hidden, vocab = weight.values.shape
-    inits = [numpy_helper.from_array(weight.values, "w_q"),
-             numpy_helper.from_array(weight.scales.astype(np.float32), "w_scale"),
-             numpy_helper.from_array(np.asarray(bias, np.float32), "bias")]
+    inits = [
+        numpy_helper.from_array(weight.values, "w_q"),
+        numpy_helper.from_array(weight.scales.astype(np.float32), "w_scale"),
+        numpy_helper.from_array(np.asarray(bias, np.float32), "bias"),
+    ]
     nodes = [
         # Inputs: A, B, b_scale, b_zero_point (empty: symmetric), bias.
-        helper.make_node("DynamicQuantizeMatMul", ["x", "w_q", "w_scale", "", "bias"],
-                         ["logits"], domain="com.microsoft"),
+        helper.make_node(
+            "DynamicQuantizeMatMul",
+            ["x", "w_q", "w_scale", "", "bias"],
+            ["logits"],
+            domain="com.microsoft",
+        ),
         helper.make_node("LogSoftmax", ["logits"], ["log_probs"], axis=-1),
     ]
     inputs = [helper.make_tensor_value_info("x", TensorProto.FLOAT, [None, hidden])]
     if gather:
         inputs.append(helper.make_tensor_value_info("targets", TensorProto.INT64, [None, 1]))
-        nodes.append(helper.make_node("GatherElements", ["log_probs", "targets"], ["picked"],
-                                      axis=1))
+        nodes.append(
+            helper.make_node("GatherElements", ["log_probs", "targets"], ["picked"], axis=1)
+        )
         outputs = [helper.make_tensor_value_info("picked", TensorProto.FLOAT, [None, 1])]
     else:
         outputs = [helper.make_tensor_value_info("log_probs", TensorProto.FLOAT, [None, vocab])]
     graph = helper.make_graph(nodes, "int8_head", inputs, outputs, inits)
-    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17),
-                                                   helper.make_opsetid("com.microsoft", 1)])
+    return helper.make_model(
+        graph, opset_imports=[helper.make_opsetid("", 17), helper.make_opsetid("com.microsoft", 1)]
+    )
 
 
 def _log_softmax(logits: np.ndarray) -> np.ndarray:
@@ -95,15 +103,21 @@ class Int8LogSoftmaxHead:
         ValueError: for a kernel not quantized per output column, or an unknown backend.
     """
 
-    def __init__(self, weight: QuantizedTensor, bias: np.ndarray,
-                 backend: HeadBackend | str = HeadBackend.ONNXRUNTIME, threads: int = 1) -> None:
+    def __init__(
+        self,
+        weight: QuantizedTensor,
+        bias: np.ndarray,
+        backend: HeadBackend | str = HeadBackend.ONNXRUNTIME,
+        threads: int = 1,
+    ) -> None:
         if weight.values.ndim != 2 or weight.axis % 2 != 1:
             raise ValueError("the head needs a [hidden, vocab] kernel quantized per column")
         try:
             self.backend = HeadBackend(backend)
         except ValueError:
-            raise ValueError(f"unknown backend {backend!r}; valid: "
-                             f"{[b.value for b in HeadBackend]}") from None
+            raise ValueError(
+                f"unknown backend {backend!r}; valid: {[b.value for b in HeadBackend]}"
+            ) from None
         self.bias = np.asarray(bias, np.float32)
         if self.backend is HeadBackend.ONNXRUNTIME:
             import onnxruntime as ort
@@ -113,11 +127,15 @@ class Int8LogSoftmaxHead:
             options.inter_op_num_threads = 1
             weight = reduce_range(weight)
             self._full = ort.InferenceSession(
-                _head_graph(weight, self.bias, gather=False).SerializeToString(), options,
-                providers=["CPUExecutionProvider"])
+                _head_graph(weight, self.bias, gather=False).SerializeToString(),
+                options,
+                providers=["CPUExecutionProvider"],
+            )
             self._gather = ort.InferenceSession(
-                _head_graph(weight, self.bias, gather=True).SerializeToString(), options,
-                providers=["CPUExecutionProvider"])
+                _head_graph(weight, self.bias, gather=True).SerializeToString(),
+                options,
+                providers=["CPUExecutionProvider"],
+            )
         else:
             self._dense = weight.dequantize()
 

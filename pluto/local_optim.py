@@ -23,7 +23,6 @@ class OptimizerKind(Choice):
     ADAM = "adam"
 
 
-
 @dataclass(frozen=True)
 class OptimizerConfig:
     """Hyper-parameters of the local optimizer.

@@ -79,10 +79,12 @@ def dequantize(values: np.ndarray, scales: np.ndarray, axis: int = -1) -> np.nda
     scales = np.asarray(scales, np.float32)
     axis = axis % values.ndim
     if scales.shape != (values.shape[axis],):
-        raise ValueError(f"expected {values.shape[axis]} scales along axis {axis}, "
-                         f"got shape {scales.shape}")
+        raise ValueError(
+            f"expected {values.shape[axis]} scales along axis {axis}, got shape {scales.shape}"
+        )
     return values.astype(np.float32) * scales.reshape(
-        _broadcast_shape(values.ndim, axis, scales.size))
+        _broadcast_shape(values.ndim, axis, scales.size)
+    )
 
 
 def max_channel_error(weights: np.ndarray, q: QuantizedTensor) -> np.ndarray:

@@ -36,7 +36,6 @@ class Mode(Choice):
     MA = "ma"
 
 
-
 class SlotPolicy(Choice):
     """What model averaging does with the optimizer state (momentum / Adam moments).
 
@@ -157,7 +156,10 @@ class Trainer:
         self.period = cfg.avg_period
         self._adaptive = (
             heuristics.AdaptivePeriod(
-                cfg.avg_period, 1, max(cfg.max_period, cfg.avg_period), cfg.drift_low,
+                cfg.avg_period,
+                1,
+                max(cfg.max_period, cfg.avg_period),
+                cfg.drift_low,
                 cfg.drift_high,
             )
             if cfg.adaptive_period
@@ -293,7 +295,9 @@ class Trainer:
     def _sync_state_fn(self) -> None:
         def replica() -> None:
             ctx = tf.distribute.get_replica_context()
-            means = ctx.all_reduce(tf.distribute.ReduceOp.MEAN, [tf.identity(v) for v in self._state])
+            means = ctx.all_reduce(
+                tf.distribute.ReduceOp.MEAN, [tf.identity(v) for v in self._state]
+            )
             for var, mean in zip(self._state, means, strict=True):
                 var.assign(mean)
 

@@ -17,13 +17,20 @@ def test_int8_default_matches_the_tuned_fp32_model():
 
 def test_bundled_matcher_never_saw_the_held_out_dialogues():
     model, matcher = BUNDLED_DATA / "model", BUNDLED_DATA / "model" / "matcher"
-    held = {line for lines in json.loads((model / "training.json").read_text())["split"][
-        "valid_dialogue_lines"].values() for line in lines}
+    held = {
+        line
+        for lines in json.loads((model / "training.json").read_text())["split"][
+            "valid_dialogue_lines"
+        ].values()
+        for line in lines
+    }
     meta = json.loads((matcher / "training.json").read_text(encoding="utf-8"))
     assert len(held) == 500 and meta["split"]["excluded_heldout_lines"] == 500
     assert meta["split"]["training_dialogues"] == 4500
     assert not set(meta["split"]["dev_lines"]) & held
-    assert json.loads((matcher / "vocab.json").read_text()) == json.loads((model / "vocab.json").read_text())
+    assert json.loads((matcher / "vocab.json").read_text()) == json.loads(
+        (model / "vocab.json").read_text()
+    )
     assert read_rerank_choice(model)[0].value == "pmi"  # the matcher is not the engine's default
 
 
@@ -41,8 +48,10 @@ def test_bundled_bot_routes_in_kb_to_the_kb_and_out_of_kb_away(tmp_path, monkeyp
     monkeypatch.setenv("ALIME_HOME", str(tmp_path / "home"))
     bot = build_bot(AppConfig())
     assert bot.engine.router is not None
-    assert bot.engine.thresholds.answer == json.loads(
-        (BUNDLED_DATA / "model-int8" / "routing.json").read_text())["threshold"]
+    assert (
+        bot.engine.thresholds.answer
+        == json.loads((BUNDLED_DATA / "model-int8" / "routing.json").read_text())["threshold"]
+    )
     reply = bot.engine.reply("亲，什么时候发货呀？")
     assert reply.source is Source.RETRIEVAL and reply.score >= reply.threshold
     assert "发货" in reply.candidates[0].questions[0] and reply.answer == reply.candidates[0].answer
@@ -69,8 +78,10 @@ def test_decision_rerank_keeps_alimes_rule(tmp_path, monkeypatch):
     config = dataclasses.replace(base, engine=dataclasses.replace(base.engine, decision="rerank"))
     bot = build_bot(config)
     assert bot.engine.router is None
-    assert bot.engine.thresholds.answer == json.loads(
-        (BUNDLED_DATA / "model-int8" / "thresholds.json").read_text())["threshold"]
+    assert (
+        bot.engine.thresholds.answer
+        == json.loads((BUNDLED_DATA / "model-int8" / "thresholds.json").read_text())["threshold"]
+    )
     reply = bot.engine.reply("亲，什么时候发货呀？")
     assert reply.score == reply.candidates[0].rerank_score
     bad = dataclasses.replace(base, engine=dataclasses.replace(base.engine, decision="vote"))
@@ -85,8 +96,12 @@ def test_reviewed_faq_answers_are_verbatim_corpus_answers_and_lead_the_bundled_k
     from alime.bot import BUNDLED_CORPUS, BUNDLED_KB
     from alime.kb.curate import display_text, question_key
 
-    reviewed = [json.loads(line) for line in
-                (BUNDLED_KB.parent / "reviewed_faq.jsonl").read_text(encoding="utf-8").splitlines()]
+    reviewed = [
+        json.loads(line)
+        for line in (BUNDLED_KB.parent / "reviewed_faq.jsonl")
+        .read_text(encoding="utf-8")
+        .splitlines()
+    ]
     corpus = BUNDLED_CORPUS.read_text(encoding="utf-8").splitlines()
     assert 35 <= len(reviewed) <= 45
     owners: dict[str, set[str]] = {}
@@ -98,9 +113,12 @@ def test_reviewed_faq_answers_are_verbatim_corpus_answers_and_lead_the_bundled_k
         assert r["tags"] == ["faq"] and 8 <= len(r["phrasings"]) <= 15, r["question"]
         assert r["source_lines"], r["question"]
         for line in r["source_lines"]:
-            assert display_text(corpus[line - 1].split("\t")[1]) == r["answer"], (r["question"], line)
+            assert display_text(corpus[line - 1].split("\t")[1]) == r["answer"], (
+                r["question"],
+                line,
+            )
     bundled = [json.loads(line) for line in BUNDLED_KB.read_text(encoding="utf-8").splitlines()]
     for r, b in zip(reviewed, bundled, strict=False):
         assert (b["question"], b["answer"], b["tags"]) == (r["question"], r["answer"], r["tags"])
-        assert b["phrasings"][:len(r["phrasings"])] == r["phrasings"]
-    assert "faq" not in {t for b in bundled[len(reviewed):] for t in b["tags"]}
+        assert b["phrasings"][: len(r["phrasings"])] == r["phrasings"]
+    assert "faq" not in {t for b in bundled[len(reviewed) :] for t in b["tags"]}

@@ -15,17 +15,27 @@ from alime.routing import char_overlap_f1
 def test_bundled_files_read_in_order():
     config = AppConfig()
     rows = read_chitchat(config.chitchat.files)
-    shop = [json.loads(line) for line in
-            (BUNDLED_DATA / "chitchat" / "shop_zh.jsonl").read_text(encoding="utf-8").splitlines()]
-    assert [(r.question, r.answer) for r in rows[:len(shop)]] == [
-        (s["question"], s["answer"]) for s in shop]
-    curated = [json.loads(line) for line in
-               (BUNDLED_DATA / "kb" / "chitchat.jsonl").read_text(encoding="utf-8").splitlines()]
-    after_shop = rows[len(shop):len(shop) + len(curated)]  # then what `kb curate` moved out
+    shop = [
+        json.loads(line)
+        for line in (BUNDLED_DATA / "chitchat" / "shop_zh.jsonl")
+        .read_text(encoding="utf-8")
+        .splitlines()
+    ]
+    assert [(r.question, r.answer) for r in rows[: len(shop)]] == [
+        (s["question"], s["answer"]) for s in shop
+    ]
+    curated = [
+        json.loads(line)
+        for line in (BUNDLED_DATA / "kb" / "chitchat.jsonl")
+        .read_text(encoding="utf-8")
+        .splitlines()
+    ]
+    after_shop = rows[len(shop) : len(shop) + len(curated)]  # then what `kb curate` moved out
     assert [(r.question, r.answer, list(r.phrasings)) for r in after_shop] == [
-        (c["question"], c["answer"], c["phrasings"]) for c in curated]
+        (c["question"], c["answer"], c["phrasings"]) for c in curated
+    ]
     assert len(rows) > len(shop) + len(curated) + 500  # then ChatterBot (data/chatterbot_zh/*.yml)
-    assert ("谢谢", "不客气") in [(r.question, r.answer) for r in rows[len(shop):]]
+    assert ("谢谢", "不客气") in [(r.question, r.answer) for r in rows[len(shop) :]]
 
 
 def test_formats_by_suffix(tmp_path):
@@ -37,7 +47,11 @@ def test_formats_by_suffix(tmp_path):
     (folder / "ignored.txt").write_text("not read\n")
     rows = read_chitchat([tmp_path / "a.jsonl", tmp_path / "b.tsv", folder])
     assert [(r.question, r.answer) for r in rows] == [
-        ("早", "早呀"), ("晚安", "晚安，好梦"), ("嗨", "嗨嗨"), ("嗨嗨", "好")]
+        ("早", "早呀"),
+        ("晚安", "晚安，好梦"),
+        ("嗨", "嗨嗨"),
+        ("嗨嗨", "好"),
+    ]
 
 
 def test_bad_files(tmp_path):
@@ -51,8 +65,14 @@ def test_bad_files(tmp_path):
         read_chitchat([tmp_path / "bad.jsonl"])
 
 
-PAIRS = [("你好", "您好！"), ("你是谁", "我是客服"), ("讲个笑话", "笑话"), ("你好", "第二个你好"),
-         ("你最喜欢什么书", "书"), ("hello", "hi")]
+PAIRS = [
+    ("你好", "您好！"),
+    ("你是谁", "我是客服"),
+    ("讲个笑话", "笑话"),
+    ("你好", "第二个你好"),
+    ("你最喜欢什么书", "书"),
+    ("hello", "hi"),
+]
 
 
 def test_best_is_the_highest_char_f1_and_the_first_on_ties():
@@ -82,7 +102,8 @@ def test_no_shared_character_is_no_match():
 
 def test_every_phrasing_matches(tmp_path):
     (tmp_path / "c.jsonl").write_text(
-        '{"question": "谢谢", "phrasings": ["多谢掌柜"], "answer": "不客气"}\n', encoding="utf-8")
+        '{"question": "谢谢", "phrasings": ["多谢掌柜"], "answer": "不客气"}\n', encoding="utf-8"
+    )
     path = tmp_path / "alime.toml"
     path.write_text('[chitchat]\nfiles = ["c.jsonl"]\n', encoding="utf-8")
     match = build_chitchat(load_config(path)).best("多谢掌柜")
@@ -93,25 +114,34 @@ def test_config_sections(tmp_path):
     (tmp_path / "mine.jsonl").write_text('{"question": "早", "answer": "早呀"}\n', encoding="utf-8")
     (tmp_path / "lex.toml").write_text('[person]\nphrases = ["找掌柜"]\n', encoding="utf-8")
     path = tmp_path / "alime.toml"
-    path.write_text('[chitchat]\nfiles = ["mine.jsonl"]\nthreshold = 0.5\n'
-                    '[guards]\nlexicon = "lex.toml"\nperson_reply = "稍等"\n', encoding="utf-8")
+    path.write_text(
+        '[chitchat]\nfiles = ["mine.jsonl"]\nthreshold = 0.5\n'
+        '[guards]\nlexicon = "lex.toml"\nperson_reply = "稍等"\n',
+        encoding="utf-8",
+    )
     config = load_config(path)
     assert config.chitchat.files == (str(tmp_path / "mine.jsonl"),)  # relative to the file
     assert config.chitchat.threshold == 0.5
     assert build_chitchat(config).best("早").answer == "早呀"
     guards = build_guards(config)
     assert guards.check("找掌柜").answer == "稍等" and guards.check("转人工") is None
-    off = dataclasses.replace(config, chitchat=dataclasses.replace(config.chitchat, enabled=False),
-                              guards=dataclasses.replace(config.guards, enabled=False))
+    off = dataclasses.replace(
+        config,
+        chitchat=dataclasses.replace(config.chitchat, enabled=False),
+        guards=dataclasses.replace(config.guards, enabled=False),
+    )
     assert build_chitchat(off) is None and build_guards(off) is None
 
 
-@pytest.mark.parametrize("text, message", [
-    ('[chitchat]\nfiles = "one.jsonl"\n', "'chitchat.files' must be a list of strings"),
-    ('[chitchat]\nfiles = [1]\n', "'chitchat.files' must be a list of strings"),
-    ('[chitchat]\nthreshhold = 0.5\n', "unknown config key(s) ['threshhold'] in 'chitchat'"),
-    ('[guards]\nenabled = "yes"\n', "'guards.enabled' must be bool"),
-])
+@pytest.mark.parametrize(
+    "text, message",
+    [
+        ('[chitchat]\nfiles = "one.jsonl"\n', "'chitchat.files' must be a list of strings"),
+        ("[chitchat]\nfiles = [1]\n", "'chitchat.files' must be a list of strings"),
+        ("[chitchat]\nthreshhold = 0.5\n", "unknown config key(s) ['threshhold'] in 'chitchat'"),
+        ('[guards]\nenabled = "yes"\n', "'guards.enabled' must be bool"),
+    ],
+)
 def test_bad_config(tmp_path, text, message):
     path = tmp_path / "alime.toml"
     path.write_text(text, encoding="utf-8")

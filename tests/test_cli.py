@@ -17,7 +17,10 @@ def run(tmp_path):
     def _run(*args, check=True):
         proc = subprocess.run(
             [sys.executable, "-m", "alime", "--config", str(config), *args],
-            capture_output=True, text=True, env=env, timeout=120,
+            capture_output=True,
+            text=True,
+            env=env,
+            timeout=120,
         )
         if check and proc.returncode != 0:
             raise AssertionError(f"alime {args} failed ({proc.returncode}): {proc.stderr}")
@@ -54,15 +57,22 @@ def test_kb_lifecycle_and_errors(run, tmp_path):
     out = json.loads(run("kb", "import", str(bad), "--format", "tsv", "--skip-bad").stdout)
     assert out == {"imported": 1, "skipped": 1, "total": seeded + 1}
 
-    added = json.loads(run("kb", "add", "--question", "支持 数字人民币 吗", "--answer", "支持").stdout)
+    added = json.loads(
+        run("kb", "add", "--question", "支持 数字人民币 吗", "--answer", "支持").stdout
+    )
     hits = json.loads(run("search", "数字人民币", "--json").stdout)["results"]
     assert hits[0]["id"] == added["id"]
     run("kb", "edit", str(added["id"]), "--answer", "暂不支持")
     hits = json.loads(run("search", "数字人民币", "--json").stdout)["results"]
     assert hits[0]["answer"] == "暂不支持"
     # A phrasing makes the entry findable by words its primary question lacks.
-    assert all(h["id"] != added["id"] for h in json.loads(run("search", "e-CNY", "--json").stdout)["results"])
-    edited = json.loads(run("kb", "edit", str(added["id"]), "--phrasing", "能 用 e-CNY 付款 吗").stdout)
+    assert all(
+        h["id"] != added["id"]
+        for h in json.loads(run("search", "e-CNY", "--json").stdout)["results"]
+    )
+    edited = json.loads(
+        run("kb", "edit", str(added["id"]), "--phrasing", "能 用 e-CNY 付款 吗").stdout
+    )
     assert edited["phrasings"] == ["能 用 e-CNY 付款 吗"]
     hits = json.loads(run("search", "e-CNY", "--json").stdout)["results"]
     assert hits[0]["id"] == added["id"]
@@ -83,8 +93,11 @@ def test_usage_errors(run, tmp_path):
     assert proc.returncode == 2 and "no such file" in proc.stderr
     bad_config = tmp_path / "bad.toml"
     bad_config.write_text("[retrieval]\nkk = 1\n")
-    proc = subprocess.run([sys.executable, "-m", "alime", "--config", str(bad_config), "kb", "stats"],
-                          capture_output=True, text=True)
+    proc = subprocess.run(
+        [sys.executable, "-m", "alime", "--config", str(bad_config), "kb", "stats"],
+        capture_output=True,
+        text=True,
+    )
     assert proc.returncode == 2 and "unknown config key" in proc.stderr
 
 
@@ -100,29 +113,45 @@ def test_kb_import_refuses_hostile_files(run, tmp_path):
 
     bomb = tmp_path / "bomb.yml"
     bomb.write_text(alias_bomb(), encoding="utf-8")
-    refused(run("kb", "import", str(bomb), "--format", "chatterbot", check=False),
-            f"{bomb}:2: YAML aliases are not allowed (*l0)")
+    refused(
+        run("kb", "import", str(bomb), "--format", "chatterbot", check=False),
+        f"{bomb}:2: YAML aliases are not allowed (*l0)",
+    )
 
     huge = tmp_path / "huge.tsv"
     huge.write_text("问" * (10 * 1024 * 1024 // 3) + "\t答\n", encoding="utf-8")
-    refused(run("kb", "import", str(huge), "--format", "tsv", check=False),
-            f"{huge}:1: line is longer than 262144 bytes")
+    refused(
+        run("kb", "import", str(huge), "--format", "tsv", check=False),
+        f"{huge}:1: line is longer than 262144 bytes",
+    )
 
     late = tmp_path / "late.tsv"
-    late.write_bytes("".join(f"问题 {i}\t答案 {i}\n" for i in range(5000)).encode() + "问题\t".encode() + b"\xff\n")
-    refused(run("kb", "import", str(late), "--format", "tsv", check=False),
-            f"{late}:5001: not UTF-8 text (invalid start byte: byte 0xff at byte 8 of the line)")
+    late.write_bytes(
+        "".join(f"问题 {i}\t答案 {i}\n" for i in range(5000)).encode()
+        + "问题\t".encode()
+        + b"\xff\n"
+    )
+    refused(
+        run("kb", "import", str(late), "--format", "tsv", check=False),
+        f"{late}:5001: not UTF-8 text (invalid start byte: byte 0xff at byte 8 of the line)",
+    )
 
     surrogate = tmp_path / "s.jsonl"
     surrogate.write_text('{"question": "问\\ud800", "answer": "答"}\n', encoding="utf-8")
-    refused(run("kb", "import", str(surrogate), "--format", "jsonl", check=False),
-            f"{surrogate}:1: question contains a lone surrogate U+D800 at character 2")
+    refused(
+        run("kb", "import", str(surrogate), "--format", "jsonl", check=False),
+        f"{surrogate}:1: question contains a lone surrogate U+D800 at character 2",
+    )
 
     deep = tmp_path / "deep.jsonl"
-    deep.write_text('{"question": "能 开 专票 吗", "answer": "可以"}\n' + "[" * 100_000 + "]" * 100_000 + "\n",
-                    encoding="utf-8")
-    refused(run("kb", "import", str(deep), "--format", "jsonl", check=False),
-            f"{deep}:2: JSON nested deeper than 20 levels")
+    deep.write_text(
+        '{"question": "能 开 专票 吗", "answer": "可以"}\n' + "[" * 100_000 + "]" * 100_000 + "\n",
+        encoding="utf-8",
+    )
+    refused(
+        run("kb", "import", str(deep), "--format", "jsonl", check=False),
+        f"{deep}:2: JSON nested deeper than 20 levels",
+    )
     seeded = _bundled_entries()
     assert json.loads(run("kb", "stats").stdout)["pairs"] == seeded  # nothing half-imported
     proc = run("kb", "import", str(deep), "--format", "jsonl", "--skip-bad")
@@ -135,41 +164,75 @@ def test_kb_import_limits_come_from_the_config(run, tmp_path):
     config.write_text('[paths]\nmodel = "none"\n[kb]\nmax_field_chars = 3\n')
     data = tmp_path / "x.tsv"
     data.write_text("一二三四\t答\n", encoding="utf-8")
-    proc = subprocess.run([sys.executable, "-m", "alime", "--config", str(config), "kb", "import", str(data),
-                           "--format", "tsv"], capture_output=True, text=True,
-                          env={**os.environ, "ALIME_HOME": str(tmp_path / "home")})
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "alime",
+            "--config",
+            str(config),
+            "kb",
+            "import",
+            str(data),
+            "--format",
+            "tsv",
+        ],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "ALIME_HOME": str(tmp_path / "home")},
+    )
     refused(proc, f"{data}:1: question is longer than 3 characters")
     config.write_text("[kb]\nmax_depth = 0\n")
-    proc = subprocess.run([sys.executable, "-m", "alime", "--config", str(config), "kb", "stats"],
-                          capture_output=True, text=True)
+    proc = subprocess.run(
+        [sys.executable, "-m", "alime", "--config", str(config), "kb", "stats"],
+        capture_output=True,
+        text=True,
+    )
     refused(proc, "config key 'kb.max_depth' must be a positive integer")
 
 
 def test_kb_ids_and_text_arguments_are_checked(run):
     too_big = "9" * 20  # issue 12: OverflowError from SQLite
-    for args in (("kb", "delete", too_big), ("kb", "edit", too_big, "--answer", "x"), ("kb", "delete", "0"),
-                 ("kb", "list", "--offset", too_big)):
-        refused(run(*args, check=False), f"must be from {0 if 'list' in args else 1} to {2**63 - 1}")
+    for args in (
+        ("kb", "delete", too_big),
+        ("kb", "edit", too_big, "--answer", "x"),
+        ("kb", "delete", "0"),
+        ("kb", "list", "--offset", too_big),
+    ):
+        refused(
+            run(*args, check=False), f"must be from {0 if 'list' in args else 1} to {2**63 - 1}"
+        )
     refused(run("kb", "delete", "abc", check=False), "'abc' is not an integer")
     # argv bytes that are not UTF-8 arrive as lone surrogates (surrogateescape)
-    proc = run("kb", "add", "--question", "发票".encode() + b"\xff", "--answer", "可以", check=False)
-    refused(proc, "--question is not valid UTF-8 text: it contains a lone surrogate U+DCFF at character 3")
+    proc = run(
+        "kb", "add", "--question", "发票".encode() + b"\xff", "--answer", "可以", check=False
+    )
+    refused(
+        proc,
+        "--question is not valid UTF-8 text: it contains a lone surrogate U+DCFF at character 3",
+    )
 
 
 def test_kb_export_neutralizes_formula_cells(run, tmp_path):
-    added = json.loads(run("kb", "add", "--question", "=HYPERLINK(\"http://x\")", "--answer=-5 元").stdout)
+    added = json.loads(
+        run("kb", "add", "--question", '=HYPERLINK("http://x")', "--answer=-5 元").stdout
+    )
     out = tmp_path / "kb.tsv"
     run("kb", "export", "--out", str(out))
     lines = out.read_text(encoding="utf-8").splitlines()
     assert len(lines) == _bundled_entries() + 1 and lines[-1] == "'=HYPERLINK(\"http://x\")\t'-5 元"
     raw = run("kb", "export", "--raw-cells").stdout.splitlines()
-    assert raw[-1] == "=HYPERLINK(\"http://x\")\t-5 元"
+    assert raw[-1] == '=HYPERLINK("http://x")\t-5 元'
     from alime.kb.formats import neutralize_cell
 
-    assert [[neutralize_cell(c) for c in line.split("\t")] for line in raw] == [line.split("\t") for line in lines]
+    assert [[neutralize_cell(c) for c in line.split("\t")] for line in raw] == [
+        line.split("\t") for line in lines
+    ]
     from alime.kb.formats import FORMULA_PREFIXES
 
-    formula_lines = sum(any(c.startswith(FORMULA_PREFIXES) for c in line.split("\t")) for line in raw)
-    assert sum(line != safe for line, safe in zip(raw, lines)) == formula_lines >= 1
+    formula_lines = sum(
+        any(c.startswith(FORMULA_PREFIXES) for c in line.split("\t")) for line in raw
+    )
+    assert sum(line != safe for line, safe in zip(raw, lines, strict=True)) == formula_lines >= 1
     jsonl = json.loads(run("kb", "export", "--format", "jsonl").stdout.splitlines()[-1])
-    assert (jsonl["id"], jsonl["question"]) == (added["id"], "=HYPERLINK(\"http://x\")")
+    assert (jsonl["id"], jsonl["question"]) == (added["id"], '=HYPERLINK("http://x")')

@@ -11,8 +11,12 @@ def test_chat_prints_the_rule_and_what_it_compared(tmp_path):
     env = {**os.environ, "ALIME_HOME": str(tmp_path / "home"), "TF_CPP_MIN_LOG_LEVEL": "3"}
     proc = subprocess.run(
         [sys.executable, "-m", "alime", "--config", str(config), "chat"],
-        input="我要投诉\n讲个笑话\n什么时候发货\n\n", capture_output=True, text=True, env=env,
-        timeout=120, check=True,
+        input="我要投诉\n讲个笑话\n什么时候发货\n\n",
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=120,
+        check=True,
     )
     lines = [line.strip() for line in proc.stdout.splitlines() if line.strip().startswith("[")]
     assert lines[0] == "[fallback, rule complaint, matched 投诉, hand-off]"

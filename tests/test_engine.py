@@ -63,7 +63,9 @@ def test_rerank_reorders_and_answers_from_kb_at_threshold():
 def test_below_threshold_generates():
     engine = make([Hit(1, 9.0)], scores={"a1": 0.49}, generated=[Generated("生成的回答", 0.31)])
     reply = engine.reply("q")
-    assert reply.source is Source.GENERATION and reply.answer == "生成的回答" and reply.score == 0.31
+    assert (
+        reply.source is Source.GENERATION and reply.answer == "生成的回答" and reply.score == 0.31
+    )
     assert reply.candidates[0].rerank_score == 0.49 and not reply.handoff
 
 
@@ -92,11 +94,27 @@ def test_deleted_pair_between_search_and_lookup_is_dropped():
 
 def test_reply_json_shape():
     body = make([Hit(1, 9.0)], scores={"a1": 0.9}).reply("q").to_json()
-    assert set(body) == {"answer", "source", "rule", "score", "threshold", "evidence", "candidates",
-                         "timings_ms", "handoff"}
+    assert set(body) == {
+        "answer",
+        "source",
+        "rule",
+        "score",
+        "threshold",
+        "evidence",
+        "candidates",
+        "timings_ms",
+        "handoff",
+    }
     assert body["source"] == "retrieval" and body["rule"] == "faq" and body["evidence"] is None
-    assert set(body["candidates"][0]) == {"id", "question", "phrasings", "answer", "retrieval_score",
-                                          "rerank_score", "routing_score"}
+    assert set(body["candidates"][0]) == {
+        "id",
+        "question",
+        "phrasings",
+        "answer",
+        "retrieval_score",
+        "rerank_score",
+        "routing_score",
+    }
 
 
 def test_time_budget_skips_generation_when_it_would_overrun():
@@ -107,8 +125,13 @@ def test_time_budget_skips_generation_when_it_would_overrun():
             time.sleep(0.05)
             return [Generated("慢", 0.9)]
 
-    engine = HybridEngine(StubRetriever([Hit(1, 9.0)]), lookup, Thresholds(0.5, 0.3),
-                          scorer=StubScorer({"a1": 0.1}), generator=SlowGenerator())
+    engine = HybridEngine(
+        StubRetriever([Hit(1, 9.0)]),
+        lookup,
+        Thresholds(0.5, 0.3),
+        scorer=StubScorer({"a1": 0.1}),
+        generator=SlowGenerator(),
+    )
     assert engine.reply("q", budget_s=10.0).source is Source.GENERATION  # learns it takes ~50 ms
     reply = engine.reply("q", budget_s=0.01)
     assert reply.source is Source.FALLBACK and reply.handoff and "generate" not in reply.timings_ms
@@ -142,20 +165,33 @@ class CountingRetriever(StubRetriever):
 
 def full(hits, scores, generated=None, guards=None, chitchat=None, t=0.5, gen_t=0.3, chat_t=0.8):
     return HybridEngine(
-        CountingRetriever(hits), lookup, Thresholds(t, gen_t, chat_t),
+        CountingRetriever(hits),
+        lookup,
+        Thresholds(t, gen_t, chat_t),
         scorer=StubScorer(scores),
         generator=StubGenerator(generated) if generated is not None else None,
-        fallback_reply="转人工", guards=guards, chitchat=chitchat,
+        fallback_reply="转人工",
+        guards=guards,
+        chitchat=chitchat,
     )
 
 
 def test_a_rule_before_retrieval_decides_without_retrieving():
-    guards = StubGuards({"我要投诉": RuleMatch(Rule.COMPLAINT, "已转人工", True, "投诉"),
-                         "asdf": RuleMatch(Rule.GIBBERISH, "请换个说法", False, "keyboard")})
+    guards = StubGuards(
+        {
+            "我要投诉": RuleMatch(Rule.COMPLAINT, "已转人工", True, "投诉"),
+            "asdf": RuleMatch(Rule.GIBBERISH, "请换个说法", False, "keyboard"),
+        }
+    )
     engine = full([Hit(1, 9.0)], {"a1": 0.9}, guards=guards, chitchat=StubChitChat({}))
     reply = engine.reply("我要投诉")
     assert (reply.source, reply.rule, reply.answer, reply.handoff, reply.evidence) == (
-        Source.FALLBACK, Rule.COMPLAINT, "已转人工", True, "投诉")
+        Source.FALLBACK,
+        Rule.COMPLAINT,
+        "已转人工",
+        True,
+        "投诉",
+    )
     assert reply.score is None and reply.threshold is None and reply.candidates == ()
     assert engine.retriever.calls == 0 and engine.chitchat.asked == []
     assert set(reply.timings_ms) == {"rules", "total"}
@@ -180,7 +216,11 @@ def test_chitchat_when_the_faq_does_not_answer_at_its_threshold(match_score, use
     reply = engine.reply("q")
     if used:
         assert (reply.source, reply.rule, reply.answer, reply.evidence) == (
-            Source.CHITCHAT, Rule.CHITCHAT, "您好", "你好")
+            Source.CHITCHAT,
+            Rule.CHITCHAT,
+            "您好",
+            "你好",
+        )
         assert reply.score == match_score and reply.threshold == 0.8 and not reply.handoff
         assert reply.candidates[0].rerank_score == 0.49  # the FAQ's candidates stay visible
         assert "generate" not in reply.timings_ms and "chitchat" in reply.timings_ms
@@ -189,8 +229,12 @@ def test_chitchat_when_the_faq_does_not_answer_at_its_threshold(match_score, use
 
 
 def test_generated_reply_reports_its_score_against_g_not_t():
-    reply = full([Hit(1, 9.0)], {"a1": 0.1}, generated=[Generated("生成的回答", 0.3)],
-                 chitchat=StubChitChat({})).reply("q")
+    reply = full(
+        [Hit(1, 9.0)],
+        {"a1": 0.1},
+        generated=[Generated("生成的回答", 0.3)],
+        chitchat=StubChitChat({}),
+    ).reply("q")
     assert reply.rule is Rule.GENERATION and reply.score == 0.3 and reply.threshold == 0.3
     body = reply.to_json()
     assert body["rule"] == "generation" and body["threshold"] == 0.3  # G, while T is 0.5
@@ -198,8 +242,9 @@ def test_generated_reply_reports_its_score_against_g_not_t():
 
 def test_low_confidence_reports_the_faq_score_against_t():
     chat = StubChitChat({"q": ChitChatMatch("你好", "您好", 0.5)})
-    reply = full([Hit(1, 9.0)], {"a1": 0.1}, generated=[Generated("嗯", 0.29)],
-                 chitchat=chat).reply("q")
+    reply = full(
+        [Hit(1, 9.0)], {"a1": 0.1}, generated=[Generated("嗯", 0.29)], chitchat=chat
+    ).reply("q")
     assert (reply.source, reply.rule, reply.handoff) == (Source.FALLBACK, Rule.LOW_CONFIDENCE, True)
     assert reply.score == 0.1 and reply.threshold == 0.5 and reply.answer == "转人工"
 
@@ -212,8 +257,13 @@ def test_time_budget_names_its_rule():
             time.sleep(0.05)
             return [Generated("慢", 0.9)]
 
-    engine = HybridEngine(StubRetriever([Hit(1, 9.0)]), lookup, Thresholds(0.5, 0.3),
-                          scorer=StubScorer({"a1": 0.1}), generator=SlowGenerator())
+    engine = HybridEngine(
+        StubRetriever([Hit(1, 9.0)]),
+        lookup,
+        Thresholds(0.5, 0.3),
+        scorer=StubScorer({"a1": 0.1}),
+        generator=SlowGenerator(),
+    )
     assert engine.reply("q", budget_s=10.0).rule is Rule.GENERATION
     reply = engine.reply("q", budget_s=0.01)
     assert reply.rule is Rule.TIME_BUDGET and reply.handoff and reply.threshold == 0.5

@@ -26,8 +26,9 @@ from alime.types import Candidate, Hit, QAPair, Source
 def test_weighted_overlap_f1_by_hand():
     idf = {"发货": 2.0, "什么": 1.0, "时候": 1.0, "快递": 3.0}.get
     # common {什么, 时候} = 2; query {什么, 时候, 发货} = 4; question {什么, 时候, 快递} = 5
-    assert weighted_overlap_f1(["什么", "时候", "发货"], ["什么", "时候", "快递"], idf) == \
-        pytest.approx(2 * 2 / (4 + 5))
+    assert weighted_overlap_f1(
+        ["什么", "时候", "发货"], ["什么", "时候", "快递"], idf
+    ) == pytest.approx(2 * 2 / (4 + 5))
     assert weighted_overlap_f1(["发货"], ["发货"], idf) == 1.0
     assert weighted_overlap_f1(["发货"], ["快递"], idf) == 0.0
     assert weighted_overlap_f1([], ["快递"], idf) == 0.0
@@ -39,8 +40,9 @@ def test_weighted_overlap_f1_with_synonyms_by_hand():
     syn = lambda t: groups.get(t, ())  # noqa: E731
     # query {给 0.5, 折扣 0 (not in the KB)}; question {能 1, 便宜 2, 点 1}
     # matched: query 折扣 (0) via 便宜; question 便宜 (2) via 折扣 -> (0 + 2) / (0.5 + 4)
-    assert weighted_overlap_f1(["给", "折扣"], ["能", "便宜", "点"], idf, syn) == \
-        pytest.approx(2 / 4.5)
+    assert weighted_overlap_f1(["给", "折扣"], ["能", "便宜", "点"], idf, syn) == pytest.approx(
+        2 / 4.5
+    )
     assert weighted_overlap_f1(["给", "折扣"], ["能", "便宜", "点"], idf) == 0.0  # no synonyms
     # without synonyms in play it is the plain F1
     plain = weighted_overlap_f1(["能", "快递"], ["能", "便宜"], idf)
@@ -76,9 +78,11 @@ def test_char_overlap_f1_by_hand():
 
 def test_candidate_features_columns():
     idf = {"发货": 2.0, "快递": 3.0}.get
+
     def embed(texts):
         table = {"发货": [1.0, 0.0], "快递": [0.6, 0.8]}
         return np.array([table[t] for t in texts])
+
     feats = CandidateFeatures(lambda t: t.split(), lambda t: idf(t) or 0.0, embed)
     cands = [Candidate(1, "发货", "a", 1.0, -0.5), Candidate(2, "快递", "b", 0.5, None)]
     out = feats("发货", cands)
@@ -119,8 +123,12 @@ def test_routing_file_round_trip_and_errors(tmp_path):
     assert back == RoutingChoice(m, 0.42, "words", 0.01)
     assert read_routing(tmp_path / "missing") is None
     data = json.loads((tmp_path / "routing.json").read_text())
-    for bad in ({**data, "score": "mlp"}, {**data, "threshold": "high"},
-                {**data, "features": ["colour"]}, {k: v for k, v in data.items() if k != "bias"}):
+    for bad in (
+        {**data, "score": "mlp"},
+        {**data, "threshold": "high"},
+        {**data, "features": ["colour"]},
+        {k: v for k, v in data.items() if k != "bias"},
+    ):
         (tmp_path / "routing.json").write_text(json.dumps(bad))
         with pytest.raises(ValueError, match="routing.json"):
             read_routing(tmp_path)
@@ -149,8 +157,14 @@ class TableRouter:
 
 
 def engine(router, t):
-    return HybridEngine(Retriever(), lambda ids: {i: PAIRS[i] for i in ids}, Thresholds(t, 0.0),
-                        scorer=Scorer(), router=router, fallback_reply="转人工")
+    return HybridEngine(
+        Retriever(),
+        lambda ids: {i: PAIRS[i] for i in ids},
+        Thresholds(t, 0.0),
+        scorer=Scorer(),
+        router=router,
+        fallback_reply="转人工",
+    )
 
 
 def test_engine_answers_with_the_best_routed_candidate_iff_score_reaches_t():

@@ -1,4 +1,5 @@
-"""The state directory is per project: ALIME_HOME, else beside the config file, else the checkout."""
+"""The state directory is per project: ALIME_HOME, else beside the config file, else the
+checkout."""
 
 import os
 import subprocess
@@ -11,7 +12,10 @@ def test_alime_home_overrides_everything(tmp_path, monkeypatch):
     monkeypatch.setenv("ALIME_HOME", str(tmp_path / "h"))
     assert alime_home() == tmp_path / "h"
     assert alime_home(str(tmp_path / "other")) == tmp_path / "h"
-    assert AppConfig(paths=PathsConfig(state=str(tmp_path / "s"))).resolved_paths()[0] == tmp_path / "h" / "kb.sqlite"
+    assert (
+        AppConfig(paths=PathsConfig(state=str(tmp_path / "s"))).resolved_paths()[0]
+        == tmp_path / "h" / "kb.sqlite"
+    )
 
 
 def test_without_alime_home(tmp_path, monkeypatch):
@@ -22,8 +26,10 @@ def test_without_alime_home(tmp_path, monkeypatch):
     config_file.write_text('[paths]\nmodel = "none"\n')
     config = load_config(config_file)
     assert config.state_dir() == tmp_path / "proj" / "var"
-    assert config.resolved_paths()[:2] == (tmp_path / "proj" / "var" / "kb.sqlite",
-                                           tmp_path / "proj" / "var" / "kb.index")
+    assert config.resolved_paths()[:2] == (
+        tmp_path / "proj" / "var" / "kb.sqlite",
+        tmp_path / "proj" / "var" / "kb.index",
+    )
     # [paths] state is resolved against the file's folder like every path.
     config_file.write_text('[paths]\nstate = "data/state"\n')
     assert load_config(config_file).state_dir() == tmp_path / "proj" / "data" / "state"
@@ -41,15 +47,32 @@ def test_two_projects_do_not_share_a_kb(tmp_path):
         (folder / "alime.toml").write_text('[paths]\nmodel = "none"\n')
         (folder / "qa.tsv").write_text(f"{question}\t答案\n", encoding="utf-8")
         done = subprocess.run(
-            [sys.executable, "-m", "alime", "--config", "alime.toml", "kb", "import", "qa.tsv",
-             "--format", "tsv"], cwd=folder, env=env, capture_output=True, text=True, timeout=120,
+            [
+                sys.executable,
+                "-m",
+                "alime",
+                "--config",
+                "alime.toml",
+                "kb",
+                "import",
+                "qa.tsv",
+                "--format",
+                "tsv",
+            ],
+            cwd=folder,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=120,
         )
         assert done.returncode == 0, done.stderr
     for name in ("one", "two"):
         assert (tmp_path / name / "var" / "kb.sqlite").is_file()
     from alime.kb.store import KnowledgeBase
 
-    one, two = ({p.question for p in KnowledgeBase(tmp_path / n / "var" / "kb.sqlite").iter_pairs()}
-                for n in ("one", "two"))
+    one, two = (
+        {p.question for p in KnowledgeBase(tmp_path / n / "var" / "kb.sqlite").iter_pairs()}
+        for n in ("one", "two")
+    )
     assert "第一 个 问题" in one and "第一 个 问题" not in two
     assert "第二 个 问题" in two and "第二 个 问题" not in one

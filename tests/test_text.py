@@ -32,7 +32,12 @@ def test_text_config_metadata_names_bundled_files_relative_to_the_checkout(tmp_p
     from alime.text import TextConfig
 
     outside = tmp_path / "stop.txt"
-    meta = TextConfig(user_dict=str(BUNDLED_DATA / "text" / "userdict.txt"), stopwords=str(outside),
-                      synonyms=None).as_metadata()
-    assert meta == {"user_dict": "data/text/userdict.txt", "stopwords": str(outside),
-                    "synonyms": None, "lowercase": True}
+    meta = TextConfig(
+        user_dict=str(BUNDLED_DATA / "text" / "userdict.txt"), stopwords=str(outside), synonyms=None
+    ).as_metadata()
+    assert meta == {
+        "user_dict": "data/text/userdict.txt",
+        "stopwords": str(outside),
+        "synonyms": None,
+        "lowercase": True,
+    }

@@ -14,14 +14,24 @@ log = logging.getLogger(__name__)
 def register(subparsers) -> argparse.ArgumentParser:
     """Add the ``train`` subcommand to an ``argparse`` subparsers object."""
     defaults, shape = TrainOptions(), Seq2SeqConfig(vocab_size=1)
-    p = subparsers.add_parser("train", help="train the seq2seq rerank/generation model",
-                              description="Train the attentive GRU seq2seq model and write a "
-                                          "model directory.")
-    p.add_argument("--data", required=True, action="append",
-                   help="training file (E-commerce 'label\\tturns...\\tresponse' or "
-                        "'question\\tanswer' TSV); repeatable")
-    p.add_argument("--valid", action="append", default=[],
-                   help="validation file; default: hold out --valid-fraction of the dialogues")
+    p = subparsers.add_parser(
+        "train",
+        help="train the seq2seq rerank/generation model",
+        description="Train the attentive GRU seq2seq model and write a model directory.",
+    )
+    p.add_argument(
+        "--data",
+        required=True,
+        action="append",
+        help="training file (E-commerce 'label\\tturns...\\tresponse' or "
+        "'question\\tanswer' TSV); repeatable",
+    )
+    p.add_argument(
+        "--valid",
+        action="append",
+        default=[],
+        help="validation file; default: hold out --valid-fraction of the dialogues",
+    )
     p.add_argument("--valid-fraction", type=float, default=defaults.valid_fraction)
     p.add_argument("--out", required=True, help="model directory to write")
     p.add_argument("--epochs", type=int, default=defaults.epochs)
@@ -31,38 +41,82 @@ def register(subparsers) -> argparse.ArgumentParser:
     p.add_argument("--hidden-dim", type=int, default=shape.hidden_dim)
     p.add_argument("--attention-dim", type=int, default=shape.attention_dim)
     p.add_argument("--context-turns", type=int, default=shape.context_turns)
-    p.add_argument("--vocab-size", type=int, default=defaults.max_vocab,
-                   help="largest vocabulary, reserved ids included")
+    p.add_argument(
+        "--vocab-size",
+        type=int,
+        default=defaults.max_vocab,
+        help="largest vocabulary, reserved ids included",
+    )
     p.add_argument("--seed", type=int, default=defaults.seed)
-    p.add_argument("--patience", type=int, default=defaults.patience,
-                   help="stop after this many epochs without validation improvement")
-    p.add_argument("--threads", type=int, default=defaults.threads,
-                   help="TensorFlow threads (0: TensorFlow's default)")
-    p.add_argument("--contrastive-weight", type=float, default=defaults.contrastive_weight,
-                   help="weight of the rerank-aware InfoNCE term over in-batch wrong answers "
-                        "(0: generation loss only)")
-    p.add_argument("--contrastive-negatives", type=int, default=defaults.contrastive_negatives,
-                   help="wrong answers per example for that term")
-    p.add_argument("--contrastive-temperature", type=float,
-                   default=defaults.contrastive_temperature)
-    p.add_argument("--min-count", type=int, default=defaults.min_count,
-                   help="drop rarer words from the vocabulary")
-    p.add_argument("--max-minutes", type=float, default=defaults.max_minutes,
-                   help="do not start an epoch that would end after this many minutes (0: none)")
+    p.add_argument(
+        "--patience",
+        type=int,
+        default=defaults.patience,
+        help="stop after this many epochs without validation improvement",
+    )
+    p.add_argument(
+        "--threads",
+        type=int,
+        default=defaults.threads,
+        help="TensorFlow threads (0: TensorFlow's default)",
+    )
+    p.add_argument(
+        "--contrastive-weight",
+        type=float,
+        default=defaults.contrastive_weight,
+        help="weight of the rerank-aware InfoNCE term over in-batch wrong answers "
+        "(0: generation loss only)",
+    )
+    p.add_argument(
+        "--contrastive-negatives",
+        type=int,
+        default=defaults.contrastive_negatives,
+        help="wrong answers per example for that term",
+    )
+    p.add_argument(
+        "--contrastive-temperature", type=float, default=defaults.contrastive_temperature
+    )
+    p.add_argument(
+        "--min-count",
+        type=int,
+        default=defaults.min_count,
+        help="drop rarer words from the vocabulary",
+    )
+    p.add_argument(
+        "--max-minutes",
+        type=float,
+        default=defaults.max_minutes,
+        help="do not start an epoch that would end after this many minutes (0: none)",
+    )
     p.add_argument("--resume", action="store_true", help="continue from OUT/checkpoint")
     g = p.add_argument_group("parallel training (Pluto; see docs/pluto.md)")
-    g.add_argument("--devices", type=int, default=1,
-                   help="replicas: N GPUs when present, else N logical CPU devices; several "
-                        "machines via TF_CONFIG. --batch-size is then per replica")
-    g.add_argument("--parallel", choices=["sync", "ma"], default=None,
-                   help="sync: gradient all-reduce every step; ma: model averaging every "
-                        "--avg-period local steps (default: sync when --devices > 1)")
+    g.add_argument(
+        "--devices",
+        type=int,
+        default=1,
+        help="replicas: N GPUs when present, else N logical CPU devices; several "
+        "machines via TF_CONFIG. --batch-size is then per replica",
+    )
+    g.add_argument(
+        "--parallel",
+        choices=["sync", "ma"],
+        default=None,
+        help="sync: gradient all-reduce every step; ma: model averaging every "
+        "--avg-period local steps (default: sync when --devices > 1)",
+    )
     g.add_argument("--avg-period", type=int, default=8, help="K local steps between averages")
     g.add_argument("--bmuf", action="store_true", help="block momentum (BMUF) on averaging")
-    g.add_argument("--lr-scaling", choices=["none", "linear", "sqrt"], default="linear",
-                   help="learning-rate scaling with the number of replicas (with warm-up)")
-    g.add_argument("--adaptive-period", action="store_true",
-                   help="let K follow how far the replicas drift apart")
+    g.add_argument(
+        "--lr-scaling",
+        choices=["none", "linear", "sqrt"],
+        default="linear",
+        help="learning-rate scaling with the number of replicas (with warm-up)",
+    )
+    g.add_argument(
+        "--adaptive-period",
+        action="store_true",
+        help="let K follow how far the replicas drift apart",
+    )
     p.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     p.set_defaults(func=run)
     return p
@@ -72,24 +126,44 @@ def run(args: argparse.Namespace) -> int:
     """Run the ``train`` subcommand; returns the exit status."""
     from alime.seq2seq.training import train
 
-    shape = Seq2SeqConfig(vocab_size=args.vocab_size, embed_dim=args.embed_dim,
-                          hidden_dim=args.hidden_dim, attention_dim=args.attention_dim,
-                          context_turns=args.context_turns)
-    options = TrainOptions(epochs=args.epochs, batch_size=args.batch_size,
-                           learning_rate=args.learning_rate, patience=args.patience,
-                           seed=args.seed, valid_fraction=args.valid_fraction,
-                           max_vocab=args.vocab_size, threads=args.threads,
-                           min_count=args.min_count,
-                           contrastive_weight=args.contrastive_weight,
-                           contrastive_negatives=args.contrastive_negatives,
-                           contrastive_temperature=args.contrastive_temperature,
-                           max_minutes=args.max_minutes)
+    shape = Seq2SeqConfig(
+        vocab_size=args.vocab_size,
+        embed_dim=args.embed_dim,
+        hidden_dim=args.hidden_dim,
+        attention_dim=args.attention_dim,
+        context_turns=args.context_turns,
+    )
+    options = TrainOptions(
+        epochs=args.epochs,
+        batch_size=args.batch_size,
+        learning_rate=args.learning_rate,
+        patience=args.patience,
+        seed=args.seed,
+        valid_fraction=args.valid_fraction,
+        max_vocab=args.vocab_size,
+        threads=args.threads,
+        min_count=args.min_count,
+        contrastive_weight=args.contrastive_weight,
+        contrastive_negatives=args.contrastive_negatives,
+        contrastive_temperature=args.contrastive_temperature,
+        max_minutes=args.max_minutes,
+    )
     strategy, parallel = _parallel_setup(args, options)
-    result = train(args.data, args.out, valid_files=args.valid, model_config=shape,
-                   options=options, strategy=strategy, parallel=parallel, resume=args.resume,
-                   progress=not args.no_progress)
-    print(f"model written to {result.out_dir}: best validation loss {result.best_val_loss:.4f} "
-          f"after {result.epochs_run} epoch(s)" + (" (early stop)" if result.stopped_early else ""))
+    result = train(
+        args.data,
+        args.out,
+        valid_files=args.valid,
+        model_config=shape,
+        options=options,
+        strategy=strategy,
+        parallel=parallel,
+        resume=args.resume,
+        progress=not args.no_progress,
+    )
+    print(
+        f"model written to {result.out_dir}: best validation loss {result.best_val_loss:.4f} "
+        f"after {result.epochs_run} epoch(s)" + (" (early stop)" if result.stopped_early else "")
+    )
     return 0
 
 
@@ -107,9 +181,14 @@ def _parallel_setup(args: argparse.Namespace, options: TrainOptions):
     from alime.seq2seq.training import set_threads
     from pluto.strategy import StrategyConfig, make_strategy
 
-    parallel = ParallelOptions(devices=args.devices, mode=args.parallel or "sync",
-                               avg_period=args.avg_period, bmuf=args.bmuf,
-                               lr_scaling=args.lr_scaling, adaptive_period=args.adaptive_period)
+    parallel = ParallelOptions(
+        devices=args.devices,
+        mode=args.parallel or "sync",
+        avg_period=args.avg_period,
+        bmuf=args.bmuf,
+        lr_scaling=args.lr_scaling,
+        adaptive_period=args.adaptive_period,
+    )
     set_threads(options.threads)
     strategy = make_strategy(StrategyConfig(devices=args.devices))
     log.info("training on %d replica(s), %s", strategy.num_replicas_in_sync, parallel.mode)

@@ -104,7 +104,9 @@ def group_rows(rows: Sequence[Row], where: str, group_size: int = GROUP_SIZE) ->
     return groups
 
 
-def read_groups(path: str | Path, group_size: int = GROUP_SIZE, limit: int | None = None) -> list[Group]:
+def read_groups(
+    path: str | Path, group_size: int = GROUP_SIZE, limit: int | None = None
+) -> list[Group]:
     """Response-selection groups of a file (the first ``limit`` groups when given).
 
     Raises:

@@ -46,7 +46,9 @@ def text_stats(texts: Sequence[Sequence[str]]) -> dict:
     }
 
 
-def generation_report(samples: Sequence[GeneratedSample], tokenize: Callable[[str], list[str]]) -> dict:
+def generation_report(
+    samples: Sequence[GeneratedSample], tokenize: Callable[[str], list[str]]
+) -> dict:
     """BLEU-4 of generated against real replies, and text statistics of both."""
     hyps = [tokenize(s.generated) for s in samples]
     refs = [tokenize(s.reference) for s in samples]

@@ -34,9 +34,7 @@ def rank_of_true(scores: Sequence[float], true_index: int) -> int:
     if not 0 <= true_index < len(scores):
         raise IndexError(f"true_index {true_index} outside {len(scores)} scores")
     true = _as_comparable(scores[true_index])
-    return 1 + sum(
-        1 for j, s in enumerate(scores) if j != true_index and _as_comparable(s) >= true
-    )
+    return 1 + sum(1 for j, s in enumerate(scores) if j != true_index and _as_comparable(s) >= true)
 
 
 def recall_at_k(ranks: Sequence[int], k: int) -> float:

@@ -138,21 +138,32 @@ def read_intents(path: Path) -> tuple[int, dict[str, Intent]]:
 def _intent(path: Path, name: str, spec: object) -> Intent:
     where = f"intent {name!r}"
     if not isinstance(spec, dict) or spec.get("kind") not in KINDS:
-        raise DataError(path, 0, f"{where}: needs \"kind\" in {list(KINDS)}")
+        raise DataError(path, 0, f'{where}: needs "kind" in {list(KINDS)}')
     description = spec.get("description", "")
     if not isinstance(description, str):
-        raise DataError(path, 0, f"{where}: \"description\" must be a string")
+        raise DataError(path, 0, f'{where}: "description" must be a string')
     if spec["kind"] == IN_KB:
         answers = spec.get("acceptable")
-        if (not isinstance(answers, list) or not answers
-                or not all(isinstance(a, str) and normalize_answer(a) for a in answers)):
-            raise DataError(path, 0, f"{where}: in-KB intents need a non-empty \"acceptable\" "
-                                     "list of non-empty strings")
-        return Intent(name, IN_KB, description, Outcome.ANSWER,
-                      frozenset(normalize_answer(a) for a in answers))
+        if (
+            not isinstance(answers, list)
+            or not answers
+            or not all(isinstance(a, str) and normalize_answer(a) for a in answers)
+        ):
+            raise DataError(
+                path,
+                0,
+                f'{where}: in-KB intents need a non-empty "acceptable" list of non-empty strings',
+            )
+        return Intent(
+            name,
+            IN_KB,
+            description,
+            Outcome.ANSWER,
+            frozenset(normalize_answer(a) for a in answers),
+        )
     valid = [o.value for o in Outcome if o is not Outcome.ANSWER]
     if spec.get("expected") not in valid:
-        raise DataError(path, 0, f"{where}: out-of-KB intents need \"expected\" in {valid}")
+        raise DataError(path, 0, f'{where}: out-of-KB intents need "expected" in {valid}')
     return Intent(name, OUT_OF_KB, description, Outcome(spec["expected"]))
 
 
@@ -177,8 +188,11 @@ def read_queries(path: Path, intents: Mapping[str, Intent]) -> list[NaturalQuery
         if intent not in intents:
             raise DataError(path, number, f"unknown intent {intent!r} (not in {INTENTS_FILE})")
         if kind != intents[intent].kind:
-            raise DataError(path, number, f'"kind" must be {intents[intent].kind!r} for intent '
-                                          f"{intent!r}, found {kind!r}")
+            raise DataError(
+                path,
+                number,
+                f'"kind" must be {intents[intent].kind!r} for intent {intent!r}, found {kind!r}',
+            )
         out.append(NaturalQuery(query, intent, kind))
     return out
 
@@ -199,8 +213,9 @@ def _json_file(path: Path) -> object:
         raise DataError(path, exc.lineno, f"invalid JSON: {exc.msg}") from None
 
 
-def split_queries(queries: Sequence[NaturalQuery], seed: int
-                  ) -> tuple[list[NaturalQuery], list[NaturalQuery]]:
+def split_queries(
+    queries: Sequence[NaturalQuery], seed: int
+) -> tuple[list[NaturalQuery], list[NaturalQuery]]:
     """A stratified 50/50 split: each intent's queries, sorted by text (so the split does not
     depend on the input order), shuffled with ``seed`` and the intent's name, and halved; an
     odd one out goes to tune. Order within each half: by intent, then as shuffled."""
@@ -224,8 +239,10 @@ def judge(intent: Intent, reply: Mapping) -> bool:
     acceptable reply to a query of ``intent``."""
     source = reply.get("source")
     if intent.expected is Outcome.ANSWER:
-        return (source == "retrieval"
-                and normalize_answer(str(reply.get("answer", ""))) in intent.acceptable)
+        return (
+            source == "retrieval"
+            and normalize_answer(str(reply.get("answer", ""))) in intent.acceptable
+        )
     if intent.expected is Outcome.HANDOFF:
         return bool(reply.get("handoff"))
     if intent.expected is Outcome.FALLBACK:
@@ -244,8 +261,12 @@ class Judged:
     ok: bool
 
 
-def ask_all(queries: Sequence[NaturalQuery], intents: Mapping[str, Intent],
-            ask: Callable[[str], Mapping], progress: bool = True) -> list[Judged]:
+def ask_all(
+    queries: Sequence[NaturalQuery],
+    intents: Mapping[str, Intent],
+    ask: Callable[[str], Mapping],
+    progress: bool = True,
+) -> list[Judged]:
     """Ask every query (a progress bar on stderr) and judge each reply."""
     from tqdm import tqdm
 
@@ -272,20 +293,34 @@ def summarize(judged: Sequence[Judged], intents: Mapping[str, Intent]) -> dict:
     for name in sorted({j.query.intent for j in judged}):
         items = [j for j in judged if j.query.intent == name]
         ok = sum(j.ok for j in items)
-        by_intent[name] = {"kind": intents[name].kind, "expected": intents[name].expected.value,
-                           "queries": len(items), "acceptable": ok,
-                           "rate": _rate(ok, len(items))}
+        by_intent[name] = {
+            "kind": intents[name].kind,
+            "expected": intents[name].expected.value,
+            "queries": len(items),
+            "acceptable": ok,
+            "rate": _rate(ok, len(items)),
+        }
         bad = [_failure(j) for j in items if not j.ok]
         if bad:
             failures[name] = bad
     rules = Counter(str(j.reply["rule"]) for j in judged if j.reply.get("rule") is not None)
     return {
         "queries": len(judged),
-        **{k: {"queries": len(v), "acceptable": sum(j.ok for j in v),
-               "rate": _rate(sum(j.ok for j in v), len(v))} for k, v in per_kind.items()},
-        "handoff": {"expected": sum(expected_handoff), "flagged": sum(flagged),
-                    "both": both, "precision": _rate(both, sum(flagged)),
-                    "recall": _rate(both, sum(expected_handoff))},
+        **{
+            k: {
+                "queries": len(v),
+                "acceptable": sum(j.ok for j in v),
+                "rate": _rate(sum(j.ok for j in v), len(v)),
+            }
+            for k, v in per_kind.items()
+        },
+        "handoff": {
+            "expected": sum(expected_handoff),
+            "flagged": sum(flagged),
+            "both": both,
+            "precision": _rate(both, sum(flagged)),
+            "recall": _rate(both, sum(expected_handoff)),
+        },
         "by_source": dict(Counter(str(j.reply.get("source")) for j in judged).most_common()),
         "by_rule": dict(rules.most_common()) if rules else None,
         "by_intent": by_intent,
@@ -294,8 +329,12 @@ def summarize(judged: Sequence[Judged], intents: Mapping[str, Intent]) -> dict:
 
 
 def _failure(j: Judged) -> dict:
-    out = {"query": j.query.query, "answer": j.reply.get("answer"),
-           "source": j.reply.get("source"), "score": j.reply.get("score")}
+    out = {
+        "query": j.query.query,
+        "answer": j.reply.get("answer"),
+        "source": j.reply.get("source"),
+        "score": j.reply.get("score"),
+    }
     if j.reply.get("rule") is not None:
         out["rule"] = j.reply["rule"]
     return out
@@ -317,28 +356,49 @@ def natural_markdown(report: Mapping) -> str:
         k = report[kind]
         return f"{_fmt(k['rate'])} ({k['acceptable']}/{k['queries']})"
 
-    lines = [f"# Natural queries\n\nData: `{report.get('data', '')}`, split `"
-             f"{report.get('split', '')}`, {report['queries']} queries.\n",
-             markdown_table(["figure", "value"], [
-                 ["in-KB acceptable", share(IN_KB)],
-                 ["out-of-KB acceptable", share(OUT_OF_KB)],
-                 ["hand-off precision", f"{_fmt(h['precision'])} ({h['both']}/{h['flagged']})"],
-                 ["hand-off recall", f"{_fmt(h['recall'])} ({h['both']}/{h['expected']})"]]),
-             "## Replies by source\n", markdown_table(["source", "replies"],
-                                                      list(report["by_source"].items()))]
+    lines = [
+        f"# Natural queries\n\nData: `{report.get('data', '')}`, split `"
+        f"{report.get('split', '')}`, {report['queries']} queries.\n",
+        markdown_table(
+            ["figure", "value"],
+            [
+                ["in-KB acceptable", share(IN_KB)],
+                ["out-of-KB acceptable", share(OUT_OF_KB)],
+                ["hand-off precision", f"{_fmt(h['precision'])} ({h['both']}/{h['flagged']})"],
+                ["hand-off recall", f"{_fmt(h['recall'])} ({h['both']}/{h['expected']})"],
+            ],
+        ),
+        "## Replies by source\n",
+        markdown_table(["source", "replies"], list(report["by_source"].items())),
+    ]
     if report.get("by_rule"):
-        lines += ["## Replies by rule\n", markdown_table(["rule", "replies"],
-                                                         list(report["by_rule"].items()))]
-    lines += ["## By intent\n", markdown_table(
-        ["intent", "kind", "expected", "queries", "acceptable", "rate"],
-        [[n, d["kind"], d["expected"], d["queries"], d["acceptable"], _fmt(d["rate"])]
-         for n, d in report["by_intent"].items()])]
+        lines += [
+            "## Replies by rule\n",
+            markdown_table(["rule", "replies"], list(report["by_rule"].items())),
+        ]
+    lines += [
+        "## By intent\n",
+        markdown_table(
+            ["intent", "kind", "expected", "queries", "acceptable", "rate"],
+            [
+                [n, d["kind"], d["expected"], d["queries"], d["acceptable"], _fmt(d["rate"])]
+                for n, d in report["by_intent"].items()
+            ],
+        ),
+    ]
     if report.get("failures"):
         lines.append("## Failures\n")
         for name, items in report["failures"].items():
             lines.append(f"### {name}\n")
-            lines.append(markdown_table(["query", "answer", "source", "score"], [
-                [f["query"], _cell(f["answer"]), f["source"], _fmt(f["score"])] for f in items]))
+            lines.append(
+                markdown_table(
+                    ["query", "answer", "source", "score"],
+                    [
+                        [f["query"], _cell(f["answer"]), f["source"], _fmt(f["score"])]
+                        for f in items
+                    ],
+                )
+            )
     sweep_md = _sweep_markdown(report.get("sweep"))
     return "\n".join(lines) + sweep_md
 
@@ -371,22 +431,35 @@ class Recorded:
     chitchat: tuple[str, float, float] | None = None
 
 
-def simulate(rec: Recorded, answer_t: float, generation_t: float,
-             chitchat_t: float | None = None) -> dict:
+def simulate(
+    rec: Recorded, answer_t: float, generation_t: float, chitchat_t: float | None = None
+) -> dict:
     """The reply ``HybridEngine.reply`` gives at thresholds (T, G) and the chit-chat bar C
     (None: the one the engine had when the query was recorded), as ``/api/chat`` JSON."""
     if rec.ruled is not None:
         return dict(rec.ruled)
     if decide(rec.best, answer_t) is Decision.ANSWER_FROM_KB:
-        return {"answer": rec.top_answer, "source": "retrieval", "score": rec.best,
-                "handoff": False}
+        return {
+            "answer": rec.top_answer,
+            "source": "retrieval",
+            "score": rec.best,
+            "handoff": False,
+        }
     bar = rec.chitchat[2] if rec.chitchat is not None and chitchat_t is None else chitchat_t
     if rec.chitchat is not None and accept_chitchat(rec.chitchat[1], bar):
-        return {"answer": rec.chitchat[0], "source": "chitchat", "score": rec.chitchat[1],
-                "handoff": False}
+        return {
+            "answer": rec.chitchat[0],
+            "source": "chitchat",
+            "score": rec.chitchat[1],
+            "handoff": False,
+        }
     if rec.generated is not None and accept_generation(rec.generated[1], generation_t):
-        return {"answer": rec.generated[0], "source": "generation", "score": rec.generated[1],
-                "handoff": False}
+        return {
+            "answer": rec.generated[0],
+            "source": "generation",
+            "score": rec.generated[1],
+            "handoff": False,
+        }
     return {"answer": rec.fallback, "source": "fallback", "score": rec.best, "handoff": True}
 
 
@@ -407,10 +480,15 @@ def grid(values: Iterable[float | None], points: int = 25) -> list[float]:
 WRONG_ANSWER_COST = 1.0  # a wrong confident answer costs a shop at least a failed query
 
 
-def sweep(records: Sequence[Recorded], queries: Sequence[NaturalQuery],
-          intents: Mapping[str, Intent], t_grid: Sequence[float], g_grid: Sequence[float],
-          c_grid: Sequence[float | None] = (None,), wrong_cost: float = WRONG_ANSWER_COST
-          ) -> dict:
+def sweep(
+    records: Sequence[Recorded],
+    queries: Sequence[NaturalQuery],
+    intents: Mapping[str, Intent],
+    t_grid: Sequence[float],
+    g_grid: Sequence[float],
+    c_grid: Sequence[float | None] = (None,),
+    wrong_cost: float = WRONG_ANSWER_COST,
+) -> dict:
     """In-KB and out-of-KB acceptable rates for every (T, G, C), and the share of queries
     answered from the FAQ with an answer that is not acceptable (``wrong``). The chosen point
     maximizes ``score = mean of the two rates - wrong_cost * wrong``: a wrong answer given with
@@ -436,18 +514,35 @@ def sweep(records: Sequence[Recorded], queries: Sequence[NaturalQuery],
                 r_in, r_out = _rate(ok_in, n_in), _rate(ok_out, n_out)
                 mean = ((r_in or 0.0) + (r_out or 0.0)) / 2
                 wrong_share = wrong / len(queries) if queries else 0.0
-                point = {"threshold": float(t), "generation_threshold": float(g),
-                         "in_kb": r_in, "out_of_kb": r_out, "mean": mean,
-                         "wrong_faq": wrong_share, "score": mean - wrong_cost * wrong_share}
+                point = {
+                    "threshold": float(t),
+                    "generation_threshold": float(g),
+                    "in_kb": r_in,
+                    "out_of_kb": r_out,
+                    "mean": mean,
+                    "wrong_faq": wrong_share,
+                    "score": mean - wrong_cost * wrong_share,
+                }
                 if c is not None:
                     point["chitchat_threshold"] = float(c)
                 points.append(point)
-    best = max(points, key=lambda p: (round(p["score"], 12), p["threshold"],
-                                      p["generation_threshold"], p.get("chitchat_threshold", 0.0)))
-    return {"rule": f"maximize (in-KB acceptable + out-of-KB acceptable) / 2 - {wrong_cost:g} x "
-                    "share of queries answered from the FAQ with an unacceptable answer; ties: "
-                    "higher T, then higher G, then higher C",
-            "wrong_answer_cost": wrong_cost, "points": points, "chosen": best}
+    best = max(
+        points,
+        key=lambda p: (
+            round(p["score"], 12),
+            p["threshold"],
+            p["generation_threshold"],
+            p.get("chitchat_threshold", 0.0),
+        ),
+    )
+    return {
+        "rule": f"maximize (in-KB acceptable + out-of-KB acceptable) / 2 - {wrong_cost:g} x "
+        "share of queries answered from the FAQ with an unacceptable answer; ties: "
+        "higher T, then higher G, then higher C",
+        "wrong_answer_cost": wrong_cost,
+        "points": points,
+        "chosen": best,
+    }
 
 
 def _sweep_markdown(sweep_report: Mapping | None) -> str:
@@ -457,26 +552,42 @@ def _sweep_markdown(sweep_report: Mapping | None) -> str:
 
     c = sweep_report["chosen"]
     agree = sweep_report.get("agreement")
-    agree_line = ("" if agree is None else
-                  f"Replay at the engine's own (T, G) = ({_fmt(agree['threshold'])}, "
-                  f"{_fmt(agree['generation_threshold'])}) agrees with the engine on "
-                  f"{agree['agree']}/{agree['queries']} queries.\n\n")
+    agree_line = (
+        ""
+        if agree is None
+        else f"Replay at the engine's own (T, G) = ({_fmt(agree['threshold'])}, "
+        f"{_fmt(agree['generation_threshold'])}) agrees with the engine on "
+        f"{agree['agree']}/{agree['queries']} queries.\n\n"
+    )
     best_per_t: dict[float, dict] = {}
     for p in sweep_report["points"]:
         cur = best_per_t.get(p["threshold"])
         if cur is None or p["score"] > cur["score"]:
             best_per_t[p["threshold"]] = p
-    c_text = (f", C = {c['chitchat_threshold']:.2f}" if "chitchat_threshold" in c else "")
-    return ("\n## (T, G, C) sweep\n\n" + agree_line +
-            f"Rule: {sweep_report['rule']}. Chosen: T = {c['threshold']:.4f}, "
-            f"G = {c['generation_threshold']:.4f}{c_text} (in-KB {_fmt(c['in_kb'])}, out-of-KB "
-            f"{_fmt(c['out_of_kb'])}, wrong FAQ answers {c['wrong_faq']:.3f}, score "
-            f"{c['score']:.3f}).\n\nBest (G, C) per T:\n\n"
-            + markdown_table(["T", "G", "C", "in-KB", "out-of-KB", "wrong FAQ", "score"],
-                             [[p["threshold"], p["generation_threshold"],
-                               _fmt(p.get("chitchat_threshold")), _fmt(p["in_kb"]),
-                               _fmt(p["out_of_kb"]), p["wrong_faq"], p["score"]]
-                              for _, p in sorted(best_per_t.items())]))
+    c_text = f", C = {c['chitchat_threshold']:.2f}" if "chitchat_threshold" in c else ""
+    return (
+        "\n## (T, G, C) sweep\n\n"
+        + agree_line
+        + f"Rule: {sweep_report['rule']}. Chosen: T = {c['threshold']:.4f}, "
+        f"G = {c['generation_threshold']:.4f}{c_text} (in-KB {_fmt(c['in_kb'])}, out-of-KB "
+        f"{_fmt(c['out_of_kb'])}, wrong FAQ answers {c['wrong_faq']:.3f}, score "
+        f"{c['score']:.3f}).\n\nBest (G, C) per T:\n\n"
+        + markdown_table(
+            ["T", "G", "C", "in-KB", "out-of-KB", "wrong FAQ", "score"],
+            [
+                [
+                    p["threshold"],
+                    p["generation_threshold"],
+                    _fmt(p.get("chitchat_threshold")),
+                    _fmt(p["in_kb"]),
+                    _fmt(p["out_of_kb"]),
+                    p["wrong_faq"],
+                    p["score"],
+                ]
+                for _, p in sorted(best_per_t.items())
+            ],
+        )
+    )
 
 
 # -- running ---------------------------------------------------------------------------------
@@ -495,8 +606,7 @@ def http_asker(url: str, timeout_s: float = 30.0) -> Callable[[str], Mapping]:
                 return json.loads(response.read().decode("utf-8"))
         except urllib.error.HTTPError as exc:
             detail = exc.read().decode("utf-8", "replace")[:200]
-            raise ValueError(f"{endpoint}: HTTP {exc.code} for query {query!r}: {detail}"
-                             ) from None
+            raise ValueError(f"{endpoint}: HTTP {exc.code} for query {query!r}: {detail}") from None
         except (urllib.error.URLError, OSError) as exc:
             raise ValueError(f"{endpoint}: cannot reach the server ({exc})") from None
 
@@ -522,8 +632,12 @@ def baseline_asker(name: str, config=None) -> tuple[Callable[[str], Mapping], Ca
     kind = parse_enum(Baseline, name, "baseline")
     config = config or AppConfig()
     if kind is Baseline.ALWAYS_FALLBACK:
-        reply = {"answer": config.engine.fallback_reply, "source": "fallback", "score": None,
-                 "handoff": True}
+        reply = {
+            "answer": config.engine.fallback_reply,
+            "source": "fallback",
+            "score": None,
+            "handoff": True,
+        }
         return (lambda query: reply), (lambda: None)
     from alime.bot import open_kb, open_searcher
 
@@ -534,17 +648,30 @@ def baseline_asker(name: str, config=None) -> tuple[Callable[[str], Mapping], Ca
         hits = searcher.search(query, 1)
         pairs = kb.get_many([h.id for h in hits])
         if not hits or hits[0].id not in pairs:
-            return {"answer": config.engine.fallback_reply, "source": "fallback", "score": None,
-                    "handoff": True}
-        return {"answer": pairs[hits[0].id].answer, "source": "retrieval",
-                "score": hits[0].score, "handoff": False}
+            return {
+                "answer": config.engine.fallback_reply,
+                "source": "fallback",
+                "score": None,
+                "handoff": True,
+            }
+        return {
+            "answer": pairs[hits[0].id].answer,
+            "source": "retrieval",
+            "score": hits[0].score,
+            "handoff": False,
+        }
 
     return ask, kb.close
 
 
-def run_natural(data_dir: str | Path, split: str = "test", ask: Callable[[str], Mapping] | None
-                = None, config=None, out_dir: str | Path | None = None,
-                progress: bool = True) -> dict:
+def run_natural(
+    data_dir: str | Path,
+    split: str = "test",
+    ask: Callable[[str], Mapping] | None = None,
+    config=None,
+    out_dir: str | Path | None = None,
+    progress: bool = True,
+) -> dict:
     """Judge the bot on ``split`` of the natural set; ``ask`` defaults to an in-process bot
     built like ``alime serve``'s (the configured model and KB). Writes ``report.json`` and
     ``report.md`` into ``out_dir`` when given."""
@@ -599,14 +726,21 @@ def record(engine, query: str) -> tuple[dict, Recorded]:
 
 # The rules the engine applies before it retrieves anything (alime.guards): no threshold
 # changes their reply.
-_RULES_BEFORE_RETRIEVAL = frozenset({Rule.COMPLAINT, Rule.PERSON, Rule.ORDER_STATUS,
-                                     Rule.GIBBERISH})
+_RULES_BEFORE_RETRIEVAL = frozenset(
+    {Rule.COMPLAINT, Rule.PERSON, Rule.ORDER_STATUS, Rule.GIBBERISH}
+)
 
 
-def run_sweep(data_dir: str | Path, split: str = "tune", config=None,
-              write_model: str | Path | None = None, out_dir: str | Path | None = None,
-              progress: bool = True, points: int = 25,
-              wrong_cost: float = WRONG_ANSWER_COST) -> dict:
+def run_sweep(
+    data_dir: str | Path,
+    split: str = "tune",
+    config=None,
+    write_model: str | Path | None = None,
+    out_dir: str | Path | None = None,
+    progress: bool = True,
+    points: int = 25,
+    wrong_cost: float = WRONG_ANSWER_COST,
+) -> dict:
     """Sweep (T, G, C) on ``split`` with the in-process bot: record each query once, replay the
     decision per grid point, check the replay at the engine's own (T, G), report and optionally
     store the chosen pair in ``write_model`` (see :func:`write_choice`)."""
@@ -628,8 +762,9 @@ def run_sweep(data_dir: str | Path, split: str = "tune", config=None,
     finally:
         bot.kb.close()
     t_now, g_now = engine.thresholds.answer, engine.thresholds.generation
-    agree = sum(_same(simulate(r, t_now, g_now), reply) for r, reply in zip(records, replies,
-                                                                             strict=True))
+    agree = sum(
+        _same(simulate(r, t_now, g_now), reply) for r, reply in zip(records, replies, strict=True)
+    )
     t_grid = sorted(set(grid((r.best for r in records), points)) | {t_now})
     g_grid = sorted(set(grid((r.generated[1] for r in records if r.generated), points)) | {g_now})
     c_now = engine.thresholds.chitchat
@@ -637,34 +772,60 @@ def run_sweep(data_dir: str | Path, split: str = "tune", config=None,
     if engine.chitchat is not None:
         # C from 0.7: the judge accepts any non-FAQ reply to an off-topic query, so it rewards a
         # low C whose matches share two characters with the query (at C = 0.4 on the tune split,
-        # 有卖口红吗 matched 你有薪水吗？ and got 我不需要钱。). Below 0.7 is not a reply a shop wants.
+        # 有卖口红吗 matched 你有薪水吗？ and got 我不需要钱。). Below 0.7 is not a reply a shop
+        # wants.
         c_grid = sorted({round(0.05 * i, 2) for i in range(14, 21)} | {c_now})
     result = sweep(records, queries, data.intents, t_grid, g_grid, c_grid, wrong_cost)
-    result["agreement"] = {"threshold": t_now, "generation_threshold": g_now,
-                           "chitchat_threshold": c_now, "agree": agree, "queries": len(records)}
+    result["agreement"] = {
+        "threshold": t_now,
+        "generation_threshold": g_now,
+        "chitchat_threshold": c_now,
+        "agree": agree,
+        "queries": len(records),
+    }
     result["decision_score"] = "routing" if engine.router is not None else "rerank"
-    judged = [Judged(q, r, judge(data.intents[q.intent], r)) for q, r in zip(queries, replies,
-                                                                            strict=True)]
-    report = {"data": str(data_dir), "split": split, **summarize(judged, data.intents),
-              "sweep": result}
+    judged = [
+        Judged(q, r, judge(data.intents[q.intent], r))
+        for q, r in zip(queries, replies, strict=True)
+    ]
+    report = {
+        "data": str(data_dir),
+        "split": split,
+        **summarize(judged, data.intents),
+        "sweep": result,
+    }
     if write_model is not None:
         if agree != len(records):
-            raise ValueError(f"the replay disagrees with the engine on {len(records) - agree} "
-                             "queries; not writing thresholds chosen by it")
-        report["written"] = write_choice(write_model, result["chosen"], engine.router is not None,
-                                         {"data": str(data_dir), "split": split,
-                                          "rule": result["rule"], "chosen": result["chosen"]})
+            raise ValueError(
+                f"the replay disagrees with the engine on {len(records) - agree} "
+                "queries; not writing thresholds chosen by it"
+            )
+        report["written"] = write_choice(
+            write_model,
+            result["chosen"],
+            engine.router is not None,
+            {
+                "data": str(data_dir),
+                "split": split,
+                "rule": result["rule"],
+                "chosen": result["chosen"],
+            },
+        )
     _write(out_dir, report)
     return report
 
 
 def _same(simulated: Mapping, reply: Mapping) -> bool:
-    return (simulated["source"] == reply["source"] and simulated["answer"] == reply["answer"]
-            and bool(simulated["handoff"]) == bool(reply["handoff"]))
+    return (
+        simulated["source"] == reply["source"]
+        and simulated["answer"] == reply["answer"]
+        and bool(simulated["handoff"]) == bool(reply["handoff"])
+    )
 
 
-def write_choice(model_dir: str | Path, chosen: Mapping, routes: bool, provenance: dict
-                 ) -> list[str]:
+def write_choice(
+    model_dir: str | Path, chosen: Mapping, routes: bool, provenance: dict
+) -> list[str]:
     """Store T and G where the bot reads them: T in ``routing.json`` when the model routes (else
     in ``thresholds.json``), G (and C, when the sweep chose one) in ``thresholds.json``. Returns
     the files written."""
@@ -684,8 +845,7 @@ def write_choice(model_dir: str | Path, chosen: Mapping, routes: bool, provenanc
         routing = json.loads(path.read_text(encoding="utf-8"))
         routing["threshold"] = t
         routing.setdefault("provenance", {})["natural_sweep"] = provenance
-        path.write_text(json.dumps(routing, indent=2, ensure_ascii=False) + "\n",
-                        encoding="utf-8")
+        path.write_text(json.dumps(routing, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
         written.append(str(path))
         answer = stored.get("threshold", 0.0)  # the rerank-score T stays as it was
     else:

@@ -39,8 +39,9 @@ from alime.evaluation.routing import (
 from alime.routing import Feature, RoutingChoice, write_routing
 
 
-def label_candidates(data_dir: str | Path, split: str = "tune", config=None,
-                     progress: bool = True) -> tuple[list[QueryCandidates], dict]:
+def label_candidates(
+    data_dir: str | Path, split: str = "tune", config=None, progress: bool = True
+) -> tuple[list[QueryCandidates], dict]:
     """Every ``split`` query that reaches the FAQ, with its candidates' routing features (all
     of them) and which candidates are acceptable; and counts of what was skipped."""
     from tqdm import tqdm
@@ -51,33 +52,50 @@ def label_candidates(data_dir: str | Path, split: str = "tune", config=None,
     bot = build_bot(config)
     engine = bot.engine
     dense = bot.config.retrieval.dense
-    features = routing_features(bot.searcher, engine.retriever, bot.model_dir, dense.pooling,
-                                dense.sif_a)
+    features = routing_features(
+        bot.searcher, engine.retriever, bot.model_dir, dense.pooling, dense.sif_a
+    )
     engine.router = None  # candidates in rerank order; every feature is computed below
     items: list[QueryCandidates] = []
     ruled = 0
     try:
-        for q in tqdm(data.select(split), desc="natural routing", unit="query",
-                      disable=not progress):
+        for q in tqdm(
+            data.select(split), desc="natural routing", unit="query", disable=not progress
+        ):
             if engine.guards is not None and engine.guards.check(q.query) is not None:
                 ruled += 1  # decided before retrieval: routing never sees it
                 continue
             intent = data.intents[q.intent]
             cands = engine.candidates(q.query)
             kind = IN_KB if q.kind == IN_KB else CHITCHAT
-            correct = np.array([q.kind == IN_KB and normalize_answer(c.answer) in intent.acceptable
-                                for c in cands], bool)
-            items.append(QueryCandidates(LabelledQuery(q.query, kind, True), features(q.query, cands),
-                                         correct))
+            correct = np.array(
+                [
+                    q.kind == IN_KB and normalize_answer(c.answer) in intent.acceptable
+                    for c in cands
+                ],
+                bool,
+            )
+            items.append(
+                QueryCandidates(
+                    LabelledQuery(q.query, kind, True), features(q.query, cands), correct
+                )
+            )
     finally:
         bot.kb.close()
-    return items, {"queries": len(items) + ruled, "decided_by_rules": ruled,
-                   "in_kb": sum(i.in_kb for i in items),
-                   "in_kb_reachable": sum(i.in_kb and bool(i.correct.any()) for i in items)}
+    return items, {
+        "queries": len(items) + ruled,
+        "decided_by_rules": ruled,
+        "in_kb": sum(i.in_kb for i in items),
+        "in_kb_reachable": sum(i.in_kb and bool(i.correct.any()) for i in items),
+    }
 
 
-def cross_validate(items: Sequence[QueryCandidates], features: Sequence[Feature], folds: int = 5,
-                   seed: int = 20261202) -> float:
+def cross_validate(
+    items: Sequence[QueryCandidates],
+    features: Sequence[Feature],
+    folds: int = 5,
+    seed: int = 20261202,
+) -> float:
     """Mean held-out balanced rate of a logistic routing score over ``features`` (T chosen on
     the training folds)."""
     order = list(range(len(items)))
@@ -98,34 +116,61 @@ NATURAL_FEATURE_SETS: dict[str, tuple[Feature, ...]] = {
     **FEATURE_SETS,
     "logistic_core": (Feature.CORE,),
     "logistic_core_no_rerank": (Feature.CORE, Feature.MATCH, Feature.CHARS, Feature.DENSE),
-    "logistic_core_all": (Feature.CORE, Feature.RERANK, Feature.MATCH, Feature.CHARS,
-                          Feature.DENSE),
-    "logistic_core_known": (Feature.CORE, Feature.KNOWN, Feature.MATCH, Feature.CHARS,
-                            Feature.DENSE),
-    "logistic_core_known_all": (Feature.CORE, Feature.KNOWN, Feature.RERANK, Feature.MATCH,
-                                Feature.CHARS, Feature.DENSE),
+    "logistic_core_all": (
+        Feature.CORE,
+        Feature.RERANK,
+        Feature.MATCH,
+        Feature.CHARS,
+        Feature.DENSE,
+    ),
+    "logistic_core_known": (
+        Feature.CORE,
+        Feature.KNOWN,
+        Feature.MATCH,
+        Feature.CHARS,
+        Feature.DENSE,
+    ),
+    "logistic_core_known_all": (
+        Feature.CORE,
+        Feature.KNOWN,
+        Feature.RERANK,
+        Feature.MATCH,
+        Feature.CHARS,
+        Feature.DENSE,
+    ),
     # without ``dense``: it compares the query with the entry's primary question only, so for
     # an entry matched through one of its phrasings it measures the wrong text
     "logistic_core_match_chars": (Feature.CORE, Feature.MATCH, Feature.CHARS),
-    "logistic_core_known_match_chars": (Feature.CORE, Feature.KNOWN, Feature.MATCH,
-                                        Feature.CHARS),
+    "logistic_core_known_match_chars": (Feature.CORE, Feature.KNOWN, Feature.MATCH, Feature.CHARS),
 }
 
 
-def fit_natural_routing(items: Sequence[QueryCandidates], folds: int = 5,
-                        feature_sets: Mapping[str, Sequence[Feature]] = NATURAL_FEATURE_SETS
-                        ) -> dict:
+def fit_natural_routing(
+    items: Sequence[QueryCandidates],
+    folds: int = 5,
+    feature_sets: Mapping[str, Sequence[Feature]] = NATURAL_FEATURE_SETS,
+) -> dict:
     """Choose the feature set by cross-validation, fit it on all ``items``, choose its T."""
     cv = {name: cross_validate(items, feats, folds) for name, feats in feature_sets.items()}
     chosen = max(cv, key=lambda n: (round(cv[n], 9), -len(feature_sets[n])))
     model = fit_routing(items, feature_sets[chosen])
     point = choose_threshold(outcomes(items, logistic_decider(model)))
-    return {"cross_validated_balanced": cv, "chosen": chosen, "model": model,
-            "tune": asdict(point), "threshold": point.threshold}
+    return {
+        "cross_validated_balanced": cv,
+        "chosen": chosen,
+        "model": model,
+        "tune": asdict(point),
+        "threshold": point.threshold,
+    }
 
 
-def run_natural_routing(data_dir: str | Path, config=None, write_model: str | Path | None = None,
-                        folds: int = 5, progress: bool = True) -> dict:
+def run_natural_routing(
+    data_dir: str | Path,
+    config=None,
+    write_model: str | Path | None = None,
+    folds: int = 5,
+    progress: bool = True,
+) -> dict:
     """Label the tune split's candidates, fit and choose the routing score, and optionally
     store it (and its T) in ``write_model/routing.json``."""
     from alime.config import AppConfig
@@ -133,18 +178,30 @@ def run_natural_routing(data_dir: str | Path, config=None, write_model: str | Pa
     config = config or AppConfig()
     items, counts = label_candidates(data_dir, "tune", config, progress)
     fitted = fit_natural_routing(items, folds)
-    report = {"data": str(data_dir), "split": "tune", "counts": counts, "folds": folds,
-              "rule": "feature set: best mean held-out balanced rate over folds (fewer features "
-                      "on ties); T: best balanced rate on the whole tune split",
-              "cross_validated_balanced": fitted["cross_validated_balanced"],
-              "chosen": fitted["chosen"], "fitted": fitted["model"].to_json(),
-              "tune": fitted["tune"]}
+    report = {
+        "data": str(data_dir),
+        "split": "tune",
+        "counts": counts,
+        "folds": folds,
+        "rule": "feature set: best mean held-out balanced rate over folds (fewer features "
+        "on ties); T: best balanced rate on the whole tune split",
+        "cross_validated_balanced": fitted["cross_validated_balanced"],
+        "chosen": fitted["chosen"],
+        "fitted": fitted["model"].to_json(),
+        "tune": fitted["tune"],
+    }
     if write_model is not None:
         dense = config.retrieval.dense
         choice = RoutingChoice(fitted["model"], fitted["threshold"], dense.pooling, dense.sif_a)
-        provenance = {"fitted_by": "alime evaluate natural --fit-routing", "data": str(data_dir),
-                      "split": "tune", "chosen": fitted["chosen"], "rule": report["rule"],
-                      "cross_validated_balanced": fitted["cross_validated_balanced"],
-                      "tune": fitted["tune"], "counts": counts}
+        provenance = {
+            "fitted_by": "alime evaluate natural --fit-routing",
+            "data": str(data_dir),
+            "split": "tune",
+            "chosen": fitted["chosen"],
+            "rule": report["rule"],
+            "cross_validated_balanced": fitted["cross_validated_balanced"],
+            "tune": fitted["tune"],
+            "counts": counts,
+        }
         report["written"] = str(write_routing(write_model, choice, provenance))
     return report

@@ -21,12 +21,48 @@ from alime.text import is_punctuation, read_synonyms
 
 # Characters users confuse (same or close pronunciation, or a neighbouring key in pinyin IMEs).
 _TYPOS: Mapping[str, str] = {
-    "的": "地得", "在": "再", "吗": "嘛么", "哪": "那", "已": "以", "做": "作", "到": "道",
-    "么": "嘛", "是": "事", "发": "法", "货": "或", "买": "卖", "几": "机", "号": "好",
-    "款": "宽", "包": "保", "快": "块", "件": "见", "收": "手", "邮": "油", "退": "腿",
-    "色": "涩", "码": "马", "寄": "记", "能": "嫩", "有": "又", "呢": "呐", "吧": "把",
-    "单": "但", "样": "洋", "下": "夏", "给": "该", "多": "朵", "时": "是", "候": "后",
-    "没": "妹", "拍": "排", "送": "宋", "问": "文", "题": "提", "换": "还", "还": "换",
+    "的": "地得",
+    "在": "再",
+    "吗": "嘛么",
+    "哪": "那",
+    "已": "以",
+    "做": "作",
+    "到": "道",
+    "么": "嘛",
+    "是": "事",
+    "发": "法",
+    "货": "或",
+    "买": "卖",
+    "几": "机",
+    "号": "好",
+    "款": "宽",
+    "包": "保",
+    "快": "块",
+    "件": "见",
+    "收": "手",
+    "邮": "油",
+    "退": "腿",
+    "色": "涩",
+    "码": "马",
+    "寄": "记",
+    "能": "嫩",
+    "有": "又",
+    "呢": "呐",
+    "吧": "把",
+    "单": "但",
+    "样": "洋",
+    "下": "夏",
+    "给": "该",
+    "多": "朵",
+    "时": "是",
+    "候": "后",
+    "没": "妹",
+    "拍": "排",
+    "送": "宋",
+    "问": "文",
+    "题": "提",
+    "换": "还",
+    "还": "换",
 }
 _FILLERS_BEFORE = ("请问", "那个", "亲", "你好", "哎", "我想问下")
 _FILLERS_AFTER = ("啊", "呀", "哈", "呢", "哦", "啦")
@@ -102,7 +138,7 @@ def _typo(tokens: list[str], rng: np.random.Generator, variants) -> bool:
     i, j = slots[rng.integers(len(slots))]
     options = _TYPOS[tokens[i][j]]
     word = tokens[i]
-    tokens[i] = word[:j] + options[rng.integers(len(options))] + word[j + 1:]
+    tokens[i] = word[:j] + options[rng.integers(len(options))] + word[j + 1 :]
     return True
 
 
@@ -160,8 +196,11 @@ def split_held_out(
     counts: dict[tuple[str, ...], int] = {}
     for _, toks in pairs:
         counts[tuple(toks)] = counts.get(tuple(toks), 0) + 1
-    eligible = [(i, t) for i, t in pairs
-                if counts[tuple(t)] == 1 and len(_content_positions(list(t))) >= min_tokens]
+    eligible = [
+        (i, t)
+        for i, t in pairs
+        if counts[tuple(t)] == 1 and len(_content_positions(list(t))) >= min_tokens
+    ]
     order = np.random.default_rng(seed).permutation(len(eligible))
     n_dev = int(round(dev_share * len(eligible)))
     shuffled = [eligible[int(j)] for j in order]

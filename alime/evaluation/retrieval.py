@@ -30,7 +30,10 @@ from alime.text import TextPipeline
 from alime.types import Hit
 
 CUTOFFS = (1, 5, 10)
-DEFAULT_VARIANTS = (BUNDLED_DATA / "text" / "synonyms.txt", BUNDLED_DATA / "eval" / "paraphrases.txt")
+DEFAULT_VARIANTS = (
+    BUNDLED_DATA / "text" / "synonyms.txt",
+    BUNDLED_DATA / "eval" / "paraphrases.txt",
+)
 
 
 @dataclass(frozen=True)
@@ -93,21 +96,28 @@ def collect(
 def fused_ranks(c: Candidates, settings: FusionSettings, k: int = 10) -> list[int | None]:
     weights = (1.0 - settings.dense_weight, settings.dense_weight)
     fuse = FUSERS[settings.mode]
-    return [rank_of(fuse((b, d), weights, k, settings.rrf_c), t)
-            for b, d, t in zip(c.bm25, c.dense, c.targets, strict=True)]
+    return [
+        rank_of(fuse((b, d), weights, k, settings.rrf_c), t)
+        for b, d, t in zip(c.bm25, c.dense, c.targets, strict=True)
+    ]
 
 
 def mode_metrics(c: Candidates, fusion: FusionSettings) -> dict[str, dict[str, float]]:
     """The report's ``modes`` table."""
     return {
-        "bm25": ranking_metrics([rank_of(h[:10], t) for h, t in zip(c.bm25, c.targets, strict=True)]),
-        "dense": ranking_metrics([rank_of(h[:10], t) for h, t in zip(c.dense, c.targets,
-                                                                      strict=True)]),
+        "bm25": ranking_metrics(
+            [rank_of(h[:10], t) for h, t in zip(c.bm25, c.targets, strict=True)]
+        ),
+        "dense": ranking_metrics(
+            [rank_of(h[:10], t) for h, t in zip(c.dense, c.targets, strict=True)]
+        ),
         "hybrid": ranking_metrics(fused_ranks(c, fusion)),
     }
 
 
-def tune_fusion(c: Candidates, settings: RetrievalEvalSettings) -> tuple[FusionSettings, list[dict]]:
+def tune_fusion(
+    c: Candidates, settings: RetrievalEvalSettings
+) -> tuple[FusionSettings, list[dict]]:
     """Best (recall@10, then MRR) fusion mode and dense weight on ``c``, and the whole sweep."""
     sweep = []
     for mode in FusionMode:
@@ -116,8 +126,9 @@ def tune_fusion(c: Candidates, settings: RetrievalEvalSettings) -> tuple[FusionS
             m = ranking_metrics(fused_ranks(c, fs))
             sweep.append({"fusion": mode.value, "dense_weight": w, **m})
     best = max(sweep, key=lambda r: (r["recall@10"], r["mrr"]))
-    return FusionSettings(mode=FusionMode(best["fusion"]), dense_weight=best["dense_weight"],
-                          depth=settings.depth), sweep
+    return FusionSettings(
+        mode=FusionMode(best["fusion"]), dense_weight=best["dense_weight"], depth=settings.depth
+    ), sweep
 
 
 def evaluate_retrieval(
@@ -153,17 +164,20 @@ def evaluate_retrieval(
     ids = np.arange(1, len(rows) + 1, dtype=np.int64)
     questions = [r.question for r in rows]
     bm25 = BM25Index.build([pipeline.index_terms(q) for q in questions], ids, bm25_config)
-    embedder = Seq2SeqEmbedder(model_dir, pipeline.tokenize, Pooling(dense_config.pooling),
-                               sif_a=dense_config.sif_a)
+    embedder = Seq2SeqEmbedder(
+        model_dir, pipeline.tokenize, Pooling(dense_config.pooling), sif_a=dense_config.sif_a
+    )
     dense = DenseIndex.build(embedder.embed(questions), ids, embedder.identity, dense_config)
 
     variants = read_variants(*variant_files)
     pairs = [(int(i), pipeline.tokenize(q)) for i, q in zip(ids, questions, strict=True)]
     dev_pairs, test_pairs = split_held_out(pairs, settings.seed)
-    dev = build_noisy_queries(dev_pairs, variants, settings.n_queries, settings.seed + 1,
-                              settings.n_edits)
-    test = build_noisy_queries(test_pairs, variants, settings.n_queries, settings.seed + 2,
-                               settings.n_edits)
+    dev = build_noisy_queries(
+        dev_pairs, variants, settings.n_queries, settings.seed + 1, settings.n_edits
+    )
+    test = build_noisy_queries(
+        test_pairs, variants, settings.n_queries, settings.seed + 2, settings.n_edits
+    )
 
     def bm25_search(text: str, k: int) -> list[Hit]:
         return bm25.search(pipeline.query_terms(text), k)
@@ -179,18 +193,34 @@ def evaluate_retrieval(
     fusion = replace(fusion, depth=settings.depth)
     return {
         "modes": mode_metrics(test_c, fusion),
-        "fusion": {"mode": fusion.mode.value, "dense_weight": fusion.dense_weight,
-                   "depth": fusion.depth, "rrf_c": fusion.rrf_c,
-                   "chosen_on": "dev" if sweep else "given"},
+        "fusion": {
+            "mode": fusion.mode.value,
+            "dense_weight": fusion.dense_weight,
+            "depth": fusion.depth,
+            "rrf_c": fusion.rrf_c,
+            "chosen_on": "dev" if sweep else "given",
+        },
         "dev_modes": mode_metrics(dev_c, fusion),
         "fusion_sweep_dev": sweep,
         "n_queries": {"dev": len(dev), "test": len(test)},
         "kb": {"path": str(kb_path), "pairs": len(rows)},
-        "model": {"dir": str(model_dir), "identity": embedder.identity,
-                  "pooling": embedder.pooling.value, "sif_a": embedder.sif_a,
-                  "centered": dense_config.center, "dim": embedder.dim},
+        "model": {
+            "dir": str(model_dir),
+            "identity": embedder.identity,
+            "pooling": embedder.pooling.value,
+            "sif_a": embedder.sif_a,
+            "centered": dense_config.center,
+            "dim": embedder.dim,
+        },
         "settings": {**asdict(settings), "dense_weights": list(settings.dense_weights)},
-        "examples": [{"qa_id": q.qa_id, "original": q.original, "query": q.query,
-                      "perturbations": list(q.perturbations)} for q in test[:5]],
+        "examples": [
+            {
+                "qa_id": q.qa_id,
+                "original": q.original,
+                "query": q.query,
+                "perturbations": list(q.perturbations),
+            }
+            for q in test[:5]
+        ],
         "seconds": round(time.perf_counter() - started, 1),
     }

@@ -108,13 +108,22 @@ def build_routing_set(
     kept = [r for i, r in enumerate(rows) if i not in held]
     in_pool = [i for i in order if i not in held]
 
-    in_queries = build_noisy_queries([(i, tokens[i]) for i in in_pool], variants, s.n_in_kb,
-                                     s.seed + 1, s.n_edits)
-    held_queries = build_noisy_queries([(i, tokens[i]) for i in unique_answer[:n_hold]], variants,
-                                       s.n_held_out, s.seed + 2, s.n_edits)
+    in_queries = build_noisy_queries(
+        [(i, tokens[i]) for i in in_pool], variants, s.n_in_kb, s.seed + 1, s.n_edits
+    )
+    held_queries = build_noisy_queries(
+        [(i, tokens[i]) for i in unique_answer[:n_hold]],
+        variants,
+        s.n_held_out,
+        s.seed + 2,
+        s.n_edits,
+    )
     kb_questions = {normalize("".join(t)) for t in tokens}
-    chat = [q for q in dict.fromkeys(c.strip() for c in chitchat)
-            if q and normalize(q.replace(" ", "")) not in kb_questions]
+    chat = [
+        q
+        for q in dict.fromkeys(c.strip() for c in chitchat)
+        if q and normalize(q.replace(" ", "")) not in kb_questions
+    ]
     chat = [chat[int(j)] for j in rng.permutation(len(chat))][: s.n_chitchat]
 
     queries: list[LabelledQuery] = []
@@ -122,16 +131,26 @@ def build_routing_set(
     def add(kind: str, items: Sequence[tuple[str, str | None, str]]) -> None:
         tune = np.zeros(len(items), bool)
         tune[rng.permutation(len(items))[: (len(items) + 1) // 2]] = True
-        queries.extend(LabelledQuery(q, kind, bool(t), a, src)
-                       for (q, a, src), t in zip(items, tune, strict=True))
+        queries.extend(
+            LabelledQuery(q, kind, bool(t), a, src)
+            for (q, a, src), t in zip(items, tune, strict=True)
+        )
 
     add(IN_KB, [(q.query, rows[q.qa_id][1], q.original) for q in in_queries])
     add(HELD_OUT, [(q.query, None, q.original) for q in held_queries])
     add(CHITCHAT, [(q, None, q) for q in chat])
-    return RoutingSet(kept, queries, len(held), {
-        "kb_pairs": len(rows), "kept_pairs": len(kept), "held_out_pairs": len(held),
-        "eligible_pairs": len(eligible),
-        "queries": {k: sum(q.kind == k for q in queries) for k in KINDS}})
+    return RoutingSet(
+        kept,
+        queries,
+        len(held),
+        {
+            "kb_pairs": len(rows),
+            "kept_pairs": len(kept),
+            "held_out_pairs": len(held),
+            "eligible_pairs": len(eligible),
+            "queries": {k: sum(q.kind == k for q in queries) for k in KINDS},
+        },
+    )
 
 
 @dataclass
@@ -163,29 +182,34 @@ def rerank_decider(q: QueryCandidates) -> tuple[float, int]:
 
 def feature_decider(feature: Feature) -> Decider:
     """One feature as the score, answered with the candidate where it is highest."""
+
     def decide(q: QueryCandidates) -> tuple[float, int]:
         v = q.features[feature]
         if not len(v):
             return -np.inf, 0
         i = int(np.argmax(v))
         return float(v[i]), i
+
     return decide
 
 
 def logistic_decider(model: LogisticRouting) -> Decider:
     """The routing model's probability, answered with its most probable candidate."""
+
     def decide(q: QueryCandidates) -> tuple[float, int]:
         if not len(q.correct):
             return -np.inf, 0
         p = model.probabilities(model.matrix(q.features))
         i = int(np.argmax(p))
         return float(p[i]), i
+
     return decide
 
 
 @dataclass(frozen=True)
 class Outcomes:
-    """Per query: decision score, in-KB or not, kind, and whether the answering candidate is right."""
+    """Per query: decision score, in-KB or not, kind, and whether the answering candidate is
+    right."""
 
     score: np.ndarray
     in_kb: np.ndarray
@@ -199,8 +223,12 @@ def outcomes(items: Sequence[QueryCandidates], decider: Decider) -> Outcomes:
         s, i = decider(q)
         scores.append(s)
         right.append(bool(len(q.correct)) and bool(q.correct[i]))
-    return Outcomes(np.array(scores, np.float64), np.array([q.in_kb for q in items], bool),
-                    np.array([q.query.kind for q in items]), np.array(right, bool))
+    return Outcomes(
+        np.array(scores, np.float64),
+        np.array([q.in_kb for q in items], bool),
+        np.array([q.query.kind for q in items]),
+        np.array(right, bool),
+    )
 
 
 @dataclass(frozen=True)
@@ -237,8 +265,7 @@ def routing_point(o: Outcomes, threshold: float) -> RoutingPoint:
         out_routed=_mean(~answered[outs]),
         held_out_routed=_mean(~answered[o.kind == HELD_OUT]),
         chitchat_routed=_mean(~answered[o.kind == CHITCHAT]),
-        kb_precision=(float((answered & o.right & ins).sum() / n_answered) if n_answered
-                      else None),
+        kb_precision=(float((answered & o.right & ins).sum() / n_answered) if n_answered else None),
         balanced=(_mean(in_right) + _mean(~answered[outs])) / 2,
     )
 
@@ -252,8 +279,9 @@ def choose_threshold(o: Outcomes, grid: np.ndarray | None = None) -> RoutingPoin
     return max(points, key=lambda p: (p.balanced, -p.threshold))
 
 
-def training_rows(items: Sequence[QueryCandidates], features: Sequence[Feature]
-                  ) -> tuple[np.ndarray, np.ndarray]:
+def training_rows(
+    items: Sequence[QueryCandidates], features: Sequence[Feature]
+) -> tuple[np.ndarray, np.ndarray]:
     """Candidate-level rows: a candidate is positive iff its answer answers the query."""
     xs = [np.column_stack([q.features[f] for f in features]) for q in items if len(q.correct)]
     ys = [q.correct.astype(np.float64) for q in items if len(q.correct)]
@@ -266,15 +294,26 @@ def fit_routing(items: Sequence[QueryCandidates], features: Sequence[Feature]) -
     return fit_logistic(x, y, features)
 
 
-def evaluate_score(tune: Sequence[QueryCandidates], test: Sequence[QueryCandidates],
-                   decider: Decider, fixed_threshold: float | None = None) -> dict:
+def evaluate_score(
+    tune: Sequence[QueryCandidates],
+    test: Sequence[QueryCandidates],
+    decider: Decider,
+    fixed_threshold: float | None = None,
+) -> dict:
     """T chosen on ``tune`` (or fixed), the figures on both halves, and the test sweep."""
     o_tune, o_test = outcomes(tune, decider), outcomes(test, decider)
-    chosen = (routing_point(o_tune, fixed_threshold) if fixed_threshold is not None
-              else choose_threshold(o_tune))
+    chosen = (
+        routing_point(o_tune, fixed_threshold)
+        if fixed_threshold is not None
+        else choose_threshold(o_tune)
+    )
     t = chosen.threshold
-    return {"threshold": t, "tune": asdict(chosen), "test": asdict(routing_point(o_test, t)),
-            "sweep_test": [asdict(routing_point(o_test, g)) for g in threshold_grid(o_test.score, 60)]}
+    return {
+        "threshold": t,
+        "tune": asdict(chosen),
+        "test": asdict(routing_point(o_test, t)),
+        "sweep_test": [asdict(routing_point(o_test, g)) for g in threshold_grid(o_test.score, 60)],
+    }
 
 
 def plot_routing(results: Mapping[str, dict], path: str | Path, title: str) -> None:
@@ -342,10 +381,16 @@ def pick_model(results: Mapping[str, dict]) -> str:
     return max(names, key=lambda n: (results[n]["tune"]["balanced"], -names.index(n)))
 
 
-def run_routing(model_dir: str | Path, kb_path: str | Path, config=None,
-                settings: RoutingSettings | None = None, out_dir: str | Path | None = None,
-                write_model: bool = False, chitchat_dir: str | Path = DEFAULT_CHITCHAT_DIR,
-                progress: bool = True) -> dict:
+def run_routing(
+    model_dir: str | Path,
+    kb_path: str | Path,
+    config=None,
+    settings: RoutingSettings | None = None,
+    out_dir: str | Path | None = None,
+    write_model: bool = False,
+    chitchat_dir: str | Path = DEFAULT_CHITCHAT_DIR,
+    progress: bool = True,
+) -> dict:
     """Build the labelled set, run the engine's retrieval and rerank on every query, compare
     routing scores (T tuned on the tune half, figures on the test half), and optionally store
     the fitted routing score and its T in ``model_dir/routing.json``."""
@@ -372,8 +417,13 @@ def run_routing(model_dir: str | Path, kb_path: str | Path, config=None,
     model_dir = Path(model_dir)
     pipeline = TextPipeline(config.text)
     rows = [(r.question, r.answer) for r in read_rows(kb_path, Format.TSV).rows]
-    data = build_routing_set(rows, read_chitchat(chitchat_dir), pipeline.tokenize,
-                             read_variants(*DEFAULT_VARIANTS), settings)
+    data = build_routing_set(
+        rows,
+        read_chitchat(chitchat_dir),
+        pipeline.tokenize,
+        read_variants(*DEFAULT_VARIANTS),
+        settings,
+    )
     dense = config.retrieval.dense
     with tempfile.TemporaryDirectory(prefix="alime-routing-") as tmp:
         kb_file = Path(tmp) / "kb.sqlite"
@@ -381,17 +431,24 @@ def run_routing(model_dir: str | Path, kb_path: str | Path, config=None,
         kb.add_many((q, a, ("ecommerce",)) for q, a in data.kept)
         kb.close()
         run_config = dataclasses.replace(
-            config, paths=PathsConfig(kb=str(kb_file), index="", model=str(model_dir)))
+            config, paths=PathsConfig(kb=str(kb_file), index="", model=str(model_dir))
+        )
         bot = build_bot(run_config)
         engine = bot.engine
         engine.router = None  # candidates in rerank order; every score is computed below
-        features = routing_features(bot.searcher, engine.retriever, model_dir, dense.pooling,
-                                    dense.sif_a)
+        features = routing_features(
+            bot.searcher, engine.retriever, model_dir, dense.pooling, dense.sif_a
+        )
         items: list[QueryCandidates] = []
         for q in tqdm(data.queries, desc="routing", disable=not progress, leave=False):
             cands = engine.candidates(q.query)
-            items.append(QueryCandidates(q, features(q.query, cands),
-                                         np.array([c.answer == q.answer for c in cands], bool)))
+            items.append(
+                QueryCandidates(
+                    q,
+                    features(q.query, cands),
+                    np.array([c.answer == q.answer for c in cands], bool),
+                )
+            )
         bot.kb.close()
     tune = [i for i in items if i.query.tune]
     test = [i for i in items if not i.query.tune]
@@ -408,32 +465,48 @@ def run_routing(model_dir: str | Path, kb_path: str | Path, config=None,
         results["rerank@thresholds.json"] = evaluate_score(tune, test, rerank_decider, stored_t)
     stored = read_routing(model_dir)
     if stored is not None:
-        results["routing.json"] = evaluate_score(tune, test, logistic_decider(stored.model),
-                                                 stored.threshold)
+        results["routing.json"] = evaluate_score(
+            tune, test, logistic_decider(stored.model), stored.threshold
+        )
     report = {
-        "model": str(model_dir), "kb": str(kb_path), "settings": asdict(settings),
+        "model": str(model_dir),
+        "kb": str(kb_path),
+        "settings": asdict(settings),
         "set": data.stats,
         "halves": {"tune": len(tune), "test": len(test)},
         "rule": "T maximizes the balanced rate (in-KB answered right + out-of-KB routed away) / 2 "
-                "on the tune half; figures on the test half",
-        "chosen": chosen, "chosen_rule": "best balanced rate on the tune half among "
-                                          f"{list(FEATURE_SETS)}",
+        "on the tune half; figures on the test half",
+        "chosen": chosen,
+        "chosen_rule": f"best balanced rate on the tune half among {list(FEATURE_SETS)}",
         "fitted": {name: m.to_json() for name, m in models.items()},
-        "scores": {k: {kk: vv for kk, vv in v.items() if kk != "sweep_test"}
-                   for k, v in results.items()},
+        "scores": {
+            k: {kk: vv for kk, vv in v.items() if kk != "sweep_test"} for k, v in results.items()
+        },
         "examples": _examples(test, logistic_decider(model), results[chosen]["threshold"]),
         "seconds": round(time.perf_counter() - started, 1),
     }
     if out_dir:
-        out = reports.write_report(out_dir, {**report, "sweeps_test": {
-            k: v["sweep_test"] for k, v in results.items()}}, routing_markdown(report))
-        plot_routing({k: results[k] for k in ("rerank", chosen)}, out / "routing.png",
-                     f"routing on {Path(kb_path).name} (test half)")
+        out = reports.write_report(
+            out_dir,
+            {**report, "sweeps_test": {k: v["sweep_test"] for k, v in results.items()}},
+            routing_markdown(report),
+        )
+        plot_routing(
+            {k: results[k] for k in ("rerank", chosen)},
+            out / "routing.png",
+            f"routing on {Path(kb_path).name} (test half)",
+        )
     if write_model:
         choice = RoutingChoice(model, results[chosen]["threshold"], dense.pooling, dense.sif_a)
-        provenance = {"chosen": chosen, "chosen_rule": report["chosen_rule"],
-                      "rule": report["rule"], "kb": str(kb_path), "settings": asdict(settings),
-                      "tune": results[chosen]["tune"], "test": results[chosen]["test"]}
+        provenance = {
+            "chosen": chosen,
+            "chosen_rule": report["chosen_rule"],
+            "rule": report["rule"],
+            "kb": str(kb_path),
+            "settings": asdict(settings),
+            "tune": results[chosen]["tune"],
+            "test": results[chosen]["test"],
+        }
         report["written"] = str(write_routing(model_dir, choice, provenance))
     return report
 
@@ -443,23 +516,40 @@ def _examples(items: Sequence[QueryCandidates], decider: Decider, t: float, n: i
     for kind in KINDS:
         for q in [i for i in items if i.query.kind == kind][:n]:
             s, _ = decider(q)
-            out.append({"kind": kind, "query": q.query.query, "score": round(s, 4),
-                        "routed": "kb" if s >= t else "generation/fallback"})
+            out.append(
+                {
+                    "kind": kind,
+                    "query": q.query.query,
+                    "score": round(s, 4),
+                    "routed": "kb" if s >= t else "generation/fallback",
+                }
+            )
     return out
 
 
 def routing_markdown(report: Mapping) -> str:
     from alime.evaluation.reports import markdown_table
 
-    cols = ["in_kb_answered", "in_kb_right", "in_kb_precision", "out_routed", "held_out_routed",
-            "chitchat_routed", "balanced"]
-    rows = [[name, r["threshold"], *(("-" if r["test"][c] is None else r["test"][c]) for c in cols)]
-            for name, r in report["scores"].items()]
+    cols = [
+        "in_kb_answered",
+        "in_kb_right",
+        "in_kb_precision",
+        "out_routed",
+        "held_out_routed",
+        "chitchat_routed",
+        "balanced",
+    ]
+    rows = [
+        [name, r["threshold"], *(("-" if r["test"][c] is None else r["test"][c]) for c in cols)]
+        for name, r in report["scores"].items()
+    ]
     s = report["set"]
-    return ("# Routing\n\n"
-            f"Model `{report['model']}`, KB `{report['kb']}`: {s['kept_pairs']} pairs searched, "
-            f"{s['held_out_pairs']} held out. Queries {s['queries']}; tune/test halves "
-            f"{report['halves']}. {report['rule']}. Chosen routing score: "
-            f"**{report['chosen']}** ({report['chosen_rule']}).\n\n"
-            + markdown_table(["score", "T", *cols], rows)
-            + "\n![routing](routing.png)\n")
+    return (
+        "# Routing\n\n"
+        f"Model `{report['model']}`, KB `{report['kb']}`: {s['kept_pairs']} pairs searched, "
+        f"{s['held_out_pairs']} held out. Queries {s['queries']}; tune/test halves "
+        f"{report['halves']}. {report['rule']}. Chosen routing score: "
+        f"**{report['chosen']}** ({report['chosen_rule']}).\n\n"
+        + markdown_table(["score", "T", *cols], rows)
+        + "\n![routing](routing.png)\n"
+    )

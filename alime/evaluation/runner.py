@@ -33,7 +33,9 @@ def model_metadata(model_dir: str | Path) -> dict:
     try:
         return json.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
-        raise ValueError(f"{model_dir}: no {METADATA_FILE} (not a trained model directory)") from None
+        raise ValueError(
+            f"{model_dir}: no {METADATA_FILE} (not a trained model directory)"
+        ) from None
     except json.JSONDecodeError as exc:
         raise ValueError(f"{path}: invalid JSON: {exc}") from None
 
@@ -46,8 +48,12 @@ class ModelStages:
     generator: object
 
 
-def load_model(model_dir: str | Path, pipeline: TextPipeline, beam_size: int = 5,
-               config: AppConfig | None = None) -> ModelStages:
+def load_model(
+    model_dir: str | Path,
+    pipeline: TextPipeline,
+    beam_size: int = 5,
+    config: AppConfig | None = None,
+) -> ModelStages:
     """Load a seq2seq model directory (imports TensorFlow); the generator decodes with
     ``config.engine``'s settings (the defaults without a config)."""
     try:
@@ -57,8 +63,10 @@ def load_model(model_dir: str | Path, pipeline: TextPipeline, beam_size: int = 5
     except ModuleNotFoundError as exc:
         raise ValueError(f"model scorers unavailable ({exc.name} missing)") from None
     model = load_model_dir(model_dir)
-    return ModelStages(MeanProbScorer(model, pipeline),
-                       make_generator(model, config or AppConfig(), pipeline, beam_size))
+    return ModelStages(
+        MeanProbScorer(model, pipeline),
+        make_generator(model, config or AppConfig(), pipeline, beam_size),
+    )
 
 
 def build_valid(
@@ -77,7 +85,9 @@ def build_valid(
     """
     config = config or AppConfig()
     dialogues = read_dialogues(data)
-    heldout = validation.select_heldout(dialogues, validation.heldout_lines(model_metadata(model_dir), data))
+    heldout = validation.select_heldout(
+        dialogues, validation.heldout_lines(model_metadata(model_dir), data)
+    )
     held = {d.line for d in heldout}
     seen = validation.seen_in_training(heldout, [d for d in dialogues if d.line not in held])
     if drop_seen:
@@ -86,25 +96,45 @@ def build_valid(
         raise ValueError(f"{data}: none of its dialogues is held out by the model in {model_dir}")
     pool = validation.response_pool(dialogues)
     pipeline = TextPipeline(config.text)
-    built = validation.build_groups(heldout, pool, pipeline.index_terms, options, progress,
-                                   sources=dialogues)
+    built = validation.build_groups(
+        heldout, pool, pipeline.index_terms, options, progress, sources=dialogues
+    )
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     with out.open("w", encoding="utf-8") as fh:
         write_groups(built.groups, fh)
-    return {"out": str(out), "groups": len(built.groups), "dialogues_in_file": len(dialogues),
-            "pool_size": built.pool_size, "random_fills": built.random_fills,
-            "seen_in_training": len(seen), "dropped_seen": drop_seen,
-            "options": {**asdict(options), "negatives": options.negatives.value}}
+    return {
+        "out": str(out),
+        "groups": len(built.groups),
+        "dialogues_in_file": len(dialogues),
+        "pool_size": built.pool_size,
+        "random_fills": built.random_fills,
+        "seen_in_training": len(seen),
+        "dropped_seen": drop_seen,
+        "options": {**asdict(options), "negatives": options.negatives.value},
+    }
 
 
-def _env(groups, pipeline: TextPipeline, stages: ModelStages | None, pmi_weight: float,
-         query_turns: int, matcher_dir: Path | None = None,
-         match_pmi_weight: float = 1.0) -> scorers.ScorerEnv:
+def _env(
+    groups,
+    pipeline: TextPipeline,
+    stages: ModelStages | None,
+    pmi_weight: float,
+    query_turns: int,
+    matcher_dir: Path | None = None,
+    match_pmi_weight: float = 1.0,
+) -> scorers.ScorerEnv:
     responses = [r for g in groups for r in g.responses]
-    return scorers.ScorerEnv(responses, pipeline.index_terms, pipeline.tokenize,
-                             stages.log_probs if stages else None, pmi_weight, query_turns,
-                             matcher_dir=matcher_dir, match_pmi_weight=match_pmi_weight)
+    return scorers.ScorerEnv(
+        responses,
+        pipeline.index_terms,
+        pipeline.tokenize,
+        stages.log_probs if stages else None,
+        pmi_weight,
+        query_turns,
+        matcher_dir=matcher_dir,
+        match_pmi_weight=match_pmi_weight,
+    )
 
 
 def matcher_dir_of(model_dir, matcher: str | Path | None) -> Path | None:
@@ -133,24 +163,44 @@ class SelectOptions:
     match_pmi_weight: float = 1.0
 
 
-def _score(data, model_dir, opts: SelectOptions, config: AppConfig, progress: bool,
-           names: Sequence[scorers.ScorerName] | None = None):
+def _score(
+    data,
+    model_dir,
+    opts: SelectOptions,
+    config: AppConfig,
+    progress: bool,
+    names: Sequence[scorers.ScorerName] | None = None,
+):
     groups = read_groups(data, limit=opts.limit)
     pipeline = TextPipeline(config.text)
     matcher_dir = matcher_dir_of(model_dir, opts.matcher)
-    names = names or scorers.parse_scorer_names(opts.scorers, model_dir is not None,
-                                                matcher_dir is not None)
+    names = names or scorers.parse_scorer_names(
+        opts.scorers, model_dir is not None, matcher_dir is not None
+    )
     need_model = any(scorers.SCORERS[n].needs_model for n in names)
     stages = load_model(model_dir, pipeline, config=config) if need_model else None
-    env = _env(groups, pipeline, stages, opts.pmi_weight, opts.query_turns, matcher_dir,
-               opts.match_pmi_weight)
+    env = _env(
+        groups,
+        pipeline,
+        stages,
+        opts.pmi_weight,
+        opts.query_turns,
+        matcher_dir,
+        opts.match_pmi_weight,
+    )
     table = {n.value: env.get(n) for n in names}
     return selection.score_groups(groups, table, progress), names, stages, groups
 
 
-def run_select(data, model_dir, opts: SelectOptions, config: AppConfig | None = None,
-               dump: str | Path | None = None, out_dir: str | Path | None = None,
-               progress: bool = True) -> dict:
+def run_select(
+    data,
+    model_dir,
+    opts: SelectOptions,
+    config: AppConfig | None = None,
+    dump: str | Path | None = None,
+    out_dir: str | Path | None = None,
+    progress: bool = True,
+) -> dict:
     """Selection metrics per scorer (and optional score dump and report folder)."""
     config = config or AppConfig()
     scored, names, _, _ = _score(data, model_dir, opts, config, progress)
@@ -161,19 +211,28 @@ def run_select(data, model_dir, opts: SelectOptions, config: AppConfig | None = 
         needed = {scorers.ScorerName.MEAN_LOGPROB, scorers.ScorerName.PRIOR}
         if not needed <= set(names):
             raise ValueError("--pmi-sweep needs the mean_logprob and prior scorers")
-        report["pmi_sweep"] = selection.weight_sweep(scored, "mean_logprob", "prior",
-                                                     opts.pmi_sweep)
+        report["pmi_sweep"] = selection.weight_sweep(
+            scored, "mean_logprob", "prior", opts.pmi_sweep
+        )
     if dump:
         with open(dump, "w", encoding="utf-8") as fh:
             selection.dump_scores(scored, fh)
     if out_dir:
-        full = {**report, "data": str(data), "model": str(model_dir) if model_dir else None,
-                "pmi_weight": opts.pmi_weight, "scorer_descriptions": scorers.describe(names)}
+        full = {
+            **report,
+            "data": str(data),
+            "model": str(model_dir) if model_dir else None,
+            "pmi_weight": opts.pmi_weight,
+            "scorer_descriptions": scorers.describe(names),
+        }
         if any(scorers.SCORERS[n].needs_matcher for n in names):
             matcher = matcher_dir_of(model_dir, opts.matcher)
-            full.update(matcher=str(matcher) if matcher else None,
-                        match_pmi_weight=opts.match_pmi_weight)
-        reports.write_report(out_dir, full, reports.selection_markdown(full, scorers.describe(names)))
+            full.update(
+                matcher=str(matcher) if matcher else None, match_pmi_weight=opts.match_pmi_weight
+            )
+        reports.write_report(
+            out_dir, full, reports.selection_markdown(full, scorers.describe(names))
+        )
     return report
 
 
@@ -189,35 +248,55 @@ class ThresholdOptions:
     min_answered: int = threshold.DEFAULT_MIN_ANSWERED
 
 
-def run_threshold(data, model_dir, out_dir, opts: ThresholdOptions, select: SelectOptions,
-                  config: AppConfig | None = None, write_model: bool = False,
-                  progress: bool = True) -> dict:
+def run_threshold(
+    data,
+    model_dir,
+    out_dir,
+    opts: ThresholdOptions,
+    select: SelectOptions,
+    config: AppConfig | None = None,
+    write_model: bool = False,
+    progress: bool = True,
+) -> dict:
     """Sweep T on ``data``, choose T (and G when a generator exists), write the report folder."""
     config = config or AppConfig()
     engine_name, engine_weight = engine_scorer(model_dir)
     names = scorers.parse_scorer_names(opts.scorer or engine_name.value, model_dir is not None)
     if len(names) != 1:
         raise ValueError("threshold sweeps one scorer")
-    if write_model and (names[0] is not engine_name or (
-            engine_weight is not None and names[0] is scorers.ScorerName.PMI
-            and abs(select.pmi_weight - engine_weight) > 1e-12)):
+    if write_model and (
+        names[0] is not engine_name
+        or (
+            engine_weight is not None
+            and names[0] is scorers.ScorerName.PMI
+            and abs(select.pmi_weight - engine_weight) > 1e-12
+        )
+    ):
         # T is compared with the engine's own rerank score: a T swept on another scale is wrong.
-        raise ValueError(f"--write-model: the engine reranks with {engine_name.value}"
-                         + (f" (pmi weight {engine_weight})" if engine_weight is not None else "")
-                         + f"; sweep that scorer, not {names[0].value}")
+        raise ValueError(
+            f"--write-model: the engine reranks with {engine_name.value}"
+            + (f" (pmi weight {engine_weight})" if engine_weight is not None else "")
+            + f"; sweep that scorer, not {names[0].value}"
+        )
     scored, _, stages, groups = _score(data, model_dir, select, config, progress, names)
     name = names[0].value
-    best, correct = threshold.top_outcomes([g.scores[name] for g in scored],
-                                           [g.group.true_index for g in scored])
+    best, correct = threshold.top_outcomes(
+        [g.scores[name] for g in scored], [g.group.true_index for g in scored]
+    )
     points = threshold.sweep(best, correct, threshold.threshold_grid(best))
     choice = threshold.choose_threshold(points, opts.rule, opts.target, opts.min_answered)
     gen = _generation_threshold(groups, stages, best, choice.threshold, opts, progress)
     report = {
-        "data": str(data), "model": str(model_dir) if model_dir else None, "scorer": name,
-        "groups": len(scored), "top1_accuracy": float(correct.mean()) if len(correct) else 0.0,
-        "threshold": choice.threshold, "rule": choice.rule,
+        "data": str(data),
+        "model": str(model_dir) if model_dir else None,
+        "scorer": name,
+        "groups": len(scored),
+        "top1_accuracy": float(correct.mean()) if len(correct) else 0.0,
+        "threshold": choice.threshold,
+        "rule": choice.rule,
         "chosen": asdict(choice.point) if choice.point else None,
-        "generation_threshold": gen["threshold"], "generation_rule": gen["rule"],
+        "generation_threshold": gen["threshold"],
+        "generation_rule": gen["rule"],
         "generation_scores": gen.get("scores"),
         "sweep": threshold.points_json(points),
     }
@@ -226,8 +305,14 @@ def run_threshold(data, model_dir, out_dir, opts: ThresholdOptions, select: Sele
     if write_model:
         if model_dir is None:
             raise ValueError("--write-model needs --model DIR")
-        provenance = {"scorer": name, "rule": choice.rule, "chosen": report["chosen"],
-                      "generation_rule": gen["rule"], "data": str(data), "groups": len(scored)}
+        provenance = {
+            "scorer": name,
+            "rule": choice.rule,
+            "chosen": report["chosen"],
+            "generation_rule": gen["rule"],
+            "data": str(data),
+            "groups": len(scored),
+        }
         write_thresholds(model_dir, choice.threshold, gen["threshold"], provenance)
     return report
 
@@ -240,14 +325,23 @@ def engine_scorer(model_dir: str | Path | None) -> tuple[scorers.ScorerName, flo
     from alime.rerank.loading import read_rerank_choice
 
     kind, options = read_rerank_choice(model_dir)
-    names = {"mean_prob": scorers.ScorerName.SEQ2SEQ, "mean_log_prob": scorers.ScorerName.MEAN_LOGPROB,
-             "prior": scorers.ScorerName.PRIOR, "pmi": scorers.ScorerName.PMI,
-             "match": scorers.ScorerName.MATCH}
+    names = {
+        "mean_prob": scorers.ScorerName.SEQ2SEQ,
+        "mean_log_prob": scorers.ScorerName.MEAN_LOGPROB,
+        "prior": scorers.ScorerName.PRIOR,
+        "pmi": scorers.ScorerName.PMI,
+        "match": scorers.ScorerName.MATCH,
+    }
     return names[kind.value], options.get("weight", 0.5 if kind.value == "pmi" else None)
 
 
-def write_thresholds(model_dir: str | Path, answer: float, generation: float,
-                     provenance: dict, chitchat: float | None = None) -> None:
+def write_thresholds(
+    model_dir: str | Path,
+    answer: float,
+    generation: float,
+    provenance: dict,
+    chitchat: float | None = None,
+) -> None:
     """Store T and G (and the chit-chat bar C, when given) where the engine reads them, and how
     they were chosen beside them.
 
@@ -258,31 +352,43 @@ def write_thresholds(model_dir: str | Path, answer: float, generation: float,
     numbers = {"threshold": answer, "generation_threshold": generation}
     if chitchat is not None:
         numbers["chitchat_threshold"] = chitchat
-    Path(model_dir, THRESHOLDS_FILE).write_text(json.dumps(numbers, indent=2) + "\n",
-                                                encoding="utf-8")
+    Path(model_dir, THRESHOLDS_FILE).write_text(
+        json.dumps(numbers, indent=2) + "\n", encoding="utf-8"
+    )
     Path(model_dir, SWEEP_FILE).write_text(
-        json.dumps({**numbers, **provenance}, indent=2, ensure_ascii=False) + "\n",
-        encoding="utf-8")
+        json.dumps({**numbers, **provenance}, indent=2, ensure_ascii=False) + "\n", encoding="utf-8"
+    )
 
 
-def _generation_threshold(groups, stages: ModelStages | None, best, t: float,
-                          opts: ThresholdOptions, progress: bool) -> dict:
+def _generation_threshold(
+    groups, stages: ModelStages | None, best, t: float, opts: ThresholdOptions, progress: bool
+) -> dict:
     """G from the generator's scores on the contexts the KB would not answer at T."""
     if stages is None or stages.generator is None:
-        return {"threshold": threshold.DEFAULT_GENERATION_THRESHOLD,
-                "rule": "no generator: default 0.0 (every generated reply is used)"}
+        return {
+            "threshold": threshold.DEFAULT_GENERATION_THRESHOLD,
+            "rule": "no generator: default 0.0 (every generated reply is used)",
+        }
     below = [g for g, b in zip(groups, best, strict=True) if b < t] or list(groups)
     below = below[: opts.generation_limit] if opts.generation_limit else below
     samples = generation.generate_replies(_as_rows(below), stages.generator, progress)
     values = [s.score for s in samples if s.score is not None]
     g = threshold.generation_threshold(values, opts.generation_quantile)
-    return {"threshold": g,
-            "rule": (f"{opts.generation_quantile:.0%} quantile of generated-reply scores (mean "
-                     f"per-token probability, the generator's scale) on "
-                     f"{len(values)} validation contexts the KB does not answer at T "
-                     "(the least confident share goes to the fallback)"),
-            "scores": {"n": len(values), "min": min(values), "max": max(values),
-                       "mean": sum(values) / len(values)}}
+    return {
+        "threshold": g,
+        "rule": (
+            f"{opts.generation_quantile:.0%} quantile of generated-reply scores (mean "
+            f"per-token probability, the generator's scale) on "
+            f"{len(values)} validation contexts the KB does not answer at T "
+            "(the least confident share goes to the fallback)"
+        ),
+        "scores": {
+            "n": len(values),
+            "min": min(values),
+            "max": max(values),
+            "mean": sum(values) / len(values),
+        },
+    }
 
 
 def _as_rows(groups: Sequence[Group]) -> list[Row]:
@@ -302,15 +408,29 @@ def _threshold_markdown(report: dict) -> str:
         "![sweep](threshold.png)\n",
     ]
     step = max(1, len(report["sweep"]) // 20)
-    rows = [[p["threshold"], p["answered"], p["precision"] if p["precision"] is not None else "-",
-             p["f1"]] for p in report["sweep"][::step]]
+    rows = [
+        [
+            p["threshold"],
+            p["answered"],
+            p["precision"] if p["precision"] is not None else "-",
+            p["f1"],
+        ]
+        for p in report["sweep"][::step]
+    ]
     lines.append(reports.markdown_table(["T", "answered", "precision", "F1"], rows))
     return "\n".join(lines)
 
 
-def run_generate(data, model_dir, limit: int | None, config: AppConfig | None = None,
-                 out_dir: str | Path | None = None, progress: bool = True,
-                 beam_size: int = 5, skip: int = 0) -> dict:
+def run_generate(
+    data,
+    model_dir,
+    limit: int | None,
+    config: AppConfig | None = None,
+    out_dir: str | Path | None = None,
+    progress: bool = True,
+    beam_size: int = 5,
+    skip: int = 0,
+) -> dict:
     """Generation metrics on the held-out dialogues (label-1 lines) of ``data`` (after the first
     ``skip``, at most ``limit``)."""
     config = config or AppConfig()
@@ -325,10 +445,18 @@ def run_generate(data, model_dir, limit: int | None, config: AppConfig | None = 
     stages = load_model(model_dir, pipeline, beam_size, config)
     samples = generation.generate_replies(dialogues, stages.generator, progress)
     e = config.engine
-    report = {"data": str(data), "model": str(model_dir), "skip": skip,
-              "decoding": {"beam_size": beam_size, "min_answer_tokens": e.min_answer_tokens,
-                           "anti_lm_weight": e.anti_lm_weight, "anti_lm_steps": e.anti_lm_steps},
-              **generation.generation_report(samples, pipeline.tokenize)}
+    report = {
+        "data": str(data),
+        "model": str(model_dir),
+        "skip": skip,
+        "decoding": {
+            "beam_size": beam_size,
+            "min_answer_tokens": e.min_answer_tokens,
+            "anti_lm_weight": e.anti_lm_weight,
+            "anti_lm_steps": e.anti_lm_steps,
+        },
+        **generation.generation_report(samples, pipeline.tokenize),
+    }
     if out_dir:
         out = reports.write_report(out_dir, report, _generation_markdown(report))
         with (out / "samples.jsonl").open("w", encoding="utf-8") as fh:
@@ -342,17 +470,22 @@ def _heldout_or_all(metadata: dict, data) -> set[int] | None:
     try:
         return validation.heldout_lines(metadata, data)
     except ValueError:
-        trained = [f for f in metadata.get("data_files") or ()
-                   if validation.same_file(f, Path(data))]
+        trained = [
+            f for f in metadata.get("data_files") or () if validation.same_file(f, Path(data))
+        ]
         if trained:
             raise
         return None
 
 
 def _generation_markdown(report: dict) -> str:
-    rows = [[k, report["generated"][k], report["reference"][k]]
-            for k in ("distinct_1", "distinct_2", "mean_length", "most_common_share")]
-    return (f"# Generation\n\nData: `{report['data']}`, {report['dialogues']} held-out dialogues; "
-            f"corpus BLEU-4 (add-one smoothed for n >= 2): **{report['bleu4']:.4f}**.\n\n"
-            + reports.markdown_table(["metric", "generated", "real replies"], rows)
-            + f"\nMost common generated reply: `{report['generated']['most_common']}`\n")
+    rows = [
+        [k, report["generated"][k], report["reference"][k]]
+        for k in ("distinct_1", "distinct_2", "mean_length", "most_common_share")
+    ]
+    return (
+        f"# Generation\n\nData: `{report['data']}`, {report['dialogues']} held-out dialogues; "
+        f"corpus BLEU-4 (add-one smoothed for n >= 2): **{report['bleu4']:.4f}**.\n\n"
+        + reports.markdown_table(["metric", "generated", "real replies"], rows)
+        + f"\nMost common generated reply: `{report['generated']['most_common']}`\n"
+    )

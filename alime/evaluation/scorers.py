@@ -48,7 +48,9 @@ class CachedLogProbs:
             self._key, self._cond, self._prior = key, [], None
             self._cond = self.source.conditional_log_probs(query, context, answers)
 
-    def conditional(self, query: str, context: Sequence[str], answers: Sequence[str]) -> list[np.ndarray]:
+    def conditional(
+        self, query: str, context: Sequence[str], answers: Sequence[str]
+    ) -> list[np.ndarray]:
         self._refresh(query, context, answers)
         return self._cond
 
@@ -223,8 +225,10 @@ class ScorerEnv:
 
     def matcher(self) -> Scorer:
         if self.matcher_dir is None:
-            raise ValueError("the match scorer needs a trained matcher: give --matcher DIR or "
-                             "train MODEL/matcher with 'alime train-matcher'")
+            raise ValueError(
+                "the match scorer needs a trained matcher: give --matcher DIR or "
+                "train MODEL/matcher with 'alime train-matcher'"
+            )
         from alime.rerank.matcher import MatchScorer, load_matcher_dir
 
         return MatchScorer(load_matcher_dir(self.matcher_dir), self.tokenize)
@@ -263,46 +267,68 @@ class ScorerSpec:
 
 SCORERS: dict[ScorerName, ScorerSpec] = {
     ScorerName.BM25: ScorerSpec(
-        lambda env: BM25Scorer(env.responses, env.analyze, env.query_turns), False,
-        "BM25 of the response against the last turns, over all responses of the file"),
+        lambda env: BM25Scorer(env.responses, env.analyze, env.query_turns),
+        False,
+        "BM25 of the response against the last turns, over all responses of the file",
+    ),
     ScorerName.ANTI_BM25: ScorerSpec(
-        lambda env: NegatedScorer(env.get(ScorerName.BM25)), False,
-        "construction-artifact probe, not a model: minus bm25 (the reply BM25 likes least wins)"),
+        lambda env: NegatedScorer(env.get(ScorerName.BM25)),
+        False,
+        "construction-artifact probe, not a model: minus bm25 (the reply BM25 likes least wins)",
+    ),
     ScorerName.SEQ2SEQ: ScorerSpec(
-        lambda env: ModelScore(env.cache(), on_conditional(mean_prob)), True,
-        "the engine's rerank score: mean per-token probability of the response given the context"),
+        lambda env: ModelScore(env.cache(), on_conditional(mean_prob)),
+        True,
+        "the engine's rerank score: mean per-token probability of the response given the context",
+    ),
     ScorerName.PRIOR: ScorerSpec(
-        lambda env: ModelScore(env.cache(), on_prior(mean_log_prob)), True,
-        "context-free: mean per-token log-probability of the response with an empty source"),
+        lambda env: ModelScore(env.cache(), on_prior(mean_log_prob)),
+        True,
+        "context-free: mean per-token log-probability of the response with an empty source",
+    ),
     ScorerName.MEAN_LOGPROB: ScorerSpec(
-        lambda env: ModelScore(env.cache(), on_conditional(mean_log_prob)), True,
-        "mean per-token log-probability of the response given the context"),
+        lambda env: ModelScore(env.cache(), on_conditional(mean_log_prob)),
+        True,
+        "mean per-token log-probability of the response given the context",
+    ),
     ScorerName.PMI: ScorerSpec(
         lambda env: ModelScore(env.cache(), on_both(lambda c, p: pmi(c, p, env.pmi_weight))),
         True,
-        "mean log p(r|c) - lambda * mean log p(r)"),
+        "mean log p(r|c) - lambda * mean log p(r)",
+    ),
     ScorerName.SHORTER: ScorerSpec(
-        lambda env: ShorterScorer(env.tokenize), False, "context-free: the shorter reply wins"),
+        lambda env: ShorterScorer(env.tokenize), False, "context-free: the shorter reply wins"
+    ),
     ScorerName.FUSED: ScorerSpec(
-        lambda env: FusedScorer([env.get(ScorerName.SEQ2SEQ), env.get(ScorerName.BM25)]), True,
-        "reciprocal rank fusion of seq2seq and bm25"),
+        lambda env: FusedScorer([env.get(ScorerName.SEQ2SEQ), env.get(ScorerName.BM25)]),
+        True,
+        "reciprocal rank fusion of seq2seq and bm25",
+    ),
     ScorerName.FUSED_PMI: ScorerSpec(
-        lambda env: FusedScorer([env.get(ScorerName.PMI), env.get(ScorerName.BM25)]), True,
-        "reciprocal rank fusion of pmi and bm25"),
+        lambda env: FusedScorer([env.get(ScorerName.PMI), env.get(ScorerName.BM25)]),
+        True,
+        "reciprocal rank fusion of pmi and bm25",
+    ),
     ScorerName.MATCH: ScorerSpec(
-        lambda env: env.matcher(), False,
+        lambda env: env.matcher(),
+        False,
         "the discriminative matcher (alime train-matcher): ESIM-style context-reply interaction",
-        needs_matcher=True),
+        needs_matcher=True,
+    ),
     ScorerName.MATCH_PMI: ScorerSpec(
-        lambda env: WeightedSum([(1.0, env.get(ScorerName.MATCH)),
-                                 (env.match_pmi_weight, env.get(ScorerName.PMI))]), True,
+        lambda env: WeightedSum(
+            [(1.0, env.get(ScorerName.MATCH)), (env.match_pmi_weight, env.get(ScorerName.PMI))]
+        ),
+        True,
         "match + w * pmi (w = --match-pmi-weight): the matcher stacked with the seq2seq's pmi",
-        needs_matcher=True),
+        needs_matcher=True,
+    ),
 }
 
 
-def parse_scorer_names(text: str | None, have_model: bool,
-                       have_matcher: bool = False) -> list[ScorerName]:
+def parse_scorer_names(
+    text: str | None, have_model: bool, have_matcher: bool = False
+) -> list[ScorerName]:
     """Scorer names from a comma-separated list; default all that the model (and a trained
     matcher) allow.
 
@@ -310,8 +336,12 @@ def parse_scorer_names(text: str | None, have_model: bool,
         ValueError: an unknown name (the valid ones are listed), or a model scorer without a model.
     """
     if not text:
-        return [n for n in ScorerName if (have_model or not SCORERS[n].needs_model)
-                and (have_matcher or not SCORERS[n].needs_matcher)]
+        return [
+            n
+            for n in ScorerName
+            if (have_model or not SCORERS[n].needs_model)
+            and (have_matcher or not SCORERS[n].needs_matcher)
+        ]
     names = []
     for part in (p.strip() for p in text.split(",") if p.strip()):
         try:

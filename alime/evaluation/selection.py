@@ -32,8 +32,10 @@ def score_groups(
         for name, scorer in scorers.items():
             values = [float(s) for s in scorer.score(group.query, group.context, group.responses)]
             if len(values) != len(group.responses):
-                raise ValueError(f"scorer {name} returned {len(values)} scores for "
-                                 f"{len(group.responses)} candidates")
+                raise ValueError(
+                    f"scorer {name} returned {len(values)} scores for "
+                    f"{len(group.responses)} candidates"
+                )
             scores[name] = values
         out.append(GroupScores(group, scores))
     return out
@@ -58,8 +60,11 @@ def dump_scores(scored: Sequence[GroupScores], out: TextIO) -> int:
     n = 0
     for gi, g in enumerate(scored):
         for i in range(len(g.group.responses)):
-            row = {"group": gi, "label": int(i == g.group.true_index),
-                   "scores": {name: s[i] for name, s in g.scores.items()}}
+            row = {
+                "group": gi,
+                "label": int(i == g.group.true_index),
+                "scores": {name: s[i] for name, s in g.scores.items()},
+            }
             out.write(json.dumps(row) + "\n")
             n += 1
     return n
@@ -74,9 +79,7 @@ def combined_ranks(scored: Sequence[GroupScores], a: str, b: str, weight: float)
     return ranks
 
 
-def weight_sweep(
-    scored: Sequence[GroupScores], a: str, b: str, weights: Sequence[float]
-) -> dict:
+def weight_sweep(scored: Sequence[GroupScores], a: str, b: str, weights: Sequence[float]) -> dict:
     """Choose ``weight`` of ``a - weight * b`` on half the groups, report it on the other half.
 
     Groups at even positions tune (highest R10@1, then MRR, then the smallest weight); groups

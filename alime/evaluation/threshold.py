@@ -52,7 +52,9 @@ class Choice:
     point: SweepPoint | None
 
 
-def top_outcomes(scores: Sequence[Sequence[float]], true_indices: Sequence[int]) -> tuple[np.ndarray, np.ndarray]:
+def top_outcomes(
+    scores: Sequence[Sequence[float]], true_indices: Sequence[int]
+) -> tuple[np.ndarray, np.ndarray]:
     """Per group: the best score, and whether the real response alone holds it."""
     best = np.array([max(s) for s in scores], dtype=np.float64)
     correct = np.array([rank_of_true(s, t) == 1 for s, t in zip(scores, true_indices, strict=True)])
@@ -100,8 +102,11 @@ def choose_threshold(
     if rule is ThresholdRule.PRECISION:
         for p in points:
             if p.precision is not None and p.precision >= target and p.n_answered >= min_answered:
-                return Choice(p.threshold, f"smallest T with precision >= {target} "
-                                           f"(on >= {min_answered} answered groups)", p)
+                return Choice(
+                    p.threshold,
+                    f"smallest T with precision >= {target} (on >= {min_answered} answered groups)",
+                    p,
+                )
         best = _max_f(points)
         return Choice(best.threshold, f"no T reaches precision {target}: max F1 instead", best)
     best = _max_f(points)
@@ -112,7 +117,9 @@ def _max_f(points: Sequence[SweepPoint]) -> SweepPoint:
     return max(points, key=lambda p: (p.f1, -p.threshold))
 
 
-def generation_threshold(scores: Sequence[float], quantile: float = DEFAULT_GENERATION_QUANTILE) -> float:
+def generation_threshold(
+    scores: Sequence[float], quantile: float = DEFAULT_GENERATION_QUANTILE
+) -> float:
     """G: the ``quantile`` of generated answers' scores on held-out contexts.
 
     The engine then hands the least confident ``quantile`` share of generated replies to the

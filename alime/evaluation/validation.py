@@ -2,7 +2,8 @@
 
 The official test's 9 wrong candidates per context were retrieved by Lucene from the corpus, not
 drawn at random. Two retrieval-based constructions are offered; in both, for each held-out dialogue
-the 9 wrong responses come from *other* dialogues, are deduplicated and never equal its own response:
+the 9 wrong responses come from *other* dialogues, are deduplicated and never equal its own
+response:
 
 - ``bm25``: the BM25 top hits of its last turns among the other dialogues' responses. The wrong
   replies share more words with the context than the real one (which BM25 then ranks last);
@@ -65,11 +66,15 @@ class ValidationOptions:
         if self.group_size < 2:
             raise ValueError(f"group_size must be >= 2, got {self.group_size}")
         if not 0 <= self.random_negatives <= self.group_size - 1:
-            raise ValueError(f"random_negatives must be in [0, {self.group_size - 1}], "
-                             f"got {self.random_negatives}")
+            raise ValueError(
+                f"random_negatives must be in [0, {self.group_size - 1}], "
+                f"got {self.random_negatives}"
+            )
         if not 0 <= self.context_negatives <= self.group_size - 1 - self.random_negatives:
-            raise ValueError(f"context_negatives must be in [0, {self.group_size - 1} - "
-                             f"random_negatives], got {self.context_negatives}")
+            raise ValueError(
+                f"context_negatives must be in [0, {self.group_size - 1} - "
+                f"random_negatives], got {self.context_negatives}"
+            )
         if self.context_negatives and self.negatives is not NegativeKind.BM25:
             raise ValueError("context_negatives mixes context hits into bm25 groups only")
 
@@ -250,20 +255,30 @@ def build_groups(
         sources = list(heldout if sources is None else sources)
         context_index = BM25Index.build(
             [analyze(_query_text(s.turns, options.query_turns)) for s in sources],
-            list(range(len(sources))))
+            list(range(len(sources))),
+        )
         source_replies = [s.response for s in sources]
     groups, fills = [], 0
     for d in tqdm(heldout, desc=f"{options.negatives.value} negatives", disable=not progress):
         true_key = response_key(d.response)
-        terms = analyze(_query_text(d.turns, options.query_turns)) if n_context or n_response else []
+        terms = (
+            analyze(_query_text(d.turns, options.query_turns)) if n_context or n_response else []
+        )
         wrong: list[str] = []
         if n_context:
-            wrong += _bm25_negatives(context_index, source_replies, terms, {true_key}, n_context,
-                                     _CONTEXT_DEPTH * options.group_size)
+            wrong += _bm25_negatives(
+                context_index,
+                source_replies,
+                terms,
+                {true_key},
+                n_context,
+                _CONTEXT_DEPTH * options.group_size,
+            )
         if n_response:
             taken = {true_key, *map(response_key, wrong)}
-            wrong += _bm25_negatives(response_index, pool, terms, taken, n_response,
-                                     n_response + len(taken))
+            wrong += _bm25_negatives(
+                response_index, pool, terms, taken, n_response, n_response + len(taken)
+            )
         fills += n_context + n_response - len(wrong)
         missing = options.group_size - 1 - len(wrong)
         if missing:

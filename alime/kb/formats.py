@@ -334,8 +334,9 @@ def parse_ecommerce_line(text: str, path: str | Path, line: int) -> EcommerceRow
     """
     fields = text.rstrip("\r\n").split("\t")
     if len(fields) < 3:
-        raise FormatError(path, line, "expected 'label \\t turns... \\t response', "
-                                      f"got {len(fields)} field(s)")
+        raise FormatError(
+            path, line, f"expected 'label \\t turns... \\t response', got {len(fields)} field(s)"
+        )
     if fields[0] not in ("0", "1"):
         raise FormatError(path, line, f"label must be 0 or 1, got {fields[0]!r}")
     if any(not f.strip() for f in fields[1:]):
@@ -425,7 +426,7 @@ def _read_chatterbot(stream: BinaryIO, name: str, limits: KBConfig) -> Iterator[
             # str() of a nested list or mapping would store Python's repr as a question.
             yield FormatError(name, line, "every turn of a conversation must be text")
             continue
-        for q, a in zip(convo, convo[1:]):
+        for q, a in zip(convo, convo[1:], strict=False):
             yield _row(name, line, str(q), str(a), limits, tags)
 
 
@@ -513,8 +514,13 @@ def write_pairs(
     count = 0
     for p in pairs:
         if fmt is Format.JSONL:
-            obj = {"id": p.id, "question": p.question, "phrasings": list(p.phrasings),
-                   "answer": p.answer, "tags": list(p.tags)}
+            obj = {
+                "id": p.id,
+                "question": p.question,
+                "phrasings": list(p.phrasings),
+                "answer": p.answer,
+                "tags": list(p.tags),
+            }
             out.write(json.dumps(obj, ensure_ascii=False) + "\n")
         elif fmt is Format.TSV:
             out.write(f"{cell(p.question)}\t{cell(p.answer)}\n")

@@ -157,9 +157,11 @@ class KnowledgeBase:
             last = rows[-1][0]
 
     def list(self, offset: int = 0, limit: int = 50) -> list[QAPair]:
-        rows = self._conn().execute(
-            f"SELECT {_COLUMNS} FROM qa ORDER BY id LIMIT ? OFFSET ?", (limit, offset)
-        ).fetchall()
+        rows = (
+            self._conn()
+            .execute(f"SELECT {_COLUMNS} FROM qa ORDER BY id LIMIT ? OFFSET ?", (limit, offset))
+            .fetchall()
+        )
         return [_row_to_pair(r) for r in rows]
 
     def count(self) -> int:
@@ -182,30 +184,40 @@ class KnowledgeBase:
         keeps the id but goes back in revision, and once new writes take it past the revision an
         index saw, the token of that revision differs (each write transaction draws a new one).
         """
-        row = self._conn().execute(
-            "SELECT (SELECT value FROM meta WHERE key = 'kb_id'), "
-            "(SELECT MAX(revision) FROM changes), "
-            "(SELECT tx FROM changes WHERE revision = "
-            "COALESCE(?, (SELECT MAX(revision) FROM changes)))",
-            (at,),
-        ).fetchone()
+        row = (
+            self._conn()
+            .execute(
+                "SELECT (SELECT value FROM meta WHERE key = 'kb_id'), "
+                "(SELECT MAX(revision) FROM changes), "
+                "(SELECT tx FROM changes WHERE revision = "
+                "COALESCE(?, (SELECT MAX(revision) FROM changes)))",
+                (at,),
+            )
+            .fetchone()
+        )
         return Identity(row[0], row[1] or 0, row[2])
 
     def changes_since(self, revision: int) -> list[Change]:
-        rows = self._conn().execute(
-            "SELECT revision, op, qa_id, tx FROM changes WHERE revision > ? ORDER BY revision",
-            (revision,),
-        ).fetchall()
+        rows = (
+            self._conn()
+            .execute(
+                "SELECT revision, op, qa_id, tx FROM changes WHERE revision > ? ORDER BY revision",
+                (revision,),
+            )
+            .fetchall()
+        )
         return [Change(*r) for r in rows]
 
     def stats(self) -> dict:
         conn = self._conn()
         n, q_chars, a_chars = conn.execute(
-            "SELECT COUNT(*), COALESCE(AVG(length(question)),0), COALESCE(AVG(length(answer)),0) FROM qa"
+            "SELECT COUNT(*), COALESCE(AVG(length(question)),0), "
+            "COALESCE(AVG(length(answer)),0) FROM qa"
         ).fetchone()
         distinct_answers = conn.execute("SELECT COUNT(DISTINCT answer) FROM qa").fetchone()[0]
         phrasings = conn.execute(
-            "SELECT COALESCE(SUM(json_array_length(phrasings)), 0) FROM qa").fetchone()[0]
+            "SELECT COALESCE(SUM(json_array_length(phrasings)), 0) FROM qa"
+        ).fetchone()[0]
         return {
             "path": str(self.path),
             "pairs": n,
@@ -218,8 +230,9 @@ class KnowledgeBase:
         }
 
     # -- writes ------------------------------------------------------------------------------
-    def add(self, question: str, answer: str, tags: Iterable[str] = (),
-            phrasings: Iterable[str] = ()) -> QAPair:
+    def add(
+        self, question: str, answer: str, tags: Iterable[str] = (), phrasings: Iterable[str] = ()
+    ) -> QAPair:
         """Add one entry (see :meth:`add_many`)."""
         return self.add_many([(question, answer, tuple(tags), phrasings)])[0]
 
@@ -277,8 +290,9 @@ class KnowledgeBase:
                 "UPDATE qa SET question=?, answer=?, tags=?, phrasings=?, updated_at=? WHERE id=?",
                 (new_q, new_a, _json_list(new_tags), _json_list(new_p), now, qa_id),
             )
-            db.execute("INSERT INTO changes (op, qa_id, tx) VALUES ('edit', ?, ?)",
-                       (qa_id, _token()))
+            db.execute(
+                "INSERT INTO changes (op, qa_id, tx) VALUES ('edit', ?, ?)", (qa_id, _token())
+            )
         return QAPair(qa_id, new_q, new_a, new_tags, old.created_at, now, new_p)
 
     def delete(self, qa_id: int) -> None:
@@ -286,8 +300,9 @@ class KnowledgeBase:
             cur = db.execute("DELETE FROM qa WHERE id = ?", (qa_id,))
             if cur.rowcount == 0:
                 raise NotFound(qa_id)
-            db.execute("INSERT INTO changes (op, qa_id, tx) VALUES ('delete', ?, ?)",
-                       (qa_id, _token()))
+            db.execute(
+                "INSERT INTO changes (op, qa_id, tx) VALUES ('delete', ?, ?)", (qa_id, _token())
+            )
 
 
 def _token() -> str:
@@ -319,8 +334,10 @@ def _migrate(db: sqlite3.Connection, path: Path) -> None:
     row = db.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()
     version = int(row[0]) if row else SCHEMA_VERSION  # no row: created just now by _SCHEMA
     if version > SCHEMA_VERSION:
-        raise ValueError(f"{path}: KB schema version {version} is newer than this alime's "
-                         f"{SCHEMA_VERSION}; upgrade alime")
+        raise ValueError(
+            f"{path}: KB schema version {version} is newer than this alime's "
+            f"{SCHEMA_VERSION}; upgrade alime"
+        )
     columns = {r[1] for r in db.execute("PRAGMA table_info(qa)")}
     if "phrasings" not in columns:  # version 1
         db.execute("ALTER TABLE qa ADD COLUMN phrasings TEXT NOT NULL DEFAULT '[]'")
@@ -343,5 +360,12 @@ def _check_text(value: object, name: str) -> None:
 
 def _row_to_pair(row: tuple) -> QAPair:
     qa_id, question, answer, tags, created, updated, phrasings = row
-    return QAPair(qa_id, question, answer, tuple(json.loads(tags)), created, updated,
-                  tuple(json.loads(phrasings)))
+    return QAPair(
+        qa_id,
+        question,
+        answer,
+        tuple(json.loads(tags)),
+        created,
+        updated,
+        tuple(json.loads(phrasings)),
+    )

@@ -69,13 +69,20 @@ def read_rerank_choice(model_dir: str | Path) -> tuple[ScorerKind, dict[str, flo
     return kind, ({"weight": float(data["pmi_weight"])} if "pmi_weight" in data else {})
 
 
-def make_generator(model, config: AppConfig, pipeline: TextPipeline,
-                   beam_size: int | None = None) -> BeamGenerator:
+def make_generator(
+    model, config: AppConfig, pipeline: TextPipeline, beam_size: int | None = None
+) -> BeamGenerator:
     """The beam-search generator with the decoding settings of ``config.engine``."""
     e = config.engine
-    return BeamGenerator(model, pipeline, beam_size=beam_size or e.beam_size,
-                         max_len=e.max_answer_tokens, min_len=e.min_answer_tokens,
-                         anti_lm_weight=e.anti_lm_weight, anti_lm_steps=e.anti_lm_steps)
+    return BeamGenerator(
+        model,
+        pipeline,
+        beam_size=beam_size or e.beam_size,
+        max_len=e.max_answer_tokens,
+        min_len=e.min_answer_tokens,
+        anti_lm_weight=e.anti_lm_weight,
+        anti_lm_steps=e.anti_lm_steps,
+    )
 
 
 def load_serving_model(model_dir: str | Path) -> LoadedModel:

@@ -73,8 +73,16 @@ class MatcherConfig:
     def __post_init__(self) -> None:
         if self.encoder not in ENCODERS:
             raise ValueError(f"unknown encoder {self.encoder!r}; valid: {list(ENCODERS)}")
-        for name in ("vocab_size", "embed_dim", "hidden_dim", "proj_dim", "mlp_dim",
-                     "context_turns", "max_context_len", "max_response_len"):
+        for name in (
+            "vocab_size",
+            "embed_dim",
+            "hidden_dim",
+            "proj_dim",
+            "mlp_dim",
+            "context_turns",
+            "max_context_len",
+            "max_response_len",
+        ):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be positive, got {getattr(self, name)}")
         if not 0.0 <= self.dropout < 1.0:
@@ -104,7 +112,9 @@ class MatcherConfig:
 # ---------------------------------------------------------------- text to ids and features
 
 
-def encode_context(turns: Sequence[Sequence[str]], vocab: Vocabulary, config: MatcherConfig) -> list[int]:
+def encode_context(
+    turns: Sequence[Sequence[str]], vocab: Vocabulary, config: MatcherConfig
+) -> list[int]:
     """The last ``context_turns`` tokenized turns joined by SEP, the newest ids kept (as the
     seq2seq source)."""
     from alime.seq2seq.data import encode_source
@@ -121,8 +131,9 @@ def _words(ids: Sequence[int]) -> set[int]:
     return {i for i in ids if i >= NUM_RESERVED}  # no padding, unknown or separators
 
 
-def candidate_features(context: Sequence[int], responses: Sequence[Sequence[int]],
-                       lexical: bool) -> np.ndarray:
+def candidate_features(
+    context: Sequence[int], responses: Sequence[Sequence[int]], lexical: bool
+) -> np.ndarray:
     """Per-candidate features [k, F]: log(1 + length); with ``lexical`` also the share of the
     candidate's distinct words found in the context, log(1 + that count) and the share minus
     its mean over the group."""
@@ -167,8 +178,9 @@ def build_network(config: MatcherConfig):
             if c.encoder == "gru":
                 self.encoder = keras.layers.GRU(c.hidden_dim, return_sequences=True, name="encoder")
             else:
-                self.encoder = keras.layers.Conv1D(c.hidden_dim, 3, padding="same",
-                                                   activation="relu", name="encoder")
+                self.encoder = keras.layers.Conv1D(
+                    c.hidden_dim, 3, padding="same", activation="relu", name="encoder"
+                )
             self.attend_proj = keras.layers.Dense(c.proj_dim, use_bias=False, name="attend_proj")
             self.compose = keras.layers.Dense(c.proj_dim, activation="relu", name="compose")
             self.hidden = keras.layers.Dense(c.mlp_dim, activation="relu", name="hidden")
@@ -213,15 +225,25 @@ def build_network(config: MatcherConfig):
             to_response = tf.nn.softmax(energy, axis=1) * vf
             r_aligned = tf.matmul(to_context, hc)  # [bk, lr, d]
             c_aligned = tf.matmul(to_response, hr, transpose_a=True)  # [bk, lc, d]
-            pooled = tf.concat([self._compose_pool(hr, r_aligned, mr, training),
-                                self._compose_pool(hc, c_aligned, mc, training)], axis=-1)
+            pooled = tf.concat(
+                [
+                    self._compose_pool(hr, r_aligned, mr, training),
+                    self._compose_pool(hc, c_aligned, mc, training),
+                ],
+                axis=-1,
+            )
             score = self.out(self.dropout(self.hidden(pooled), training=training))[:, 0]
             score = tf.reshape(score, [b, k])
             return score + self.feature_weights(features)[..., 0]
 
     net = MatchNet(config)
-    net((np.zeros((1, 1), np.int32), np.zeros((1, 1, 1), np.int32),
-         np.zeros((1, 1, config.n_features), np.float32)))
+    net(
+        (
+            np.zeros((1, 1), np.int32),
+            np.zeros((1, 1, 1), np.int32),
+            np.zeros((1, 1, config.n_features), np.float32),
+        )
+    )
     return net
 
 
@@ -239,8 +261,10 @@ def init_from_seq2seq(net, seq2seq_model) -> None:
         src = theirs.get_weights()
         dst = mine.get_weights()
         if [w.shape for w in src] != [w.shape for w in dst]:
-            raise ValueError(f"cannot reuse the seq2seq {theirs.name}: shapes "
-                             f"{[w.shape for w in src]} vs the matcher's {[w.shape for w in dst]}")
+            raise ValueError(
+                f"cannot reuse the seq2seq {theirs.name}: shapes "
+                f"{[w.shape for w in src]} vs the matcher's {[w.shape for w in dst]}"
+            )
         mine.set_weights(src)
 
 
@@ -260,10 +284,14 @@ class LoadedMatcher:
     def __post_init__(self) -> None:
         import tensorflow as tf
 
-        spec = [tf.TensorSpec([None, None], tf.int32), tf.TensorSpec([None, None, None], tf.int32),
-                tf.TensorSpec([None, None, self.config.n_features], tf.float32)]
-        self._score = tf.function(lambda c, r, f: self.net((c, r, f), training=False),
-                                  input_signature=spec)
+        spec = [
+            tf.TensorSpec([None, None], tf.int32),
+            tf.TensorSpec([None, None, None], tf.int32),
+            tf.TensorSpec([None, None, self.config.n_features], tf.float32),
+        ]
+        self._score = tf.function(
+            lambda c, r, f: self.net((c, r, f), training=False), input_signature=spec
+        )
 
     def score_ids(self, context: Sequence[int], responses: Sequence[Sequence[int]]) -> np.ndarray:
         """Scores [k] of k candidates' ids against one context's ids."""
@@ -274,7 +302,9 @@ class LoadedMatcher:
         return out.numpy()[0]
 
 
-def save_matcher_dir(path: str | Path, net, vocab: Vocabulary, metadata: dict | None = None) -> None:
+def save_matcher_dir(
+    path: str | Path, net, vocab: Vocabulary, metadata: dict | None = None
+) -> None:
     """Write config, vocabulary, weights and (when given) metadata into ``path``."""
     from alime import __version__
 
@@ -285,8 +315,9 @@ def save_matcher_dir(path: str | Path, net, vocab: Vocabulary, metadata: dict | 
     vocab.save(path / VOCAB_FILE)
     net.save_weights(str(path / WEIGHTS_FILE))
     if metadata is not None:
-        (path / METADATA_FILE).write_text(json.dumps(metadata, indent=2, ensure_ascii=False) + "\n",
-                                          encoding="utf-8")
+        (path / METADATA_FILE).write_text(
+            json.dumps(metadata, indent=2, ensure_ascii=False) + "\n", encoding="utf-8"
+        )
 
 
 def load_matcher_dir(path: str | Path) -> LoadedMatcher:
@@ -298,8 +329,10 @@ def load_matcher_dir(path: str | Path) -> LoadedMatcher:
     path = Path(path)
     for name in (CONFIG_FILE, VOCAB_FILE, WEIGHTS_FILE):
         if not (path / name).is_file():
-            raise ValueError(f"{path}: not a matcher directory (missing {name}); train one with "
-                             "'alime train-matcher'")
+            raise ValueError(
+                f"{path}: not a matcher directory (missing {name}); train one with "
+                "'alime train-matcher'"
+            )
     data = json.loads((path / CONFIG_FILE).read_text(encoding="utf-8"))
     if data.pop("format", None) != _FORMAT:
         raise ValueError(f"{path / CONFIG_FILE}: not an {_FORMAT} config")
@@ -307,7 +340,9 @@ def load_matcher_dir(path: str | Path) -> LoadedMatcher:
     config = MatcherConfig.from_dict(data, str(path / CONFIG_FILE))
     vocab = Vocabulary.load(path / VOCAB_FILE)
     if len(vocab) != config.vocab_size:
-        raise ValueError(f"{path}: vocab.json has {len(vocab)} ids, config says {config.vocab_size}")
+        raise ValueError(
+            f"{path}: vocab.json has {len(vocab)} ids, config says {config.vocab_size}"
+        )
     net = build_network(config)
     net.load_weights(str(path / WEIGHTS_FILE))
     meta = path / METADATA_FILE

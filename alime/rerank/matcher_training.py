@@ -93,8 +93,10 @@ class MatcherTrainOptions:
         if not 0 <= self.random_negatives <= 9:
             raise ValueError(f"random_negatives must be in [0, 9], got {self.random_negatives}")
         if not 0 <= self.context_negatives <= 9 - self.random_negatives:
-            raise ValueError(f"context_negatives must be in [0, 9 - random_negatives], "
-                             f"got {self.context_negatives}")
+            raise ValueError(
+                f"context_negatives must be in [0, 9 - random_negatives], "
+                f"got {self.context_negatives}"
+            )
 
 
 @dataclass
@@ -121,8 +123,10 @@ def training_rows(data: str | Path, metadata: dict) -> tuple[list[Row], set[int]
         raise ValueError(f"no such file: {data}")
     held = validation.heldout_lines(metadata, data)
     if held is None:
-        raise ValueError(f"{data}: the whole file was the model's validation data; "
-                         "the matcher trains on the model's training dialogues only")
+        raise ValueError(
+            f"{data}: the whole file was the model's validation data; "
+            "the matcher trains on the model's training dialogues only"
+        )
     rows = [r for r in read_dialogues(data) if r.line not in held]
     if not rows:
         raise ValueError(f"{data}: no training dialogues left after removing the held-out ones")
@@ -161,8 +165,9 @@ class EncodedGroups:
         return len(self.contexts)
 
 
-def encode_groups(groups: Sequence[Group], tokenize: Callable[[str], list[str]], vocab,
-                  config: MatcherConfig) -> EncodedGroups:
+def encode_groups(
+    groups: Sequence[Group], tokenize: Callable[[str], list[str]], vocab, config: MatcherConfig
+) -> EncodedGroups:
     """Tokenize and encode every group (each distinct text once)."""
     cache: dict[str, list[str]] = {}
 
@@ -176,15 +181,27 @@ def encode_groups(groups: Sequence[Group], tokenize: Callable[[str], list[str]],
     return EncodedGroups(contexts, candidates, np.asarray([g.true_index for g in groups], np.int32))
 
 
-def make_groups(rows: Sequence[Row], pool: Sequence[str], analyze, random_negatives: int,
-                seed: int, query_turns: int, progress: bool, context_negatives: int = 0,
-                sources: Sequence[Row] | None = None) -> list[Group]:
+def make_groups(
+    rows: Sequence[Row],
+    pool: Sequence[str],
+    analyze,
+    random_negatives: int,
+    seed: int,
+    query_turns: int,
+    progress: bool,
+    context_negatives: int = 0,
+    sources: Sequence[Row] | None = None,
+) -> list[Group]:
     """Groups of 10 like the validation files: of the 9 wrong replies ``random_negatives`` are
     random, ``context_negatives`` come from the context index over ``sources``, the rest are
     BM25 hits among ``pool``."""
-    options = validation.ValidationOptions(validation.NegativeKind.BM25, query_turns, seed,
-                                           random_negatives=random_negatives,
-                                           context_negatives=context_negatives)
+    options = validation.ValidationOptions(
+        validation.NegativeKind.BM25,
+        query_turns,
+        seed,
+        random_negatives=random_negatives,
+        context_negatives=context_negatives,
+    )
     return validation.build_groups(rows, pool, analyze, options, progress, sources=sources).groups
 
 
@@ -193,9 +210,12 @@ def batch_arrays(data: EncodedGroups, index: Sequence[int], n_features: int, lex
     contexts = pad_ids([data.contexts[i] for i in index])
     k = len(data.candidates[index[0]])
     width = max([1, *(len(r) for i in index for r in data.candidates[i])])
-    candidates = np.stack([pad_ids(data.candidates[i], width) for i in index]).reshape(len(index), k, width)
-    features = np.stack([candidate_features(data.contexts[i], data.candidates[i], lexical)
-                         for i in index]).astype(np.float32)
+    candidates = np.stack([pad_ids(data.candidates[i], width) for i in index]).reshape(
+        len(index), k, width
+    )
+    features = np.stack(
+        [candidate_features(data.contexts[i], data.candidates[i], lexical) for i in index]
+    ).astype(np.float32)
     assert features.shape[-1] == n_features
     return contexts, candidates, features, data.labels[list(index)]
 
@@ -203,8 +223,9 @@ def batch_arrays(data: EncodedGroups, index: Sequence[int], n_features: int, lex
 # ---------------------------------------------------------------- loop
 
 
-def evaluate_groups(score_fn, data: EncodedGroups, config: MatcherConfig,
-                    batch_size: int = 64) -> dict:
+def evaluate_groups(
+    score_fn, data: EncodedGroups, config: MatcherConfig, batch_size: int = 64
+) -> dict:
     """R10@1/2/5 and MRR (ties against the model) plus the mean listwise loss."""
     ranks, losses = [], []
     for start in range(0, len(data), batch_size):
@@ -218,9 +239,15 @@ def evaluate_groups(score_fn, data: EncodedGroups, config: MatcherConfig,
     return {**selection_metrics(ranks, 10), "loss": float(np.mean(losses))}
 
 
-def fit(net, train: EncodedGroups, config: MatcherConfig, options: MatcherTrainOptions,
-        dev_sets: dict[str, EncodedGroups] | None = None, progress: bool = True,
-        on_best: Callable[[int, dict], None] | None = None) -> tuple[list[dict], int, dict]:
+def fit(
+    net,
+    train: EncodedGroups,
+    config: MatcherConfig,
+    options: MatcherTrainOptions,
+    dev_sets: dict[str, EncodedGroups] | None = None,
+    progress: bool = True,
+    on_best: Callable[[int, dict], None] | None = None,
+) -> tuple[list[dict], int, dict]:
     """Train ``net`` with the listwise softmax loss; returns (history, best epoch, best dev).
 
     Without dev sets every epoch counts as the best (the last one is kept). ``on_best`` is
@@ -236,18 +263,22 @@ def fit(net, train: EncodedGroups, config: MatcherConfig, options: MatcherTrainO
     import keras
 
     optimizer = keras.optimizers.Adam(options.learning_rate, global_clipnorm=5.0)
-    spec = [tf.TensorSpec([None, None], tf.int32), tf.TensorSpec([None, None, None], tf.int32),
-            tf.TensorSpec([None, None, config.n_features], tf.float32),
-            tf.TensorSpec([None], tf.int32)]
+    spec = [
+        tf.TensorSpec([None, None], tf.int32),
+        tf.TensorSpec([None, None, None], tf.int32),
+        tf.TensorSpec([None, None, config.n_features], tf.float32),
+        tf.TensorSpec([None], tf.int32),
+    ]
 
     @tf.function(input_signature=spec)
     def step(c, r, f, y):
         with tf.GradientTape() as tape:
             logits = net((c, r, f), training=True)
             loss = tf.reduce_mean(
-                tf.nn.sparse_softmax_cross_entropy_with_logits(labels=y, logits=logits))
+                tf.nn.sparse_softmax_cross_entropy_with_logits(labels=y, logits=logits)
+            )
         grads = tape.gradient(loss, net.trainable_variables)
-        optimizer.apply_gradients(zip(grads, net.trainable_variables))
+        optimizer.apply_gradients(zip(grads, net.trainable_variables, strict=True))
         return loss
 
     score = tf.function(lambda c, r, f: net((c, r, f), training=False), input_signature=spec[:3])
@@ -261,27 +292,40 @@ def fit(net, train: EncodedGroups, config: MatcherConfig, options: MatcherTrainO
             log.warning("stopping before epoch %d: it would exceed --max-minutes", epoch)
             break
         order = rng.permutation(len(train))
-        batches = [order[i : i + options.batch_size] for i in range(0, len(order), options.batch_size)]
+        batches = [
+            order[i : i + options.batch_size] for i in range(0, len(order), options.batch_size)
+        ]
         total = 0.0
-        bar = tqdm(batches, desc=f"matcher epoch {epoch}/{options.epochs}", unit="batch",
-                   disable=not progress)
+        bar = tqdm(
+            batches,
+            desc=f"matcher epoch {epoch}/{options.epochs}",
+            unit="batch",
+            disable=not progress,
+        )
         for n, index in enumerate(bar, 1):
             c, r, f, y = batch_arrays(train, index, config.n_features, config.lexical_features)
             total += float(step(c, r, f, y))
             if n % 20 == 0:
                 bar.set_postfix(loss=f"{total / n:.4f}")
-        record = {"epoch": epoch, "train_loss": total / max(1, len(batches)),
-                  "seconds": round(time.time() - start, 1)}
+        record = {
+            "epoch": epoch,
+            "train_loss": total / max(1, len(batches)),
+            "seconds": round(time.time() - start, 1),
+        }
         for name, data in (dev_sets or {}).items():
             record[name] = evaluate_groups(score, data, config)
-        value = (float(np.mean([record[n]["r10@1"] for n in dev_sets])) if dev_sets else epoch)
+        value = float(np.mean([record[n]["r10@1"] for n in dev_sets])) if dev_sets else epoch
         record["dev_mean_r10@1"] = value if dev_sets else None
         history.append(record)
         log.info("matcher epoch %d: %s", epoch, record)
         if progress:
-            tqdm.write(f"epoch {epoch}: train loss {record['train_loss']:.4f}"
-                       + "".join(f", {n} R10@1 {record[n]['r10@1']:.3f} loss {record[n]['loss']:.3f}"
-                                 for n in dev_sets or {}))
+            tqdm.write(
+                f"epoch {epoch}: train loss {record['train_loss']:.4f}"
+                + "".join(
+                    f", {n} R10@1 {record[n]['r10@1']:.3f} loss {record[n]['loss']:.3f}"
+                    for n in dev_sets or {}
+                )
+            )
         if value > best_value:
             best_epoch, best_value, stale = epoch, value, 0
             best_dev = {n: record[n] for n in dev_sets or {}}
@@ -294,10 +338,16 @@ def fit(net, train: EncodedGroups, config: MatcherConfig, options: MatcherTrainO
     return history, best_epoch, best_dev
 
 
-def train_matcher(data: str | Path, model_dir: str | Path, out_dir: str | Path,
-                  options: MatcherTrainOptions | None = None, lexical_features: bool = False,
-                  text_config=None, progress: bool = True,
-                  encoder: str = "gru") -> MatcherTrainResult:
+def train_matcher(
+    data: str | Path,
+    model_dir: str | Path,
+    out_dir: str | Path,
+    options: MatcherTrainOptions | None = None,
+    lexical_features: bool = False,
+    text_config=None,
+    progress: bool = True,
+    encoder: str = "gru",
+) -> MatcherTrainResult:
     """Train a matcher on ``model_dir``'s training dialogues of ``data``; write ``out_dir``.
 
     ``lexical_features`` and ``encoder`` are ``MatcherConfig`` fields; the other sizes follow
@@ -325,24 +375,59 @@ def train_matcher(data: str | Path, model_dir: str | Path, out_dir: str | Path,
         raise ValueError("the dev split left no training or no dev dialogues")
     pipeline = TextPipeline(text_config or AppConfig().text)
     seq2seq = load_model_dir(model_dir)
-    config = MatcherConfig(vocab_size=seq2seq.config.vocab_size, embed_dim=seq2seq.config.embed_dim,
-                           hidden_dim=seq2seq.config.hidden_dim,
-                           context_turns=seq2seq.config.context_turns,
-                           lexical_features=lexical_features, encoder=encoder)
+    config = MatcherConfig(
+        vocab_size=seq2seq.config.vocab_size,
+        embed_dim=seq2seq.config.embed_dim,
+        hidden_dim=seq2seq.config.hidden_dim,
+        context_turns=seq2seq.config.context_turns,
+        lexical_features=lexical_features,
+        encoder=encoder,
+    )
     examples = expand_rows(train_rows) if options.expand_turns else list(train_rows)
     train_pool = validation.response_pool(train_rows)
     all_pool = validation.response_pool(rows)  # as in validation: the file's other replies
-    groups = make_groups(examples, train_pool, pipeline.index_terms, options.random_negatives,
-                         options.seed, options.query_turns, progress, options.context_negatives,
-                         sources=train_rows)
+    groups = make_groups(
+        examples,
+        train_pool,
+        pipeline.index_terms,
+        options.random_negatives,
+        options.seed,
+        options.query_turns,
+        progress,
+        options.context_negatives,
+        sources=train_rows,
+    )
     # the three constructions of the held-out files (docs/evaluation.md), on the dev dialogues
     dev_groups = {
-        "dev_bm25neg": make_groups(dev_rows, all_pool, pipeline.index_terms, 0, options.seed + 1,
-                                   options.query_turns, progress),
-        "dev_ctxneg": make_groups(dev_rows, all_pool, pipeline.index_terms, 0, options.seed + 3,
-                                  options.query_turns, progress, context_negatives=9, sources=rows),
-        "dev_randneg": make_groups(dev_rows, all_pool, pipeline.index_terms, 9, options.seed + 2,
-                                   options.query_turns, progress),
+        "dev_bm25neg": make_groups(
+            dev_rows,
+            all_pool,
+            pipeline.index_terms,
+            0,
+            options.seed + 1,
+            options.query_turns,
+            progress,
+        ),
+        "dev_ctxneg": make_groups(
+            dev_rows,
+            all_pool,
+            pipeline.index_terms,
+            0,
+            options.seed + 3,
+            options.query_turns,
+            progress,
+            context_negatives=9,
+            sources=rows,
+        ),
+        "dev_randneg": make_groups(
+            dev_rows,
+            all_pool,
+            pipeline.index_terms,
+            9,
+            options.seed + 2,
+            options.query_turns,
+            progress,
+        ),
     }
     encode = lambda gs: encode_groups(gs, pipeline.tokenize, seq2seq.vocab, config)  # noqa: E731
     train_data = encode(groups)
@@ -355,27 +440,44 @@ def train_matcher(data: str | Path, model_dir: str | Path, out_dir: str | Path,
     init_from_seq2seq(net, seq2seq.model)
     out = Path(out_dir)
     meta = {
-        "data": str(data), "seq2seq_model": str(model_dir),
-        "split": {"excluded_heldout_lines": len(held), "training_dialogues": len(rows),
-                  "matcher_train_dialogues": len(train_rows), "dev_dialogues": len(dev_rows),
-                  "dev_lines": sorted(r.line for r in dev_rows),
-                  "by": "conversation (alime.seq2seq.data.split_dialogues)"},
-        "train_groups": len(train_data), "options": asdict(options),
+        "data": str(data),
+        "seq2seq_model": str(model_dir),
+        "split": {
+            "excluded_heldout_lines": len(held),
+            "training_dialogues": len(rows),
+            "matcher_train_dialogues": len(train_rows),
+            "dev_dialogues": len(dev_rows),
+            "dev_lines": sorted(r.line for r in dev_rows),
+            "by": "conversation (alime.seq2seq.data.split_dialogues)",
+        },
+        "train_groups": len(train_data),
+        "options": asdict(options),
         "text": pipeline.config.as_metadata(),
     }
 
     def save(epoch: int, record: dict) -> None:
-        save_matcher_dir(out, net, seq2seq.vocab, {**meta, "best_epoch": epoch, "dev": {
-            n: record[n] for n in dev_sets}})
+        save_matcher_dir(
+            out,
+            net,
+            seq2seq.vocab,
+            {**meta, "best_epoch": epoch, "dev": {n: record[n] for n in dev_sets}},
+        )
 
     history, best_epoch, best_dev = fit(net, train_data, config, options, dev_sets, progress, save)
     import tensorflow as tf
 
-    meta.update({"best_epoch": best_epoch, "dev": best_dev, "history": history,
-                 "train_seconds": round(history[-1]["seconds"], 1) if history else 0.0,
-                 "wall_seconds": round(time.monotonic() - wall, 1),
-                 "tensorflow_version": tf.__version__})
+    meta.update(
+        {
+            "best_epoch": best_epoch,
+            "dev": best_dev,
+            "history": history,
+            "train_seconds": round(history[-1]["seconds"], 1) if history else 0.0,
+            "wall_seconds": round(time.monotonic() - wall, 1),
+            "tensorflow_version": tf.__version__,
+        }
+    )
     # the best epoch's weights are on disk; rewrite only the metadata
-    (out / METADATA_FILE).write_text(json.dumps(meta, indent=2, ensure_ascii=False) + "\n",
-                                     encoding="utf-8")
+    (out / METADATA_FILE).write_text(
+        json.dumps(meta, indent=2, ensure_ascii=False) + "\n", encoding="utf-8"
+    )
     return MatcherTrainResult(out, best_epoch, best_dev, history, meta["wall_seconds"])

@@ -45,8 +45,9 @@ class _ModelScorer:
         self, query: str, context: Sequence[str], answers: Sequence[str]
     ) -> list[np.ndarray]:
         """log p(token | earlier tokens, query, context) for each answer's tokens and EOS."""
-        return self.model.inference.answer_log_probs(self._source(query, context),
-                                                     self._targets(answers))
+        return self.model.inference.answer_log_probs(
+            self._source(query, context), self._targets(answers)
+        )
 
     def prior_log_probs(self, answers: Sequence[str]) -> list[np.ndarray]:
         """log p(token | earlier tokens) with an empty source: the answer's typicality alone."""
@@ -63,8 +64,9 @@ class PriorCache:
         size: the most answers kept.
     """
 
-    def __init__(self, compute: Callable[[Sequence[str]], list[np.ndarray]],
-                 size: int = 4096) -> None:
+    def __init__(
+        self, compute: Callable[[Sequence[str]], list[np.ndarray]], size: int = 4096
+    ) -> None:
         if size < 1:
             raise ValueError(f"size must be >= 1, got {size}")
         self.compute = compute
@@ -95,8 +97,9 @@ class MeanProbScorer(_ModelScorer):
     """AliMe's score: the mean per-token probability of the answer given the query, in (0, 1]."""
 
     def score(self, query: str, context: Sequence[str], answers: Sequence[str]) -> list[float]:
-        return [float(np.mean(np.exp(lp)))
-                for lp in self.conditional_log_probs(query, context, answers)]
+        return [
+            float(np.mean(np.exp(lp))) for lp in self.conditional_log_probs(query, context, answers)
+        ]
 
 
 class MeanLogProbScorer(_ModelScorer):
@@ -126,8 +129,9 @@ class PMIScorer(_ModelScorer):
         weight: the prior's weight (lambda); 0 gives ``MeanLogProbScorer``, 1 full PMI.
     """
 
-    def __init__(self, model: LoadedModel, pipeline: TextPipeline | None = None,
-                 weight: float = 0.5) -> None:
+    def __init__(
+        self, model: LoadedModel, pipeline: TextPipeline | None = None, weight: float = 0.5
+    ) -> None:
         super().__init__(model, pipeline)
         if weight < 0:
             raise ValueError(f"weight must be >= 0, got {weight}")
@@ -141,8 +145,9 @@ class PMIScorer(_ModelScorer):
     def score(self, query: str, context: Sequence[str], answers: Sequence[str]) -> list[float]:
         cond = self.conditional_log_probs(query, context, answers)
         prior = self.prior_log_probs(answers) if self.weight else [np.zeros(1)] * len(cond)
-        return [float(np.mean(c) - self.weight * np.mean(p))
-                for c, p in zip(cond, prior, strict=True)]
+        return [
+            float(np.mean(c) - self.weight * np.mean(p)) for c, p in zip(cond, prior, strict=True)
+        ]
 
 
 class ScorerKind(str, Enum):
@@ -155,8 +160,9 @@ class ScorerKind(str, Enum):
     MATCH = "match"  # the discriminative matcher in MODEL_DIR/matcher (``alime.rerank.matcher``)
 
 
-def match_scorer(model: LoadedModel, pipeline: TextPipeline | None = None,
-                 matcher_dir: str | Path | None = None):
+def match_scorer(
+    model: LoadedModel, pipeline: TextPipeline | None = None, matcher_dir: str | Path | None = None
+):
     """The trained matcher of the model directory (``MODEL_DIR/matcher`` unless given).
 
     Raises:
@@ -181,8 +187,9 @@ SCORERS: dict[ScorerKind, Callable[..., object]] = {
 }
 
 
-def make_scorer(kind: ScorerKind | str, model: LoadedModel,
-                pipeline: TextPipeline | None = None, **options):
+def make_scorer(
+    kind: ScorerKind | str, model: LoadedModel, pipeline: TextPipeline | None = None, **options
+):
     """Build a scorer by name.
 
     Raises:

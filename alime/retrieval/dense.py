@@ -88,8 +88,13 @@ def resolve_kind(config: DenseConfig, n: int) -> IndexKind:
     return kind
 
 
-def build_faiss(vectors: np.ndarray, ids: np.ndarray, kind: IndexKind, config: DenseConfig,
-                threads: int | None = None):
+def build_faiss(
+    vectors: np.ndarray,
+    ids: np.ndarray,
+    kind: IndexKind,
+    config: DenseConfig,
+    threads: int | None = None,
+):
     """A new ``IndexIDMap2`` over ``vectors`` (float32, normalized) labelled with KB ``ids``,
     built with ``threads`` OpenMP threads (default: every core)."""
     import faiss
@@ -244,13 +249,22 @@ def make_snapshot(
     dead = frozenset(int(i) for i in dead)
     delta = dict(delta or {})
     ids = np.fromiter(delta.keys(), np.int64, len(delta))
-    vectors = (np.stack(list(delta.values())).astype(np.float32) if delta
-               else np.zeros((0, int(main.d)), np.float32))
+    vectors = (
+        np.stack(list(delta.values())).astype(np.float32)
+        if delta
+        else np.zeros((0, int(main.d)), np.float32)
+    )
     return DenseSnapshot(
-        config=config, kind=kind, main=main, main_ids=np.sort(np.asarray(main_ids, np.int64)),
-        dead=dead, dead_ids=np.fromiter(sorted(dead), np.int64, len(dead)),
+        config=config,
+        kind=kind,
+        main=main,
+        main_ids=np.sort(np.asarray(main_ids, np.int64)),
+        dead=dead,
+        dead_ids=np.fromiter(sorted(dead), np.int64, len(dead)),
         delta={int(i): r for r, i in enumerate(ids)},
-        delta_ids=ids, delta_vectors=vectors, center=center,
+        delta_ids=ids,
+        delta_vectors=vectors,
+        center=center,
     )
 
 
@@ -387,8 +401,9 @@ class DenseIndex:
                 if len(vector) != snap.dim:
                     raise ValueError(f"vector of size {len(vector)}, index has {snap.dim}")
                 delta[int(doc_id)] = snap.prepare(vector)
-            self._snapshot = make_snapshot(snap.config, snap.kind, snap.main, snap.main_ids,
-                                           dead, delta, snap.center)
+            self._snapshot = make_snapshot(
+                snap.config, snap.kind, snap.main, snap.main_ids, dead, delta, snap.center
+            )
 
     def merge(self, threads: int | None = None) -> None:
         """Rebuild the main index from its live vectors plus the delta; results do not change
@@ -440,7 +455,9 @@ class DenseIndex:
 
     @classmethod
     def load(
-        cls, directory: str | Path, config: DenseConfig | None = None,
+        cls,
+        directory: str | Path,
+        config: DenseConfig | None = None,
         model_identity: str | None = None,
     ) -> DenseIndex:
         """Load what :meth:`save` wrote.
@@ -460,11 +477,14 @@ class DenseIndex:
         src = Path(directory)
         params = json.loads((src / PARAMS_FILE).read_text(encoding="utf-8"))
         if params.get("format_version") != FORMAT_VERSION:
-            raise ValueError(f"{src}: dense index format {params.get('format_version')}, "
-                             f"this alime reads {FORMAT_VERSION}")
+            raise ValueError(
+                f"{src}: dense index format {params.get('format_version')}, "
+                f"this alime reads {FORMAT_VERSION}"
+            )
         if model_identity is not None and params["model_identity"] != model_identity:
-            raise ValueError(f"{src}: vectors from {params['model_identity']}, "
-                             f"the embedder is {model_identity}")
+            raise ValueError(
+                f"{src}: vectors from {params['model_identity']}, the embedder is {model_identity}"
+            )
         saved = DenseConfig(**params["config"])
         config = config or saved
         built = ("kind", "approx_threshold", "hnsw_m", "ef_construction", "ivf_nlist", "center")

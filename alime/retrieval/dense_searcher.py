@@ -31,8 +31,9 @@ class DenseRetriever:
 
     def __init__(self, index: DenseIndex, embedder: Embedder) -> None:
         if index.model_identity != embedder.identity:
-            raise ValueError(f"index built by {index.model_identity}, embedder is "
-                             f"{embedder.identity}")
+            raise ValueError(
+                f"index built by {index.model_identity}, embedder is {embedder.identity}"
+            )
         self.index = index
         self.embedder = embedder
 
@@ -70,8 +71,13 @@ class DenseSearcher(KBFollower):
 
     def _build_index(self, ids: list[int], pairs: Sequence[QAPair]) -> DenseIndex:
         vectors = np.asarray(self._index_values(pairs), np.float32).reshape(len(ids), -1)
-        return DenseIndex.build(vectors, np.asarray(ids, np.int64), self.embedder.identity,
-                                self.config.dense, dim=self.embedder.dim)
+        return DenseIndex.build(
+            vectors,
+            np.asarray(ids, np.int64),
+            self.embedder.identity,
+            self.config.dense,
+            dim=self.embedder.dim,
+        )
 
     def _index_values(self, pairs: Sequence[QAPair]) -> list[np.ndarray]:
         """One vector per entry: the re-normalized mean of its questions' unit vectors (the
@@ -83,7 +89,7 @@ class DenseSearcher(KBFollower):
         vectors = np.asarray(self.embedder.embed(texts), np.float32)
         out, start = [], 0
         for p in pairs:
-            block = vectors[start:start + len(p.questions)]
+            block = vectors[start : start + len(p.questions)]
             start += len(p.questions)
             if len(block) == 1:
                 out.append(block[0])

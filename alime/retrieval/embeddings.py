@@ -83,7 +83,10 @@ def _weight_files(model_dir: Path) -> list[Path]:
 def model_identity(model_dir: str | Path, pooling: Pooling | str, sif_a: float = 0.0) -> str:
     """A short hash of everything that determines the vectors: weights, config, vocab, pooling."""
     digest = hashlib.sha256()
-    for path in _weight_files(Path(model_dir)) + [Path(model_dir, CONFIG_FILE), Path(model_dir, VOCAB_FILE)]:
+    for path in _weight_files(Path(model_dir)) + [
+        Path(model_dir, CONFIG_FILE),
+        Path(model_dir, VOCAB_FILE),
+    ]:
         with open(path, "rb") as f:
             for block in iter(lambda: f.read(1 << 20), b""):
                 digest.update(block)
@@ -138,8 +141,11 @@ class Seq2SeqEmbedder:
     @property
     def dim(self) -> int:
         cfg = self.warm_up().config
-        sizes = {Pooling.STATES: cfg.hidden_dim, Pooling.WORDS: cfg.embed_dim,
-                 Pooling.CONCAT: cfg.hidden_dim + cfg.embed_dim}
+        sizes = {
+            Pooling.STATES: cfg.hidden_dim,
+            Pooling.WORDS: cfg.embed_dim,
+            Pooling.CONCAT: cfg.hidden_dim + cfg.embed_dim,
+        }
         return sizes[self.pooling]
 
     def warm_up(self):
@@ -167,7 +173,9 @@ class Seq2SeqEmbedder:
                     # meaning, only a direction every noisy query would share, so leave it out.
                     # (sif_weights gives reserved ids weight 0.)
                     weight = tf.gather(weights, ids)[:, :, None]
-                    n_known = tf.maximum(tf.reduce_sum(tf.cast(weight > 0, tf.float32), axis=1), 1.0)
+                    n_known = tf.maximum(
+                        tf.reduce_sum(tf.cast(weight > 0, tf.float32), axis=1), 1.0
+                    )
                     parts.append(tf.reduce_sum(model.embedding(ids) * weight, axis=1) / n_known)
                 return parts
 
@@ -209,7 +217,7 @@ class Seq2SeqEmbedder:
     def token_ids(self, text: str) -> list[int]:
         """The model's source ids for one question (no context turns, truncated like training)."""
         m = self.warm_up()
-        return m.vocab.encode(self.tokenize(text))[-m.config.max_source_len:]
+        return m.vocab.encode(self.tokenize(text))[-m.config.max_source_len :]
 
     def embed(self, texts: Sequence[str]) -> np.ndarray:
         """Normalized embeddings ``[len(texts), dim]`` (float32), in the order given."""
@@ -225,11 +233,11 @@ class Seq2SeqEmbedder:
         out = np.zeros((len(ids), self.dim), dtype=np.float32)
         order = sorted(range(len(ids)), key=lambda i: len(ids[i]))
         for start in range(0, len(order), self.batch_size):
-            rows = order[start:start + self.batch_size]
+            rows = order[start : start + self.batch_size]
             width = max(1, max(len(ids[i]) for i in rows))
             batch = np.full((len(rows), width), PAD_ID, dtype=np.int32)
             for r, i in enumerate(rows):
-                batch[r, :len(ids[i])] = ids[i]
+                batch[r, : len(ids[i])] = ids[i]
             # Each part normalized before joining, so both weigh the same in the cosine.
             parts = [l2_normalize(np.asarray(t)) for t in self._pool(batch)]
             out[rows] = l2_normalize(np.concatenate(parts, axis=1)) if len(parts) > 1 else parts[0]
@@ -240,7 +248,7 @@ class Seq2SeqEmbedder:
         of questions so the gathered rows stay small."""
         out = np.zeros((len(ids), self._table.shape[1]), np.float32)
         for start in range(0, len(ids), block):
-            rows = [[i for i in row if i >= NUM_RESERVED] for row in ids[start:start + block]]
+            rows = [[i for i in row if i >= NUM_RESERVED] for row in ids[start : start + block]]
             counts = np.fromiter((len(r) for r in rows), np.int64, len(rows))
             flat = np.fromiter((i for r in rows for i in r), np.int64, int(counts.sum()))
             has = counts > 0
@@ -250,5 +258,5 @@ class Seq2SeqEmbedder:
             # (their starts would repeat, which reduceat does not read as an empty slice).
             starts = (np.cumsum(counts) - counts)[has]
             sums = np.add.reduceat(self._table[flat].astype(np.float64), starts, axis=0)
-            out[start:start + len(rows)][has] = sums / counts[has, None]
+            out[start : start + len(rows)][has] = sums / counts[has, None]
         return l2_normalize(out)

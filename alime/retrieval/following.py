@@ -13,8 +13,8 @@ Three ways to catch up, chosen by the size of the backlog:
 - **Large** (a bulk import): never in a request thread. Queries keep answering from the current
   snapshot while ONE background thread (at low CPU priority) loads the saved index, brings it up
   to date, merges and saves it, applies the few changes made meanwhile and swaps it in with one
-  reference assignment. Until then, the bulk's pairs (and edits made during the catch-up) are not yet
-  searchable: "searchable once the background catch-up finishes".
+  reference assignment. Until then, the bulk's pairs (and edits made during the catch-up) are
+  not yet searchable: "searchable once the background catch-up finishes".
 - **The KB is another one** (its id changed: deleted and re-seeded) **or its history is not the
   index's** (its revision is behind the index's, or the change at the index's revision has another
   token: restored from a backup, then maybe written to): the index is rebuilt from the KB with a
@@ -110,8 +110,9 @@ class KBFollower:
         self.index_dir = Path(index_dir)
         self.config = config or RetrievalConfig()
         if self.config.background_sync_above < 0:
-            raise ValueError("retrieval.background_sync_above must be >= 0 "
-                             "(0: never in the background)")
+            raise ValueError(
+                "retrieval.background_sync_above must be >= 0 (0: never in the background)"
+            )
         self._sync_lock = threading.Lock()
         self._job: threading.Thread | None = None
         # The first sync after opening catches up in the calling thread whatever the backlog: a
@@ -192,14 +193,19 @@ class KBFollower:
                 if state.get("kb_id") != kb.kb_id:
                     raise ValueError(f"it indexes KB {state.get('kb_id')}, this KB is {kb.kb_id}")
                 if saved_revision > kb.revision:
-                    raise ValueError(f"it is at KB revision {saved_revision}, the KB at "
-                                     f"{kb.revision}: the KB went backwards (restored?)")
+                    raise ValueError(
+                        f"it is at KB revision {saved_revision}, the KB at "
+                        f"{kb.revision}: the KB went backwards (restored?)"
+                    )
                 if state.get("kb_tx", "missing") != kb.tx:
-                    raise ValueError(f"the KB's change {saved_revision} is not the one it indexed: "
-                                     "the KB's history diverged (restored, then written to?)")
+                    raise ValueError(
+                        f"the KB's change {saved_revision} is not the one it indexed: "
+                        "the KB's history diverged (restored, then written to?)"
+                    )
                 index = self._load_index()
-                log.info("loaded %s %s at KB revision %d", self.name, self.index_dir,
-                         saved_revision)
+                log.info(
+                    "loaded %s %s at KB revision %d", self.name, self.index_dir, saved_revision
+                )
                 return Live(index, saved_revision, kb.kb_id, kb.tx)
             except (OSError, ValueError, KeyError, TypeError) as exc:
                 log.warning("rebuilding %s %s: %s", self.name, self.index_dir, exc)
@@ -223,8 +229,12 @@ class KBFollower:
         kb = self.kb.identity()
         pairs = list(self.kb.iter_pairs())
         index = self._build_index([p.id for p in pairs], pairs)
-        log.info("%s: indexed %d questions in %.2fs", self.name, len(pairs),
-                 time.perf_counter() - started)
+        log.info(
+            "%s: indexed %d questions in %.2fs",
+            self.name,
+            len(pairs),
+            time.perf_counter() - started,
+        )
         return Live(index, kb.revision, kb.kb_id, kb.tx)
 
     def save(self) -> None:
@@ -240,8 +250,14 @@ class KBFollower:
         shutil.rmtree(old, ignore_errors=True)
         try:
             live.index.save(tmp)
-            state = {"kb_revision": live.revision, "kb_id": live.kb_id, "kb_tx": live.tx,
-                     "alime_version": __version__, "kb": str(self.kb.path), **self._state()}
+            state = {
+                "kb_revision": live.revision,
+                "kb_id": live.kb_id,
+                "kb_tx": live.tx,
+                "alime_version": __version__,
+                "kb": str(self.kb.path),
+                **self._state(),
+            }
             (tmp / STATE_FILE).write_text(json.dumps(state))
             if self.index_dir.exists():
                 self.index_dir.rename(old)
@@ -300,10 +316,18 @@ class KBFollower:
         index's revision): rebuild, loudly."""
         if not live.valid and self.catching_up:
             return 0  # being rebuilt in the background (warned already); nothing is searched
-        log.warning("%s %s: the KB changed identity (id %s -> %s, revision %d -> %d, change "
-                    "token %s -> %s: replaced or restored from a backup); rebuilding the index",
-                    self.name, self.index_dir, live.kb_id, kb.kb_id, live.revision, kb.revision,
-                    live.tx, kb.tx)
+        log.warning(
+            "%s %s: the KB changed identity (id %s -> %s, revision %d -> %d, change "
+            "token %s -> %s: replaced or restored from a backup); rebuilding the index",
+            self.name,
+            self.index_dir,
+            live.kb_id,
+            kb.kb_id,
+            live.revision,
+            kb.revision,
+            live.tx,
+            kb.tx,
+        )
         limit = self.config.background_sync_above
         if not limit or first or self.kb.count() <= limit:
             self._live = self.rebuild()
@@ -335,7 +359,7 @@ class KBFollower:
         chunk = BACKGROUND_CHUNK if background else max(len(kept), 1)
         for start in range(0, len(kept), chunk):
             began = time.perf_counter()
-            part = kept[start:start + chunk]
+            part = kept[start : start + chunk]
             values.update(zip([p.id for p in part], self._index_values(part), strict=True))
             if background:
                 time.sleep((time.perf_counter() - began) * BACKGROUND_PAUSE)
@@ -356,8 +380,9 @@ class KBFollower:
         """Start the background catch-up/merge thread unless it runs (call with the sync lock)."""
         if self.catching_up:
             return
-        self._job = threading.Thread(target=self._run_job, name=f"alime-{self.name}-catch-up",
-                                     daemon=True)
+        self._job = threading.Thread(
+            target=self._run_job, name=f"alime-{self.name}-catch-up", daemon=True
+        )
         self._job.start()
 
     def _run_job(self) -> None:
@@ -373,16 +398,23 @@ class KBFollower:
                 # What may still be applied under the sync lock at the swap, where requests
                 # wait for it: a merge's worth; after a few rounds (a steady stream of writes)
                 # whatever the foreground would apply itself.
-                limit = (self.config.merge_every if round_ < 3
-                         else self.config.background_sync_above or float("inf"))
+                limit = (
+                    self.config.merge_every
+                    if round_ < 3
+                    else self.config.background_sync_above or float("inf")
+                )
                 with self._sync_lock:  # the few changes made meanwhile, then the swap
                     kb = self.kb.identity(at=fresh.revision)
                     if fresh.same_history(kb) and kb.revision - fresh.revision <= limit:
                         self._live = self._apply_changes(fresh)  # ONE reference assignment
                         break
                 # more came meanwhile (or the KB was replaced): go round again
-            log.info("%s: background catch-up to KB revision %d done in %.2fs", self.name,
-                     self._live.revision, time.perf_counter() - started)
+            log.info(
+                "%s: background catch-up to KB revision %d done in %.2fs",
+                self.name,
+                self._live.revision,
+                time.perf_counter() - started,
+            )
         except Exception:  # the current index keeps serving; the next sync tries again
             log.exception("background %s catch-up failed", self.name)
 

@@ -131,7 +131,10 @@ class HybridSearcher:
     """
 
     def __init__(
-        self, bm25: Retriever, dense: Retriever, settings: FusionSettings | None = None,
+        self,
+        bm25: Retriever,
+        dense: Retriever,
+        settings: FusionSettings | None = None,
         parallel: bool = False,
     ) -> None:
         self.bm25 = bm25

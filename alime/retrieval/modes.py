@@ -53,6 +53,7 @@ def build_retriever(
         RetrievalMode.BM25: lambda: bm25,
         RetrievalMode.DENSE: dense,
         RetrievalMode.HYBRID: lambda: HybridSearcher(
-            bm25, dense(), FusionSettings.from_config(config.retrieval.fusion)),
+            bm25, dense(), FusionSettings.from_config(config.retrieval.fusion)
+        ),
     }
     return builders[mode]()

@@ -59,8 +59,9 @@ class PhrasingIndex:
             self._questions[entry] = self._questions.get(entry, 0) + 1
 
     @classmethod
-    def build(cls, values: Sequence[EntryTerms], ids: Sequence[int],
-              config: BM25Config | None = None) -> PhrasingIndex:
+    def build(
+        cls, values: Sequence[EntryTerms], ids: Sequence[int], config: BM25Config | None = None
+    ) -> PhrasingIndex:
         docs, doc_ids = [], []
         for entry, questions in zip(ids, values, strict=True):
             for i, terms in enumerate(questions):
@@ -109,9 +110,12 @@ class PhrasingIndex:
         return [Hit(entry, score) for entry, score in ranked]
 
     # -- edits ----------------------------------------------------------------------------------
-    def apply(self, adds: Mapping[int, EntryTerms] | None = None,
-              updates: Mapping[int, EntryTerms] | None = None, deletes: Iterable[int] = ()
-              ) -> None:
+    def apply(
+        self,
+        adds: Mapping[int, EntryTerms] | None = None,
+        updates: Mapping[int, EntryTerms] | None = None,
+        deletes: Iterable[int] = (),
+    ) -> None:
         """Entry-level edits as one BM25 snapshot: an updated entry's old documents are removed
         and its new ones added (its number of phrasings may change)."""
         doc_adds: dict[int, Sequence[str]] = {}
@@ -130,9 +134,11 @@ class PhrasingIndex:
         # Removing and re-adding the same document id in one batch: BM25Index.apply removes
         # first, then adds, so pass re-used ids as updates.
         reused = {d for d in doc_deletes if d in doc_adds}
-        self.inner.apply(adds={d: t for d, t in doc_adds.items() if d not in reused},
-                         updates={d: doc_adds[d] for d in reused},
-                         deletes=[d for d in doc_deletes if d not in reused])
+        self.inner.apply(
+            adds={d: t for d, t in doc_adds.items() if d not in reused},
+            updates={d: doc_adds[d] for d in reused},
+            deletes=[d for d in doc_deletes if d not in reused],
+        )
         self._questions = counts
 
     def merge(self) -> None:
@@ -160,4 +166,3 @@ class PhrasingIndex:
         if data != {"format": FORMAT_VERSION, "phrasing_bits": PHRASING_BITS}:
             raise ValueError(f"{directory}: phrasing index layout {data} is not this alime's")
         return cls(BM25Index.load(directory, mmap=mmap))
-

@@ -41,8 +41,15 @@ class Seq2SeqConfig:
     prior_dropout: float = 0.1
 
     def __post_init__(self) -> None:
-        for name in ("vocab_size", "embed_dim", "hidden_dim", "attention_dim", "context_turns",
-                     "max_source_len", "max_target_len"):
+        for name in (
+            "vocab_size",
+            "embed_dim",
+            "hidden_dim",
+            "attention_dim",
+            "context_turns",
+            "max_source_len",
+            "max_target_len",
+        ):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be positive, got {getattr(self, name)}")
         if not 0.0 <= self.dropout < 1.0 or not 0.0 <= self.prior_dropout < 1.0:

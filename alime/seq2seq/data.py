@@ -54,8 +54,11 @@ def read_ecommerce(path: str | Path) -> list[Dialogue]:
     """
     from alime.kb.formats import iter_ecommerce
 
-    return [Dialogue(r.turns, r.response, str(path), r.line)
-            for r in iter_ecommerce(path) if r.label == 1]
+    return [
+        Dialogue(r.turns, r.response, str(path), r.line)
+        for r in iter_ecommerce(path)
+        if r.label == 1
+    ]
 
 
 def read_qa_tsv(path: str | Path) -> list[Dialogue]:
@@ -68,8 +71,10 @@ def read_qa_tsv(path: str | Path) -> list[Dialogue]:
     out = []
     for lineno, fields in _rows(path):
         if len(fields) != 2 or not fields[0].strip() or not fields[1].strip():
-            raise ValueError(f"{path}:{lineno}: expected 'question \\t answer' (2 non-empty "
-                             f"fields), got {len(fields)} field(s)")
+            raise ValueError(
+                f"{path}:{lineno}: expected 'question \\t answer' (2 non-empty "
+                f"fields), got {len(fields)} field(s)"
+            )
         out.append(Dialogue((fields[0],), fields[1], str(path), lineno))
     return out
 
@@ -189,11 +194,11 @@ def encode_source(
 ) -> list[int]:
     """The last ``context_turns`` turns joined by SEP, truncated from the left."""
     ids: list[int] = []
-    for turn in list(turns)[-config.context_turns:]:
+    for turn in list(turns)[-config.context_turns :]:
         if ids:
             ids.append(SEP_ID)
         ids.extend(vocab.encode(turn))
-    return ids[-config.max_source_len:]
+    return ids[-config.max_source_len :]
 
 
 def encode_target(tokens: Sequence[str], vocab: Vocabulary, config: Seq2SeqConfig) -> list[int]:
@@ -212,7 +217,7 @@ def encode_query(
     config: Seq2SeqConfig,
 ) -> list[int]:
     """Source ids for a live query and its earlier turns (oldest first)."""
-    turns = [*context, query][-config.context_turns:]
+    turns = [*context, query][-config.context_turns :]
     return encode_source([tokenize(t) for t in turns], vocab, config)
 
 

@@ -49,9 +49,12 @@ def _blocked(history: Sequence[int], n: int) -> list[int]:
         return []
     if n == 1:
         return list(history)
-    prefix = tuple(history[len(history) - (n - 1):])
-    return [history[i + n - 1] for i in range(len(history) - n + 1)
-            if tuple(history[i : i + n - 1]) == prefix]
+    prefix = tuple(history[len(history) - (n - 1) :])
+    return [
+        history[i + n - 1]
+        for i in range(len(history) - n + 1)
+        if tuple(history[i : i + n - 1]) == prefix
+    ]
 
 
 def _top_stable(scores: np.ndarray, k: int) -> np.ndarray:
@@ -143,8 +146,11 @@ def beam_search(
                 if tok == EOS_ID:
                     if rank < beam_size:
                         length = len(histories[row]) + 1
-                        finished[b].append(Hypothesis(tuple(histories[row]),
-                                                      lp / length_penalty(length, alpha), lp, True))
+                        finished[b].append(
+                            Hypothesis(
+                                tuple(histories[row]), lp / length_penalty(length, alpha), lp, True
+                            )
+                        )
                     continue
                 parents[b * beam_size + alive] = row
                 next_tokens[b * beam_size + alive] = tok
@@ -171,7 +177,8 @@ def beam_search(
                 if np.isfinite(lp) and len(finished[b]) < n_best:
                     hist = histories[b * beam_size + j]
                     finished[b].append(
-                        Hypothesis(tuple(hist), lp / length_penalty(len(hist), alpha), lp, False))
+                        Hypothesis(tuple(hist), lp / length_penalty(len(hist), alpha), lp, False)
+                    )
     return [sorted(f, key=lambda h: -h.score)[:n_best] for f in finished]
 
 
@@ -221,7 +228,9 @@ def anti_lm(
         return log_probs, AntiLMState(conditional, prior, state.step + 1)
 
     def pick(state: AntiLMState, indices: np.ndarray) -> AntiLMState:
-        prior = prior_reorder(state.prior, indices) if state.step < steps and weight else state.prior
+        prior = (
+            prior_reorder(state.prior, indices) if state.step < steps and weight else state.prior
+        )
         return AntiLMState(reorder(state.conditional, indices), prior, state.step)
 
     return step, pick

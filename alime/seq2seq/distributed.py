@@ -76,8 +76,9 @@ class PlutoSeq2SeqTrainer:
             strategy,
             TrainConfig(
                 mode=parallel.mode,
-                optimizer=OptimizerConfig(kind="adam", learning_rate=options.learning_rate,
-                                          clipnorm=options.clip_norm),
+                optimizer=OptimizerConfig(
+                    kind="adam", learning_rate=options.learning_rate, clipnorm=options.clip_norm
+                ),
                 avg_period=parallel.avg_period,
                 bmuf=BmufConfig() if parallel.bmuf else None,
                 lr_scaling=parallel.lr_scaling,

@@ -34,10 +34,20 @@ class BeamGenerator:
         anti_lm_steps: how many first tokens the anti-LM term applies to.
     """
 
-    def __init__(self, model: LoadedModel, pipeline: TextPipeline | None = None, *,
-                 beam_size: int = 5, n_best: int = 1, max_len: int = 30, min_len: int = 1,
-                 alpha: float = 0.6, no_repeat_ngram_size: int = 3,
-                 anti_lm_weight: float = 0.0, anti_lm_steps: int = 0) -> None:
+    def __init__(
+        self,
+        model: LoadedModel,
+        pipeline: TextPipeline | None = None,
+        *,
+        beam_size: int = 5,
+        n_best: int = 1,
+        max_len: int = 30,
+        min_len: int = 1,
+        alpha: float = 0.6,
+        no_repeat_ngram_size: int = 3,
+        anti_lm_weight: float = 0.0,
+        anti_lm_steps: int = 0,
+    ) -> None:
         if not 1 <= n_best <= beam_size:
             raise ValueError(f"n_best must be in [1, beam_size={beam_size}], got {n_best}")
         if not 0 <= min_len <= max_len:
@@ -64,16 +74,31 @@ class BeamGenerator:
         if self.anti_lm_weight and self.anti_lm_steps:
             # The response prior: the same decoder with an empty source (as PriorScorer).
             state = AntiLMState(state, inference.start(np.asarray([[PAD_ID]], np.int32)))
-            step, reorder = anti_lm(inference.step, inference.step, inference.reorder,
-                                    inference.reorder, self.anti_lm_weight, self.anti_lm_steps)
+            step, reorder = anti_lm(
+                inference.step,
+                inference.step,
+                inference.reorder,
+                inference.reorder,
+                self.anti_lm_weight,
+                self.anti_lm_steps,
+            )
         hyps = beam_search(
-            step, state, reorder, batch_size=1, beam_size=self.beam_size,
-            max_len=self.max_len, min_len=self.min_len, alpha=self.alpha,
-            no_repeat_ngram_size=self.no_repeat_ngram_size, n_best=self.n_best,
+            step,
+            state,
+            reorder,
+            batch_size=1,
+            beam_size=self.beam_size,
+            max_len=self.max_len,
+            min_len=self.min_len,
+            alpha=self.alpha,
+            no_repeat_ngram_size=self.no_repeat_ngram_size,
+            n_best=self.n_best,
         )[0]
         # Re-score by teacher forcing (one batch) so the score matches MeanProbScorer exactly.
         targets = [list(h.tokens) + ([EOS_ID] if h.finished else []) for h in hyps]
         log_probs = inference.answer_log_probs(source, targets)
-        out = [Generated(detokenize(m.vocab.decode(h.tokens)), float(np.mean(np.exp(lp))))
-               for h, lp in zip(hyps, log_probs, strict=True)]
+        out = [
+            Generated(detokenize(m.vocab.decode(h.tokens)), float(np.mean(np.exp(lp))))
+            for h, lp in zip(hyps, log_probs, strict=True)
+        ]
         return sorted(out, key=lambda g: -g.score)

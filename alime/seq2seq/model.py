@@ -194,8 +194,9 @@ class InferenceModel:
         enc = self.model.encode(source_ids)
         k = tf.shape(target_ids)[0]
         # Encode the query once, then tile its encoding over the k candidates.
-        tiled = EncoderOutput(*(tf.repeat(t, k, axis=0) for t in
-                                (enc.values, enc.keys, enc.mask, enc.state)))
+        tiled = EncoderOutput(
+            *(tf.repeat(t, k, axis=0) for t in (enc.values, enc.keys, enc.mask, enc.state))
+        )
         logits = self.model.decode(tiled, shift_right(target_ids))
         return target_log_probs(logits, target_ids)
 
@@ -249,7 +250,10 @@ class InferenceModel:
     def step(self, tokens: np.ndarray, state: dict[str, tf.Tensor]):
         """Next-token log-probs [rows, vocab] (numpy) and the new state."""
         log_probs, hidden = self._step(
-            np.asarray(tokens, np.int32), state["hidden"], state["values"], state["keys"],
+            np.asarray(tokens, np.int32),
+            state["hidden"],
+            state["values"],
+            state["keys"],
             state["mask"],
         )
         return log_probs.numpy(), {**state, "hidden": hidden}

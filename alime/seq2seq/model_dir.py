@@ -41,8 +41,9 @@ class LoadedModel:
 
 
 def write_metadata(path: str | Path, metadata: dict) -> None:
-    Path(path, METADATA_FILE).write_text(json.dumps(metadata, indent=2, ensure_ascii=False),
-                                         encoding="utf-8")
+    Path(path, METADATA_FILE).write_text(
+        json.dumps(metadata, indent=2, ensure_ascii=False), encoding="utf-8"
+    )
 
 
 def save_model_dir(
@@ -81,7 +82,8 @@ def load_model_dir(path: str | Path, int8_backend: str | None = None) -> LoadedM
     vocab = Vocabulary.load(path / VOCAB_FILE)
     if len(vocab) != config.vocab_size:
         raise ValueError(
-            f"{path}: vocab.json has {len(vocab)} ids, config says {config.vocab_size}")
+            f"{path}: vocab.json has {len(vocab)} ids, config says {config.vocab_size}"
+        )
     model = build_model(config)
     if quantized:
         inference = load_quantized_into(path, model, int8_backend)

@@ -73,10 +73,16 @@ class NumpySeq2Seq:
         self.score_v = w["attention/score_proj/kernel"][:, 0]
         self.combine_w, self.combine_b = w["combine/kernel"], w["combine/bias"]
         small = self.embeddings.shape[0] * self.enc_kernel.shape[1] <= _MAX_INPUT_TABLE
-        self._enc_table = self._project(np.arange(self.embeddings.shape[0]), self.enc_kernel,
-                                        self.enc_bias) if small else None
-        self._dec_table = self._project(np.arange(self.embeddings.shape[0]), self.dec_kernel,
-                                        self.dec_bias) if small else None
+        self._enc_table = (
+            self._project(np.arange(self.embeddings.shape[0]), self.enc_kernel, self.enc_bias)
+            if small
+            else None
+        )
+        self._dec_table = (
+            self._project(np.arange(self.embeddings.shape[0]), self.dec_kernel, self.dec_bias)
+            if small
+            else None
+        )
 
     def _project(self, ids: np.ndarray, kernel: np.ndarray, bias: np.ndarray) -> np.ndarray:
         """GRU input projections of token ids, with the z and r recurrent bias folded in."""
@@ -85,14 +91,20 @@ class NumpySeq2Seq:
         out[..., : 2 * units] += bias[1, : 2 * units]
         return out
 
-    def _inputs(self, ids: np.ndarray, table: np.ndarray | None, kernel: np.ndarray,
-                bias: np.ndarray) -> np.ndarray:
+    def _inputs(
+        self, ids: np.ndarray, table: np.ndarray | None, kernel: np.ndarray, bias: np.ndarray
+    ) -> np.ndarray:
         return table[ids] if table is not None else self._project(ids, kernel, bias)
 
     @staticmethod
-    def _gru(x_proj: np.ndarray, h: np.ndarray, rec: np.ndarray, cand_bias: np.ndarray,
-             mask: np.ndarray | None, active: np.ndarray | None = None
-             ) -> tuple[np.ndarray, np.ndarray]:
+    def _gru(
+        x_proj: np.ndarray,
+        h: np.ndarray,
+        rec: np.ndarray,
+        cand_bias: np.ndarray,
+        mask: np.ndarray | None,
+        active: np.ndarray | None = None,
+    ) -> tuple[np.ndarray, np.ndarray]:
         """Run a GRU over input projections [b, steps, 3h] (``_project``: input bias and the z, r
         recurrent bias included); ``cand_bias`` is the candidate's recurrent bias [h], the one
         that sits inside ``r * (...)``.
@@ -115,7 +127,7 @@ class NumpySeq2Seq:
             hp = prev @ rec
             zr = sigmoid(xp[:, : 2 * units] + hp[:, : 2 * units])
             z, r = zr[:, :units], zr[:, units:]
-            cand = np.tanh(xp[:, 2 * units:] + r * (hp[:, 2 * units:] + cand_bias))
+            cand = np.tanh(xp[:, 2 * units :] + r * (hp[:, 2 * units :] + cand_bias))
             new = cand + z * (prev - cand)  # = z * h + (1 - z) * cand
             # Masked (padding) steps keep the previous state, as Keras does.
             h[:n] = new if mask is None else np.where(mask[:n, t, None], new, prev)
@@ -128,12 +140,13 @@ class NumpySeq2Seq:
         x_proj = self._inputs(source_ids, self._enc_table, self.enc_kernel, self.enc_bias)
         units = self.enc_rec.shape[0]
         h0 = np.zeros((source_ids.shape[0], units), np.float32)
-        values, last = self._gru(x_proj, h0, self.enc_rec, self.enc_bias[1, 2 * units:], mask)
+        values, last = self._gru(x_proj, h0, self.enc_rec, self.enc_bias[1, 2 * units :], mask)
         state = np.tanh(last @ self.bridge_w + self.bridge_b)
         return Encoded(values, values @ self.key_w, mask, state)
 
-    def decoder_states(self, target_ids: np.ndarray, state: np.ndarray,
-                       lengths: np.ndarray | None = None) -> np.ndarray:
+    def decoder_states(
+        self, target_ids: np.ndarray, state: np.ndarray, lengths: np.ndarray | None = None
+    ) -> np.ndarray:
         """Teacher-forced decoder GRU outputs [b, steps, hidden] (inputs: BOS + target[:-1]).
 
         Args:
@@ -141,7 +154,8 @@ class NumpySeq2Seq:
                 a row's length are then zero instead of computed.
         """
         inputs = np.concatenate(
-            [np.full((target_ids.shape[0], 1), BOS_ID, target_ids.dtype), target_ids[:, :-1]], 1)
+            [np.full((target_ids.shape[0], 1), BOS_ID, target_ids.dtype), target_ids[:, :-1]], 1
+        )
         x_proj = self._inputs(inputs, self._dec_table, self.dec_kernel, self.dec_bias)
         active = None
         if lengths is not None:
@@ -150,8 +164,9 @@ class NumpySeq2Seq:
             # Rows running at step t: those longer than t (a prefix, since sorted).
             active = (np.asarray(lengths)[None, :] > np.arange(target_ids.shape[1])[:, None]).sum(1)
         units = self.dec_rec.shape[0]
-        return self._gru(x_proj, state, self.dec_rec, self.dec_bias[1, 2 * units:], None,
-                         active)[0]
+        return self._gru(x_proj, state, self.dec_rec, self.dec_bias[1, 2 * units :], None, active)[
+            0
+        ]
 
     def attend(self, queries: np.ndarray, enc: Encoded) -> np.ndarray:
         """Additive attention: queries [b, n, hidden] -> context [b, n, hidden].
@@ -167,8 +182,7 @@ class NumpySeq2Seq:
 
     def combine(self, states: np.ndarray, context: np.ndarray) -> np.ndarray:
         """The pre-softmax hidden layer ``tanh(W [state; context] + b)``."""
-        return np.tanh(np.concatenate([states, context], axis=-1) @ self.combine_w
-                       + self.combine_b)
+        return np.tanh(np.concatenate([states, context], axis=-1) @ self.combine_w + self.combine_b)
 
     def step(self, tokens: np.ndarray, hidden: np.ndarray, enc: Encoded):
         """One decoder step: (pre-softmax hidden [rows, hidden], new GRU state [rows, hidden]).
@@ -180,7 +194,9 @@ class NumpySeq2Seq:
         hp = hidden @ self.dec_rec
         zr = sigmoid(xp[:, : 2 * units] + hp[:, : 2 * units])
         z, r = zr[:, :units], zr[:, units:]
-        cand = np.tanh(xp[:, 2 * units:] + r * (hp[:, 2 * units:] + self.dec_bias[1, 2 * units:]))
+        cand = np.tanh(
+            xp[:, 2 * units :] + r * (hp[:, 2 * units :] + self.dec_bias[1, 2 * units :])
+        )
         new = cand + z * (hidden - cand)
         if not enc.mask.any():
             # No real source position (the anti-LM's response prior, an empty source): every

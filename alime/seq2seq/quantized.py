@@ -42,8 +42,14 @@ QUANT_DIR = "int8"
 SCHEME = "int8-symmetric-per-channel"
 FORMAT_VERSION = 1
 # Files of the fp32 directory carried over unchanged (thresholds were tuned on the same scale).
-_COPIED = ("config.json", "vocab.json", "training.json", "thresholds.json", "rerank.json",
-           "routing.json")
+_COPIED = (
+    "config.json",
+    "vocab.json",
+    "training.json",
+    "thresholds.json",
+    "rerank.json",
+    "routing.json",
+)
 # Decoder-state entries that come from the encoder (the same for every beam of a source).
 _SHARED = frozenset({"values", "keys", "mask"})
 _OUTPUT_KERNEL = "output_proj/kernel"
@@ -104,14 +110,23 @@ def quantize_model_dir(source: str | Path, out: str | Path) -> dict:
             q = quantize(value, axis)
             np.save(out / QUANT_DIR / f"{stem}.int8.npy", q.values, allow_pickle=False)
             np.save(out / QUANT_DIR / f"{stem}.scale.npy", q.scales, allow_pickle=False)
-            entry.update(dtype="int8", axis=axis, file=f"{QUANT_DIR}/{stem}.int8.npy",
-                         scale_file=f"{QUANT_DIR}/{stem}.scale.npy")
+            entry.update(
+                dtype="int8",
+                axis=axis,
+                file=f"{QUANT_DIR}/{stem}.int8.npy",
+                scale_file=f"{QUANT_DIR}/{stem}.scale.npy",
+            )
         entries.append(entry)
     for name in _COPIED:
         if (source / name).is_file():
             shutil.copyfile(source / name, out / name)
-    marker = {"format_version": FORMAT_VERSION, "scheme": SCHEME, "alime_version": __version__,
-              "source": str(source), "tensors": entries}
+    marker = {
+        "format_version": FORMAT_VERSION,
+        "scheme": SCHEME,
+        "alime_version": __version__,
+        "source": str(source),
+        "tensors": entries,
+    }
     (out / QUANT_FILE).write_text(json.dumps(marker, indent=2), encoding="utf-8")
     return marker
 
@@ -130,15 +145,18 @@ def read_quantized(path: str | Path) -> dict[str, QuantizedTensor | np.ndarray]:
     path = Path(path)
     marker = json.loads((path / QUANT_FILE).read_text(encoding="utf-8"))
     if marker.get("scheme") != SCHEME or marker.get("format_version") != FORMAT_VERSION:
-        raise ValueError(f"{path}: unsupported quantization {marker.get('scheme')!r} "
-                         f"v{marker.get('format_version')}; this alime reads {SCHEME} "
-                         f"v{FORMAT_VERSION}")
+        raise ValueError(
+            f"{path}: unsupported quantization {marker.get('scheme')!r} "
+            f"v{marker.get('format_version')}; this alime reads {SCHEME} "
+            f"v{FORMAT_VERSION}"
+        )
     tensors: dict[str, QuantizedTensor | np.ndarray] = {}
     for entry in marker["tensors"]:
         values = np.load(path / entry["file"], allow_pickle=False)
         if list(values.shape) != entry["shape"]:
-            raise ValueError(f"{path}: {entry['file']} has shape {values.shape}, "
-                             f"expected {entry['shape']}")
+            raise ValueError(
+                f"{path}: {entry['file']} has shape {values.shape}, expected {entry['shape']}"
+            )
         if entry["dtype"] == "int8":
             scales = np.load(path / entry["scale_file"], allow_pickle=False)
             tensors[entry["name"]] = QuantizedTensor(values, scales, entry["axis"])
@@ -155,8 +173,10 @@ def assign_quantized(model: Seq2SeqModel, tensors: dict) -> None:
     """
     names = {weight_name(v) for v in model.weights}
     if names != set(tensors):
-        raise ValueError(f"weights do not match the model: missing {sorted(names - set(tensors))}"
-                         f", unexpected {sorted(set(tensors) - names)}")
+        raise ValueError(
+            f"weights do not match the model: missing {sorted(names - set(tensors))}"
+            f", unexpected {sorted(set(tensors) - names)}"
+        )
     for variable in model.weights:
         t = tensors[weight_name(variable)]
         variable.assign(t.dequantize() if isinstance(t, QuantizedTensor) else t)
@@ -221,8 +241,9 @@ class QuantizedInferenceModel:
         lengths = (tgt != PAD_ID).sum(axis=1)
         order = np.argsort(-lengths, kind="stable")
         tgt_sorted = tgt[order]
-        states = self.net.decoder_states(tgt_sorted, np.repeat(enc.state, tgt.shape[0], axis=0),
-                                         lengths[order])
+        states = self.net.decoder_states(
+            tgt_sorted, np.repeat(enc.state, tgt.shape[0], axis=0), lengths[order]
+        )
         real = tgt_sorted != PAD_ID
         packed = states[real]
         hidden = self.net.combine(packed, self.net.attend(packed[None], enc)[0])
@@ -239,8 +260,9 @@ class QuantizedInferenceModel:
         hidden = self.net.combine(states, self.net.attend(states, enc))[real]
         return self._picked(hidden, tgt, real)
 
-    def answer_log_probs(self, source_ids: Sequence[int],
-                         targets: Sequence[Sequence[int]]) -> list[np.ndarray]:
+    def answer_log_probs(
+        self, source_ids: Sequence[int], targets: Sequence[Sequence[int]]
+    ) -> list[np.ndarray]:
         """Per-token log-probs of each target (EOS included when present) given one source.
 
         The same contract as ``InferenceModel.answer_log_probs``: all targets teacher-forced in
@@ -278,28 +300,41 @@ class QuantizedInferenceModel:
         broadcasts), so a beam does not copy them at every step.
         """
         idx = np.asarray(indices, np.int64)
-        return {name: t if name in _SHARED and t.shape[0] == 1 else t[idx]
-                for name, t in state.items()}
+        return {
+            name: t if name in _SHARED and t.shape[0] == 1 else t[idx] for name, t in state.items()
+        }
 
 
-def _serving_model(tensors: dict, backend: HeadBackend | str | None,
-                   threads: int) -> QuantizedInferenceModel:
-    dense = {name: t.dequantize() if isinstance(t, QuantizedTensor) else t
-             for name, t in tensors.items() if name not in (_OUTPUT_KERNEL, _OUTPUT_BIAS)}
-    head = Int8LogSoftmaxHead(tensors[_OUTPUT_KERNEL], np.asarray(tensors[_OUTPUT_BIAS]),
-                              backend or default_backend(), threads=threads)
+def _serving_model(
+    tensors: dict, backend: HeadBackend | str | None, threads: int
+) -> QuantizedInferenceModel:
+    dense = {
+        name: t.dequantize() if isinstance(t, QuantizedTensor) else t
+        for name, t in tensors.items()
+        if name not in (_OUTPUT_KERNEL, _OUTPUT_BIAS)
+    }
+    head = Int8LogSoftmaxHead(
+        tensors[_OUTPUT_KERNEL],
+        np.asarray(tensors[_OUTPUT_BIAS]),
+        backend or default_backend(),
+        threads=threads,
+    )
     return QuantizedInferenceModel(NumpySeq2Seq(dense), head)
 
 
-def load_quantized(path: str | Path, backend: HeadBackend | str | None = None,
-                   threads: int = 1) -> QuantizedInferenceModel:
+def load_quantized(
+    path: str | Path, backend: HeadBackend | str | None = None, threads: int = 1
+) -> QuantizedInferenceModel:
     """The serving paths of the int8 directory ``path``, with no Keras model (no TensorFlow)."""
     return _serving_model(read_quantized(path), backend, threads)
 
 
-def load_quantized_into(path: str | Path, model: Seq2SeqModel,
-                        backend: HeadBackend | str | None = None,
-                        threads: int = 1) -> QuantizedInferenceModel:
+def load_quantized_into(
+    path: str | Path,
+    model: Seq2SeqModel,
+    backend: HeadBackend | str | None = None,
+    threads: int = 1,
+) -> QuantizedInferenceModel:
     """Fill ``model`` from the int8 directory ``path`` and wrap it for serving."""
     tensors = read_quantized(path)
     assign_quantized(model, tensors)
@@ -312,8 +347,7 @@ _LOADED: dict[tuple[str, int, str | None], LoadedModel] = {}
 _LOADED_LOCK = threading.Lock()
 
 
-def load_int8_model_dir(path: str | Path, backend: HeadBackend | str | None = None
-                        ) -> LoadedModel:
+def load_int8_model_dir(path: str | Path, backend: HeadBackend | str | None = None) -> LoadedModel:
     """An int8 model directory ready to serve, without TensorFlow: ``LoadedModel.model`` is None
     and ``inference`` is the numpy/int8 ``QuantizedInferenceModel``.
 
@@ -346,7 +380,8 @@ def load_int8_model_dir(path: str | Path, backend: HeadBackend | str | None = No
         vocab = Vocabulary.load(path / VOCAB_FILE)
         if len(vocab) != config.vocab_size:
             raise ValueError(
-                f"{path}: vocab.json has {len(vocab)} ids, config says {config.vocab_size}")
+                f"{path}: vocab.json has {len(vocab)} ids, config says {config.vocab_size}"
+            )
         meta_file = path / METADATA_FILE
         metadata = json.loads(meta_file.read_text(encoding="utf-8")) if meta_file.is_file() else {}
         loaded = LoadedModel(config, vocab, None, load_quantized(path, backend), metadata, path)

@@ -116,8 +116,9 @@ def _scalar(name: str, value: float, step: int) -> None:
 
     meta = summary_pb2.SummaryMetadata()
     meta.plugin_data.plugin_name = "scalars"
-    tf.summary.write(name, tf.constant(value, tf.float32), step=step,
-                     metadata=meta.SerializeToString())
+    tf.summary.write(
+        name, tf.constant(value, tf.float32), step=step, metadata=meta.SerializeToString()
+    )
 
 
 def _read(files: Sequence[str | Path]) -> list[Dialogue]:
@@ -173,26 +174,37 @@ class Trainer:
 
         enc = self.model.encode(source, training=training)
         log_probs = target_log_probs(
-            self.model.decode(enc, shift_right(target), training=training), target)
+            self.model.decode(enc, shift_right(target), training=training), target
+        )
         mask = tf.cast(tf.not_equal(target, PAD_ID), tf.float32)
         nll, count = -tf.reduce_sum(log_probs * mask), tf.reduce_sum(mask)
         if not self.options.contrastive_weight:
             return nll, count, tf.constant(0.0)
         negatives = self.options.contrastive_negatives
         wrong = in_batch_negatives(target, negatives)
-        tiled = EncoderOutput(*(tf.tile(t, [negatives] + [1] * (len(t.shape) - 1))
-                                for t in (enc.values, enc.keys, enc.mask, enc.state)))
+        tiled = EncoderOutput(
+            *(
+                tf.tile(t, [negatives] + [1] * (len(t.shape) - 1))
+                for t in (enc.values, enc.keys, enc.mask, enc.state)
+            )
+        )
         wrong_log_probs = target_log_probs(
-            self.model.decode(tiled, shift_right(wrong), training=training), wrong)
+            self.model.decode(tiled, shift_right(wrong), training=training), wrong
+        )
         positive = sequence_scores(log_probs, target)
-        negative = tf.transpose(tf.reshape(sequence_scores(wrong_log_probs, wrong),
-                                           [negatives, -1]))
-        distinct = tf.transpose(tf.reshape(
-            tf.reduce_any(tf.not_equal(wrong, tf.tile(target, [negatives, 1])), axis=1),
-            [negatives, -1]))
+        negative = tf.transpose(
+            tf.reshape(sequence_scores(wrong_log_probs, wrong), [negatives, -1])
+        )
+        distinct = tf.transpose(
+            tf.reshape(
+                tf.reduce_any(tf.not_equal(wrong, tf.tile(target, [negatives, 1])), axis=1),
+                [negatives, -1],
+            )
+        )
         has_source = tf.reduce_any(tf.not_equal(source, PAD_ID), axis=1)
-        term = contrastive_loss(positive, negative, distinct, has_source,
-                                self.options.contrastive_temperature)
+        term = contrastive_loss(
+            positive, negative, distinct, has_source, self.options.contrastive_temperature
+        )
         return nll, count, term
 
     def _replica_train_step(self, source, target):
@@ -214,19 +226,24 @@ class Trainer:
 
         nll, count, term = self.strategy.run(self._replica_train_step, args=(source, target))
         sum_, mean = tf.distribute.ReduceOp.SUM, tf.distribute.ReduceOp.MEAN
-        return (self.strategy.reduce(sum_, nll, axis=None),
-                self.strategy.reduce(sum_, count, axis=None),
-                self.strategy.reduce(mean, term, axis=None))
+        return (
+            self.strategy.reduce(sum_, nll, axis=None),
+            self.strategy.reduce(sum_, count, axis=None),
+            self.strategy.reduce(mean, term, axis=None),
+        )
 
     def _distributed_eval_step(self, source, target):
         import tensorflow as tf
 
-        nll, count, term = self.strategy.run(lambda s, t: self._losses(s, t, training=False),
-                                             args=(source, target))
+        nll, count, term = self.strategy.run(
+            lambda s, t: self._losses(s, t, training=False), args=(source, target)
+        )
         sum_, mean = tf.distribute.ReduceOp.SUM, tf.distribute.ReduceOp.MEAN
-        return (self.strategy.reduce(sum_, nll, axis=None),
-                self.strategy.reduce(sum_, count, axis=None),
-                self.strategy.reduce(mean, term, axis=None))
+        return (
+            self.strategy.reduce(sum_, nll, axis=None),
+            self.strategy.reduce(sum_, count, axis=None),
+            self.strategy.reduce(mean, term, axis=None),
+        )
 
     def train_epoch(self, batches, progress=None, on_step=None) -> float:
         """One pass over ``batches``; returns the mean training token loss (the contrastive
@@ -247,9 +264,14 @@ class Trainer:
                 on_step(nll / max(count, 1.0))
             if progress is not None:
                 progress.update(1)
-                progress.set_postfix(loss=f"{total / max(tokens, 1.0):.3f}",
-                                     **({"nce": f"{term_sum / steps:.3f}"}
-                                        if self.options.contrastive_weight else {}))
+                progress.set_postfix(
+                    loss=f"{total / max(tokens, 1.0):.3f}",
+                    **(
+                        {"nce": f"{term_sum / steps:.3f}"}
+                        if self.options.contrastive_weight
+                        else {}
+                    ),
+                )
         self.last_contrastive = term_sum / max(steps, 1)
         return total / max(tokens, 1.0)
 
@@ -340,11 +362,14 @@ def train(
     if valid_files:
         train_dialogues, valid_dialogues = dialogues, _read(valid_files)
     else:
-        train_dialogues, valid_dialogues = split_dialogues(dialogues, options.valid_fraction,
-                                                           options.seed)
+        train_dialogues, valid_dialogues = split_dialogues(
+            dialogues, options.valid_fraction, options.seed
+        )
     if not train_dialogues or not valid_dialogues:
-        raise ValueError(f"need training and validation dialogues, got {len(train_dialogues)} "
-                         f"and {len(valid_dialogues)}")
+        raise ValueError(
+            f"need training and validation dialogues, got {len(train_dialogues)} "
+            f"and {len(valid_dialogues)}"
+        )
     train_tok = tokenize_dialogues(train_dialogues, pipeline.tokenize)
     valid_tok = tokenize_dialogues(valid_dialogues, pipeline.tokenize)
 
@@ -358,7 +383,8 @@ def train(
         # Built from the training split only, so validation words may be unknown, as at serving.
         vocab = Vocabulary.build(
             (seq for d in train_tok for seq in (*d.turns, d.response)),
-            min_count=options.min_count, max_size=options.max_vocab,
+            min_count=options.min_count,
+            max_size=options.max_vocab,
         )
         base = model_config or Seq2SeqConfig(vocab_size=len(vocab))
         config = dataclasses.replace(base, vocab_size=len(vocab))
@@ -375,8 +401,14 @@ def train(
         batch_size = options.batch_size
     valid_batches = bucket_batches(valid_ex, config.buckets, batch_size)
 
-    state = {"epoch": 0, "best_val_loss": None, "bad_epochs": 0, "history": [], "step": 0,
-             "train_seconds": 0.0}
+    state = {
+        "epoch": 0,
+        "best_val_loss": None,
+        "bad_epochs": 0,
+        "history": [],
+        "step": 0,
+        "train_seconds": 0.0,
+    }
     if resuming:
         state = trainer.restore_checkpoint(ckpt_dir)
         log.info("resumed from %s at epoch %d", ckpt_dir, state["epoch"])
@@ -409,8 +441,13 @@ def train(
         save_model_dir(out, trainer.model, vocab)
     for epoch in range(state["epoch"], options.epochs):
         epoch_started = time.time()
-        batches = bucket_batches(train_ex, config.buckets, batch_size,
-                                 seed=options.seed + epoch, empty_source_rate=config.prior_dropout)
+        batches = bucket_batches(
+            train_ex,
+            config.buckets,
+            batch_size,
+            seed=options.seed + epoch,
+            empty_source_rate=config.prior_dropout,
+        )
         steps = min(len(batches), options.max_steps or len(batches))
         bar = tqdm(total=steps, desc=f"epoch {epoch + 1}/{options.epochs}", disable=not progress)
 
@@ -429,11 +466,21 @@ def train(
         state["train_seconds"] += time.time() - epoch_started
         state["epoch"] = epoch + 1
         state["history"].append(
-            {"epoch": epoch + 1, "train_loss": train_loss, "val_loss": val_loss,
-             **({"train_contrastive": trainer.last_contrastive,
-                 "val_contrastive": trainer.last_valid_contrastive,
-                 "val_objective": trainer.objective(val_loss)}
-                if options.contrastive_weight else {})})
+            {
+                "epoch": epoch + 1,
+                "train_loss": train_loss,
+                "val_loss": val_loss,
+                **(
+                    {
+                        "train_contrastive": trainer.last_contrastive,
+                        "val_contrastive": trainer.last_valid_contrastive,
+                        "val_objective": trainer.objective(val_loss),
+                    }
+                    if options.contrastive_weight
+                    else {}
+                ),
+            }
+        )
         log.info("epoch %d: train loss %.4f, validation loss %.4f", epoch + 1, train_loss, val_loss)
         best = _best_objective(state, options.contrastive_weight)
         if best is None or trainer.objective(val_loss) < best:

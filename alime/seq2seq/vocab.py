@@ -53,7 +53,8 @@ class Vocabulary:
         """
         if max_size is not None and max_size <= NUM_RESERVED:
             raise ValueError(
-                f"max_size must exceed the {NUM_RESERVED} reserved ids, got {max_size}")
+                f"max_size must exceed the {NUM_RESERVED} reserved ids, got {max_size}"
+            )
         counts = Counter(tok for tokens in token_lists for tok in tokens)
         kept = (w for w, c in counts.items() if c >= min_count)
         ranked = sorted(kept, key=lambda w: (-counts[w], w))

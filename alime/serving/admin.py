@@ -33,10 +33,14 @@ def _authenticate() -> None:
     request.max_content_length = _state().config.serve.max_import_bytes
     token = _state().admin_token
     if not token:
-        raise BadRequest("the admin API is disabled: set ALIME_ADMIN_TOKEN (or serve.admin_token)", 403)
+        raise BadRequest(
+            "the admin API is disabled: set ALIME_ADMIN_TOKEN (or serve.admin_token)", 403
+        )
     header = request.headers.get("Authorization", "")
     scheme, _, given = header.partition(" ")
-    if scheme.lower() != "bearer" or not hmac.compare_digest(given.strip().encode(), token.encode()):
+    if scheme.lower() != "bearer" or not hmac.compare_digest(
+        given.strip().encode(), token.encode()
+    ):
         raise BadRequest("missing or invalid bearer token", 401)
 
 
@@ -65,7 +69,11 @@ def _tags(body: dict) -> tuple[str, ...] | None:
     tags = body.get("tags")
     if tags is None:
         return None
-    if not isinstance(tags, list) or not all(isinstance(t, str) for t in tags) or len(tags) > MAX_TAGS:
+    if (
+        not isinstance(tags, list)
+        or not all(isinstance(t, str) for t in tags)
+        or len(tags) > MAX_TAGS
+    ):
         raise BadRequest(f"field 'tags' must be a list of at most {MAX_TAGS} strings")
     return tuple(tags)
 
@@ -74,10 +82,14 @@ def _phrasings(body: dict) -> tuple[str, ...] | None:
     phrasings = body.get("phrasings")
     if phrasings is None:
         return None
-    if (not isinstance(phrasings, list) or len(phrasings) > MAX_PHRASINGS
-            or not all(isinstance(p, str) and p.strip() for p in phrasings)):
-        raise BadRequest(f"field 'phrasings' must be a list of at most {MAX_PHRASINGS} "
-                         "non-empty strings")
+    if (
+        not isinstance(phrasings, list)
+        or len(phrasings) > MAX_PHRASINGS
+        or not all(isinstance(p, str) and p.strip() for p in phrasings)
+    ):
+        raise BadRequest(
+            f"field 'phrasings' must be a list of at most {MAX_PHRASINGS} non-empty strings"
+        )
     limit = _state().config.kb.max_field_chars
     if any(len(p) > limit for p in phrasings):
         raise BadRequest(f"a phrasing is longer than {limit} characters", 413)
@@ -91,9 +103,15 @@ def _check_keys(body: dict, allowed: tuple[str, ...]) -> None:
 
 
 def _pair_json(pair) -> dict:
-    return {"id": pair.id, "question": pair.question, "phrasings": list(pair.phrasings),
-            "answer": pair.answer, "tags": list(pair.tags),
-            "created_at": pair.created_at, "updated_at": pair.updated_at}
+    return {
+        "id": pair.id,
+        "question": pair.question,
+        "phrasings": list(pair.phrasings),
+        "answer": pair.answer,
+        "tags": list(pair.tags),
+        "created_at": pair.created_at,
+        "updated_at": pair.updated_at,
+    }
 
 
 def _qa_id(raw: str) -> int:
@@ -122,8 +140,13 @@ def list_pairs():
     bot = _state().bot
     offset = _int_arg("offset", 0, 0, 10**12)
     limit = _int_arg("limit", 50, 1, MAX_LIST)
-    return jsonify({"total": bot.kb.count(), "offset": offset,
-                    "pairs": [_pair_json(p) for p in bot.kb.list(offset, limit)]})
+    return jsonify(
+        {
+            "total": bot.kb.count(),
+            "offset": offset,
+            "pairs": [_pair_json(p) for p in bot.kb.list(offset, limit)],
+        }
+    )
 
 
 @admin.get("/<raw_id>")
@@ -140,8 +163,12 @@ def add_pair():
     body = _body()
     _check_keys(body, _FIELDS)
     bot = _state().bot
-    pair = bot.kb.add(_text(body, "question", True), _text(body, "answer", True), _tags(body) or (),
-                      _phrasings(body) or ())
+    pair = bot.kb.add(
+        _text(body, "question", True),
+        _text(body, "answer", True),
+        _tags(body) or (),
+        _phrasings(body) or (),
+    )
     bot.searcher.sync()
     return jsonify(_pair_json(pair)), 201
 
@@ -151,7 +178,11 @@ def edit_pair(raw_id: str):
     qa_id = _qa_id(raw_id)
     body = _body()
     _check_keys(body, _FIELDS)
-    question, answer, tags = _text(body, "question", False), _text(body, "answer", False), _tags(body)
+    question, answer, tags = (
+        _text(body, "question", False),
+        _text(body, "answer", False),
+        _tags(body),
+    )
     phrasings = _phrasings(body)
     if question is None and answer is None and tags is None and phrasings is None:
         raise BadRequest(f"give at least one of {', '.join(repr(f) for f in _FIELDS)}")
@@ -178,8 +209,11 @@ def delete_pair(raw_id: str):
 
 @admin.post("/import")
 def bulk_import():
-    """``{"pairs": [{"question", "answer", "tags"?, "phrasings"?}...]}`` or ``{"format", "content"}``;
-    one transaction."""
+    """Bulk import in one transaction.
+
+    Body: ``{"pairs": [{"question", "answer", "tags"?, "phrasings"?}...]}`` or
+    ``{"format", "content"}``.
+    """
     body = _body()
     _check_keys(body, ("pairs", "format", "content", "skip_bad"))
     skip_bad = body.get("skip_bad", False)
@@ -192,8 +226,14 @@ def bulk_import():
     bot = _state().bot
     added = bot.kb.add_many(rows)
     bot.searcher.sync()
-    return jsonify({"imported": len(added), "skipped": skipped, "total": bot.kb.count(),
-                    "first_id": added[0].id if added else None}), 201
+    return jsonify(
+        {
+            "imported": len(added),
+            "skipped": skipped,
+            "total": bot.kb.count(),
+            "first_id": added[0].id if added else None,
+        }
+    ), 201
 
 
 def _rows_from_pairs(pairs: object, skip_bad: bool) -> tuple[list, list]:
@@ -205,8 +245,14 @@ def _rows_from_pairs(pairs: object, skip_bad: bool) -> tuple[list, list]:
             if not isinstance(item, dict):
                 raise BadRequest("must be an object")
             _check_keys(item, _FIELDS)
-            rows.append((_text(item, "question", True), _text(item, "answer", True), _tags(item) or (),
-                         _phrasings(item) or ()))
+            rows.append(
+                (
+                    _text(item, "question", True),
+                    _text(item, "answer", True),
+                    _tags(item) or (),
+                    _phrasings(item) or (),
+                )
+            )
         except BadRequest as exc:
             if not skip_bad:
                 raise BadRequest(f"pairs[{i}]: {exc}", exc.status) from None

@@ -159,11 +159,19 @@ def _finish_request(response: Response) -> Response:
     if response.status_code >= 400:
         metrics.errors.labels(endpoint, status).inc()
     response.headers["X-Request-Id"] = g.get("request_id", "")
-    log.info(json.dumps({
-        "request_id": g.get("request_id"), "method": request.method, "path": request.path,
-        "status": response.status_code, "ms": round(elapsed * 1000, 2),
-        "source": g.get("reply_source"),
-    }, ensure_ascii=False))
+    log.info(
+        json.dumps(
+            {
+                "request_id": g.get("request_id"),
+                "method": request.method,
+                "path": request.path,
+                "status": response.status_code,
+                "ms": round(elapsed * 1000, 2),
+                "source": g.get("reply_source"),
+            },
+            ensure_ascii=False,
+        )
+    )
     return response
 
 
@@ -246,5 +254,7 @@ def _register_errors(app: Flask) -> None:
 
     @app.errorhandler(Exception)
     def _unexpected(exc: Exception):
-        logging.getLogger("alime.serving").exception("unhandled error (request %s)", g.get("request_id"))
+        logging.getLogger("alime.serving").exception(
+            "unhandled error (request %s)", g.get("request_id")
+        )
         return jsonify({"error": "internal error", "request_id": g.get("request_id")}), 500

@@ -45,21 +45,31 @@ class ChatMetrics:
             "alime_http_requests", "HTTP requests", ("endpoint", "status"), registry=reg
         )
         self.errors = Counter(
-            "alime_http_errors", "HTTP responses with status >= 400", ("endpoint", "status"),
+            "alime_http_errors",
+            "HTTP responses with status >= 400",
+            ("endpoint", "status"),
             registry=reg,
         )
         self.latency = Histogram(
-            "alime_http_request_seconds", "HTTP request latency", ("endpoint",),
-            buckets=LATENCY_BUCKETS_S, registry=reg,
+            "alime_http_request_seconds",
+            "HTTP request latency",
+            ("endpoint",),
+            buckets=LATENCY_BUCKETS_S,
+            registry=reg,
         )
         self.stage = Histogram(
-            "alime_stage_seconds", "Time per engine stage", ("stage",),
-            buckets=LATENCY_BUCKETS_S, registry=reg,
+            "alime_stage_seconds",
+            "Time per engine stage",
+            ("stage",),
+            buckets=LATENCY_BUCKETS_S,
+            registry=reg,
         )
         self.replies = Counter("alime_replies", "Chat replies by source", ("source",), registry=reg)
         # Every worker sees the same KB, so the most recently read value is the answer (not a sum).
         self.kb_pairs = Gauge(
-            "alime_kb_pairs", "QA pairs in the knowledge base", registry=reg,
+            "alime_kb_pairs",
+            "QA pairs in the knowledge base",
+            registry=reg,
             multiprocess_mode="mostrecent",
         )
 

@@ -173,6 +173,8 @@ def serve(config: AppConfig) -> None:
             return create_app(config, background=True, on_ready=ready, on_failure=failed)
 
     # No URL yet: it is printed by the first worker that can answer (above).
-    print(f"alime: starting with {pairs} QA pairs (state: {config.state_dir()}); loading the bot…",
-          flush=True)
+    print(
+        f"alime: starting with {pairs} QA pairs (state: {config.state_dir()}); loading the bot…",
+        flush=True,
+    )
     _Server().run()

@@ -114,9 +114,11 @@ class SQLiteSessions:
 
     def turns(self, session_id: str) -> list[str]:
         with self._lock:
-            row = self._connection().execute(
-                "SELECT seen, turns FROM sessions WHERE id = ?", (session_id,)
-            ).fetchone()
+            row = (
+                self._connection()
+                .execute("SELECT seen, turns FROM sessions WHERE id = ?", (session_id,))
+                .fetchone()
+            )
         if row is None or self._clock() - row[0] > self.ttl_s:
             return []
         return json.loads(row[1])
@@ -156,9 +158,13 @@ class SQLiteSessions:
 
     def __len__(self) -> int:
         with self._lock:
-            return self._connection().execute(
-                "SELECT count(*) FROM sessions WHERE seen >= ?", (self._clock() - self.ttl_s,)
-            ).fetchone()[0]
+            return (
+                self._connection()
+                .execute(
+                    "SELECT count(*) FROM sessions WHERE seen >= ?", (self._clock() - self.ttl_s,)
+                )
+                .fetchone()[0]
+            )
 
     def close(self) -> None:
         with self._lock:
@@ -273,8 +279,15 @@ class RedisSessions:
 
     def append(self, session_id: str, *turns: str) -> None:
         key = self._key(session_id)
-        args = [repr(self._clock()), repr(float(self.ttl_s)), self.max_turns, self.capacity,
-                self.prefix + "s:", session_id, *turns]
+        args = [
+            repr(self._clock()),
+            repr(float(self.ttl_s)),
+            self.max_turns,
+            self.capacity,
+            self.prefix + "s:",
+            session_id,
+            *turns,
+        ]
         try:
             self._append(keys=[key, self._index, self._seen, self._seq], args=args)
         except self._errors as exc:
@@ -303,8 +316,11 @@ def open_sessions(serve, state_dir: Path) -> SessionStore:
         ValueError: An unknown backend (the message lists the valid ones) or bad bounds.
     """
     backend = parse_enum(SessionBackend, serve.sessions, "serve.sessions")
-    bounds = {"capacity": serve.session_capacity, "ttl_s": serve.session_ttl_s,
-              "max_turns": serve.max_context_turns}
+    bounds = {
+        "capacity": serve.session_capacity,
+        "ttl_s": serve.session_ttl_s,
+        "max_turns": serve.max_context_turns,
+    }
     if backend is SessionBackend.REDIS:
         url = os.environ.get("ALIME_REDIS_URL") or serve.redis_url
         return RedisSessions(url, prefix=serve.redis_prefix, **bounds)

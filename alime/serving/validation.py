@@ -104,6 +104,8 @@ def parse_chat(body: object, limits: ServeConfig) -> ChatRequest:
         if len(context) > limits.max_context_turns:
             raise BadRequest(f"field 'context' has more than {limits.max_context_turns} turns")
         if any(len(t) > limits.max_query_chars for t in context):
-            raise BadRequest(f"a 'context' turn is longer than {limits.max_query_chars} characters", 413)
+            raise BadRequest(
+                f"a 'context' turn is longer than {limits.max_query_chars} characters", 413
+            )
         context = tuple(context)
     return ChatRequest(query.strip(), session_id, context)

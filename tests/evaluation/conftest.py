@@ -38,8 +38,9 @@ def group_lines(turns: str, responses: list[str], true_index: int) -> str:
 def groups_file(tmp_path: Path) -> Path:
     """Two groups of 10: the true reply shares words with the query and is the shortest."""
     fillers = [f"无关 回复 {i} 号 很 长 的 句子" for i in range(9)]
-    text = (group_lines("在 吗\t什么 时候 发货", fillers[:3] + ["48 小时 内 发货"] + fillers[3:], 3)
-            + group_lines("怎么 退货", ["七天 无理由 退货", *fillers], 0))
+    text = group_lines(
+        "在 吗\t什么 时候 发货", fillers[:3] + ["48 小时 内 发货"] + fillers[3:], 3
+    ) + group_lines("怎么 退货", ["七天 无理由 退货", *fillers], 0)
     path = tmp_path / "groups.txt"
     path.write_text(text, encoding="utf-8")
     return path

@@ -9,9 +9,24 @@ from alime.cli import main
 
 def test_select_json_dump_and_report(groups_file, tmp_path, capsys):
     dump = tmp_path / "scores.jsonl"
-    rc = main(["evaluate", "select", "--data", str(groups_file), "--model", "none", "--scorers",
-               "bm25,shorter", "--json", "--dump-scores", str(dump), "--out", str(tmp_path / "r"),
-               "--no-progress"])
+    rc = main(
+        [
+            "evaluate",
+            "select",
+            "--data",
+            str(groups_file),
+            "--model",
+            "none",
+            "--scorers",
+            "bm25,shorter",
+            "--json",
+            "--dump-scores",
+            str(dump),
+            "--out",
+            str(tmp_path / "r"),
+            "--no-progress",
+        ]
+    )
     assert rc == 0
     report = json.loads(capsys.readouterr().out)
     assert report["groups"] == 2 and set(report["scorers"]) == {"bm25", "shorter"}
@@ -22,8 +37,24 @@ def test_select_json_dump_and_report(groups_file, tmp_path, capsys):
 
 def test_threshold_without_model(groups_file, tmp_path, capsys):
     out = tmp_path / "t"
-    assert main(["evaluate", "threshold", "--data", str(groups_file), "--model", "none", "--scorer",
-                 "bm25", "--out", str(out), "--no-progress"]) == 0
+    assert (
+        main(
+            [
+                "evaluate",
+                "threshold",
+                "--data",
+                str(groups_file),
+                "--model",
+                "none",
+                "--scorer",
+                "bm25",
+                "--out",
+                str(out),
+                "--no-progress",
+            ]
+        )
+        == 0
+    )
     summary = json.loads(capsys.readouterr().out)
     assert summary["generation_threshold"] == 0.0
     assert {p.name for p in out.iterdir()} == {"report.json", "report.md", "threshold.png"}
@@ -32,14 +63,30 @@ def test_threshold_without_model(groups_file, tmp_path, capsys):
 def test_bad_file_is_a_clean_error(tmp_path, capsys):
     bad = tmp_path / "bad.txt"
     bad.write_text("1\tq\ta\n0\tq\n", encoding="utf-8")
-    assert main(["evaluate", "select", "--data", str(bad), "--model", "none", "--scorers", "shorter"]) == 2
+    assert (
+        main(["evaluate", "select", "--data", str(bad), "--model", "none", "--scorers", "shorter"])
+        == 2
+    )
     assert f"{bad}:2:" in capsys.readouterr().err
 
 
 @pytest.mark.parametrize("scorers", ["nope", "seq2seq"])
 def test_bad_scorer_names(groups_file, scorers, capsys):
-    assert main(["evaluate", "select", "--data", str(groups_file), "--model", "none",
-                 "--scorers", scorers]) == 2
+    assert (
+        main(
+            [
+                "evaluate",
+                "select",
+                "--data",
+                str(groups_file),
+                "--model",
+                "none",
+                "--scorers",
+                scorers,
+            ]
+        )
+        == 2
+    )
     assert "alime: error:" in capsys.readouterr().err
 
 
@@ -68,9 +115,20 @@ def test_threshold_follows_the_engines_rerank_score(tmp_path):
     assert runner.engine_scorer(model) == (ScorerName.PMI, 0.7)
     opts = runner.ThresholdOptions(scorer="seq2seq")
     with _pytest.raises(ValueError, match="reranks with pmi"):
-        runner.run_threshold(tmp_path / "unused.txt", model, tmp_path / "out", opts,
-                             runner.SelectOptions(pmi_weight=0.7), write_model=True)
+        runner.run_threshold(
+            tmp_path / "unused.txt",
+            model,
+            tmp_path / "out",
+            opts,
+            runner.SelectOptions(pmi_weight=0.7),
+            write_model=True,
+        )
     with _pytest.raises(ValueError, match="pmi weight 0.7"):
-        runner.run_threshold(tmp_path / "unused.txt", model, tmp_path / "out",
-                             runner.ThresholdOptions(), runner.SelectOptions(pmi_weight=0.5),
-                             write_model=True)
+        runner.run_threshold(
+            tmp_path / "unused.txt",
+            model,
+            tmp_path / "out",
+            runner.ThresholdOptions(),
+            runner.SelectOptions(pmi_weight=0.5),
+            write_model=True,
+        )

@@ -24,22 +24,37 @@ def test_round_trip(groups_file):
     ("edit", "message"),
     [
         (lambda lines: lines[:15], ":11: last group has 5 line(s)"),
-        (lambda lines: ["0" + ln[1:] if i == 3 else ln for i, ln in enumerate(lines)],
-         ":1: group of lines 1-10 has 0 label-1"),
-        (lambda lines: ["1" + ln[1:] if i == 4 else ln for i, ln in enumerate(lines)],
-         ":1: group of lines 1-10 has 2 label-1"),
-        (lambda lines: ["2" + ln[1:] if i == 6 else ln for i, ln in enumerate(lines)],
-         ":7: label must be 0 or 1"),
-        (lambda lines: ["0\tonly\n" if i == 12 else ln for i, ln in enumerate(lines)],
-         ":13: expected 'label"),
-        (lambda lines: [ln.replace("什么", "哪") if i == 5 else ln for i, ln in enumerate(lines)],
-         ":6: context differs"),
+        (
+            lambda lines: ["0" + ln[1:] if i == 3 else ln for i, ln in enumerate(lines)],
+            ":1: group of lines 1-10 has 0 label-1",
+        ),
+        (
+            lambda lines: ["1" + ln[1:] if i == 4 else ln for i, ln in enumerate(lines)],
+            ":1: group of lines 1-10 has 2 label-1",
+        ),
+        (
+            lambda lines: ["2" + ln[1:] if i == 6 else ln for i, ln in enumerate(lines)],
+            ":7: label must be 0 or 1",
+        ),
+        (
+            lambda lines: ["0\tonly\n" if i == 12 else ln for i, ln in enumerate(lines)],
+            ":13: expected 'label",
+        ),
+        (
+            lambda lines: [
+                ln.replace("什么", "哪") if i == 5 else ln for i, ln in enumerate(lines)
+            ],
+            ":6: context differs",
+        ),
     ],
 )
 def test_bad_files_name_file_and_line(groups_file, edit, message):
     lines = groups_file.read_text(encoding="utf-8").splitlines(keepends=True)
     groups_file.write_text("".join(edit(lines)), encoding="utf-8")
-    with pytest.raises(ValueError, match=str(groups_file.name) + ".*" + message.replace("(", r"\(").replace(")", r"\)")):
+    with pytest.raises(
+        ValueError,
+        match=str(groups_file.name) + ".*" + message.replace("(", r"\(").replace(")", r"\)"),
+    ):
         read_groups(groups_file)
 
 

@@ -39,7 +39,11 @@ def test_recall_and_mrr_hand_computed():
     assert recall_at_k(ranks, 5) == 0.75
     assert mean_reciprocal_rank(ranks) == pytest.approx((1 + 0.5 + 0.2 + 0.1) / 4)
     assert selection_metrics(ranks) == {
-        "r10@1": 0.25, "r10@2": 0.5, "r10@5": 0.75, "mrr": pytest.approx(0.45)}
+        "r10@1": 0.25,
+        "r10@2": 0.5,
+        "r10@5": 0.75,
+        "mrr": pytest.approx(0.45),
+    }
     assert recall_at_k([], 1) == 0.0 and mean_reciprocal_rank([]) == 0.0
 
 

@@ -35,8 +35,13 @@ from alime.types import Candidate, ChitChatMatch, Generated, Hit, QAPair, Rule, 
 NATURAL = BUNDLED_DATA / "eval" / "natural"
 KB_FILE = BUNDLED_DATA / "kb" / "ecommerce_qa.tsv"
 
-SHIP = Intent("ship", IN_KB, "when does it ship", Outcome.ANSWER,
-              frozenset({normalize_answer("拍下后72小时内发货哦"), "包邮的"}))
+SHIP = Intent(
+    "ship",
+    IN_KB,
+    "when does it ship",
+    Outcome.ANSWER,
+    frozenset({normalize_answer("拍下后72小时内发货哦"), "包邮的"}),
+)
 
 
 def _out(expected: Outcome) -> Intent:
@@ -57,17 +62,35 @@ def test_in_kb_needs_a_kb_answer_from_the_acceptable_set():
     assert not judge(SHIP, _reply("", source="retrieval"))
 
 
-@pytest.mark.parametrize("expected, ok, bad", [
-    (Outcome.HANDOFF, [_reply("转人工", "fallback", True), _reply("x", "retrieval", True)],
-     [_reply("转人工", "fallback", False), _reply("x", "chitchat")]),
-    (Outcome.FALLBACK, [_reply("转人工", "fallback", True), _reply("", "fallback")],
-     [_reply("x", "generation"), _reply("x", "chitchat"), _reply("x", "retrieval", True)]),
-    (Outcome.CHITCHAT, [_reply("你好呀", "chitchat")],
-     [_reply("你好", "retrieval"), _reply("你好", "generation"), _reply("", "fallback", True)]),
-    (Outcome.NO_FAQ, [_reply("x", "generation"), _reply("", "fallback", True),
-                      _reply("x", "chitchat")],
-     [_reply("x", "retrieval"), _reply("x", "retrieval", True)]),
-])
+@pytest.mark.parametrize(
+    "expected, ok, bad",
+    [
+        (
+            Outcome.HANDOFF,
+            [_reply("转人工", "fallback", True), _reply("x", "retrieval", True)],
+            [_reply("转人工", "fallback", False), _reply("x", "chitchat")],
+        ),
+        (
+            Outcome.FALLBACK,
+            [_reply("转人工", "fallback", True), _reply("", "fallback")],
+            [_reply("x", "generation"), _reply("x", "chitchat"), _reply("x", "retrieval", True)],
+        ),
+        (
+            Outcome.CHITCHAT,
+            [_reply("你好呀", "chitchat")],
+            [
+                _reply("你好", "retrieval"),
+                _reply("你好", "generation"),
+                _reply("", "fallback", True),
+            ],
+        ),
+        (
+            Outcome.NO_FAQ,
+            [_reply("x", "generation"), _reply("", "fallback", True), _reply("x", "chitchat")],
+            [_reply("x", "retrieval"), _reply("x", "retrieval", True)],
+        ),
+    ],
+)
 def test_out_of_kb_outcomes(expected, ok, bad):
     intent = _out(expected)
     assert all(judge(intent, r) for r in ok)
@@ -77,16 +100,24 @@ def test_out_of_kb_outcomes(expected, ok, bad):
 # -- the report on a tiny set with a stub bot ------------------------------------------------
 def _write_set(root: Path, tune_lines: list[str], test_lines: list[str] | None = None) -> Path:
     root.mkdir(parents=True, exist_ok=True)
-    intents = {"seed": 7, "intents": {
-        "ship": {"kind": "in_kb", "description": "ship time",
-                 "acceptable": ["拍下后72小时内发货哦", "包邮 的"]},
-        "complaint": {"kind": "out_of_kb", "description": "", "expected": "handoff"},
-        "gibberish": {"kind": "out_of_kb", "description": "", "expected": "fallback"},
-        "weather": {"kind": "out_of_kb", "description": "", "expected": "no_faq"}}}
+    intents = {
+        "seed": 7,
+        "intents": {
+            "ship": {
+                "kind": "in_kb",
+                "description": "ship time",
+                "acceptable": ["拍下后72小时内发货哦", "包邮 的"],
+            },
+            "complaint": {"kind": "out_of_kb", "description": "", "expected": "handoff"},
+            "gibberish": {"kind": "out_of_kb", "description": "", "expected": "fallback"},
+            "weather": {"kind": "out_of_kb", "description": "", "expected": "no_faq"},
+        },
+    }
     (root / "intents.json").write_text(json.dumps(intents, ensure_ascii=False), encoding="utf-8")
     for name, lines in (("tune", tune_lines), ("test", test_lines or [])):
-        (root / f"{name}.jsonl").write_text("".join(line + "\n" for line in lines),
-                                            encoding="utf-8")
+        (root / f"{name}.jsonl").write_text(
+            "".join(line + "\n" for line in lines), encoding="utf-8"
+        )
     return root
 
 
@@ -94,10 +125,15 @@ def _line(query, intent, kind):
     return json.dumps({"query": query, "intent": intent, "kind": kind}, ensure_ascii=False)
 
 
-TINY = [_line("啥时候发货", "ship", IN_KB), _line("几时发啊", "ship", IN_KB),
-        _line("发火了没", "ship", IN_KB), _line("我要投诉", "complaint", OUT_OF_KB),
-        _line("差评", "complaint", OUT_OF_KB), _line("asdf", "gibberish", OUT_OF_KB),
-        _line("天气咋样", "weather", OUT_OF_KB)]
+TINY = [
+    _line("啥时候发货", "ship", IN_KB),
+    _line("几时发啊", "ship", IN_KB),
+    _line("发火了没", "ship", IN_KB),
+    _line("我要投诉", "complaint", OUT_OF_KB),
+    _line("差评", "complaint", OUT_OF_KB),
+    _line("asdf", "gibberish", OUT_OF_KB),
+    _line("天气咋样", "weather", OUT_OF_KB),
+]
 
 STUB_REPLIES = {
     "啥时候发货": _reply("拍下 后 72 小时 内 发货 哦", rule="threshold"),  # ok
@@ -112,21 +148,31 @@ STUB_REPLIES = {
 
 def test_report_counts_with_a_stub_bot(tmp_path):
     data = _write_set(tmp_path / "set", TINY)
-    report = run_natural(data, "tune", lambda q: STUB_REPLIES[q], out_dir=tmp_path / "out",
-                         progress=False)
+    report = run_natural(
+        data, "tune", lambda q: STUB_REPLIES[q], out_dir=tmp_path / "out", progress=False
+    )
     assert report["queries"] == 7
     assert report[IN_KB] == {"queries": 3, "acceptable": 1, "rate": pytest.approx(1 / 3)}
     assert report[OUT_OF_KB] == {"queries": 4, "acceptable": 2, "rate": 0.5}
     # flagged: 我要投诉, asdf; expected: 我要投诉, 差评
-    assert report["handoff"] == {"expected": 2, "flagged": 2, "both": 1, "precision": 0.5,
-                                 "recall": 0.5}
+    assert report["handoff"] == {
+        "expected": 2,
+        "flagged": 2,
+        "both": 1,
+        "precision": 0.5,
+        "recall": 0.5,
+    }
     assert report["by_source"] == {"retrieval": 3, "generation": 2, "fallback": 2}
     assert report["by_rule"] == {"threshold": 3, "generation": 2, "complaint": 1, "gibberish": 1}
     assert report["by_intent"]["ship"]["acceptable"] == 1
     assert [f["query"] for f in report["failures"]["ship"]] == ["几时发啊", "发火了没"]
-    assert report["failures"]["complaint"][0] == {"query": "差评", "answer": "好的",
-                                                  "source": "generation", "score": 0.5,
-                                                  "rule": "generation"}
+    assert report["failures"]["complaint"][0] == {
+        "query": "差评",
+        "answer": "好的",
+        "source": "generation",
+        "score": 0.5,
+        "rule": "generation",
+    }
     assert "gibberish" not in report["failures"]
     written = json.loads((tmp_path / "out" / "report.json").read_text(encoding="utf-8"))
     assert written["handoff"]["both"] == 1
@@ -148,13 +194,16 @@ def test_missing_directory_is_a_clean_cli_error(tmp_path, capsys):
     assert "no such directory" in capsys.readouterr().err
 
 
-@pytest.mark.parametrize("bad, message", [
-    ("{not json", "invalid JSON"),
-    ('["a list"]', "expected a JSON object"),
-    (_line("", "ship", IN_KB), '"query" must be a non-empty string'),
-    (_line("q", "nope", IN_KB), "unknown intent 'nope'"),
-    (_line("q", "ship", OUT_OF_KB), "\"kind\" must be 'in_kb'"),
-])
+@pytest.mark.parametrize(
+    "bad, message",
+    [
+        ("{not json", "invalid JSON"),
+        ('["a list"]', "expected a JSON object"),
+        (_line("", "ship", IN_KB), '"query" must be a non-empty string'),
+        (_line("q", "nope", IN_KB), "unknown intent 'nope'"),
+        (_line("q", "ship", OUT_OF_KB), "\"kind\" must be 'in_kb'"),
+    ],
+)
 def test_malformed_line_names_file_and_line(tmp_path, capsys, bad, message):
     data = _write_set(tmp_path / "set", [TINY[0], bad])
     with pytest.raises(DataError, match=re.escape(message)):
@@ -180,15 +229,42 @@ def test_flag_combinations_are_refused(tmp_path, capsys):
     data = _write_set(tmp_path / "set", TINY)
     assert main(["evaluate", "natural", "--data", str(data), "--write-model", str(tmp_path)]) == 2
     assert "--write-model needs --sweep" in capsys.readouterr().err
-    assert main(["evaluate", "natural", "--data", str(data), "--sweep", "--url",
-                 "http://127.0.0.1:18650"]) == 2
+    assert (
+        main(
+            [
+                "evaluate",
+                "natural",
+                "--data",
+                str(data),
+                "--sweep",
+                "--url",
+                "http://127.0.0.1:18650",
+            ]
+        )
+        == 2
+    )
     assert "cannot use --url" in capsys.readouterr().err
 
 
 def test_always_fallback_baseline_through_the_cli(tmp_path, capsys):
     data = _write_set(tmp_path / "set", TINY)
-    assert main(["evaluate", "natural", "--data", str(data), "--split", "tune", "--baseline",
-                 "always-fallback", "--json", "--no-progress"]) == 0
+    assert (
+        main(
+            [
+                "evaluate",
+                "natural",
+                "--data",
+                str(data),
+                "--split",
+                "tune",
+                "--baseline",
+                "always-fallback",
+                "--json",
+                "--no-progress",
+            ]
+        )
+        == 0
+    )
     report = json.loads(capsys.readouterr().out)
     assert report[IN_KB]["acceptable"] == 0
     assert report[OUT_OF_KB]["acceptable"] == 4  # handoff x2, fallback, no_faq
@@ -210,12 +286,18 @@ def test_split_is_stratified_seeded_and_complete():
 # -- the sweep -------------------------------------------------------------------------------
 def test_sweep_choice_by_hand():
     intents = {"ship": SHIP, "hand": _out(Outcome.HANDOFF), "chat": _out(Outcome.NO_FAQ)}
-    queries = [NaturalQuery("a", "ship", IN_KB), NaturalQuery("b", "ship", IN_KB),
-               NaturalQuery("c", "hand", OUT_OF_KB), NaturalQuery("d", "chat", OUT_OF_KB)]
-    records = [Recorded(0.9, "包邮的", ("好的", 0.2), "转人工"),  # right answer at best 0.9
-               Recorded(0.5, "在的哦", ("好的", 0.6), "转人工"),  # wrong KB answer at 0.5
-               Recorded(0.7, "在的哦", ("好的", 0.4), "转人工"),  # out-of-KB scoring 0.7
-               Recorded(0.3, "在的哦", ("好的", 0.5), "转人工")]
+    queries = [
+        NaturalQuery("a", "ship", IN_KB),
+        NaturalQuery("b", "ship", IN_KB),
+        NaturalQuery("c", "hand", OUT_OF_KB),
+        NaturalQuery("d", "chat", OUT_OF_KB),
+    ]
+    records = [
+        Recorded(0.9, "包邮的", ("好的", 0.2), "转人工"),  # right answer at best 0.9
+        Recorded(0.5, "在的哦", ("好的", 0.6), "转人工"),  # wrong KB answer at 0.5
+        Recorded(0.7, "在的哦", ("好的", 0.4), "转人工"),  # out-of-KB scoring 0.7
+        Recorded(0.3, "在的哦", ("好的", 0.5), "转人工"),
+    ]
     # Hand-computed (in-KB, out-of-KB) rates:
     #   T=0.3: a ok, b wrong; c answered, d answered             -> (1/2, 0)    mean 0.25
     #   T=0.8: a ok; b generated/fallback (not ok); c: fallback (hand-off) iff G > 0.4;
@@ -282,18 +364,29 @@ class _ChitChat:
 def test_replay_agrees_with_the_engine(router, stages):
     """The replay of every grid point equals what the real HybridEngine answers there (with
     and without the rules before retrieval and the chit-chat KB)."""
-    hits = {"q": [Hit(1, 3.0), Hit(3, 1.0)], "longer query": [Hit(2, 2.0), Hit(4, 1.5)],
-            "none": [], "xy": [Hit(4, 0.5)], "我要投诉": [Hit(1, 3.0)]}
+    hits = {
+        "q": [Hit(1, 3.0), Hit(3, 1.0)],
+        "longer query": [Hit(2, 2.0), Hit(4, 1.5)],
+        "none": [],
+        "xy": [Hit(4, 0.5)],
+        "我要投诉": [Hit(1, 3.0)],
+    }
 
     class Router:
         def score(self, query, candidates: list[Candidate]):
             return [0.9 - 0.2 * c.id for c in candidates]
 
-    engine = HybridEngine(_Retriever(hits), lambda ids: {i: PAIRS[i] for i in ids},
-                          Thresholds(0.0, 0.0), scorer=_Scorer(), generator=_Generator(),
-                          fallback_reply="转人工", router=Router() if router else None,
-                          guards=_Guards() if stages else None,
-                          chitchat=_ChitChat() if stages else None)
+    engine = HybridEngine(
+        _Retriever(hits),
+        lambda ids: {i: PAIRS[i] for i in ids},
+        Thresholds(0.0, 0.0),
+        scorer=_Scorer(),
+        generator=_Generator(),
+        fallback_reply="转人工",
+        router=Router() if router else None,
+        guards=_Guards() if stages else None,
+        chitchat=_ChitChat() if stages else None,
+    )
     grid = [-1.0, 0.1, 0.3, 0.45, 0.5, 0.7, 2.0]
     for query in hits:
         _, rec = record(engine, query)
@@ -303,7 +396,10 @@ def test_replay_agrees_with_the_engine(router, stages):
                 actual = engine.reply(query).to_json()
                 replay = simulate(rec, t, g)
                 assert (replay["source"], replay["answer"], replay["handoff"]) == (
-                    actual["source"], actual["answer"], actual["handoff"]), (query, t, g)
+                    actual["source"],
+                    actual["answer"],
+                    actual["handoff"],
+                ), (query, t, g)
 
 
 def test_write_choice_puts_t_where_the_bot_reads_it(tmp_path):
@@ -311,8 +407,9 @@ def test_write_choice_puts_t_where_the_bot_reads_it(tmp_path):
     model.mkdir()
     src = BUNDLED_DATA / "model-int8" / "routing.json"
     (model / "routing.json").write_text(src.read_text(encoding="utf-8"), encoding="utf-8")
-    (model / "thresholds.json").write_text('{"threshold": -1.5, "generation_threshold": 0.2}',
-                                           encoding="utf-8")
+    (model / "thresholds.json").write_text(
+        '{"threshold": -1.5, "generation_threshold": 0.2}', encoding="utf-8"
+    )
     chosen = {"threshold": 0.42, "generation_threshold": 0.33}
     write_choice(model, chosen, True, {"split": "tune"})
     assert read_routing(model).threshold == 0.42
@@ -352,8 +449,9 @@ def test_bundled_queries_are_not_kb_questions_and_the_split_is_the_seeded_one():
     questions = _kb_texts(0)
     queries = data.select("all")
     assert len({q.query for q in queries}) == len(queries)
-    copied = [q.query for q in queries
-              if q.kind == IN_KB and normalize_answer(q.query) in questions]
+    copied = [
+        q.query for q in queries if q.kind == IN_KB and normalize_answer(q.query) in questions
+    ]
     assert copied == []
     assert split_queries(queries, data.seed) == (data.queries["tune"], data.queries["test"])
 
@@ -371,27 +469,43 @@ def test_over_http_the_report_equals_in_process(tmp_path, tiny_config, tiny_tsv)
     from alime.serving.app import create_app
 
     kb_path, _, _ = tiny_config.resolved_paths()
-    KnowledgeBase(kb_path).add_many((r.question, r.answer, ())
-                                    for r in read_rows(tiny_tsv, "tsv").rows)
+    KnowledgeBase(kb_path).add_many(
+        (r.question, r.answer, ()) for r in read_rows(tiny_tsv, "tsv").rows
+    )
     bot = build_bot(tiny_config)
     data = tmp_path / "set"
     data.mkdir()
-    (data / "intents.json").write_text(json.dumps({"seed": 1, "intents": {
-        "ship": {"kind": "in_kb", "acceptable": ["亲 , 付款 后 48 小时 内 发货 哦"]},
-        "refund": {"kind": "in_kb", "acceptable": ["退款一般一到三个工作日到账"]},
-        "weather": {"kind": "out_of_kb", "expected": "no_faq"}}}, ensure_ascii=False),
-        encoding="utf-8")
-    (data / "tune.jsonl").write_text("\n".join([
-        _line("啥时候发货啊", "ship", IN_KB), _line("退款多久能到账", "refund", IN_KB),
-        _line("怎么退货", "refund", IN_KB), _line("明天天气", "weather", OUT_OF_KB)]),
-        encoding="utf-8")
+    (data / "intents.json").write_text(
+        json.dumps(
+            {
+                "seed": 1,
+                "intents": {
+                    "ship": {"kind": "in_kb", "acceptable": ["亲 , 付款 后 48 小时 内 发货 哦"]},
+                    "refund": {"kind": "in_kb", "acceptable": ["退款一般一到三个工作日到账"]},
+                    "weather": {"kind": "out_of_kb", "expected": "no_faq"},
+                },
+            },
+            ensure_ascii=False,
+        ),
+        encoding="utf-8",
+    )
+    (data / "tune.jsonl").write_text(
+        "\n".join(
+            [
+                _line("啥时候发货啊", "ship", IN_KB),
+                _line("退款多久能到账", "refund", IN_KB),
+                _line("怎么退货", "refund", IN_KB),
+                _line("明天天气", "weather", OUT_OF_KB),
+            ]
+        ),
+        encoding="utf-8",
+    )
     (data / "test.jsonl").write_text("", encoding="utf-8")
     server = make_server("127.0.0.1", 18652, create_app(bot=bot), threaded=True)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
     try:
-        local = run_natural(data, "tune", lambda q: bot.engine.reply(q).to_json(),
-                            progress=False)
+        local = run_natural(data, "tune", lambda q: bot.engine.reply(q).to_json(), progress=False)
         remote = run_natural(data, "tune", http_asker("http://127.0.0.1:18652"), progress=False)
     finally:
         server.shutdown()
@@ -403,8 +517,22 @@ def test_over_http_the_report_equals_in_process(tmp_path, tiny_config, tiny_tsv)
 
 def test_unreachable_server_is_a_clean_cli_error(tmp_path, capsys):
     data = _write_set(tmp_path / "set", TINY)
-    assert main(["evaluate", "natural", "--data", str(data), "--split", "tune", "--url",
-                 "http://127.0.0.1:18653", "--no-progress"]) == 2
+    assert (
+        main(
+            [
+                "evaluate",
+                "natural",
+                "--data",
+                str(data),
+                "--split",
+                "tune",
+                "--url",
+                "http://127.0.0.1:18653",
+                "--no-progress",
+            ]
+        )
+        == 2
+    )
     assert "cannot reach the server" in capsys.readouterr().err
 
 
@@ -414,8 +542,9 @@ def test_bm25_baseline_answers_the_top_hit(tiny_config, tiny_tsv):
     from alime.kb.store import KnowledgeBase
 
     kb_path, _, _ = tiny_config.resolved_paths()
-    KnowledgeBase(kb_path).add_many((r.question, r.answer, ())
-                                    for r in read_rows(tiny_tsv, "tsv").rows)
+    KnowledgeBase(kb_path).add_many(
+        (r.question, r.answer, ()) for r in read_rows(tiny_tsv, "tsv").rows
+    )
     ask, close = baseline_asker("bm25", tiny_config)
     try:
         reply = ask("啥时候发货啊")
@@ -447,10 +576,17 @@ def _items(seed: int = 0, n: int = 60):
         if in_kb:
             chars[0] = rng.uniform(0.6, 1.0)
             correct[0] = True
-        feats = {Feature.CHARS: chars, Feature.DENSE: rng.uniform(0, 1, 4),
-                 Feature.MATCH: rng.uniform(0, 1, 4), Feature.RERANK: rng.normal(size=4)}
-        items.append(QueryCandidates(LabelledQuery(f"q{i}", "in_kb" if in_kb else "chitchat", True),
-                                     feats, correct))
+        feats = {
+            Feature.CHARS: chars,
+            Feature.DENSE: rng.uniform(0, 1, 4),
+            Feature.MATCH: rng.uniform(0, 1, 4),
+            Feature.RERANK: rng.normal(size=4),
+        }
+        items.append(
+            QueryCandidates(
+                LabelledQuery(f"q{i}", "in_kb" if in_kb else "chitchat", True), feats, correct
+            )
+        )
     return items
 
 
@@ -459,8 +595,11 @@ def test_fit_natural_routing_prefers_the_separating_feature():
     from alime.routing import Feature
 
     items = _items()
-    sets = {"chars": (Feature.CHARS,), "dense": (Feature.DENSE,),
-            "chars_dense": (Feature.CHARS, Feature.DENSE)}
+    sets = {
+        "chars": (Feature.CHARS,),
+        "dense": (Feature.DENSE,),
+        "chars_dense": (Feature.CHARS, Feature.DENSE),
+    }
     # chars separates the classes (T from the training folds can sit a hair below a held-out
     # negative, hence not exactly 1); dense is noise
     assert cross_validate(items, (Feature.CHARS,)) > 0.95
@@ -476,9 +615,10 @@ def test_fit_routing_flags(tmp_path, capsys):
     from alime.cli import main
 
     for argv, message in (
-            (["--fit-routing", "--sweep"], "--fit-routing runs alone"),
-            (["--fit-routing", "--split", "test"], "fits on the tune split only"),
-            (["--write-model", str(tmp_path)], "--write-model needs --sweep or --fit-routing")):
+        (["--fit-routing", "--sweep"], "--fit-routing runs alone"),
+        (["--fit-routing", "--split", "test"], "fits on the tune split only"),
+        (["--write-model", str(tmp_path)], "--write-model needs --sweep or --fit-routing"),
+    ):
         assert main(["evaluate", "natural", "--data", str(NATURAL), *argv]) == 2
         assert message in capsys.readouterr().err, argv
 
@@ -487,9 +627,14 @@ def test_sweep_chooses_the_chitchat_bar_and_writes_it(tmp_path):
     """A chit-chat query is acceptable only when C lets its match (0.6) through; an off-topic
     query is acceptable either way (no FAQ answer), so C = 0.6 wins over 0.8."""
     intents = {"chat": _out(Outcome.CHITCHAT), "other": _out(Outcome.NO_FAQ)}
-    queries = [NaturalQuery("你真聪明", "chat", OUT_OF_KB), NaturalQuery("天气", "other", OUT_OF_KB)]
-    records = [Recorded(0.1, "x", None, "转人工", chitchat=("谢谢夸奖", 0.6, 0.8)),
-               Recorded(0.1, "x", None, "转人工", chitchat=("天气查不到", 0.5, 0.8))]
+    queries = [
+        NaturalQuery("你真聪明", "chat", OUT_OF_KB),
+        NaturalQuery("天气", "other", OUT_OF_KB),
+    ]
+    records = [
+        Recorded(0.1, "x", None, "转人工", chitchat=("谢谢夸奖", 0.6, 0.8)),
+        Recorded(0.1, "x", None, "转人工", chitchat=("天气查不到", 0.5, 0.8)),
+    ]
     result = sweep(records, queries, intents, [0.5], [0.0], [0.6, 0.8])
     assert result["chosen"]["chitchat_threshold"] == 0.6 and result["chosen"]["out_of_kb"] == 1.0
     by_c = {p["chitchat_threshold"]: p for p in result["points"]}

@@ -27,8 +27,12 @@ def test_same_seed_same_queries_other_seed_other_queries():
 
 
 def test_split_is_deterministic_disjoint_and_skips_duplicates_and_short_questions():
-    pairs = [(1, ["a", "b", "c", "d"]), (2, ["a", "b", "c", "d"]), (3, ["x", "y"]),
-             *[(i, [f"w{i}", "b", "c", "d"]) for i in range(4, 24)]]
+    pairs = [
+        (1, ["a", "b", "c", "d"]),
+        (2, ["a", "b", "c", "d"]),
+        (3, ["x", "y"]),
+        *[(i, [f"w{i}", "b", "c", "d"]) for i in range(4, 24)],
+    ]
     dev, test = split_held_out(pairs, seed=1)
     assert (dev, test) == split_held_out(pairs, seed=1)
     ids = [i for i, _ in dev + test]
@@ -44,8 +48,12 @@ def test_synonym_rewrite_uses_the_variant_table():
 
 def test_ranking_metrics_hand_computed():
     m = ranking_metrics([1, 3, None, 10, 7])
-    assert m == {"recall@1": 0.2, "recall@5": 0.4, "recall@10": 0.8,
-                 "mrr": round((1 + 1 / 3 + 1 / 10 + 1 / 7) / 5, 4)}
+    assert m == {
+        "recall@1": 0.2,
+        "recall@5": 0.4,
+        "recall@10": 0.8,
+        "mrr": round((1 + 1 / 3 + 1 / 10 + 1 / 7) / 5, 4),
+    }
 
 
 def test_register_retrieval_adds_the_subcommand():

@@ -23,10 +23,12 @@ from alime.routing import Feature
 
 def _outcomes():
     # in-KB: 0.9 right, 0.6 wrong answer, 0.3 right; held out 0.7; chit-chat 0.2
-    return Outcomes(score=np.array([0.9, 0.6, 0.3, 0.7, 0.2]),
-                    in_kb=np.array([True, True, True, False, False]),
-                    kind=np.array([IN_KB, IN_KB, IN_KB, HELD_OUT, CHITCHAT]),
-                    right=np.array([True, False, True, False, False]))
+    return Outcomes(
+        score=np.array([0.9, 0.6, 0.3, 0.7, 0.2]),
+        in_kb=np.array([True, True, True, False, False]),
+        kind=np.array([IN_KB, IN_KB, IN_KB, HELD_OUT, CHITCHAT]),
+        right=np.array([True, False, True, False, False]),
+    )
 
 
 def test_routing_point_by_hand():
@@ -49,8 +51,11 @@ def test_choose_threshold_maximizes_the_balanced_rate():
 
 
 def _q(kind, feats, correct):
-    return QueryCandidates(LabelledQuery("q", kind, False),
-                           {f: np.array(v, float) for f, v in feats.items()}, np.array(correct))
+    return QueryCandidates(
+        LabelledQuery("q", kind, False),
+        {f: np.array(v, float) for f, v in feats.items()},
+        np.array(correct),
+    )
 
 
 def test_deciders_pick_their_candidate():
@@ -63,15 +68,21 @@ def test_deciders_pick_their_candidate():
     assert outcomes([empty], rerank_decider).score[0] == -np.inf
 
 
-ROWS = [(f"问题 {i} 怎么 发货 呢", f"答案 {i}") for i in range(40)] + \
-       [(f"问题 {i} 在 吗 亲", "您好") for i in range(40, 60)]
+ROWS = [(f"问题 {i} 怎么 发货 呢", f"答案 {i}") for i in range(40)] + [
+    (f"问题 {i} 在 吗 亲", "您好") for i in range(40, 60)
+]
 
 
 def _set(seed=7):
     s = RoutingSettings(seed=seed, held_out_share=0.25, n_in_kb=20, n_held_out=6, n_chitchat=4)
     variants = {"发货": ("发出",), "怎么": ("如何",)}
-    return build_routing_set(ROWS, ["你喜欢猫吗", "问题 1 怎么 发货 呢", "谁是光明", "你喜欢猫吗"],
-                             str.split, variants, s)
+    return build_routing_set(
+        ROWS,
+        ["你喜欢猫吗", "问题 1 怎么 发货 呢", "谁是光明", "你喜欢猫吗"],
+        str.split,
+        variants,
+        s,
+    )
 
 
 def test_routing_set_holds_out_answers_the_kb_cannot_give():

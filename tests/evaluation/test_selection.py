@@ -84,12 +84,17 @@ class Fixed:
 
 
 def test_fusion_by_reciprocal_rank():
-    fused = FusedScorer([Fixed([3.0, 2.0, 1.0]), Fixed([1.0, 3.0, 2.0])]).score("q", (), ["a", "b", "c"])
+    fused = FusedScorer([Fixed([3.0, 2.0, 1.0]), Fixed([1.0, 3.0, 2.0])]).score(
+        "q", (), ["a", "b", "c"]
+    )
     assert fused == pytest.approx([1 / 61 + 1 / 63, 1 / 62 + 1 / 61, 1 / 63 + 1 / 62])
 
 
 def test_scorer_names():
-    assert parse_scorer_names("bm25, shorter,bm25", have_model=False) == [ScorerName.BM25, ScorerName.SHORTER]
+    assert parse_scorer_names("bm25, shorter,bm25", have_model=False) == [
+        ScorerName.BM25,
+        ScorerName.SHORTER,
+    ]
     assert ScorerName.SEQ2SEQ not in parse_scorer_names(None, have_model=False)
     with pytest.raises(ValueError, match="unknown scorer 'bleu'; valid: .*'bm25'"):
         parse_scorer_names("bleu", have_model=True)
@@ -140,7 +145,9 @@ def test_anti_bm25_is_minus_bm25(groups_file):
         assert g.scores["anti_bm25"] == [-x for x in g.scores["bm25"]]
         assert max(g.scores["bm25"]) > min(g.scores["bm25"])  # not all ties: the sign matters
     report = selection_report(scored, ["bm25", "anti_bm25"])
-    assert report["scorers"]["bm25"]["r10@1"] == 1.0 and report["scorers"]["anti_bm25"]["r10@1"] == 0.0
+    assert (
+        report["scorers"]["bm25"]["r10@1"] == 1.0 and report["scorers"]["anti_bm25"]["r10@1"] == 0.0
+    )
 
 
 def test_match_without_a_matcher_is_a_clear_error(groups_file):
@@ -151,5 +158,7 @@ def test_match_without_a_matcher_is_a_clear_error(groups_file):
 def test_weighted_sum_stacks_scorers():
     from alime.evaluation.scorers import WeightedSum
 
-    total = WeightedSum([(1.0, Fixed([1.0, 2.0])), (0.5, Fixed([4.0, -2.0]))]).score("q", (), ["a", "b"])
+    total = WeightedSum([(1.0, Fixed([1.0, 2.0])), (0.5, Fixed([4.0, -2.0]))]).score(
+        "q", (), ["a", "b"]
+    )
     assert total == pytest.approx([3.0, 1.0])

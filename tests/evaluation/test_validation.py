@@ -53,8 +53,10 @@ def test_pool_too_small(rows):
 
 def test_heldout_lines_from_training_metadata(tmp_path, rows):
     data = tmp_path / "dev.txt"
-    meta = {"data_files": [str(data)],
-            "split": {"valid_dialogue_lines": [[str(data), 2], [str(data), 5], ["other", 3]]}}
+    meta = {
+        "data_files": [str(data)],
+        "split": {"valid_dialogue_lines": [[str(data), 2], [str(data), 5], ["other", 3]]},
+    }
     lines = heldout_lines(meta, data)
     assert lines == {2, 5}
     assert [r.line for r in select_heldout(rows, lines)] == [2, 5]
@@ -69,8 +71,13 @@ def test_heldout_lines_from_training_metadata(tmp_path, rows):
 
 def test_seen_in_training_finds_the_same_session_sampled_twice():
     train = [Row(1, ("a", "b", "c"), "d", 1)]
-    held = [Row(1, ("a",), "b", 2), Row(1, ("a", "b"), "c", 3), Row(1, ("b",), "c", 4),
-            Row(1, ("a", "b", "c"), "d", 5), Row(1, ("a", "x"), "c", 6)]
+    held = [
+        Row(1, ("a",), "b", 2),
+        Row(1, ("a", "b"), "c", 3),
+        Row(1, ("b",), "c", 4),
+        Row(1, ("a", "b", "c"), "d", 5),
+        Row(1, ("a", "x"), "c", 6),
+    ]
     assert seen_in_training(held, train) == {2, 3, 5}
 
 
@@ -105,8 +112,9 @@ def test_context_negatives_are_replies_to_the_best_matching_contexts(rows):
     twin = Row(1, ("在 吗", "什么 时候 发货"), "今天 就 发", 20)
     same_reply = Row(1, ("什么 时候 发货",), "付款 后 48 小时 内 发货", 21)
     sources = [*rows, twin, same_reply]
-    built = build_groups(rows[:1], pool, str.split, ValidationOptions(NegativeKind.CONTEXT, seed=1),
-                         sources=sources)
+    built = build_groups(
+        rows[:1], pool, str.split, ValidationOptions(NegativeKind.CONTEXT, seed=1), sources=sources
+    )
     group = built.groups[0]
     assert group.responses[group.true_index] == rows[0].response and len(set(group.responses)) == 10
     wrong = _wrong(group)

@@ -70,7 +70,10 @@ def test_chatterbot_yaml(tmp_path):
         encoding="utf-8",
     )
     result = read_rows(path, "chatterbot", skip_bad=True)
-    assert [(r.question, r.answer) for r in result.rows] == [("你好", "你好呀"), ("你好呀", "最近好吗")]
+    assert [(r.question, r.answer) for r in result.rows] == [
+        ("你好", "你好呀"),
+        ("你好呀", "最近好吗"),
+    ]
     assert result.rows[0].tags == ("问候",)
     assert [e.line for e in result.skipped] == [7]
 
@@ -133,12 +136,16 @@ def test_yaml_aliases_are_refused_before_expansion(tmp_path):
     assert skipped.rows == [] and [e.line for e in skipped.skipped] == [2]
     # Anchors alone are harmless and still read.
     path.write_text("conversations:\n- - &greet 你好\n  - 你好呀\n", encoding="utf-8")
-    assert [(r.question, r.answer) for r in read_rows(path, "chatterbot").rows] == [("你好", "你好呀")]
+    assert [(r.question, r.answer) for r in read_rows(path, "chatterbot").rows] == [
+        ("你好", "你好呀")
+    ]
 
 
 def test_yaml_nesting_is_bounded(tmp_path):
     path = tmp_path / "deep.yml"
-    path.write_text("conversations:\n- - " + "[" * 5000 + "]" * 5000 + "\n  - x\n", encoding="utf-8")
+    path.write_text(
+        "conversations:\n- - " + "[" * 5000 + "]" * 5000 + "\n  - x\n", encoding="utf-8"
+    )
     with pytest.raises(FormatError, match="nested deeper than 20 levels") as info:
         read_rows(path, "chatterbot")
     assert info.value.line == 2
@@ -155,11 +162,19 @@ def test_yaml_turns_must_be_text(tmp_path):
     path.write_text("conversations:\n- - {a: b}\n  - x\n- - 1\n  - 2\n", encoding="utf-8")
     result = read_rows(path, "chatterbot", skip_bad=True)
     assert [(r.question, r.answer) for r in result.rows] == [("1", "2")]
-    assert [(e.line, e.message) for e in result.skipped] == [(2, "every turn of a conversation must be text")]
+    assert [(e.line, e.message) for e in result.skipped] == [
+        (2, "every turn of a conversation must be text")
+    ]
 
 
-@pytest.mark.parametrize("fmt, good", [("tsv", "q\ta\n"), ("jsonl", '{"question": "q", "answer": "a"}\n'),
-                                       ("ecommerce", "1\tq\ta\n")])
+@pytest.mark.parametrize(
+    "fmt, good",
+    [
+        ("tsv", "q\ta\n"),
+        ("jsonl", '{"question": "q", "answer": "a"}\n'),
+        ("ecommerce", "1\tq\ta\n"),
+    ],
+)
 def test_a_huge_line_is_refused_without_reading_it_whole(tmp_path, fmt, good):
     path = tmp_path / f"big.{fmt}"
     with path.open("w", encoding="utf-8") as f:  # issue 12: a 10 MB single line was one question
@@ -184,11 +199,15 @@ def test_line_limit_boundary(tmp_path):
 
 def test_field_length_limit(tmp_path):
     path = tmp_path / "x.tsv"
-    path.write_text("问" * 10 + "\t答\n" + "问" * 11 + "\t答\n" + "问\t" + "答" * 11 + "\n", encoding="utf-8")
+    path.write_text(
+        "问" * 10 + "\t答\n" + "问" * 11 + "\t答\n" + "问\t" + "答" * 11 + "\n", encoding="utf-8"
+    )
     result = read_rows(path, "tsv", skip_bad=True, limits=KBConfig(max_field_chars=10))
     assert [r.line for r in result.rows] == [1]
     assert [(e.line, e.message) for e in result.skipped] == [
-        (2, "question is longer than 10 characters"), (3, "answer is longer than 10 characters")]
+        (2, "question is longer than 10 characters"),
+        (3, "answer is longer than 10 characters"),
+    ]
 
 
 def test_invalid_utf8_reports_its_line_and_byte(tmp_path):
@@ -199,7 +218,9 @@ def test_invalid_utf8_reports_its_line_and_byte(tmp_path):
     with pytest.raises(FormatError) as info:
         read_rows(path, "tsv")
     assert info.value.line == 5001
-    assert info.value.message == "not UTF-8 text (invalid start byte: byte 0xff at byte 8 of the line)"
+    assert (
+        info.value.message == "not UTF-8 text (invalid start byte: byte 0xff at byte 8 of the line)"
+    )
     result = read_rows(path, "tsv", skip_bad=True)
     assert len(result.rows) == 5001 and result.rows[-1].question == "最后"
     assert [e.line for e in result.skipped] == [5001]
@@ -208,7 +229,9 @@ def test_invalid_utf8_reports_its_line_and_byte(tmp_path):
 def test_invalid_utf8_in_yaml_reports_its_line_and_byte(tmp_path):
     path = tmp_path / "bad.yml"
     path.write_bytes("conversations:\n- - 你好\n  - 再".encode() + b"\xe4\xbd\n")
-    with pytest.raises(FormatError, match="invalid continuation byte: byte 0xe4 at byte 8 of the line") as info:
+    with pytest.raises(
+        FormatError, match="invalid continuation byte: byte 0xe4 at byte 8 of the line"
+    ) as info:
         read_rows(path, "chatterbot")
     assert info.value.line == 3
 
@@ -217,8 +240,11 @@ def test_deep_jsonl_lines_are_bad_lines(tmp_path):
     path = tmp_path / "deep.jsonl"
     path.write_text(
         '{"question": "q1", "answer": "a1"}\n'
-        + "[" * 100_000 + "]" * 100_000 + "\n"  # issue 12: RecursionError, exit 1, even with --skip-bad
-        + '{"question": "q3", "answer": "a3", "tags": [[[[[[[[[[[[[[[[[[[[["x"]]]]]]]]]]]]]]]]]]]]]}\n'
+        + "[" * 100_000
+        + "]" * 100_000
+        + "\n"  # issue 12: RecursionError, exit 1, even with --skip-bad
+        + '{"question": "q3", "answer": "a3", '
+        '"tags": [[[[[[[[[[[[[[[[[[[[["x"]]]]]]]]]]]]]]]]]]]]]}\n'
         + '{"question": "q4", "answer": "a4"}\n',
         encoding="utf-8",
     )
@@ -228,7 +254,9 @@ def test_deep_jsonl_lines_are_bad_lines(tmp_path):
     result = read_rows(path, "jsonl", skip_bad=True)
     assert [r.question for r in result.rows] == ["q1", "q4"]
     assert [(e.line, e.message) for e in result.skipped] == [
-        (2, "JSON nested deeper than 20 levels"), (3, "JSON nested deeper than 20 levels")]
+        (2, "JSON nested deeper than 20 levels"),
+        (3, "JSON nested deeper than 20 levels"),
+    ]
 
 
 def test_load_json_depth_boundary():
@@ -242,17 +270,26 @@ def test_load_json_depth_boundary():
 
 def test_lone_surrogates_are_refused_with_their_position(tmp_path):
     path = tmp_path / "s.jsonl"
-    path.write_text('{"question": "q1", "answer": "a1"}\n{"question": "ab\\ud800", "answer": "x"}\n'
-                    '{"question": "q", "answer": "a", "tags": ["\\udfff"]}\n', encoding="utf-8")
+    path.write_text(
+        '{"question": "q1", "answer": "a1"}\n{"question": "ab\\ud800", "answer": "x"}\n'
+        '{"question": "q", "answer": "a", "tags": ["\\udfff"]}\n',
+        encoding="utf-8",
+    )
     with pytest.raises(FormatError) as info:
         read_rows(path, "jsonl")
-    assert (info.value.line, info.value.message) == (2, "question contains a lone surrogate U+D800 at character 3")
+    assert (info.value.line, info.value.message) == (
+        2,
+        "question contains a lone surrogate U+D800 at character 3",
+    )
     result = read_rows(path, "jsonl", skip_bad=True)
     assert [r.question for r in result.rows] == ["q1"]
     assert result.skipped[1].message == "tag contains a lone surrogate U+DFFF at character 1"
     with pytest.raises(FormatError) as info:
         parse_content("q\ta\nq2\ud800\ta2\n", "tsv", skip_bad=True)
-    assert (info.value.line, info.value.message) == (2, "the line contains a lone surrogate U+D800 at character 3")
+    assert (info.value.line, info.value.message) == (
+        2,
+        "the line contains a lone surrogate U+D800 at character 3",
+    )
 
 
 def test_parse_content_matches_read_rows(tmp_path, tiny_tsv):
@@ -263,8 +300,13 @@ def test_parse_content_matches_read_rows(tmp_path, tiny_tsv):
     assert [(e.path, e.line) for e in from_text.skipped] == [("<content>", 21)]
 
 
-FORMULAS = [("=1+2", "=HYPERLINK(\"http://x\")"), ("+86 电话", "-5 元"), ("@SUM(A1)", "普通 回答"),
-            ("正常 问题", "-"), ("a=b 不是 公式", "tab\t=inside")]
+FORMULAS = [
+    ("=1+2", '=HYPERLINK("http://x")'),
+    ("+86 电话", "-5 元"),
+    ("@SUM(A1)", "普通 回答"),
+    ("正常 问题", "-"),
+    ("a=b 不是 公式", "tab\t=inside"),
+]
 
 
 def test_tsv_export_neutralizes_formula_cells(tmp_path):
@@ -274,18 +316,26 @@ def test_tsv_export_neutralizes_formula_cells(tmp_path):
     write_pairs(kb.iter_pairs(), safe, "tsv")
     write_pairs(kb.iter_pairs(), raw, "tsv", raw_cells=True)
     cells = [line.split("\t") for line in safe.getvalue().splitlines()]
-    assert cells == [["'=1+2", "'=HYPERLINK(\"http://x\")"], ["'+86 电话", "'-5 元"],
-                     ["'@SUM(A1)", "普通 回答"], ["正常 问题", "'-"], ["a=b 不是 公式", "tab =inside"]]
+    assert cells == [
+        ["'=1+2", '\'=HYPERLINK("http://x")'],
+        ["'+86 电话", "'-5 元"],
+        ["'@SUM(A1)", "普通 回答"],
+        ["正常 问题", "'-"],
+        ["a=b 不是 公式", "tab =inside"],
+    ]
     assert all(not c.startswith(FORMULA_PREFIXES) for row in cells for c in row)
     assert [line.split("\t") for line in raw.getvalue().splitlines()][:2] == [
-        ["=1+2", "=HYPERLINK(\"http://x\")"], ["+86 电话", "-5 元"]]
+        ["=1+2", '=HYPERLINK("http://x")'],
+        ["+86 电话", "-5 元"],
+    ]
     jsonl = io.StringIO()
     write_pairs(kb.iter_pairs(), jsonl, "jsonl")  # JSONL is not a spreadsheet format: as stored
     assert json.loads(jsonl.getvalue().splitlines()[0])["question"] == "=1+2"
 
 
 def test_neutralized_export_round_trip_keeps_the_quote(tmp_path):
-    """Import never rewrites text: a neutralized cell comes back with its quote; raw cells round-trip."""
+    """Import never rewrites text: a neutralized cell comes back with its quote; raw cells
+    round-trip."""
     kb = KnowledgeBase(tmp_path / "kb.sqlite")
     kb.add_many((q, a, ()) for q, a in FORMULAS[:4])
     for raw_cells in (False, True):
@@ -293,7 +343,10 @@ def test_neutralized_export_round_trip_keeps_the_quote(tmp_path):
         with out.open("w", encoding="utf-8") as f:
             write_pairs(kb.iter_pairs(), f, "tsv", raw_cells=raw_cells)
         back = [(r.question, r.answer) for r in read_rows(out, "tsv").rows]
-        expected = [(q, a) if raw_cells else (neutralize_cell(q), neutralize_cell(a)) for q, a in FORMULAS[:4]]
+        expected = [
+            (q, a) if raw_cells else (neutralize_cell(q), neutralize_cell(a))
+            for q, a in FORMULAS[:4]
+        ]
         assert back == expected
     assert neutralize_cell("=x") == "'=x" and neutralize_cell("x=") == "x="
 
@@ -301,7 +354,8 @@ def test_neutralized_export_round_trip_keeps_the_quote(tmp_path):
 def test_jsonl_phrasings_round_trip(tmp_path):
     path = tmp_path / "p.jsonl"
     path.write_text(
-        '{"question": "什么时候发货", "phrasings": ["几时发货", "什么时候发货", "几时发货"], "answer": "今天"}\n'
+        '{"question": "什么时候发货", '
+        '"phrasings": ["几时发货", "什么时候发货", "几时发货"], "answer": "今天"}\n'
         '{"question": "q", "answer": "a", "phrasings": "几时发货"}\n'
         '{"question": "q", "answer": "a", "phrasings": ["ok", " "]}\n',
         encoding="utf-8",
@@ -310,8 +364,10 @@ def test_jsonl_phrasings_round_trip(tmp_path):
         read_rows(path, "jsonl")
     assert info.value.line == 2
     result = read_rows(path, "jsonl", skip_bad=True)
-    assert [e.message for e in result.skipped] == ["'phrasings' must be a list of strings",
-                                                   "empty phrasing"]
+    assert [e.message for e in result.skipped] == [
+        "'phrasings' must be a list of strings",
+        "empty phrasing",
+    ]
     (row,) = result.rows
     assert row.phrasings == ("几时发货",)  # once, without the primary question
 

@@ -66,7 +66,11 @@ def test_get_many_and_iteration_in_batches(tmp_path):
 
 def test_phrasings_are_stored_cleaned_and_edited(tmp_path):
     kb = KnowledgeBase(tmp_path / "kb.sqlite")
-    pair = kb.add("什么时候发货", "72 小时内", phrasings=[" 几时发货 ", "什么时候发货", "几时发货", "啥时候发"])
+    pair = kb.add(
+        "什么时候发货",
+        "72 小时内",
+        phrasings=[" 几时发货 ", "什么时候发货", "几时发货", "啥时候发"],
+    )
     assert pair.phrasings == ("几时发货", "啥时候发")  # stripped, once each, never the question
     assert kb.get(pair.id) == pair and pair.questions == ("什么时候发货", "几时发货", "啥时候发")
     edited = kb.edit(pair.id, question="几时发货")  # a phrasing promoted to primary leaves the list
@@ -87,7 +91,8 @@ def test_version_1_database_is_migrated_in_place(tmp_path):
         CREATE TABLE qa (id INTEGER PRIMARY KEY AUTOINCREMENT, question TEXT NOT NULL,
             answer TEXT NOT NULL, tags TEXT NOT NULL DEFAULT '[]', created_at REAL NOT NULL,
             updated_at REAL NOT NULL);
-        CREATE TABLE changes (revision INTEGER PRIMARY KEY, op TEXT NOT NULL, qa_id INTEGER NOT NULL);
+        CREATE TABLE changes (revision INTEGER PRIMARY KEY, op TEXT NOT NULL,
+            qa_id INTEGER NOT NULL);
         CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
         INSERT INTO meta VALUES ('schema_version', '1');
         INSERT INTO qa VALUES (1, '发 什么 快递', '中通', '["旧"]', 1.0, 2.0);
@@ -97,14 +102,22 @@ def test_version_1_database_is_migrated_in_place(tmp_path):
     conn.close()
     kb = KnowledgeBase(path)
     old = kb.get(1)
-    assert (old.question, old.answer, old.tags, old.phrasings) == ("发 什么 快递", "中通", ("旧",), ())
+    assert (old.question, old.answer, old.tags, old.phrasings) == (
+        "发 什么 快递",
+        "中通",
+        ("旧",),
+        (),
+    )
     assert kb.revision() == 1  # the change log is kept: indexes catch up as before
     assert kb.edit(1, phrasings=["哪家快递"]).phrasings == ("哪家快递",)
     kb.close()
     again = KnowledgeBase(path)  # reopening a migrated file is a no-op
     assert again.get(1).phrasings == ("哪家快递",)
-    version = sqlite3.connect(path).execute(
-        "SELECT value FROM meta WHERE key = 'schema_version'").fetchone()[0]
+    version = (
+        sqlite3.connect(path)
+        .execute("SELECT value FROM meta WHERE key = 'schema_version'")
+        .fetchone()[0]
+    )
     assert version == "3"
     # version 3: the KB's identity for search indexes (an id, a token per write transaction)
     assert len(again.kb_id) == 32 and again.kb_id == kb.kb_id

@@ -21,7 +21,7 @@ def main(out_dir: str) -> None:
     import tensorflow as tf
 
     from pluto.local_optim import OptimizerConfig
-    from pluto.training import Trainer, TrainConfig, fit
+    from pluto.training import TrainConfig, Trainer, fit
 
     keras.utils.set_random_seed(0)
     rng = np.random.default_rng(0)

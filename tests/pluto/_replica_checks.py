@@ -21,10 +21,10 @@ def main(replicas: int) -> None:
     import tensorflow as tf
 
     from pluto.averaging import BmufConfig
+    from pluto.heuristics import select_batch_size
     from pluto.local_optim import OptimizerConfig
     from pluto.strategy import StrategyError, configure_logical_cpus
-    from pluto.heuristics import select_batch_size
-    from pluto.training import Trainer, TrainConfig, measure_throughput
+    from pluto.training import TrainConfig, Trainer, measure_throughput
 
     per_replica = 3
     rng = np.random.default_rng(0)
@@ -62,7 +62,9 @@ def main(replicas: int) -> None:
 
     out["grad_global"] = grads_on(x, y)
     out["grad_shards"] = [
-        grads_on(x[r * per_replica : (r + 1) * per_replica], y[r * per_replica : (r + 1) * per_replica])
+        grads_on(
+            x[r * per_replica : (r + 1) * per_replica], y[r * per_replica : (r + 1) * per_replica]
+        )
         for r in range(replicas)
     ]
 
@@ -88,9 +90,7 @@ def main(replicas: int) -> None:
 
     # BMUF: two blocks of K=2 local steps each.
     bmuf = BmufConfig(nesterov=True)
-    trainer, batch = make(
-        TrainConfig(mode="ma", avg_period=2, optimizer=plain, bmuf=bmuf)
-    )
+    trainer, batch = make(TrainConfig(mode="ma", avg_period=2, optimizer=plain, bmuf=bmuf))
     out["bmuf_momentum"] = bmuf.momentum_for(replicas)
     record = []
     for _ in range(2):

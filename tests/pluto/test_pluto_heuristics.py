@@ -58,7 +58,14 @@ def test_plateau_halves_after_patience():
 def test_adaptive_period_follows_drift():
     period = h.AdaptivePeriod(period=4, min_period=1, max_period=16, low=0.01, high=0.1)
     assert [period.update(d) for d in [0.001, 0.001, 0.001, 0.05, 0.5, 0.5, 0.5, 0.5]] == [
-        8, 16, 16, 16, 8, 4, 2, 1,
+        8,
+        16,
+        16,
+        16,
+        8,
+        4,
+        2,
+        1,
     ]
     with pytest.raises(ValueError):
         h.AdaptivePeriod(period=0)

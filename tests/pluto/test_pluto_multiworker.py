@@ -38,7 +38,11 @@ def test_two_workers_train_and_only_chief_saves(tmp_path):
         procs.append(
             subprocess.Popen(
                 [sys.executable, "-m", "tests.pluto._multiworker", str(out)],
-                cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                cwd=ROOT,
+                env=env,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                text=True,
             )
         )
     results = []

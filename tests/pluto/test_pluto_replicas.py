@@ -11,7 +11,9 @@ LR = 0.1
 
 
 def test_sync_step_matches_single_device_step_on_global_batch(replica_checks):
-    expected = [w - LR * g for w, g in zip(replica_checks["w0"], replica_checks["grad_global"])]
+    expected = [
+        w - LR * g for w, g in zip(replica_checks["w0"], replica_checks["grad_global"], strict=True)
+    ]
     after = arrays(replica_checks["sync_after"])
     assert len(after) == REPLICAS
     for rep in after:
@@ -32,7 +34,7 @@ def test_local_steps_diverge_before_averaging(replica_checks):
     before = arrays(replica_checks["ma_before"])
     assert not replica_checks["ma_in_sync_before"]
     for r in range(1, REPLICAS):
-        assert max(np.abs(a - b).max() for a, b in zip(before[0], before[r])) > 1e-4
+        assert max(np.abs(a - b).max() for a, b in zip(before[0], before[r], strict=True)) > 1e-4
 
 
 def test_every_replica_holds_the_mean_after_averaging(replica_checks):
@@ -59,10 +61,10 @@ def test_bmuf_matches_hand_computed_block_update(replica_checks):
     for block in replica_checks["bmuf"]:
         before = arrays(block["before"])
         mean = [np.mean([rep[i] for rep in before], axis=0) for i in range(len(w_g))]
-        start = [g + mu * d for g, d in zip(w_g, delta)]  # where this block started
-        delta = [mu * d + 1.0 * (m - s) for d, m, s in zip(delta, mean, start)]
-        w_g = [g + d for g, d in zip(w_g, delta)]
-        start = [g + mu * d for g, d in zip(w_g, delta)]  # Nesterov look-ahead
+        start = [g + mu * d for g, d in zip(w_g, delta, strict=True)]  # where this block started
+        delta = [mu * d + 1.0 * (m - s) for d, m, s in zip(delta, mean, start, strict=True)]
+        w_g = [g + d for g, d in zip(w_g, delta, strict=True)]
+        start = [g + mu * d for g, d in zip(w_g, delta, strict=True)]  # Nesterov look-ahead
         for rep in arrays(block["after"]):
             for got, want in zip(rep, start, strict=True):
                 np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6)

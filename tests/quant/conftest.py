@@ -8,7 +8,6 @@ import pytest
 
 from alime.seq2seq.config import Seq2SeqConfig
 from alime.seq2seq.vocab import Vocabulary
-
 from tests.seq2seq.conftest import WORDS
 
 
@@ -21,8 +20,15 @@ def fp32_dir(tmp_path_factory):
 
     keras.utils.set_random_seed(11)
     vocab = Vocabulary(WORDS)
-    config = Seq2SeqConfig(vocab_size=len(vocab), embed_dim=8, hidden_dim=8, attention_dim=4,
-                           buckets=((4, 4), (8, 8)), max_source_len=8, max_target_len=8)
+    config = Seq2SeqConfig(
+        vocab_size=len(vocab),
+        embed_dim=8,
+        hidden_dim=8,
+        attention_dim=4,
+        buckets=((4, 4), (8, 8)),
+        max_source_len=8,
+        max_target_len=8,
+    )
     path = tmp_path_factory.mktemp("fp32")
     save_model_dir(path, build_model(config), vocab, {"note": "random weights"})
     (path / "thresholds.json").write_text(json.dumps({"threshold": 0.3}), encoding="utf-8")

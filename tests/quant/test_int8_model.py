@@ -28,8 +28,14 @@ def _load(path, backend=None):
 def test_directory_layout_and_marker(fp32_dir, int8_dir):
     marker = json.loads((int8_dir / "quantization.json").read_text(encoding="utf-8"))
     int8 = {t["name"] for t in marker["tensors"] if t["dtype"] == "int8"}
-    assert {"embedding/embeddings", "encoder/gru_cell/kernel", "decoder/gru_cell/recurrent_kernel",
-            "attention/query_proj/kernel", "key_proj/kernel", "output_proj/kernel"} <= int8
+    assert {
+        "embedding/embeddings",
+        "encoder/gru_cell/kernel",
+        "decoder/gru_cell/recurrent_kernel",
+        "attention/query_proj/kernel",
+        "key_proj/kernel",
+        "output_proj/kernel",
+    } <= int8
     assert all(t["dtype"] == "float32" for t in marker["tensors"] if t["name"].endswith("bias"))
     assert (int8_dir / "thresholds.json").read_text() == (fp32_dir / "thresholds.json").read_text()
     assert not (int8_dir / "model.weights.h5").exists()
@@ -97,8 +103,11 @@ def test_reload_is_identical(int8_dir, fp32_dir):
     from pluto.quantization import QuantizedTensor, quantize
 
     a, b = _load(int8_dir, "numpy"), _load(int8_dir, "numpy")
-    for x, y in zip(a.inference.answer_log_probs(SOURCES[0], TARGETS),
-                    b.inference.answer_log_probs(SOURCES[0], TARGETS), strict=True):
+    for x, y in zip(
+        a.inference.answer_log_probs(SOURCES[0], TARGETS),
+        b.inference.answer_log_probs(SOURCES[0], TARGETS),
+        strict=True,
+    ):
         np.testing.assert_array_equal(x, y)
     # What was written is exactly the quantization of the fp32 weights.
     from alime.seq2seq.quantized import channel_axis, weight_name
@@ -140,8 +149,20 @@ def test_cli_errors_on_a_non_model_dir(tmp_path):
     (tmp_path / "empty").mkdir()
     env = {**os.environ, "ALIME_HOME": str(tmp_path / "home"), "TF_CPP_MIN_LOG_LEVEL": "3"}
     proc = subprocess.run(
-        [sys.executable, "-m", "alime", "quantize", str(tmp_path / "empty"), "--out",
-         str(tmp_path / "out")], capture_output=True, text=True, env=env, timeout=120)
+        [
+            sys.executable,
+            "-m",
+            "alime",
+            "quantize",
+            str(tmp_path / "empty"),
+            "--out",
+            str(tmp_path / "out"),
+        ],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=120,
+    )
     assert proc.returncode == 2
     assert "not a model directory" in proc.stderr
     assert not (tmp_path / "out" / "quantization.json").exists()

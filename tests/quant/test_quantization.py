@@ -60,4 +60,3 @@ def test_reduce_range_keeps_seven_bits():
     assert np.abs(q7.values).max() <= SAFE_QMAX
     err = np.abs(q7.dequantize() - q8.dequantize()).max(axis=0)
     assert np.all(err <= q7.scales / 2 * (1 + 1e-5))
-

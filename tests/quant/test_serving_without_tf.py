@@ -18,11 +18,26 @@ ROOT = Path(__file__).resolve().parents[2]
 BUNDLED_INT8 = BUNDLED_DATA / "model-int8"
 # A fixed list: FAQ answers, a chit-chat line, generated answers, a rule (see the rules in
 # data/text/guards.toml) and an empty-ish query.
-QUERIES = ["什么时候发货？", "发什么快递", "能便宜点吗", "你好", "这个怎么用啊亲", "有没有赠品",
-           "质量怎么样", "我要投诉", "asdf", "衣服洗了会缩水吗"]
+QUERIES = [
+    "什么时候发货？",
+    "发什么快递",
+    "能便宜点吗",
+    "你好",
+    "这个怎么用啊亲",
+    "有没有赠品",
+    "质量怎么样",
+    "我要投诉",
+    "asdf",
+    "衣服洗了会缩水吗",
+]
 # The rerank inputs: each query against the same real KB answers.
-ANSWERS = ["拍下后 72 小时内发货哦", "在的亲已经是优惠价了呢", "默认发中通快递哦",
-           "亲，质量很好的，放心购买", "不是的亲"]
+ANSWERS = [
+    "拍下后 72 小时内发货哦",
+    "在的亲已经是优惠价了呢",
+    "默认发中通快递哦",
+    "亲，质量很好的，放心购买",
+    "不是的亲",
+]
 # Log-probs of the two loaders agree to float32 rounding: they run the same numpy code on the
 # same dequantized weights (only the Keras copy is gone).
 LOG_PROB_TOLERANCE = 1e-5
@@ -53,10 +68,20 @@ def served(tmp_path_factory) -> dict:
     """A fresh process that builds the bundled bot (int8 model, hybrid retrieval) and answers
     ``QUERIES``."""
     home = tmp_path_factory.mktemp("home")
-    env = {**os.environ, "ALIME_HOME": str(home), "PYTHONPATH": str(ROOT),
-           "OPENBLAS_NUM_THREADS": "1"}
-    out = subprocess.run([sys.executable, "-c", _PROBE, json.dumps(QUERIES, ensure_ascii=False)],
-                         env=env, cwd=ROOT, capture_output=True, text=True, timeout=600)
+    env = {
+        **os.environ,
+        "ALIME_HOME": str(home),
+        "PYTHONPATH": str(ROOT),
+        "OPENBLAS_NUM_THREADS": "1",
+    }
+    out = subprocess.run(
+        [sys.executable, "-c", _PROBE, json.dumps(QUERIES, ensure_ascii=False)],
+        env=env,
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert out.returncode == 0, out.stderr[-3000:]
     return json.loads(out.stdout.strip().splitlines()[-1])
 
@@ -101,25 +126,34 @@ def both_paths():
     pipeline = TextPipeline(config.text)
     kind, options = read_rerank_choice(BUNDLED_INT8)
     out = {}
-    for name, model in (("keras", load_model_dir(BUNDLED_INT8)),
-                        ("numpy", load_serving_model(BUNDLED_INT8))):
-        out[name] = (model, make_scorer(kind, model, pipeline, **options),
-                     make_generator(model, config, pipeline))
+    for name, model in (
+        ("keras", load_model_dir(BUNDLED_INT8)),
+        ("numpy", load_serving_model(BUNDLED_INT8)),
+    ):
+        out[name] = (
+            model,
+            make_scorer(kind, model, pipeline, **options),
+            make_generator(model, config, pipeline),
+        )
     return out
 
 
 def test_rerank_log_probs_and_scores_equal_the_keras_int8_path(both_paths):
-    (keras_model, keras_scorer, _), (numpy_model, numpy_scorer, _) = (both_paths["keras"],
-                                                                      both_paths["numpy"])
+    (keras_model, keras_scorer, _), (numpy_model, numpy_scorer, _) = (
+        both_paths["keras"],
+        both_paths["numpy"],
+    )
     assert keras_model.model is not None and numpy_model.model is None
     for query in QUERIES:
         ref = keras_scorer.conditional_log_probs(query, [], ANSWERS)
         got = numpy_scorer.conditional_log_probs(query, [], ANSWERS)
         for r, g in zip(ref, got, strict=True):
             np.testing.assert_allclose(g, r, atol=LOG_PROB_TOLERANCE)
-        np.testing.assert_allclose(numpy_scorer.score(query, [], ANSWERS),
-                                   keras_scorer.score(query, [], ANSWERS),
-                                   atol=LOG_PROB_TOLERANCE)
+        np.testing.assert_allclose(
+            numpy_scorer.score(query, [], ANSWERS),
+            keras_scorer.score(query, [], ANSWERS),
+            atol=LOG_PROB_TOLERANCE,
+        )
 
 
 def test_generated_text_equals_the_keras_int8_path(both_paths):
@@ -127,8 +161,9 @@ def test_generated_text_equals_the_keras_int8_path(both_paths):
     for query in QUERIES:
         ref, got = keras_gen.generate(query, []), numpy_gen.generate(query, [])
         assert [g.text for g in got] == [g.text for g in ref]
-        np.testing.assert_allclose([g.score for g in got], [g.score for g in ref],
-                                   atol=LOG_PROB_TOLERANCE)
+        np.testing.assert_allclose(
+            [g.score for g in got], [g.score for g in ref], atol=LOG_PROB_TOLERANCE
+        )
 
 
 @pytest.mark.parametrize("pooling", ["words", "states", "concat"])
@@ -170,13 +205,17 @@ def test_numpy_network_matches_tensorflow_on_the_same_int8_weights():
     targets = [tf_model.vocab.encode(pipeline.tokenize(a)) for a in ANSWERS]
     for query in QUERIES:
         source = tf_model.vocab.encode(pipeline.tokenize(query))
-        for r, g in zip(tf_model.inference.answer_log_probs(source, targets),
-                        np_model.inference.answer_log_probs(source, targets), strict=True):
+        for r, g in zip(
+            tf_model.inference.answer_log_probs(source, targets),
+            np_model.inference.answer_log_probs(source, targets),
+            strict=True,
+        ):
             np.testing.assert_allclose(g, r, atol=1e-4)
     tf_gen, np_gen = (make_generator(m, config, pipeline) for m in (tf_model, np_model))
     for query in QUERIES[:6]:
-        assert [g.text for g in np_gen.generate(query, [])] == \
-            [g.text for g in tf_gen.generate(query, [])], query
+        assert [g.text for g in np_gen.generate(query, [])] == [
+            g.text for g in tf_gen.generate(query, [])
+        ], query
 
 
 _PRELOAD = """
@@ -193,10 +232,20 @@ print(json.dumps({"threads": len(os.listdir("/proc/self/task")),
 def test_preload_before_fork_starts_no_thread_and_loads_no_threaded_library(tmp_path):
     """What ``alime serve``'s master loads before forking: jieba and onnx yes; nothing that
     starts a thread (a forked worker would lose it), so no TensorFlow, faiss or ONNX Runtime."""
-    env = {**os.environ, "ALIME_HOME": str(tmp_path), "PYTHONPATH": str(ROOT),
-           "OPENBLAS_NUM_THREADS": "1"}
-    out = subprocess.run([sys.executable, "-c", _PRELOAD], env=env, cwd=ROOT,
-                         capture_output=True, text=True, timeout=600)
+    env = {
+        **os.environ,
+        "ALIME_HOME": str(tmp_path),
+        "PYTHONPATH": str(ROOT),
+        "OPENBLAS_NUM_THREADS": "1",
+    }
+    out = subprocess.run(
+        [sys.executable, "-c", _PRELOAD],
+        env=env,
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert out.returncode == 0, out.stderr[-3000:]
     result = json.loads(out.stdout.strip().splitlines()[-1])
     assert result == {"threads": 1, "loaded": ["jieba", "onnx"]}
@@ -213,5 +262,6 @@ def test_decoder_step_over_an_empty_source_equals_the_attention_path():
     hidden = np.random.default_rng(3).normal(size=(4, net.dec_rec.shape[0])).astype(np.float32)
     out, new = net.step(np.array([5, 9, 17, 200]), hidden, enc)
     np.testing.assert_array_equal(out, net.combine(new, net.attend(new[:, None, :], enc)[:, 0]))
-    assert not np.array_equal(out, net.step(np.array([5, 9, 17, 200]), hidden,
-                                            net.encode(np.array([[5, 6]])))[0])
+    assert not np.array_equal(
+        out, net.step(np.array([5, 9, 17, 200]), hidden, net.encode(np.array([[5, 6]])))[0]
+    )

@@ -27,12 +27,18 @@ from alime.rerank.matcher_training import (
 from alime.seq2seq.vocab import NUM_RESERVED, Vocabulary
 from tests.seq2seq.conftest import WORDS, SplitPipeline
 
-GROUP = ("什么 时候 发货", ["您好"], ["亲 48 小时 内 发货", "不 客气", "您好", "中通 快递 哦", "包邮 吗"])
+GROUP = (
+    "什么 时候 发货",
+    ["您好"],
+    ["亲 48 小时 内 发货", "不 客气", "您好", "中通 快递 哦", "包邮 吗"],
+)
 
 
 def _tiny_config(vocab_size: int, **kw) -> MatcherConfig:
-    return MatcherConfig(vocab_size=vocab_size, **{"embed_dim": 4, "hidden_dim": 4, "proj_dim": 4,
-                                                   "mlp_dim": 4, **kw})
+    return MatcherConfig(
+        vocab_size=vocab_size,
+        **{"embed_dim": 4, "hidden_dim": 4, "proj_dim": 4, "mlp_dim": 4, **kw},
+    )
 
 
 @pytest.mark.parametrize("lexical", [False, True])
@@ -110,10 +116,18 @@ def test_training_loss_falls_where_the_right_reply_is_learnable():
     config = _tiny_config(NUM_RESERVED + 60, proj_dim=8, mlp_dim=8, dropout=0.0)
     net = build_network(config)
     data = _learnable_groups(96, seed=1)
-    options = MatcherTrainOptions(epochs=25, batch_size=16, learning_rate=1e-2, patience=0,
-                                  train_embedding=True, train_encoder=True, threads=0)
-    history, best, dev = fit(net, data, config, options, {"dev": _learnable_groups(64, 2)},
-                             progress=False)
+    options = MatcherTrainOptions(
+        epochs=25,
+        batch_size=16,
+        learning_rate=1e-2,
+        patience=0,
+        train_embedding=True,
+        train_encoder=True,
+        threads=0,
+    )
+    history, best, dev = fit(
+        net, data, config, options, {"dev": _learnable_groups(64, 2)}, progress=False
+    )
     assert history[-1]["train_loss"] < 0.5 * history[0]["train_loss"]
     assert history[0]["train_loss"] == pytest.approx(np.log(5), abs=0.3)  # starts near chance
     assert dev["dev"]["r10@1"] > 0.8  # chance is 0.2
@@ -159,13 +173,39 @@ def test_train_matcher_cli_end_to_end(corpus, tiny_model_dir, tmp_path, capsys):
     model_dir = tmp_path / "model"
     shutil.copytree(tiny_model_dir, model_dir)
     held = [3, 5, 9]
-    (model_dir / "training.json").write_text(json.dumps(
-        {"data_files": [str(corpus)], "split": {"valid_dialogue_lines": {str(corpus): held}}}))
+    (model_dir / "training.json").write_text(
+        json.dumps(
+            {"data_files": [str(corpus)], "split": {"valid_dialogue_lines": {str(corpus): held}}}
+        )
+    )
     out = tmp_path / "matcher"
-    assert main(["train-matcher", "--data", str(corpus), "--model", str(model_dir), "--out",
-                 str(out), "--epochs", "2", "--batch-size", "8", "--dev-fraction", "0.25",
-                 "--threads", "0", "--no-progress", "--context-negatives", "3",
-                 "--train-fraction", "0.5"]) == 0
+    assert (
+        main(
+            [
+                "train-matcher",
+                "--data",
+                str(corpus),
+                "--model",
+                str(model_dir),
+                "--out",
+                str(out),
+                "--epochs",
+                "2",
+                "--batch-size",
+                "8",
+                "--dev-fraction",
+                "0.25",
+                "--threads",
+                "0",
+                "--no-progress",
+                "--context-negatives",
+                "3",
+                "--train-fraction",
+                "0.5",
+            ]
+        )
+        == 0
+    )
     assert "matcher written to" in capsys.readouterr().out
     meta = json.loads((out / "training.json").read_text(encoding="utf-8"))
     assert meta["split"]["excluded_heldout_lines"] == 3
@@ -180,10 +220,30 @@ def test_train_matcher_cli_end_to_end(corpus, tiny_model_dir, tmp_path, capsys):
     assert len(MatchScorer(loaded, str.split).score(*GROUP)) == 5
     # the evaluation scorer of the same name reads it
     groups = tmp_path / "groups.txt"
-    groups.write_text("".join(f"{int(i == 2)}\t您好\t问题 1 什么 时候 发货\t{DIALOGUES[i][1]}\n"
-                              for i in range(10)), encoding="utf-8")
-    assert main(["evaluate", "select", "--data", str(groups), "--model", str(model_dir),
-                 "--matcher", str(out), "--scorers", "match,anti_bm25", "--json",
-                 "--no-progress"]) == 0
+    groups.write_text(
+        "".join(
+            f"{int(i == 2)}\t您好\t问题 1 什么 时候 发货\t{DIALOGUES[i][1]}\n" for i in range(10)
+        ),
+        encoding="utf-8",
+    )
+    assert (
+        main(
+            [
+                "evaluate",
+                "select",
+                "--data",
+                str(groups),
+                "--model",
+                str(model_dir),
+                "--matcher",
+                str(out),
+                "--scorers",
+                "match,anti_bm25",
+                "--json",
+                "--no-progress",
+            ]
+        )
+        == 0
+    )
     report = json.loads(capsys.readouterr().out)
     assert set(report["scorers"]) == {"match", "anti_bm25"}

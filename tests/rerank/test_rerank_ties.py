@@ -51,9 +51,13 @@ RERANK = {"a0": 0.1, "a1": 0.5, "a2": 0.9, "a3": 0.7, "a4": 0.3}
 
 
 def _engine(routing: dict[str, float], uses_rerank: bool, scorer: _CountingScorer) -> HybridEngine:
-    return HybridEngine(_Retriever(HITS), lambda ids: {i: PAIRS[i] for i in ids},
-                        Thresholds(0.5, 0.0), scorer=scorer,
-                        router=_Router(routing, uses_rerank))
+    return HybridEngine(
+        _Retriever(HITS),
+        lambda ids: {i: PAIRS[i] for i in ids},
+        Thresholds(0.5, 0.0),
+        scorer=scorer,
+        router=_Router(routing, uses_rerank),
+    )
 
 
 def test_a_unique_top_routing_score_skips_the_rerank():
@@ -109,9 +113,24 @@ def test_prior_cache_computes_each_answer_once_and_matches_the_uncached_values()
 
 # Real parts from here: the bundled int8 model, KB and routing model.
 
-FIXED_QUERIES = ["什么时候发货？", "发什么快递", "能便宜点吗", "你好", "这个怎么用啊亲",
-                 "有没有赠品", "质量怎么样", "衣服洗了会缩水吗", "怎么退货", "可以开发票吗",
-                 "在吗", "包邮吗", "尺码怎么选", "多久到货", "会掉色吗", "有优惠券吗"]
+FIXED_QUERIES = [
+    "什么时候发货？",
+    "发什么快递",
+    "能便宜点吗",
+    "你好",
+    "这个怎么用啊亲",
+    "有没有赠品",
+    "质量怎么样",
+    "衣服洗了会缩水吗",
+    "怎么退货",
+    "可以开发票吗",
+    "在吗",
+    "包邮吗",
+    "尺码怎么选",
+    "多久到货",
+    "会掉色吗",
+    "有优惠券吗",
+]
 
 
 class _ReadsRerank:
@@ -147,8 +166,9 @@ def bundled_bot(tmp_path_factory):
 
         # The bundled G turns generation off; G = 0 so the fixed queries also generate.
         config = AppConfig()
-        config = dataclasses.replace(config, engine=dataclasses.replace(
-            config.engine, generation_threshold=0.0))
+        config = dataclasses.replace(
+            config, engine=dataclasses.replace(config.engine, generation_threshold=0.0)
+        )
         bot = build_bot(config)
         yield bot
         bot.kb.close()
@@ -177,8 +197,13 @@ def test_bundled_replies_are_identical_with_and_without_the_full_rerank(bundled_
         engine.router, engine.scorer = router, scorer
     (cheap, cheap_work), (full, full_work) = runs["ties"], runs["full"]
     for q, a, b in zip(FIXED_QUERIES, cheap, full, strict=True):
-        assert (a.answer, a.source, a.rule, a.handoff, a.threshold) == \
-            (b.answer, b.source, b.rule, b.handoff, b.threshold), q
+        assert (a.answer, a.source, a.rule, a.handoff, a.threshold) == (
+            b.answer,
+            b.source,
+            b.rule,
+            b.handoff,
+            b.threshold,
+        ), q
         assert a.score == pytest.approx(b.score, abs=1e-12), q
         assert [c.id for c in a.candidates[:1]] == [c.id for c in b.candidates[:1]], q
     assert {r.rule.value for r in cheap} >= {"faq", "generation"}

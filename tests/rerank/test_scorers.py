@@ -82,8 +82,11 @@ def test_load_stages_uses_the_rerank_score_chosen_for_the_model(tiny_model_dir, 
     assert isinstance(scorer, PMIScorer) and scorer.weight == 0.25
     (model_dir / "rerank.json").write_text('{"rerank_score": "mean_log_prob"}')
     assert read_rerank_choice(model_dir)[0].value == "mean_log_prob"
-    for bad in ('{"rerank_score": "bm25"}', '{"score": "pmi"}',
-                '{"rerank_score": "mean_prob", "pmi_weight": 1}'):
+    for bad in (
+        '{"rerank_score": "bm25"}',
+        '{"score": "pmi"}',
+        '{"rerank_score": "mean_prob", "pmi_weight": 1}',
+    ):
         (model_dir / "rerank.json").write_text(bad)
         with pytest.raises(ValueError):
             read_rerank_choice(model_dir)

@@ -49,8 +49,9 @@ def reference_hits(ref: BM25Okapi, ids: list[int], query: list[str], k: int) -> 
 def assert_matches(index: BM25Index, corpus: dict[int, list[str]], queries, k: int = 10) -> None:
     """Scores of every doc and the top k equal a fresh rank-bm25 over ``corpus``."""
     ids = list(corpus)
-    ref = BM25Okapi([corpus[i] for i in ids], k1=index.config.k1, b=index.config.b,
-                    epsilon=index.config.epsilon)
+    ref = BM25Okapi(
+        [corpus[i] for i in ids], k1=index.config.k1, b=index.config.b, epsilon=index.config.epsilon
+    )
     for q in queries:
         np.testing.assert_allclose(index.scores_for(q, ids), ref.get_scores(q), **TIGHT)
         got, want = index.search(q, k), reference_hits(ref, ids, q, k)
@@ -256,8 +257,15 @@ def kernel_args(index: BM25Index, query: list[str]):
     tids = np.array([snap.main.vocab[t] for t, _ in terms], np.int64)
     idfs = np.array([idf for _, idf in terms])
     dead = np.zeros(0, bool) if snap.dead is None else snap.dead
-    return (snap.main.postings_doc, snap.weights, snap.block_max, snap.main.offsets[tids],
-            snap.main.offsets[tids + 1], idfs, dead)
+    return (
+        snap.main.postings_doc,
+        snap.weights,
+        snap.block_max,
+        snap.main.offsets[tids],
+        snap.main.offsets[tids + 1],
+        idfs,
+        dead,
+    )
 
 
 @pytest.mark.parametrize("window_shift", [1, 3, 12])
@@ -279,8 +287,9 @@ def test_pruned_search_equals_the_exhaustive_pass(corpus, queries, k, window_shi
         all_pos, all_scores, all_scored = bm25_kernel.top_candidates(*args, k, False, window_shift)
         skipped += all_scored - scored
         # Pruning may drop only docs below the final k-th best; everything else is identical.
-        assert sorted(zip(pos.tolist(), scores.tolist())) == sorted(
-            zip(all_pos.tolist(), all_scores.tolist()))
+        assert sorted(zip(pos.tolist(), scores.tolist(), strict=True)) == sorted(
+            zip(all_pos.tolist(), all_scores.tolist(), strict=True)
+        )
     if 1 << window_shift < len(corpus):  # one window: theta is 0 when its bounds are read
         assert skipped > 0, "pruning never skipped a document"
     assert_matches(index, corpus, queries, k)
@@ -315,7 +324,7 @@ def test_the_kernel_scores_with_negative_idfs_without_pruning():
         for p in range(lo, hi):
             expect[index.snapshot.main.postings_doc[p]] += idf * w[p]
     positive = {d: s for d, s in enumerate(expect) if s > 0}
-    assert dict(zip(pos.tolist(), scores.tolist())) == positive
+    assert dict(zip(pos.tolist(), scores.tolist(), strict=True)) == positive
 
 
 def test_positions_follow_document_length_and_searches_stay_exact(rng):
@@ -367,8 +376,14 @@ def test_whole_windows_are_skipped_by_their_block_maxima():
 def test_the_benchmarks_tie_aware_agreement(monkeypatch):
     """bench/retrieval.py credits a different pick among documents tied at the 10th score, and
     nothing below it."""
-    for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS",
-                "NUMEXPR_NUM_THREADS", "NUMBA_NUM_THREADS", "RAYON_NUM_THREADS"):
+    for var in (
+        "OMP_NUM_THREADS",
+        "OPENBLAS_NUM_THREADS",
+        "MKL_NUM_THREADS",
+        "NUMEXPR_NUM_THREADS",
+        "NUMBA_NUM_THREADS",
+        "RAYON_NUM_THREADS",
+    ):
         monkeypatch.setenv(var, "1")  # the script pins these at import; restored after the test
     from bench.retrieval import tie_aware_agreement
 

@@ -1,4 +1,5 @@
-"""The faiss dense index: exact search against numpy, live edits against a fresh build, persistence."""
+"""The faiss dense index: exact search against numpy, live edits against a fresh build,
+persistence."""
 
 import numpy as np
 import pytest
@@ -50,7 +51,7 @@ def test_live_edits_are_searchable_at_once_and_match_a_fresh_build(kind):
     # center=False: a fresh build would otherwise compute another mean.
     config = DenseConfig(kind=kind, center=False, ef_search=400)
     index = DenseIndex.build(vectors, ids, "m", config)
-    current = dict(zip(ids.tolist(), vectors))
+    current = dict(zip(ids.tolist(), vectors, strict=True))
     new_vec, edit_vec = unit(rng, 2)
     index.apply(adds={500: new_vec}, updates={3: edit_vec}, deletes=[4])
     current[500], current[3] = new_vec, edit_vec
@@ -59,8 +60,9 @@ def test_live_edits_are_searchable_at_once_and_match_a_fresh_build(kind):
     assert index.search(edit_vec, 1)[0].id == 3  # so is an edit
     assert 4 not in [h.id for h in index.search(vectors[3], 200)]  # a delete is gone at once
     assert 4 not in index and 500 in index and len(index) == 200
-    fresh = DenseIndex.build(np.stack(list(current.values())),
-                             np.fromiter(current, np.int64), "m", config)
+    fresh = DenseIndex.build(
+        np.stack(list(current.values())), np.fromiter(current, np.int64), "m", config
+    )
     queries = unit(rng, 10)
     live = [[h.id for h in hits] for hits in index.search_many(queries, 10)]
     assert live == [[h.id for h in hits] for hits in fresh.search_many(queries, 10)]
@@ -160,8 +162,12 @@ def test_one_snapshot_with_tombstones_searched_from_8_threads(kind):
     import sys
 
     rounds = 25
-    proc = subprocess.run([sys.executable, "-c", HAMMER, kind, str(rounds)], capture_output=True,
-                          text=True, timeout=120)
+    proc = subprocess.run(
+        [sys.executable, "-c", HAMMER, kind, str(rounds)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert proc.returncode == 0, f"exit {proc.returncode}: {proc.stderr[-2000:]}"
     searches, wrong = map(int, proc.stdout.split())
     assert searches == 8 * rounds * 40

@@ -20,8 +20,9 @@ def model_dir(tmp_path_factory):
 
     pipe = TextPipeline()
     vocab = Vocabulary.build(pipe.tokenize(q) for q, _ in QA_PAIRS)
-    model = build_model(Seq2SeqConfig(vocab_size=len(vocab), embed_dim=6, hidden_dim=4,
-                                      attention_dim=4))
+    model = build_model(
+        Seq2SeqConfig(vocab_size=len(vocab), embed_dim=6, hidden_dim=4, attention_dim=4)
+    )
     path = tmp_path_factory.mktemp("model")
     save_model_dir(path, model, vocab)
     return path
@@ -42,8 +43,13 @@ def test_word_pooling_numpy_path_equals_the_traced_encoder_path(model_dir):
     embedder = Seq2SeqEmbedder(model_dir, TextPipeline().tokenize, Pooling.WORDS, sif_a=1e-2)
     ids = [embedder.token_ids(q) for q, _ in QA_PAIRS] + [[1, 1]]  # the last: unknown words only
     fast = embedder.embed_ids(ids)
-    traced = np.concatenate([t.numpy() for t in embedder._pool(
-        np.array([row + [0] * (8 - len(row)) for row in ids], np.int32))], axis=1)
+    traced = np.concatenate(
+        [
+            t.numpy()
+            for t in embedder._pool(np.array([row + [0] * (8 - len(row)) for row in ids], np.int32))
+        ],
+        axis=1,
+    )
     norms = np.linalg.norm(traced, axis=1, keepdims=True)
     np.testing.assert_allclose(fast, traced / np.maximum(norms, 1e-12), atol=1e-5)
     assert not fast[-1].any()  # no known word: a zero vector, not UNK's
@@ -101,6 +107,6 @@ def test_dense_entry_vector_is_the_normalized_mean_of_its_questions():
     embedder = SimpleNamespace(embed=lambda texts: np.array([table[t] for t in texts], np.float32))
     pairs = [QAPair(1, "a", "x", phrasings=("b",)), QAPair(2, "c", "y")]
     vectors = DenseSearcher._index_values(SimpleNamespace(embedder=embedder), pairs)
-    assert np.allclose(vectors[0], [2 ** -0.5, 2 ** -0.5])  # (1,0)+(0,1) normalized
+    assert np.allclose(vectors[0], [2**-0.5, 2**-0.5])  # (1,0)+(0,1) normalized
     assert np.allclose(vectors[1], [0.6, 0.8])  # no phrasings: the question's own vector
     assert DenseSearcher._index_values(SimpleNamespace(embedder=embedder), []) == []

@@ -18,9 +18,11 @@ from alime.retrieval.searcher import KBSearcher
 from alime.text import TextPipeline
 from tests.conftest import QA_PAIRS
 
-EXTRA = [("量子 猫 能 寄 吗", "量子猫 不能 寄"),
-         ("月球 包邮 吗", "月球 不 包邮"),
-         ("恐龙 蛋 有 现货 吗", "恐龙蛋 缺货")]
+EXTRA = [
+    ("量子 猫 能 寄 吗", "量子猫 不能 寄"),
+    ("月球 包邮 吗", "月球 不 包邮"),
+    ("恐龙 蛋 有 现货 吗", "恐龙蛋 缺货"),
+]
 NEW = ("火星 仓库 几 天 发货", "火星仓库 三 天 发货")
 
 
@@ -119,8 +121,13 @@ def test_restored_backup_through_the_cli(tmp_path):
     logged = []
 
     def run(*args):
-        proc = subprocess.run([sys.executable, "-m", "alime", "--config", str(config), *args],
-                              capture_output=True, text=True, env=env, timeout=120)
+        proc = subprocess.run(
+            [sys.executable, "-m", "alime", "--config", str(config), *args],
+            capture_output=True,
+            text=True,
+            env=env,
+            timeout=120,
+        )
         assert proc.returncode == 0, proc.stderr
         logged.append(proc.stderr)
         return proc
@@ -254,7 +261,9 @@ def test_a_failed_save_leaves_no_temp_folder_and_the_old_index(tmp_path):
     with pytest.raises(OSError, match="disk full"):
         searcher.save()
     assert sorted(p.name for p in tmp_path.iterdir() if p.name.startswith("index")) == [
-        "index", "index.lock"]
+        "index",
+        "index.lock",
+    ]
     assert json.loads((tmp_path / "index" / "state.json").read_text()) == saved
     reopened = KBSearcher(kb, TextPipeline(), tmp_path / "index")
     assert answers(reopened, kb, "火星仓库几天发货")[0][2] == NEW[1]

@@ -27,8 +27,7 @@ def test_rrf_on_hand_computed_rankings():
 def test_rrf_weights_and_k():
     hits = reciprocal_rank_fusion([BM25, DENSE], [0.25, 0.75], k=2, c=0)
     # c=0: id 3 gets 0.25/3 + 0.75/1, id 1 gets 0.25/1 + 0.75/3, id 4 gets 0.75/2.
-    assert [(h.id, round(h.score, 6)) for h in hits] == [(3, round(0.25 / 3 + 0.75, 6)),
-                                                          (1, 0.5)]
+    assert [(h.id, round(h.score, 6)) for h in hits] == [(3, round(0.25 / 3 + 0.75, 6)), (1, 0.5)]
 
 
 def test_weighted_scores_are_min_max_normalized_per_list():

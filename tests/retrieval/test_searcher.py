@@ -14,7 +14,11 @@ def make(tmp_path, merge_every=256):
     kb = KnowledgeBase(tmp_path / "kb.sqlite")
     kb.add_many((q, a, ()) for q, a in QA_PAIRS)
     pipe = TextPipeline()
-    return kb, pipe, KBSearcher(kb, pipe, tmp_path / "index", RetrievalConfig(merge_every=merge_every))
+    return (
+        kb,
+        pipe,
+        KBSearcher(kb, pipe, tmp_path / "index", RetrievalConfig(merge_every=merge_every)),
+    )
 
 
 def reference_scores(kb, pipe, query_terms):
@@ -24,7 +28,7 @@ def reference_scores(kb, pipe, query_terms):
     owners = [p.id for p in pairs for _ in p.questions]
     ref = BM25Okapi([pipe.index_terms(q) for p in pairs for q in p.questions])
     best: dict[int, float] = {}
-    for owner, score in zip(owners, ref.get_scores(query_terms)):
+    for owner, score in zip(owners, ref.get_scores(query_terms), strict=True):
         best[owner] = max(best.get(owner, score), score)
     return best
 
@@ -48,7 +52,9 @@ def test_search_matches_rank_bm25_after_live_changes(tmp_path):
 
 def test_an_entry_scores_as_its_best_phrasing(tmp_path):
     kb, pipe, searcher = make(tmp_path)
-    new = kb.add("退款 多久 到账", "一到三天", phrasings=["钱 什么 时候 退回来", "退款 多久 到账 呀"])
+    new = kb.add(
+        "退款 多久 到账", "一到三天", phrasings=["钱 什么 时候 退回来", "退款 多久 到账 呀"]
+    )
     edited = kb.edit(5, phrasings=["正品 保证 吗", "是 不是 假货"])
     hits = searcher.search("钱退回来", 5)
     assert hits[0].id == new.id  # found by a phrasing's words only
@@ -77,9 +83,25 @@ def test_many_phrasings_do_not_bury_an_entry(tmp_path):
     for its own question (the bundled 什么时候发货 entry was not in the top 60)."""
     kb, pipe, searcher = make(tmp_path)
     kb.delete(1)  # the fixture's own 什么 时候 发货
-    many = kb.add("什么 时候 发货", "72 小时 内 发货", phrasings=[
-        f"亲 什么 时候 能 发货 呀 {w}" for w in ("今天", "明天", "周末", "马上", "尽快", "几号",
-                                                 "多久", "下午", "晚上", "上午")])
+    many = kb.add(
+        "什么 时候 发货",
+        "72 小时 内 发货",
+        phrasings=[
+            f"亲 什么 时候 能 发货 呀 {w}"
+            for w in (
+                "今天",
+                "明天",
+                "周末",
+                "马上",
+                "尽快",
+                "几号",
+                "多久",
+                "下午",
+                "晚上",
+                "上午",
+            )
+        ],
+    )
     kb.add("什么 时候 到货", "三 天 左右")
     kb.add("什么 时候 有 活动", "双十一")
     assert searcher.search("什么时候发货", 3)[0].id == many.id
@@ -87,8 +109,9 @@ def test_many_phrasings_do_not_bury_an_entry(tmp_path):
     from rank_bm25 import BM25Okapi
 
     pairs = list(kb.iter_pairs())
-    union = BM25Okapi([list(dict.fromkeys(t for q in p.questions for t in pipe.index_terms(q)))
-                       for p in pairs])
+    union = BM25Okapi(
+        [list(dict.fromkeys(t for q in p.questions for t in pipe.index_terms(q))) for p in pairs]
+    )
     scores = union.get_scores(searcher.analyze("什么时候发货"))
     assert pairs[int(np.argmax(scores))].id != many.id
 
@@ -132,7 +155,9 @@ def test_background_merge_keeps_scores(tmp_path):
     assert searcher._index.pending_edits == 0
     after = searcher.search("发货 快递", 10)
     ref = reference_scores(kb, pipe, searcher.analyze("发货 快递"))
-    assert [h.id for h in after][: len(before)] and all(abs(h.score - ref[h.id]) < 1e-9 for h in after)
+    assert [h.id for h in after][: len(before)] and all(
+        abs(h.score - ref[h.id]) < 1e-9 for h in after
+    )
     assert np.isfinite([h.score for h in after]).all()
 
 
@@ -149,11 +174,22 @@ def test_processes_opening_one_index_together_do_not_collide(tmp_path):
         "s = KBSearcher(KnowledgeBase(sys.argv[1]), TextPipeline(), sys.argv[2]);"
         "print(len(s), s.search('发货', 1)[0].id)"
     )
-    procs = [subprocess.Popen([sys.executable, "-c", script, str(tmp_path / "kb.sqlite"),
-                               str(tmp_path / "index")], stdout=subprocess.PIPE,
-                              stderr=subprocess.PIPE, text=True) for _ in range(3)]
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-c", script, str(tmp_path / "kb.sqlite"), str(tmp_path / "index")],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for _ in range(3)
+    ]
     outs = [p.communicate(timeout=120) for p in procs]
     assert all(p.returncode == 0 for p in procs), [err for _, err in outs]
     assert len({out for out, _ in outs}) == 1 and outs[0][0].startswith("2000 ")
-    assert sorted(x.name for x in tmp_path.iterdir()) == ["index", "index.lock", "kb.sqlite",
-                                                          "kb.sqlite-shm", "kb.sqlite-wal"]
+    assert sorted(x.name for x in tmp_path.iterdir()) == [
+        "index",
+        "index.lock",
+        "kb.sqlite",
+        "kb.sqlite-shm",
+        "kb.sqlite-wal",
+    ]

@@ -25,8 +25,15 @@ def tiny_vocab() -> Vocabulary:
 
 @pytest.fixture(scope="session")
 def tiny_config(tiny_vocab) -> Seq2SeqConfig:
-    return Seq2SeqConfig(vocab_size=len(tiny_vocab), embed_dim=4, hidden_dim=4, attention_dim=4,
-                         buckets=((4, 4), (8, 8)), max_source_len=8, max_target_len=8)
+    return Seq2SeqConfig(
+        vocab_size=len(tiny_vocab),
+        embed_dim=4,
+        hidden_dim=4,
+        attention_dim=4,
+        buckets=((4, 4), (8, 8)),
+        max_source_len=8,
+        max_target_len=8,
+    )
 
 
 @pytest.fixture(scope="session")

@@ -21,7 +21,7 @@ class Table:
 
     def next_log_probs(self, tokens, state):
         self.calls += 1
-        new = [p if t == BOS_ID else p + (int(t),) for p, t in zip(state, tokens)]
+        new = [p if t == BOS_ID else p + (int(t),) for p, t in zip(state, tokens, strict=True)]
         out = np.full((len(tokens), VOCAB), -np.inf)
         for r, prefix in enumerate(new):
             for tok, prob in self.table.get(prefix, {}).items():
@@ -34,19 +34,29 @@ class Table:
 
 
 # Given the query: A 0.5, B 0.4, C 0.1; each then ends.
-CONDITIONAL = {(): {A: 0.5, B: 0.4, C: 0.1}, (A,): {EOS_ID: 1.0}, (B,): {EOS_ID: 1.0},
-               (C,): {EOS_ID: 1.0}}
+CONDITIONAL = {
+    (): {A: 0.5, B: 0.4, C: 0.1},
+    (A,): {EOS_ID: 1.0},
+    (B,): {EOS_ID: 1.0},
+    (C,): {EOS_ID: 1.0},
+}
 # Without a query the stock reply is far more likely: A 0.8, B 0.1, C 0.1.
-PRIOR = {(): {A: 0.8, B: 0.1, C: 0.1}, (A,): {EOS_ID: 0.9, B: 0.1}, (B,): {EOS_ID: 0.5, C: 0.5},
-         (C,): {EOS_ID: 0.5, A: 0.5}}
+PRIOR = {
+    (): {A: 0.8, B: 0.1, C: 0.1},
+    (A,): {EOS_ID: 0.9, B: 0.1},
+    (B,): {EOS_ID: 0.5, C: 0.5},
+    (C,): {EOS_ID: 0.5, A: 0.5},
+}
 
 
 def run(weight, steps, beam=3):
     cond, prior = Table(CONDITIONAL), Table(PRIOR)
-    step, reorder = anti_lm(cond.next_log_probs, prior.next_log_probs, cond.reorder,
-                            prior.reorder, weight, steps)
-    hyps = beam_search(step, AntiLMState([()], [()]), reorder, batch_size=1, beam_size=beam,
-                       max_len=3, n_best=3)[0]
+    step, reorder = anti_lm(
+        cond.next_log_probs, prior.next_log_probs, cond.reorder, prior.reorder, weight, steps
+    )
+    hyps = beam_search(
+        step, AntiLMState([()], [()]), reorder, batch_size=1, beam_size=beam, max_len=3, n_best=3
+    )[0]
     return hyps, prior
 
 
@@ -61,9 +71,13 @@ def test_anti_lm_prefers_the_specific_reply_by_hand():
     # first token only: A: log .5 - .5 log .8 = -0.582; B: log .4 - .5 log .1 = 0.235;
     # C: log .1 - .5 log .1 = -1.151; EOS adds log 1 = 0 (step 2 is unpenalized)
     got = {h.tokens: h.log_prob for h in hyps}
-    assert got == pytest.approx({(B,): math.log(0.4) - 0.5 * math.log(0.1),
-                                 (A,): math.log(0.5) - 0.5 * math.log(0.8),
-                                 (C,): math.log(0.1) - 0.5 * math.log(0.1)})
+    assert got == pytest.approx(
+        {
+            (B,): math.log(0.4) - 0.5 * math.log(0.1),
+            (A,): math.log(0.5) - 0.5 * math.log(0.8),
+            (C,): math.log(0.1) - 0.5 * math.log(0.1),
+        }
+    )
     assert hyps[0].tokens == (B,)
 
 

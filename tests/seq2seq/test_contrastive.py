@@ -13,8 +13,12 @@ from alime.seq2seq.training import (
 )
 from alime.seq2seq.vocab import EOS_ID, PAD_ID
 
-EXAMPLES = [Example((5, 6), (7, 8, EOS_ID)), Example((9,), (10, EOS_ID)),
-            Example((11, 12, 13), (14, 15, 16, EOS_ID)), Example((6,), (5, EOS_ID))]
+EXAMPLES = [
+    Example((5, 6), (7, 8, EOS_ID)),
+    Example((9,), (10, EOS_ID)),
+    Example((11, 12, 13), (14, 15, 16, EOS_ID)),
+    Example((6,), (5, EOS_ID)),
+]
 
 
 def test_sequence_scores_average_over_real_tokens():
@@ -51,8 +55,10 @@ def test_contrastive_term_is_off_at_weight_zero(tiny_config):
 
 
 def test_contrastive_term_is_finite_and_falls_when_trained(tiny_config):
-    trainer = Trainer(tiny_config, TrainOptions(learning_rate=0.05, seed=1,
-                                                contrastive_weight=1.0, contrastive_negatives=3))
+    trainer = Trainer(
+        tiny_config,
+        TrainOptions(learning_rate=0.05, seed=1, contrastive_weight=1.0, contrastive_negatives=3),
+    )
     batch = tuple(tf.constant(a) for a in _batch(tiny_config))
     before = float(trainer._losses(*batch)[2])
     assert np.isfinite(before) and before > 0
@@ -76,7 +82,8 @@ def test_validation_objective_adds_the_weighted_contrastive_term(tiny_config):
     val_loss = trainer.evaluate([_batch(tiny_config)])
     assert trainer.last_valid_contrastive > 0
     assert trainer.objective(val_loss) == pytest.approx(
-        val_loss + 0.5 * trainer.last_valid_contrastive)
+        val_loss + 0.5 * trainer.last_valid_contrastive
+    )
 
 
 def test_a_resumed_run_with_another_weight_restarts_the_best_objective():

@@ -11,9 +11,9 @@ from alime.seq2seq.data import (
     encode_query,
     encode_source,
     encode_target,
+    group_conversations,
     make_examples,
     read_dialogues,
-    group_conversations,
     split_dialogues,
 )
 from alime.seq2seq.vocab import EOS_ID, PAD_ID, SEP_ID, UNK_ID, Vocabulary
@@ -31,13 +31,15 @@ def test_ecommerce_reads_label_1_lines_with_line_numbers(tmp_path):
     path = _write(tmp_path, "d.txt", "1\tq1 x\ta1\tq2\tr1\n0\tq1 x\ta1\tq2\tbad\n\n1\thi\tyo\n")
     dialogues = read_dialogues(path)
     assert [(d.turns, d.response, d.line) for d in dialogues] == [
-        (("q1 x", "a1", "q2"), "r1", 1), (("hi",), "yo", 4)]
+        (("q1 x", "a1", "q2"), "r1", 1),
+        (("hi",), "yo", 4),
+    ]
 
 
 @pytest.mark.parametrize("row", ["1\tonly", "x\tq\tr", "1\tq\t"])
 def test_ecommerce_errors_name_file_and_line(tmp_path, row):
     path = _write(tmp_path, "bad.txt", f"1\tq\tr\n{row}\n")
-    with pytest.raises(ValueError, match=rf"bad\.txt:2: "):
+    with pytest.raises(ValueError, match=r"bad\.txt:2: "):
         read_dialogues(path, DataFormat.ECOMMERCE)
 
 
@@ -63,11 +65,11 @@ def test_split_is_deterministic_disjoint_and_by_dialogue(tmp_path):
 
 def test_samples_of_one_conversation_share_a_group(tmp_path):
     lines = [
-        "1\ta\tb\tc\td\n",        # the full conversation
-        "1\ta\tb\n",                # its opening (a prefix)
-        "1\tb\tc\td\n",            # a later window (three shared turns)
-        "1\tx\ty\n",                # unrelated
-        "1\ta\tz\n",                # same first turn, different reply: unrelated
+        "1\ta\tb\tc\td\n",  # the full conversation
+        "1\ta\tb\n",  # its opening (a prefix)
+        "1\tb\tc\td\n",  # a later window (three shared turns)
+        "1\tx\ty\n",  # unrelated
+        "1\ta\tz\n",  # same first turn, different reply: unrelated
     ]
     groups = group_conversations(read_dialogues(_write(tmp_path, "d.txt", "".join(lines))))
     assert groups[0] == groups[1] == groups[2]
@@ -103,7 +105,9 @@ def test_expand_turns_uses_every_responder_turn():
     config = Seq2SeqConfig(vocab_size=9)
     d = TokenizedDialogue((("a",), ("b",), ("c",)), ("d",))  # responder said b and d
     assert [ex.target for ex in make_examples([d], VOCAB, config, expand_turns=True)] == [
-        (6, EOS_ID), (8, EOS_ID)]
+        (6, EOS_ID),
+        (8, EOS_ID),
+    ]
     assert len(make_examples([d], VOCAB, config)) == 1
 
 
@@ -118,8 +122,11 @@ def test_bucket_index_picks_the_smallest_fitting_bucket():
 
 def test_bucket_batches_pad_to_fixed_bucket_shapes_and_truncate():
     buckets = ((2, 2), (3, 4))
-    examples = [Example((5,), (6, EOS_ID)), Example((5, 6, 7, 8), (5, 5, 5, 5, 5, EOS_ID)),
-                Example((7, 8), (6,))]
+    examples = [
+        Example((5,), (6, EOS_ID)),
+        Example((5, 6, 7, 8), (5, 5, 5, 5, 5, EOS_ID)),
+        Example((7, 8), (6,)),
+    ]
     batches = bucket_batches(examples, buckets, batch_size=8)
     shapes = sorted((s.shape, t.shape) for s, t in batches)
     assert shapes == [((1, 3), (1, 4)), ((2, 2), (2, 2))]

@@ -21,7 +21,10 @@ class Table:
 
     def next_log_probs(self, tokens, state):
         # state: one (input index, prefix) per row.
-        new_state = [(i, p if t == BOS_ID else p + (int(t),)) for (i, p), t in zip(state, tokens)]
+        new_state = [
+            (i, p if t == BOS_ID else p + (int(t),))
+            for (i, p), t in zip(state, tokens, strict=True)
+        ]
         out = np.full((len(tokens), VOCAB), -np.inf)
         for r, key in enumerate(new_state):
             for tok, prob in self.table.get(key, self.default).items():
@@ -39,12 +42,16 @@ def search(table, batch=1, **kw):
 
 
 # Greedy takes a (0.6) then EOS: p = 0.24. A beam of 2 finds b, EOS: p = 0.36.
-GREEDY_TRAP = Table({
-    (0, ()): {A: 0.6, B: 0.4},
-    (0, (A,)): {EOS_ID: 0.4, C: 0.3, B: 0.3},
-    (0, (B,)): {EOS_ID: 0.9, A: 0.1},
-    (0, (A, C)): {EOS_ID: 1.0}, (0, (A, B)): {EOS_ID: 1.0}, (0, (B, A)): {EOS_ID: 1.0},
-})
+GREEDY_TRAP = Table(
+    {
+        (0, ()): {A: 0.6, B: 0.4},
+        (0, (A,)): {EOS_ID: 0.4, C: 0.3, B: 0.3},
+        (0, (B,)): {EOS_ID: 0.9, A: 0.1},
+        (0, (A, C)): {EOS_ID: 1.0},
+        (0, (A, B)): {EOS_ID: 1.0},
+        (0, (B, A)): {EOS_ID: 1.0},
+    }
+)
 
 
 def greedy(table, max_len):
@@ -76,11 +83,13 @@ def test_beam_of_one_equals_greedy():
 
 
 # "" has p=0.5 (1 token with EOS); "a b" has p=0.405 (3 tokens); "a" has p=0.05 (2 tokens).
-SHORT_OR_LONG = Table({
-    (0, ()): {EOS_ID: 0.5, A: 0.5},
-    (0, (A,)): {B: 0.9, EOS_ID: 0.1},
-    (0, (A, B)): {EOS_ID: 0.9},
-})
+SHORT_OR_LONG = Table(
+    {
+        (0, ()): {EOS_ID: 0.5, A: 0.5},
+        (0, (A,)): {B: 0.9, EOS_ID: 0.1},
+        (0, (A, B)): {EOS_ID: 0.9},
+    }
+)
 
 
 def test_without_length_normalization_the_short_answer_wins():
@@ -95,7 +104,8 @@ def test_length_normalization_lets_the_longer_answer_win():
     # GNMT penalty ((5 + len) / 6) ** alpha: 1 for "", 8/6 for "a b", 7/6 for "a".
     assert [h.tokens for h in hyps] == [(A, B), (), (A,)]
     assert [h.score for h in hyps] == pytest.approx(
-        [math.log(0.405) / (8 / 6), math.log(0.5), math.log(0.05) / (7 / 6)])
+        [math.log(0.405) / (8 / 6), math.log(0.5), math.log(0.05) / (7 / 6)]
+    )
     assert length_penalty(3, 1.0) == pytest.approx(8 / 6)
 
 
@@ -110,8 +120,11 @@ REPEATER = Table({}, default={A: 0.7, B: 0.2, EOS_ID: 0.1})
 
 def test_without_blocking_the_model_repeats_until_max_len():
     hyps = search(REPEATER, beam_size=1, max_len=5, min_len=0)[0]
-    assert hyps == [Hypothesis((A,) * 5, pytest.approx(5 * math.log(0.7)),
-                               pytest.approx(5 * math.log(0.7)), False)]
+    assert hyps == [
+        Hypothesis(
+            (A,) * 5, pytest.approx(5 * math.log(0.7)), pytest.approx(5 * math.log(0.7)), False
+        )
+    ]
 
 
 def test_no_repeat_ngram_blocks_repeated_bigrams():
@@ -123,15 +136,15 @@ def test_no_repeat_ngram_blocks_repeated_bigrams():
 
 
 def test_reserved_ids_are_never_emitted():
-    table = Table({}, default={UNK_ID: 0.5, SEP_ID: 0.2, BOS_ID: 0.1, 0: 0.1, A: 0.05,
-                               EOS_ID: 0.05})
+    table = Table(
+        {}, default={UNK_ID: 0.5, SEP_ID: 0.2, BOS_ID: 0.1, 0: 0.1, A: 0.05, EOS_ID: 0.05}
+    )
     hyps = search(table, beam_size=2, max_len=3)[0]
     assert hyps and all(set(h.tokens) <= {A} for h in hyps)
 
 
 def test_batched_inputs_match_separate_searches_and_n_best():
-    table = Table({**{(1, k[1]): v for k, v in SHORT_OR_LONG.table.items()},
-                   **GREEDY_TRAP.table})
+    table = Table({**{(1, k[1]): v for k, v in SHORT_OR_LONG.table.items()}, **GREEDY_TRAP.table})
     both = search(table, batch=2, beam_size=3, min_len=0, n_best=2)
     assert [h.tokens for h in both[0]] == [(B,), (A,)]
     assert [h.tokens for h in both[1]] == [(), (A, B)]
@@ -145,5 +158,6 @@ def test_beam_top_k_equals_a_full_stable_sort():
         scores = rng.integers(-4, 4, int(rng.integers(1, 120))).astype(np.float64)
         scores[rng.random(scores.size) < 0.2] = -np.inf  # ties and blocked tokens
         k = int(rng.integers(1, 12))
-        np.testing.assert_array_equal(_top_stable(scores, k),
-                                      np.argsort(-scores, kind="stable")[:k])
+        np.testing.assert_array_equal(
+            _top_stable(scores, k), np.argsort(-scores, kind="stable")[:k]
+        )

@@ -23,8 +23,9 @@ def test_batched_candidates_equal_scoring_each_alone(tiny_model):
         np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
     # The tiled single-encoder path equals encoding the source once per row.
     rows = inf.batch_log_probs(np.tile(SOURCE, (3, 1)), _padded(TARGETS))
-    np.testing.assert_allclose(inf.candidate_log_probs(np.array(SOURCE), _padded(TARGETS)), rows,
-                               rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(
+        inf.candidate_log_probs(np.array(SOURCE), _padded(TARGETS)), rows, rtol=1e-5, atol=1e-6
+    )
 
 
 def test_decode_step_matches_teacher_forcing(tiny_model):
@@ -49,7 +50,7 @@ def test_empty_source_gives_finite_prior(tiny_model):
 def test_paths_are_traced_once_for_any_shape(tiny_model):
     inf = tiny_model.inference
     for k, width in ((1, 2), (3, 5), (2, 7)):
-        inf.candidate_log_probs(np.array(SOURCE[:k + 1]), np.full((k, width), 5, np.int32))
+        inf.candidate_log_probs(np.array(SOURCE[: k + 1]), np.full((k, width), 5, np.int32))
     assert inf._candidates.experimental_get_tracing_count() == 1
 
 

@@ -20,10 +20,35 @@ def test_cli_trains_on_two_logical_devices(tmp_path, mode):
     data = tmp_path / "train.txt"
     data.write_text("\n".join(DIALOGUES * 3) + "\n", encoding="utf-8")
     out = tmp_path / "model"
-    cmd = [sys.executable, "-m", "alime", "train", "--data", str(data), "--out", str(out),
-           "--epochs", "2", "--batch-size", "4", "--embed-dim", "8", "--hidden-dim", "8",
-           "--attention-dim", "8", "--valid-fraction", "0.2", "--no-progress",
-           "--devices", "2", "--parallel", mode, "--avg-period", "2"]
+    cmd = [
+        sys.executable,
+        "-m",
+        "alime",
+        "train",
+        "--data",
+        str(data),
+        "--out",
+        str(out),
+        "--epochs",
+        "2",
+        "--batch-size",
+        "4",
+        "--embed-dim",
+        "8",
+        "--hidden-dim",
+        "8",
+        "--attention-dim",
+        "8",
+        "--valid-fraction",
+        "0.2",
+        "--no-progress",
+        "--devices",
+        "2",
+        "--parallel",
+        mode,
+        "--avg-period",
+        "2",
+    ]
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"}
     done = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=600, env=env)
     assert done.returncode == 0, done.stderr[-3000:]
@@ -38,7 +63,13 @@ def test_cli_trains_on_two_logical_devices(tmp_path, mode):
         "lp = m.inference.answer_log_probs(np.array([5, 6], np.int32), [[7, 3]]);"
         "print(float(np.asarray(lp).sum()))"
     )
-    loaded = subprocess.run([sys.executable, "-c", check, str(out)], cwd=ROOT, capture_output=True,
-                            text=True, timeout=300, env=env)
+    loaded = subprocess.run(
+        [sys.executable, "-c", check, str(out)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env=env,
+    )
     assert loaded.returncode == 0, loaded.stderr[-3000:]
     assert float(loaded.stdout.strip()) < 0

@@ -40,8 +40,13 @@ SCRIPT = textwrap.dedent("""
 @pytest.mark.skipif(not os.environ.get("ALIME_SLOW_TESTS"), reason="set ALIME_SLOW_TESTS=1")
 def test_train_step_runs_under_mirrored_strategy():
     root = Path(__file__).resolve().parents[2]
-    done = subprocess.run([sys.executable, "-c", SCRIPT], cwd=root, capture_output=True, text=True,
-                          timeout=300, env={"PYTHONPATH": str(root), "TF_CPP_MIN_LOG_LEVEL": "2",
-                                            "PATH": "/usr/bin:/bin"})
+    done = subprocess.run(
+        [sys.executable, "-c", SCRIPT],
+        cwd=root,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={"PYTHONPATH": str(root), "TF_CPP_MIN_LOG_LEVEL": "2", "PATH": "/usr/bin:/bin"},
+    )
     assert done.returncode == 0, done.stderr[-2000:]
     assert done.stdout.startswith("ok")

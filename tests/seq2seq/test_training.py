@@ -11,8 +11,12 @@ from alime.text import TextConfig
 
 def test_training_loss_falls_over_a_few_steps(tiny_config):
     trainer = Trainer(tiny_config, TrainOptions(learning_rate=0.05, seed=1))
-    examples = [Example((5, 6), (7, 8, EOS_ID)), Example((9,), (10, EOS_ID)),
-                Example((11, 12, 13), (14, 15, 16, EOS_ID)), Example((6,), (5, EOS_ID))]
+    examples = [
+        Example((5, 6), (7, 8, EOS_ID)),
+        Example((9,), (10, EOS_ID)),
+        Example((11, 12, 13), (14, 15, 16, EOS_ID)),
+        Example((6,), (5, EOS_ID)),
+    ]
     batches = bucket_batches(examples, tiny_config.buckets, batch_size=4)
     before = trainer.evaluate(batches)
     for _ in range(15):
@@ -43,12 +47,19 @@ def test_train_writes_a_loadable_model_dir_and_resumes(tmp_path):
     from alime.seq2seq.config import Seq2SeqConfig
 
     shape = Seq2SeqConfig(vocab_size=100, embed_dim=4, hidden_dim=4, attention_dim=4)
-    first = train([data], out, model_config=shape, options=options, text_config=TextConfig(),
-                  progress=False)
+    first = train(
+        [data], out, model_config=shape, options=options, text_config=TextConfig(), progress=False
+    )
     assert first.epochs_run == 1 and np.isfinite(first.best_val_loss)
-    resumed = train([data], out, model_config=shape, text_config=TextConfig(), progress=False,
-                    options=TrainOptions(epochs=2, batch_size=4, valid_fraction=0.2, seed=3,
-                                         patience=5), resume=True)
+    resumed = train(
+        [data],
+        out,
+        model_config=shape,
+        text_config=TextConfig(),
+        progress=False,
+        options=TrainOptions(epochs=2, batch_size=4, valid_fraction=0.2, seed=3, patience=5),
+        resume=True,
+    )
     assert resumed.epochs_run == 2
     meta = json.loads((out / "training.json").read_text(encoding="utf-8"))
     assert [h["epoch"] for h in meta["history"]] == [1, 2]

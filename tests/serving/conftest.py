@@ -30,13 +30,27 @@ def redis_server(tmp_path_factory):
     """A real redis-server on a free loopback port for the whole test session; yields its URL."""
     binary = shutil.which("redis-server")
     if binary is None:
-        pytest.skip("redis-server is not installed (Debian package redis-server; .ci/run installs it)")
+        pytest.skip(
+            "redis-server is not installed (Debian package redis-server; .ci/run installs it)"
+        )
     folder = tmp_path_factory.mktemp("redis")
     port = free_port()
     proc = subprocess.Popen(
-        [binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
-         "--dir", str(folder)],
-        stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT,
+        [
+            binary,
+            "--port",
+            str(port),
+            "--bind",
+            "127.0.0.1",
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+            "--dir",
+            str(folder),
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.STDOUT,
     )
     deadline = time.time() + 20
     while True:
@@ -59,7 +73,9 @@ def redis_server(tmp_path_factory):
 @pytest.fixture
 def bot(tiny_config, tiny_tsv):
     kb_path, _, _ = tiny_config.resolved_paths()
-    KnowledgeBase(kb_path).add_many((r.question, r.answer, ()) for r in read_rows(tiny_tsv, "tsv").rows)
+    KnowledgeBase(kb_path).add_many(
+        (r.question, r.answer, ()) for r in read_rows(tiny_tsv, "tsv").rows
+    )
     return build_bot(tiny_config)
 
 
@@ -79,9 +95,14 @@ def free_port() -> int:
 
 
 def request(url, body=None, timeout=30, headers=None, method=None):
-    data = None if body is None else (body if isinstance(body, bytes) else json.dumps(body).encode())
+    data = (
+        None if body is None else (body if isinstance(body, bytes) else json.dumps(body).encode())
+    )
     req = urllib.request.Request(
-        url, data=data, method=method, headers={"Content-Type": "application/json", **(headers or {})}
+        url,
+        data=data,
+        method=method,
+        headers={"Content-Type": "application/json", **(headers or {})},
     )
     try:
         with urllib.request.urlopen(req, timeout=timeout) as res:
@@ -98,12 +119,20 @@ def start_server(tmp_path, env_extra=None, config_text='[paths]\nmodel = "none"\
     port = free_port()
     config = tmp_path / "alime.toml"
     config.write_text(config_text)
-    env = {**os.environ, "ALIME_HOME": str(tmp_path / "home"), "TF_CPP_MIN_LOG_LEVEL": "3", **(env_extra or {})}
+    env = {
+        **os.environ,
+        "ALIME_HOME": str(tmp_path / "home"),
+        "TF_CPP_MIN_LOG_LEVEL": "3",
+        **(env_extra or {}),
+    }
     log_path = tmp_path / "server.log"
     with log_path.open("a") as log:
         proc = subprocess.Popen(
             [sys.executable, "-m", "alime", "--config", str(config), "serve", "--port", str(port)],
-            stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            env=env,
+            start_new_session=True,
         )
     base = f"http://127.0.0.1:{port}"
     deadline = time.time() + 120

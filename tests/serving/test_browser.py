@@ -9,10 +9,19 @@ from tests.serving.conftest import request, start_server, stop_server
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 pytestmark = [
     pytest.mark.browser,
-    pytest.mark.skipif(CHROMIUM is None, reason="chromium is not installed (scripts/install-browser.sh)"),
+    pytest.mark.skipif(
+        CHROMIUM is None, reason="chromium is not installed (scripts/install-browser.sh)"
+    ),
 ]
-CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-                 "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
 
 
 @pytest.fixture
@@ -30,7 +39,9 @@ def ask(page, text):
     page.fill("#query", text)
     page.click("#send")
     page.wait_for_function(
-        "n => document.querySelectorAll('.msg.bot, .msg.error').length > n", arg=count, timeout=30_000
+        "n => document.querySelectorAll('.msg.bot, .msg.error').length > n",
+        arg=count,
+        timeout=30_000,
     )
     return page.locator(".msg.bot, .msg.error").last
 
@@ -132,8 +143,9 @@ def test_header_fits_a_390_px_phone(server):
 def model_server(tmp_path):
     """`alime serve` with the bundled model (one worker) and G = 0: the bundled G turns
     generation off (docs/evaluation.md), this page test needs a generated reply."""
-    base, proc = start_server(tmp_path, config_text="[serve]\nworkers = 1\n"
-                                                    "[engine]\ngeneration_threshold = 0.0\n")
+    base, proc = start_server(
+        tmp_path, config_text="[serve]\nworkers = 1\n[engine]\ngeneration_threshold = 0.0\n"
+    )
     yield base, proc
     stop_server(proc)
 
@@ -154,4 +166,5 @@ def test_generated_reply_shows_its_score_against_g(model_server, page):
     assert reply.get_attribute("data-source") == "generation"
     assert reply.locator(".rule").inner_text() == "rule: generation"
     assert reply.locator(".score").inner_text() == (
-        f"score {body['score']:.3f} / G {body['threshold']:.3f}")
+        f"score {body['score']:.3f} / G {body['threshold']:.3f}"
+    )

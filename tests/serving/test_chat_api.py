@@ -41,9 +41,24 @@ def test_no_match_is_fallback_with_handoff(client):
         ('{"nothing": 1}', "application/json", 400, "unknown field"),
         ('{"query": "' + "问" * 501 + '"}', "application/json", 413, "longer than 500"),
         ('{"query": "hi", "context": [1]}', "application/json", 400, "context"),
-        ('{"query": "\\ud800 hi", "session_id": "s"}', "application/json", 400, "'query' contains a lone"),
-        ('{"query": "hi", "session_id": "\\udfff"}', "application/json", 400, "'session_id' contains a lone"),
-        ('{"query": "hi", "context": ["ok", "\\ud800"]}', "application/json", 400, "lone surrogate"),
+        (
+            '{"query": "\\ud800 hi", "session_id": "s"}',
+            "application/json",
+            400,
+            "'query' contains a lone",
+        ),
+        (
+            '{"query": "hi", "session_id": "\\udfff"}',
+            "application/json",
+            400,
+            "'session_id' contains a lone",
+        ),
+        (
+            '{"query": "hi", "context": ["ok", "\\ud800"]}',
+            "application/json",
+            400,
+            "lone surrogate",
+        ),
         ('{"query": "hi"}', "text/plain", 200, None),  # JSON is accepted whatever the label
     ],
 )
@@ -55,7 +70,9 @@ def test_bad_input_gets_4xx_json(client, data, content_type, status, message):
 
 
 def test_oversized_body_is_413(client):
-    res = client.post("/api/chat", data=json.dumps({"query": "x" * 40000}), content_type="application/json")
+    res = client.post(
+        "/api/chat", data=json.dumps({"query": "x" * 40000}), content_type="application/json"
+    )
     assert res.status_code == 413 and "larger than" in res.get_json()["error"]
 
 
@@ -74,14 +91,17 @@ def test_sessions_feed_context_and_are_not_shared(client, bot):
         return original(query, context, budget_s)
 
     bot.engine.reply = spy
-    used = [client.post("/api/chat", json=body).get_json()["context_turns"] for body in (
-        {"query": "什么时候发货", "session_id": "alice"},
-        {"query": "可以包邮吗", "session_id": "bob"},
-        {"query": "怎么退货", "session_id": "alice"},
-        {"query": "怎么退货", "context": ["explicit"]},
-        {"query": "有赠品吗", "session_id": "alice"},
-        {"query": "有赠品吗"},
-    )]
+    used = [
+        client.post("/api/chat", json=body).get_json()["context_turns"]
+        for body in (
+            {"query": "什么时候发货", "session_id": "alice"},
+            {"query": "可以包邮吗", "session_id": "bob"},
+            {"query": "怎么退货", "session_id": "alice"},
+            {"query": "怎么退货", "context": ["explicit"]},
+            {"query": "有赠品吗", "session_id": "alice"},
+            {"query": "有赠品吗"},
+        )
+    ]
     assert seen[0] == [] and seen[1] == []
     assert seen[2][0] == "什么时候发货" and "可以包邮吗" not in seen[2]
     assert seen[3] == ["explicit"]
@@ -152,7 +172,10 @@ def test_healthz_answers_while_the_bot_loads(tiny_config, tiny_tsv, bot, monkeyp
     release.set()
     assert announced.wait(30)
     assert client.get("/readyz").get_json()["status"] == "ready"
-    assert client.post("/api/chat", json={"query": "发什么快递"}).get_json()["answer"] == "默认 发 中通 快递 哦"
+    assert (
+        client.post("/api/chat", json={"query": "发什么快递"}).get_json()["answer"]
+        == "默认 发 中通 快递 哦"
+    )
     assert client.get("/api/kb", headers=AUTH).status_code == 200
 
 
@@ -179,4 +202,6 @@ def test_unreachable_session_store_is_503_json(bot):
     client = create_app(dataclasses.replace(bot.config, serve=serve), bot=bot).test_client()
     res = client.post("/api/chat", json={"query": "发什么快递", "session_id": "s"})
     assert res.status_code == 503 and res.get_json()["error"] == "session store unavailable"
-    assert client.post("/api/chat", json={"query": "发什么快递"}).status_code == 200  # no session: fine
+    assert (
+        client.post("/api/chat", json={"query": "发什么快递"}).status_code == 200
+    )  # no session: fine

@@ -2,8 +2,9 @@
 
 `alime serve` (gunicorn, 2 workers x 4 threads) with the bundled int8 model and hybrid BM25 +
 dense retrieval, over the bundled curated KB (its entries and their phrasings). Every deletion or
-edit tombstones a dense vector, which is what crashed the workers at 64ea9b8. Checked: no failed request, no worker
-restart, and every acknowledged write visible to the next chat (on whichever worker serves it).
+edit tombstones a dense vector, which is what crashed the workers at 64ea9b8. Checked: no failed
+request, no worker restart, and every acknowledged write visible to the next chat (on whichever
+worker serves it).
 """
 
 from __future__ import annotations
@@ -41,8 +42,10 @@ def worker_pids(log: str) -> list[str]:
 def test_chat_under_concurrent_admin_edits(tmp_path):
     entries = read_rows(BUNDLED_KB, Format.JSONL).rows
     KnowledgeBase(tmp_path / "kb.sqlite").add_many(r.to_kb_row() for r in entries)
-    config = (f'[paths]\nkb = "{tmp_path / "kb.sqlite"}"\n'
-              '[retrieval]\nmerge_every = 64\n')  # merges (and their swaps) happen under load
+    config = (
+        f'[paths]\nkb = "{tmp_path / "kb.sqlite"}"\n'
+        "[retrieval]\nmerge_every = 64\n"
+    )  # merges (and their swaps) happen under load
     base, proc = start_server(tmp_path, {"ALIME_ADMIN_TOKEN": "s3cret-token"}, config)
     log_path = tmp_path / "server.log"
     booted = worker_pids(log_path.read_text())
@@ -84,27 +87,36 @@ def test_chat_under_concurrent_admin_edits(tmp_path):
         while time.time() < stop_at:
             try:
                 question = nonsense(rng)
-                status, pair = request(base + "/api/kb",
-                                       {"question": question, "answer": f"答案 {seed}"},
-                                       headers=AUTH)
+                status, pair = request(
+                    base + "/api/kb", {"question": question, "answer": f"答案 {seed}"}, headers=AUTH
+                )
                 if status != 201:
                     fail(f"add: {status} {pair}")
                     continue
                 body = chat(question.replace(" ", ""))
                 if body and not top_by_retrieval(body, pair["id"]):
-                    fail(f"added {pair['id']} not the top retrieval candidate: "
-                         f"{body['candidates']}")
+                    fail(
+                        f"added {pair['id']} not the top retrieval candidate: {body['candidates']}"
+                    )
                 edited_q = nonsense(rng)
-                status, edited = request(base + f"/api/kb/{pair['id']}", {"question": edited_q},
-                                         headers=AUTH, method="PUT")
+                status, edited = request(
+                    base + f"/api/kb/{pair['id']}",
+                    {"question": edited_q},
+                    headers=AUTH,
+                    method="PUT",
+                )
                 if status != 200:
                     fail(f"edit: {status} {edited}")
                 body = chat(edited_q.replace(" ", ""))
                 if body and not top_by_retrieval(body, pair["id"]):
                     fail(f"edited {pair['id']} not found by its new question: {body['candidates']}")
                 body = chat(question.replace(" ", ""))
-                if body and any(c["id"] == pair["id"] and c["retrieval_score"] >= 1.0 - 1e-9
-                                and c["question"] == question for c in body["candidates"]):
+                if body and any(
+                    c["id"] == pair["id"]
+                    and c["retrieval_score"] >= 1.0 - 1e-9
+                    and c["question"] == question
+                    for c in body["candidates"]
+                ):
                     fail(f"edited {pair['id']} still found by its old question")
                 status, out = request(base + f"/api/kb/{pair['id']}", headers=AUTH, method="DELETE")
                 if status != 200:
@@ -137,4 +149,4 @@ def test_chat_under_concurrent_admin_edits(tmp_path):
     assert failures == [], failures[:10]
     assert len(booted) == 2 and worker_pids(log) == booted, "a worker was restarted"
     for sign in ("Traceback", "SIGSEGV", "Worker exited", "was sent SIG", "WORKER TIMEOUT"):
-        assert sign not in log, log[log.find(sign) - 2000:][:4000]
+        assert sign not in log, log[log.find(sign) - 2000 :][:4000]

@@ -20,7 +20,9 @@ BULK = 30_000
 def test_kill_during_bulk_import(tmp_path, kill_after_s):
     env = {"ALIME_ADMIN_TOKEN": "s3cret-token"}
     base, proc = start_server(tmp_path, env)
-    status, body = request(base + "/api/kb", {"question": "已 确认 的 问题", "answer": "已 确认"}, headers=AUTH)
+    status, body = request(
+        base + "/api/kb", {"question": "已 确认 的 问题", "answer": "已 确认"}, headers=AUTH
+    )
     assert status == 201
     acknowledged_id = body["id"]
     before = request(base + "/api/kb?limit=1", headers=AUTH)[1]["total"]
@@ -30,7 +32,9 @@ def test_kill_during_bulk_import(tmp_path, kill_after_s):
 
     def bulk():
         try:
-            outcome["result"] = request(base + "/api/kb/import", {"pairs": pairs}, headers=AUTH, timeout=120)
+            outcome["result"] = request(
+                base + "/api/kb/import", {"pairs": pairs}, headers=AUTH, timeout=120
+            )
         except OSError as exc:  # the connection dies with the server
             outcome["error"] = exc
 
@@ -43,7 +47,10 @@ def test_kill_during_bulk_import(tmp_path, kill_after_s):
     kb_path = tmp_path / "home" / "kb.sqlite"
     kb = KnowledgeBase(kb_path)
     after = kb.count()
-    print(f"kill after {kill_after_s}s: import {'stored' if after > before else 'rolled back'}, outcome {outcome}")
+    print(
+        f"kill after {kill_after_s}s: "
+        f"import {'stored' if after > before else 'rolled back'}, outcome {outcome}"
+    )
     assert after in (before, before + BULK), f"half an import is stored: {after - before} rows"
     if "result" in outcome and outcome["result"][0] == 201:
         assert after == before + BULK  # acknowledged, so it must be there
@@ -59,6 +66,8 @@ def test_kill_during_bulk_import(tmp_path, kill_after_s):
     finally:
         stop_server(proc)
     config = AppConfig(paths=PathsConfig(kb=str(kb_path), model="none"))
-    searcher = KBSearcher(kb, TextPipeline(config.text), kb_path.with_suffix(".index"), config.retrieval)
+    searcher = KBSearcher(
+        kb, TextPipeline(config.text), kb_path.with_suffix(".index"), config.retrieval
+    )
     assert len(searcher) == kb.count()
     assert searcher.revision == kb.revision()

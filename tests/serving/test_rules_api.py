@@ -3,14 +3,17 @@
 import pytest
 
 
-@pytest.mark.parametrize("query, rule, handoff, evidence", [
-    ("我要投诉", "complaint", True, "投诉"),
-    ("叫你们老板出来", "person", True, "叫你们老板"),
-    ("我的订单123456到哪了", "order_status", True, "我的订单123456到哪"),
-    ("asdfgh", "gibberish", False, "keyboard"),
-    ("😂😂😂", "gibberish", False, "emoji"),
-    ("？？？", "gibberish", False, "punctuation"),
-])
+@pytest.mark.parametrize(
+    "query, rule, handoff, evidence",
+    [
+        ("我要投诉", "complaint", True, "投诉"),
+        ("叫你们老板出来", "person", True, "叫你们老板"),
+        ("我的订单123456到哪了", "order_status", True, "我的订单123456到哪"),
+        ("asdfgh", "gibberish", False, "keyboard"),
+        ("😂😂😂", "gibberish", False, "emoji"),
+        ("？？？", "gibberish", False, "punctuation"),
+    ],
+)
 def test_rules_answer_before_retrieval(client, query, rule, handoff, evidence):
     body = client.post("/api/chat", json={"query": query}).get_json()
     assert body["source"] == "fallback" and body["rule"] == rule
@@ -37,7 +40,10 @@ def test_chitchat_when_the_faq_has_nothing(client):
 
 
 def test_short_real_questions_still_reach_the_faq(client):
-    for query, answer in (("包邮吗", "满 99 元 包邮 的 亲"), ("能便宜点吗", "已经 是 最低价 了 亲")):
+    for query, answer in (
+        ("包邮吗", "满 99 元 包邮 的 亲"),
+        ("能便宜点吗", "已经 是 最低价 了 亲"),
+    ):
         body = client.post("/api/chat", json={"query": query}).get_json()
         assert body["rule"] == "faq" and body["answer"] == answer, query
 

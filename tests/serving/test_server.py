@@ -10,8 +10,18 @@ import pytest
 from tests.serving.conftest import request, start_server, stop_server
 from tests.serving.test_chat_api import metric_values
 
-FOLLOW_UPS = ["什么时候发货", "可以包邮吗", "发什么快递", "怎么退货", "有优惠券吗", "这个是正品吗",
-              "尺码怎么选", "能便宜点吗", "什么时候到货", "可以改地址吗"]
+FOLLOW_UPS = [
+    "什么时候发货",
+    "可以包邮吗",
+    "发什么快递",
+    "怎么退货",
+    "有优惠券吗",
+    "这个是正品吗",
+    "尺码怎么选",
+    "能便宜点吗",
+    "什么时候到货",
+    "可以改地址吗",
+]
 
 
 @pytest.fixture(scope="module")
@@ -54,18 +64,26 @@ def test_serves_chinese_answers_and_rejects_bad_input(served):
 
 def test_sessions_are_shared_by_the_workers(served):
     """40 follow-up turns, each on a new connection (so spread over both workers): every one is
-    given its session's history (issue 12: 10 of 40 ran without it when sessions were per worker)."""
+    given its session's history (issue 12: 10 of 40 ran without it when sessions were per
+    worker)."""
     base, _, _ = served
     assert len(set(worker_pids(base))) == 2, "the two workers did not both answer"
     used = []
     for i in range(40):
-        status, body = request(base + "/api/chat", {"query": FOLLOW_UPS[i % 10], "session_id": "shopper-1"})
+        status, body = request(
+            base + "/api/chat", {"query": FOLLOW_UPS[i % 10], "session_id": "shopper-1"}
+        )
         assert status == 200
         used.append(body["context_turns"])
     # Each exchange stores 2 turns; the model is given at most engine.context_turns = 3.
     assert used == [min(2 * i, 3) for i in range(40)]
     # Another shopper starts with nothing.
-    assert request(base + "/api/chat", {"query": "客服在吗", "session_id": "shopper-2"})[1]["context_turns"] == 0
+    assert (
+        request(base + "/api/chat", {"query": "客服在吗", "session_id": "shopper-2"})[1][
+            "context_turns"
+        ]
+        == 0
+    )
 
 
 def test_one_scrape_sums_every_worker(served):
@@ -74,7 +92,9 @@ def test_one_scrape_sums_every_worker(served):
 
     def readyz_count():
         values = metric_values(request_text(base + "/metrics"))
-        return values.get(("alime_http_requests_total", (("endpoint", "alime.readyz"), ("status", "200"))), 0)
+        return values.get(
+            ("alime_http_requests_total", (("endpoint", "alime.readyz"), ("status", "200"))), 0
+        )
 
     before = readyz_count()
     pids = worker_pids(base)
@@ -152,8 +172,22 @@ def test_a_second_server_on_a_busy_port_leaves_the_first_alone(served):
     port = base.rsplit(":", 1)[1]
     metrics = sorted((tmp / "home" / "run" / f"metrics-{port}").glob("*.db"))
     env = {**os.environ, "ALIME_HOME": str(tmp / "home")}
-    done = subprocess.run([sys.executable, "-m", "alime", "--config", str(tmp / "alime.toml"), "serve",
-                           "--port", port], env=env, capture_output=True, text=True, timeout=60)
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "alime",
+            "--config",
+            str(tmp / "alime.toml"),
+            "serve",
+            "--port",
+            port,
+        ],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert done.returncode == 2 and f"cannot listen on 127.0.0.1:{port}" in done.stderr, done.stderr
     assert sorted((tmp / "home" / "run" / f"metrics-{port}").glob("*.db")) == metrics
     assert request(base + "/readyz")[0] == 200 and proc.poll() is None
@@ -173,8 +207,20 @@ def test_url_is_printed_once_the_server_answers(tmp_path):
     env = {**os.environ, "ALIME_HOME": str(tmp_path / "home"), "TF_CPP_MIN_LOG_LEVEL": "3"}
     with log_path.open("a") as log:
         proc = subprocess.Popen(
-            [sys.executable, "-m", "alime", "--config", str(tmp_path / "alime.toml"), "serve", "--port", str(port)],
-            stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True,
+            [
+                sys.executable,
+                "-m",
+                "alime",
+                "--config",
+                str(tmp_path / "alime.toml"),
+                "serve",
+                "--port",
+                str(port),
+            ],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            env=env,
+            start_new_session=True,
         )
     try:
         deadline = time.time() + 120
@@ -204,8 +250,12 @@ def test_two_servers_share_sessions_through_redis(tmp_path, redis_server):
         b, proc_b = start_server(b_dir, config_text=config)
         try:
             assert request(a + "/readyz")[1]["sessions"] == "redis"
-            used = [request((a, b)[i % 2] + "/api/chat", {"query": FOLLOW_UPS[i], "session_id": "lb"})[1]
-                    ["context_turns"] for i in range(6)]
+            used = [
+                request((a, b)[i % 2] + "/api/chat", {"query": FOLLOW_UPS[i], "session_id": "lb"})[
+                    1
+                ]["context_turns"]
+                for i in range(6)
+            ]
             assert used == [0, 2, 3, 3, 3, 3]
         finally:
             stop_server(proc_b)
@@ -230,7 +280,10 @@ def test_healthz_answers_while_the_bundled_model_loads(tmp_path):
     with log_path.open("a") as log:
         proc = subprocess.Popen(
             [sys.executable, "-m", "alime", "serve", "--port", str(port), "--workers", "1"],
-            stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            env=env,
+            start_new_session=True,
         )
     try:
         deadline = time.time() + 120
@@ -242,7 +295,10 @@ def test_healthz_answers_while_the_bundled_model_loads(tmp_path):
             except OSError:
                 time.sleep(0.05)
         started = time.time()
-        ready, chat = request(base + "/readyz"), request(base + "/api/chat", {"query": "什么时候发货"})
+        ready, chat = (
+            request(base + "/readyz"),
+            request(base + "/api/chat", {"query": "什么时候发货"}),
+        )
         assert ready[0] == 503 and ready[1]["error"] == "starting", ready
         assert chat[0] == 503 and chat[1]["error"] == "starting"
         assert "open http://" not in log_path.read_text()
@@ -260,10 +316,16 @@ def test_healthz_answers_while_the_bundled_model_loads(tmp_path):
         stop_server(proc)
 
 
-@pytest.mark.parametrize("serve_toml, message", [
-    ('sessions = "memory"', "unknown serve.sessions 'memory'; valid: sqlite, redis"),
-    ('sessions = "redis"\nredis_url = "redis://127.0.0.1:{port}/0"', "session store (redis) unavailable"),
-])
+@pytest.mark.parametrize(
+    "serve_toml, message",
+    [
+        ('sessions = "memory"', "unknown serve.sessions 'memory'; valid: sqlite, redis"),
+        (
+            'sessions = "redis"\nredis_url = "redis://127.0.0.1:{port}/0"',
+            "session store (redis) unavailable",
+        ),
+    ],
+)
 def test_bad_session_settings_stop_serve_with_a_message(tmp_path, serve_toml, message):
     import subprocess
     import sys
@@ -271,9 +333,25 @@ def test_bad_session_settings_stop_serve_with_a_message(tmp_path, serve_toml, me
     from tests.serving.conftest import free_port
 
     config = tmp_path / "alime.toml"
-    config.write_text('[paths]\nmodel = "none"\n[serve]\n' + serve_toml.format(port=free_port()) + "\n")
+    config.write_text(
+        '[paths]\nmodel = "none"\n[serve]\n' + serve_toml.format(port=free_port()) + "\n"
+    )
     env = {**os.environ, "ALIME_HOME": str(tmp_path / "home")}
-    done = subprocess.run([sys.executable, "-m", "alime", "--config", str(config), "serve", "--port",
-                           str(free_port())], env=env, capture_output=True, text=True, timeout=60)
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "alime",
+            "--config",
+            str(config),
+            "serve",
+            "--port",
+            str(free_port()),
+        ],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert done.returncode == 2 and message in done.stderr, done.stderr
     assert "Traceback" not in done.stderr

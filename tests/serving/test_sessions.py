@@ -50,7 +50,11 @@ def test_sessions_are_separate_and_bounded(make_store):
     assert store.turns("b") == ["x1", "y1"]
     assert store.turns("nobody") == []
     store.append("c", "z")  # capacity 2: the least recently written session ("b") goes
-    assert store.turns("b") == [] and store.turns("a") == ["r1", "q2", "r2"] and store.turns("c") == ["z"]
+    assert (
+        store.turns("b") == []
+        and store.turns("a") == ["r1", "q2", "r2"]
+        and store.turns("c") == ["z"]
+    )
     assert len(store) == 2
 
 
@@ -96,7 +100,13 @@ def test_reading_does_not_keep_a_session_alive(make_store):
 
 def test_text_round_trips_exactly(make_store):
     store = make_store(max_turns=10)
-    turns = ["亲，什么时候发货？", 'quote " and \\ backslash', "emoji 😀", "  spaced  ", "line\nbreak"]
+    turns = [
+        "亲，什么时候发货？",
+        'quote " and \\ backslash',
+        "emoji 😀",
+        "  spaced  ",
+        "line\nbreak",
+    ]
     store.append("会话-1", *turns)
     assert store.turns("会话-1") == turns
 
@@ -133,9 +143,16 @@ def test_processes_and_threads_never_lose_a_turn(make_store, request, tmp_path):
     writer; the SQLite store is one file shared by the processes, as gunicorn's workers share it."""
     store = make_store(max_turns=1000)
     kind = request.node.callspec.params["make_store"]
-    where = str(tmp_path / "sessions.sqlite") if kind == "sqlite" else request.getfixturevalue("redis_server")
+    where = (
+        str(tmp_path / "sessions.sqlite")
+        if kind == "sqlite"
+        else request.getfixturevalue("redis_server")
+    )
     prefix = getattr(store, "prefix", "")
-    procs = [subprocess.Popen([sys.executable, "-c", WRITER, kind, where, prefix, str(p)]) for p in range(3)]
+    procs = [
+        subprocess.Popen([sys.executable, "-c", WRITER, kind, where, prefix, str(p)])
+        for p in range(3)
+    ]
     assert [p.wait(timeout=120) for p in procs] == [0, 0, 0]
     shared = store.turns("shared")
     assert len(shared) == 3 * 4 * 20 and len(set(shared)) == len(shared)
@@ -164,13 +181,20 @@ def test_redis_store_keeps_redis_bounded(redis_server):
     import redis
 
     clock = Clock()
-    store = RedisSessions(redis_server, prefix="bounded:", capacity=5, ttl_s=100, max_turns=2, clock=clock)
+    store = RedisSessions(
+        redis_server, prefix="bounded:", capacity=5, ttl_s=100, max_turns=2, clock=clock
+    )
     for i in range(50):
         store.append(f"s{i}", "q", "a", "q2")
         clock.now += 1
     client = redis.Redis.from_url(redis_server, decode_responses=True)
     keys = sorted(client.scan_iter("bounded:*"))
-    assert keys == ["bounded:index", *sorted(f"bounded:s:s{i}" for i in range(45, 50)), "bounded:seen", "bounded:seq"]
+    assert keys == [
+        "bounded:index",
+        *sorted(f"bounded:s:s{i}" for i in range(45, 50)),
+        "bounded:seen",
+        "bounded:seq",
+    ]
     assert client.lrange("bounded:s:s49", 0, -1) == ["a", "q2"]
     assert 0 < client.pttl("bounded:s:s49") <= 100_000  # Redis collects idle sessions itself
     client.close()
@@ -189,7 +213,9 @@ def test_config_selects_the_store(tmp_path, redis_server):
     assert isinstance(sqlite, SQLiteSessions) and sqlite.path == tmp_path / "sessions.sqlite"
     other = open_sessions(ServeConfig(sessions_path=str(tmp_path / "x" / "s.db")), tmp_path)
     assert other.path == tmp_path / "x" / "s.db" and other.path.exists()
-    red = open_sessions(ServeConfig(sessions="redis", redis_url=redis_server, session_capacity=7), tmp_path)
+    red = open_sessions(
+        ServeConfig(sessions="redis", redis_url=redis_server, session_capacity=7), tmp_path
+    )
     assert isinstance(red, RedisSessions) and red.capacity == 7
     red.append("x", "y")
     assert red.turns("x") == ["y"]
@@ -199,6 +225,8 @@ def test_config_selects_the_store(tmp_path, redis_server):
 
 def test_redis_url_from_the_environment_wins(tmp_path, redis_server, monkeypatch):
     monkeypatch.setenv("ALIME_REDIS_URL", redis_server)
-    store = open_sessions(ServeConfig(sessions="redis", redis_url="redis://127.0.0.1:1/0"), tmp_path)
+    store = open_sessions(
+        ServeConfig(sessions="redis", redis_url="redis://127.0.0.1:1/0"), tmp_path
+    )
     store.append("env", "ok")
     assert store.turns("env") == ["ok"]

@@ -34,16 +34,29 @@ def test_good_request():
 @pytest.mark.parametrize(
     "data, message",
     [
-        (b"[" * 1000 + b"]" * 1000, "request body is nested deeper than 5 levels"),  # past the parser's recursion
+        (
+            b"[" * 1000 + b"]" * 1000,
+            "request body is nested deeper than 5 levels",
+        ),  # past the parser's recursion
         (b'{"query": [[[[["x"]]]]]}', "request body is nested deeper than 5 levels"),
         (b"not json", "valid JSON"),
         (b"\xff\xfe\x00", "valid JSON"),
-        (b'{"query": "ab\\ud800"}', "field 'query' contains a lone surrogate U+D800 at character 3"),
-        ('{"query": "ab\ud800"}'.encode("utf-8", "surrogatepass"), "field 'query' contains a lone surrogate"),
-        (b'{"pairs": [{"question": "q"}, {"question": "\\udc00"}]}',
-         "field 'pairs[1].question' contains a lone surrogate U+DC00 at character 1"),
-        (b'{"content": "q\\ta\\nq\\ud800"}', "field 'content' contains a lone surrogate U+D800 at character 6 "
-                                            "(line 2, character 2)"),
+        (
+            b'{"query": "ab\\ud800"}',
+            "field 'query' contains a lone surrogate U+D800 at character 3",
+        ),
+        (
+            '{"query": "ab\ud800"}'.encode("utf-8", "surrogatepass"),
+            "field 'query' contains a lone surrogate",
+        ),
+        (
+            b'{"pairs": [{"question": "q"}, {"question": "\\udc00"}]}',
+            "field 'pairs[1].question' contains a lone surrogate U+DC00 at character 1",
+        ),
+        (
+            b'{"content": "q\\ta\\nq\\ud800"}',
+            "field 'content' contains a lone surrogate U+D800 at character 6 (line 2, character 2)",
+        ),
         (b'{"q\\ud800": 1}', "a field name contains a lone surrogate U+D800 at character 2"),
         (b'"\\ud800"', "request body contains a lone surrogate"),
     ],
@@ -69,14 +82,25 @@ def test_chat_deeply_nested_body_is_400(client):
     res = client.post("/api/chat", data="[" * 1000 + "]" * 1000, content_type="application/json")
     assert res.status_code == 400
     assert res.get_json()["error"] == "request body is nested deeper than 20 levels"
-    res = client.post("/api/chat", data='{"query": ' + "{" * 100_000, content_type="application/json")
+    res = client.post(
+        "/api/chat", data='{"query": ' + "{" * 100_000, content_type="application/json"
+    )
     assert res.status_code in (400, 413)  # over max_body_bytes: refused before parsing
 
 
 def test_chat_lone_surrogate_is_400(client):
-    res = client.post("/api/chat", data='{"query": "发货\\ud800", "context": ["a", "\\udfff"]}',
-                      content_type="application/json")
+    res = client.post(
+        "/api/chat",
+        data='{"query": "发货\\ud800", "context": ["a", "\\udfff"]}',
+        content_type="application/json",
+    )
     assert res.status_code == 400
-    assert res.get_json()["error"] == "field 'query' contains a lone surrogate U+D800 at character 3"
-    res = client.post("/api/chat", data='{"query": "发货", "session_id": "s\\ud800"}', content_type="application/json")
+    assert (
+        res.get_json()["error"] == "field 'query' contains a lone surrogate U+D800 at character 3"
+    )
+    res = client.post(
+        "/api/chat",
+        data='{"query": "发货", "session_id": "s\\ud800"}',
+        content_type="application/json",
+    )
     assert res.status_code == 400 and "field 'session_id'" in res.get_json()["error"]
