@@ -77,8 +77,17 @@ PAIRS = [
 
 def test_best_is_the_highest_char_f1_and_the_first_on_ties():
     kb = ChitChatKB(PAIRS)
-    for query in ("你好！", "你是谁?", "讲个 笑话", "你喜欢什么电影", "你是", "HELLO", "谁",
-                  "你好呀", "讲个笑话吧"):
+    for query in (
+        "你好！",
+        "你是谁?",
+        "讲个 笑话",
+        "你喜欢什么电影",
+        "你是",
+        "HELLO",
+        "谁",
+        "你好呀",
+        "讲个笑话吧",
+    ):
         match = kb.best(query)
         scores = [char_overlap_f1(chitchat_key(query), chitchat_key(q)) for q, _ in PAIRS]
         best = max(scores)
