@@ -26,8 +26,8 @@ Measurements:
   starting the process (the master's own preparation included); ``rss_mb_per_worker``: the
   largest worker's resident set after the load; ``loadavg``: the 1/5/15-minute load averages
   before and after the load.
-* ``--baseline-checkout DIR``: the same for another checkout's ``alime serve`` (same model,
-  same venv, same client), both servers up at once and each client count run against one then
+* ``--baseline-checkout DIR``: the same for another checkout's ``alime serve`` (its own int8
+  model directory, which carries its decision; same venv, same client), both servers up at once and each client count run against one then
   the other: ``baseline.{http,ready_s,rss_mb_per_worker,commit}`` and ``rps_ratio.{N}``.
   ``sources``: how each server answers the first 100 load queries (replies by source), since
   two versions may route the same queries differently (64ea9b8 seeds the 5,000 raw pairs the
@@ -394,10 +394,13 @@ def bench_http(
             )
         }
         if baseline_checkout is not None:
+            # The baseline serves its own checkout's int8 model directory: a model directory
+            # carries the decision (routing.json), and an older checkout cannot read a newer
+            # one's routing features (it exits at start-up).
             servers["baseline"] = Server(
                 "baseline",
                 baseline_checkout,
-                int8_dir,
+                baseline_checkout / "data" / "model-int8",
                 Path(tmp, "baseline"),
                 serve_overrides,
                 port + 1 if port else None,
@@ -455,7 +458,7 @@ def main() -> None:
         "--baseline-checkout",
         type=Path,
         help="another checkout (e.g. `git worktree add /tmp/base 64ea9b8`) served "
-        "side by side with this one, on the same model and load",
+        "side by side with this one (each with its own int8 model directory), same load",
     )
     parser.add_argument(
         "--kb", type=Path, help="a TSV KB served by both servers (default: each one's bundled KB)"
