@@ -28,7 +28,8 @@ Measurements:
   before and after the load.
 * ``--baseline-checkout DIR``: the same for another checkout's ``alime serve`` (its own int8
   model directory, which carries its decision; same venv, same client), both servers up at
-  once and each client count run against one then the other: ``baseline.{http,ready_s,rss_mb_per_worker,commit}`` and ``rps_ratio.{N}``.
+  once and each client count run against one then the other:
+  ``baseline.{http,ready_s,rss_mb_per_worker,commit}`` and ``rps_ratio.{N}``.
   ``sources``: how each server answers the first 100 load queries (replies by source), since
   two versions may route the same queries differently (64ea9b8 seeds the 5,000 raw pairs the
   queries come from, today's bundled KB is the curated 895 entries); ``--kb FILE`` serves the
