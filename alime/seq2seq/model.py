@@ -19,6 +19,7 @@ import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
 from alime.seq2seq.config import Seq2SeqConfig  # noqa: E402
+from alime.seq2seq.targets import score_distinct_targets  # noqa: E402
 from alime.seq2seq.vocab import BOS_ID, PAD_ID  # noqa: E402
 
 # A large finite negative instead of -inf keeps softmax NaN-free when a source is all padding.
@@ -229,18 +230,7 @@ class InferenceModel:
         All targets are teacher-forced in one batch after one encoder pass. An empty source gives
         the answer prior (the decoder as a response-only language model).
         """
-        if not targets:
-            return []
-        src = np.asarray(list(source_ids) or [PAD_ID], np.int32)
-        # Stock replies recur among a query's candidates: score each distinct answer once.
-        unique = list(dict.fromkeys(tuple(t) for t in targets))
-        width = max(len(t) for t in unique)
-        tgt = np.full((len(unique), width), PAD_ID, np.int32)
-        for i, t in enumerate(unique):
-            tgt[i, : len(t)] = t
-        log_probs = self.candidate_log_probs(src, tgt)
-        rows = {t: log_probs[i, : len(t)].astype(np.float64) for i, t in enumerate(unique)}
-        return [rows[tuple(t)].copy() for t in targets]
+        return score_distinct_targets(source_ids, targets, np.int32, self.candidate_log_probs)
 
     def start(self, source_ids: np.ndarray) -> dict[str, tf.Tensor]:
         """Encode a batch of sources; the result is the decoder state for ``step``."""

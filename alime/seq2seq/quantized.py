@@ -29,6 +29,7 @@ import numpy as np
 
 from alime import __version__
 from alime.seq2seq.numpy_forward import Encoded, NumpySeq2Seq
+from alime.seq2seq.targets import score_distinct_targets
 from alime.seq2seq.vocab import PAD_ID
 from pluto.int8_head import HeadBackend, Int8LogSoftmaxHead, onnxruntime_available
 from pluto.quantization import QuantizedTensor, quantize
@@ -269,17 +270,7 @@ class QuantizedInferenceModel:
         one batch after one encoder pass, each distinct target scored once (stock replies recur
         among a query's candidates), an empty source gives the answer prior.
         """
-        if not targets:
-            return []
-        src = np.asarray(list(source_ids) or [PAD_ID], np.int64)
-        unique = list(dict.fromkeys(tuple(t) for t in targets))
-        width = max(len(t) for t in unique)
-        tgt = np.full((len(unique), width), PAD_ID, np.int64)
-        for i, t in enumerate(unique):
-            tgt[i, : len(t)] = t
-        log_probs = self.candidate_log_probs(src, tgt)
-        rows = {t: log_probs[i, : len(t)].astype(np.float64) for i, t in enumerate(unique)}
-        return [rows[tuple(t)].copy() for t in targets]
+        return score_distinct_targets(source_ids, targets, np.int64, self.candidate_log_probs)
 
     def start(self, source_ids: np.ndarray) -> dict[str, np.ndarray]:
         """Encode a batch of sources; the result is the decoder state for ``step``."""
