@@ -29,6 +29,24 @@ def load_queries(n: int = 500, seed: int = 7) -> list[str]:
     return [line.split("\t")[0].replace(" ", "") for line in picked]
 
 
+def chat_once(
+    conn: http.client.HTTPConnection, body: str
+) -> tuple[bool, float, http.client.HTTPConnection]:
+    """POST one chat body on a kept-alive connection: (HTTP 200?, seconds, the connection to
+    use next: a fresh one to the same server after a connection error)."""
+    started = time.perf_counter()
+    try:
+        conn.request("POST", "/api/chat", body, {"Content-Type": "application/json"})
+        res = conn.getresponse()
+        res.read()
+        ok = res.status == 200
+    except (OSError, http.client.HTTPException):
+        ok = False
+        conn.close()
+        conn = http.client.HTTPConnection(conn.host, conn.port, timeout=conn.timeout)
+    return ok, time.perf_counter() - started, conn
+
+
 def _client(
     url: str, queries: list[str], stop_at: float, out: list, errors: list, seed: int
 ) -> None:
@@ -38,17 +56,7 @@ def _client(
     session = f"bench-{seed}"
     while time.perf_counter() < stop_at:
         body = json.dumps({"query": rng.choice(queries), "session_id": session})
-        started = time.perf_counter()
-        try:
-            conn.request("POST", "/api/chat", body, {"Content-Type": "application/json"})
-            res = conn.getresponse()
-            res.read()
-            ok = res.status == 200
-        except (OSError, http.client.HTTPException):
-            ok = False
-            conn.close()
-            conn = http.client.HTTPConnection(parsed.hostname, parsed.port, timeout=30)
-        elapsed = time.perf_counter() - started
+        ok, elapsed, conn = chat_once(conn, body)
         (out if ok else errors).append(elapsed)
     conn.close()
 

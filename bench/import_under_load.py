@@ -45,7 +45,7 @@ import numpy as np  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "bench"))
-from http_load import QUERIES_FILE, load_queries  # noqa: E402
+from http_load import QUERIES_FILE, chat_once, load_queries  # noqa: E402
 
 # In the LAST imported question: found once the whole import is indexed.
 MARKER = "批量导入探针"
@@ -99,18 +99,9 @@ class Load:
         conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=120)
         while not self._stop.is_set():
             body = json.dumps({"query": rng.choice(queries), "session_id": f"bench-{seed}"})
-            started = time.perf_counter()
-            try:
-                conn.request("POST", "/api/chat", body, {"Content-Type": "application/json"})
-                res = conn.getresponse()
-                res.read()
-                ok = res.status == 200
-            except (OSError, http.client.HTTPException):
-                ok = False
-                conn.close()
-                conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=120)
+            ok, elapsed, conn = chat_once(conn, body)
             if ok:
-                self.latencies.append(time.perf_counter() - started)
+                self.latencies.append(elapsed)
             else:
                 self.errors += 1
         conn.close()
