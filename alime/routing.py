@@ -39,6 +39,7 @@ from pathlib import Path
 
 import numpy as np
 
+from alime.guards import compact
 from alime.types import Candidate
 
 ROUTING_FILE = "routing.json"
@@ -95,8 +96,6 @@ FUNCTION_CHARS = frozenset("吗呢啊吧嘛呀哦亲的了么哈噢呗啦咯不�
 def core_overlap_f1(query: str, question: str) -> float:
     """``char_overlap_f1`` of the compact texts (letters and digits only) without
     ``FUNCTION_CHARS``."""
-    from alime.guards import compact
-
     a = Counter(ch for ch in compact(query) if ch not in FUNCTION_CHARS)
     b = Counter(ch for ch in compact(question) if ch not in FUNCTION_CHARS)
     return _f1(float(sum((a & b).values())), float(sum(a.values())), float(sum(b.values())))

@@ -242,7 +242,9 @@ def _row(
     """A checked row: non-empty, storable text within ``limits.max_field_chars``; each phrasing
     kept once, never the primary question itself (as the store keeps them)."""
     question, answer = question.strip(), answer.strip()
-    for label, text in (("question", question), ("answer", answer)):
+    phrasings = [p.strip() for p in phrasings]
+    fields = [("question", question), ("answer", answer), *(("phrasing", p) for p in phrasings)]
+    for label, text in fields:
         if not text:
             return FormatError(name, line, f"empty {label}")
         if len(text) > limits.max_field_chars:
@@ -251,20 +253,11 @@ def _row(
         problem = surrogate_problem(text)
         if problem:
             return FormatError(name, line, f"{label} {problem}")
-    for phrasing in phrasings:
-        if not phrasing.strip():
-            return FormatError(name, line, "empty phrasing")
-        if len(phrasing) > limits.max_field_chars:
-            limit = limits.max_field_chars
-            return FormatError(name, line, f"phrasing is longer than {limit} characters")
-        problem = surrogate_problem(phrasing)
-        if problem:
-            return FormatError(name, line, f"phrasing {problem}")
     for tag in tags:
         problem = surrogate_problem(tag)
         if problem:
             return FormatError(name, line, f"tag {problem}")
-    kept = tuple(dict.fromkeys(p.strip() for p in phrasings if p.strip() != question))
+    kept = tuple(dict.fromkeys(p for p in phrasings if p != question))
     return Row(line, question, answer, tuple(tags), kept)
 
 
