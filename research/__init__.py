@@ -1,0 +1,1 @@
+"""Experiments and probes kept beside the product (not installed with alime)."""
