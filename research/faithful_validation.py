@@ -11,7 +11,8 @@ This module builds groups from the model's **held-out** dialogues (the ones list
 named constructions, measures a file's profile, and checks it against the official one::
 
     python -m research.faithful_validation sweep --model data/model      # every construction
-    python -m research.faithful_validation build --model data/model --out data/eval/valid_faithful.txt
+    python -m research.faithful_validation build --model data/model \\
+        --out data/eval/valid_faithful.txt
     python -m research.faithful_validation profile --data data/eval/valid_faithful.txt \\
         --model data/model --check-profile
 
@@ -31,7 +32,7 @@ from pathlib import Path
 
 import numpy as np
 
-from alime.evaluation.corpus import GROUP_SIZE, Group, Row, read_dialogues, read_groups
+from alime.evaluation.corpus import GROUP_SIZE, Group, Row, read_groups
 from alime.evaluation.corpus import write_groups as _write_groups
 from alime.evaluation.metrics import rank_of_true, selection_metrics
 from alime.text import normalize

@@ -37,6 +37,8 @@ from alime.rerank.stacking import (
 # Feature sets compared (the product's features only: computable from one model pass, the
 # cached prior and the text). ``extra`` dump scores (bm25, match) are compared separately.
 FEATURE_SETS: dict[str, tuple[str, ...]] = {
+    # context-free: what typicality and length alone give (the bar the context must clear)
+    "context-free": ("prior", "sum_prior", "log_length"),
     "prior+cond": ("mean_logprob", "prior"),
     "prior+cond+length": ("mean_logprob", "prior", "log_length"),
     "prior+cond+sums": ("mean_logprob", "prior", "sum_logprob", "sum_prior", "log_length"),
@@ -209,7 +211,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             f"{r['valid']['r10@1']:.3f} | {r['valid']['r10@5']:.3f} | {r['valid']['mrr']:.3f} |"
         )
     best = max(
-        (r for r in rows if r["product"]),
+        (r for r in rows if r["product"] and r["features"] != "context-free"),
         key=lambda r: (r["valid"]["r10@1"], r["valid"]["mrr"], -len(r["names"]), r["l2"]),
     )
     print(f"chosen: {best['features']} l2 {best['l2']} valid {best['valid']}")

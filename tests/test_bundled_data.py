@@ -31,7 +31,12 @@ def test_bundled_matcher_never_saw_the_held_out_dialogues():
     assert json.loads((matcher / "vocab.json").read_text()) == json.loads(
         (model / "vocab.json").read_text()
     )
-    assert read_rerank_choice(model)[0].value == "pmi"  # the matcher is not the engine's default
+    # the stacked score is the engine's default (issue 14), the same weights in both model dirs
+    assert read_rerank_choice(model)[0].value == "stacked"
+    assert read_rerank_choice(BUNDLED_DATA / "model-int8")[0].value == "stacked"
+    assert (model / "stacking.json").read_bytes() == (
+        BUNDLED_DATA / "model-int8" / "stacking.json"
+    ).read_bytes()
 
 
 def test_bundled_bot_routes_in_kb_to_the_kb_and_out_of_kb_away(tmp_path, monkeypatch):

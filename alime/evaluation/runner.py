@@ -123,6 +123,7 @@ def _env(
     query_turns: int,
     matcher_dir: Path | None = None,
     match_pmi_weight: float = 1.0,
+    stacking_dir: Path | None = None,
 ) -> scorers.ScorerEnv:
     responses = [r for g in groups for r in g.responses]
     return scorers.ScorerEnv(
@@ -134,7 +135,17 @@ def _env(
         query_turns,
         matcher_dir=matcher_dir,
         match_pmi_weight=match_pmi_weight,
+        stacking_dir=stacking_dir,
     )
+
+
+def stacking_dir_of(model_dir) -> Path | None:
+    """``model_dir`` when it holds stacking weights (``stacking.json``), else None."""
+    from alime.rerank.stacking import STACKING_FILE
+
+    if model_dir is None or not (Path(model_dir) / STACKING_FILE).is_file():
+        return None
+    return Path(model_dir)
 
 
 def matcher_dir_of(model_dir, matcher: str | Path | None) -> Path | None:
@@ -174,8 +185,9 @@ def _score(
     groups = read_groups(data, limit=opts.limit)
     pipeline = TextPipeline(config.text)
     matcher_dir = matcher_dir_of(model_dir, opts.matcher)
+    stacking_dir = stacking_dir_of(model_dir)
     names = names or scorers.parse_scorer_names(
-        opts.scorers, model_dir is not None, matcher_dir is not None
+        opts.scorers, model_dir is not None, matcher_dir is not None, stacking_dir is not None
     )
     need_model = any(scorers.SCORERS[n].needs_model for n in names)
     stages = load_model(model_dir, pipeline, config=config) if need_model else None
@@ -187,6 +199,7 @@ def _score(
         opts.query_turns,
         matcher_dir,
         opts.match_pmi_weight,
+        stacking_dir,
     )
     table = {n.value: env.get(n) for n in names}
     return selection.score_groups(groups, table, progress), names, stages, groups
@@ -331,6 +344,7 @@ def engine_scorer(model_dir: str | Path | None) -> tuple[scorers.ScorerName, flo
         "prior": scorers.ScorerName.PRIOR,
         "pmi": scorers.ScorerName.PMI,
         "match": scorers.ScorerName.MATCH,
+        "stacked": scorers.ScorerName.STACKED,
     }
     return names[kind.value], options.get("weight", 0.5 if kind.value == "pmi" else None)
 

@@ -203,6 +203,7 @@ class ScorerEnv:
         query_turns: turns of context in the BM25 query.
         matcher_dir: the trained matcher for ``match`` (``alime train-matcher``), or None.
         match_pmi_weight: w of ``match_pmi`` = match + w * pmi.
+        stacking_dir: the model directory whose ``stacking.json`` ``stacked`` applies, or None.
     """
 
     responses: Sequence[str]
@@ -213,6 +214,7 @@ class ScorerEnv:
     query_turns: int = 3
     matcher_dir: Path | None = None
     match_pmi_weight: float = 1.0
+    stacking_dir: Path | None = None
     built: dict[str, Scorer] = field(default_factory=dict)
     _cache: CachedLogProbs | None = None
 
@@ -232,6 +234,19 @@ class ScorerEnv:
         from alime.rerank.matcher import MatchScorer, load_matcher_dir
 
         return MatchScorer(load_matcher_dir(self.matcher_dir), self.tokenize)
+
+    def stacked(self) -> Scorer:
+        if self.stacking_dir is None:
+            raise ValueError("the stacked scorer needs a model directory with stacking.json")
+        from alime.rerank.stacking import StackingWeights, stacked_scores
+
+        weights = StackingWeights.load(self.stacking_dir)
+        return ModelScore(
+            self.cache(),
+            lambda cache, q, c, a: stacked_scores(
+                weights, q, c, a, cache.conditional(q, c, a), cache.prior(q, c, a), self.analyze
+            ),
+        )
 
     def get(self, name: ScorerName) -> Scorer:
         if name.value not in self.built:
@@ -253,6 +268,7 @@ class ScorerName(str, Enum):
     FUSED_PMI = "fused_pmi"
     MATCH = "match"
     MATCH_PMI = "match_pmi"
+    STACKED = "stacked"
 
 
 @dataclass(frozen=True)
@@ -263,6 +279,7 @@ class ScorerSpec:
     needs_model: bool
     description: str
     needs_matcher: bool = False
+    needs_stacking: bool = False
 
 
 SCORERS: dict[ScorerName, ScorerSpec] = {
@@ -323,14 +340,21 @@ SCORERS: dict[ScorerName, ScorerSpec] = {
         "match + w * pmi (w = --match-pmi-weight): the matcher stacked with the seq2seq's pmi",
         needs_matcher=True,
     ),
+    ScorerName.STACKED: ScorerSpec(
+        lambda env: env.stacked(),
+        True,
+        "the model's stacking.json: a linear score over mean_logprob, prior, length and "
+        "context overlap, fitted on training-side groups",
+        needs_stacking=True,
+    ),
 }
 
 
 def parse_scorer_names(
-    text: str | None, have_model: bool, have_matcher: bool = False
+    text: str | None, have_model: bool, have_matcher: bool = False, have_stacking: bool = False
 ) -> list[ScorerName]:
     """Scorer names from a comma-separated list; default all that the model (and a trained
-    matcher) allow.
+    matcher, and stacking weights) allow.
 
     Raises:
         ValueError: an unknown name (the valid ones are listed), or a model scorer without a model.
@@ -341,6 +365,7 @@ def parse_scorer_names(
             for n in ScorerName
             if (have_model or not SCORERS[n].needs_model)
             and (have_matcher or not SCORERS[n].needs_matcher)
+            and (have_stacking or not SCORERS[n].needs_stacking)
         ]
     names = []
     for part in (p.strip() for p in text.split(",") if p.strip()):

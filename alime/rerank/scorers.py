@@ -158,6 +158,7 @@ class ScorerKind(str, Enum):
     PRIOR = "prior"
     PMI = "pmi"
     MATCH = "match"  # the discriminative matcher in MODEL_DIR/matcher (``alime.rerank.matcher``)
+    STACKED = "stacked"  # MODEL_DIR/stacking.json over pmi's inputs (``alime.rerank.stacking``)
 
 
 def match_scorer(
@@ -178,12 +179,24 @@ def match_scorer(
     return MatchScorer(load_matcher_dir(matcher_dir), pipeline.tokenize)
 
 
+def stacked_scorer(model: LoadedModel, pipeline: TextPipeline | None = None):
+    """The stacked score of ``MODEL_DIR/stacking.json`` (``alime.rerank.stacking``).
+
+    Raises:
+        ValueError: the model directory has no (valid) stacking weights.
+    """
+    from alime.rerank.stacking import StackedScorer
+
+    return StackedScorer(model, pipeline)
+
+
 SCORERS: dict[ScorerKind, Callable[..., object]] = {
     ScorerKind.MEAN_PROB: MeanProbScorer,
     ScorerKind.MEAN_LOG_PROB: MeanLogProbScorer,
     ScorerKind.PRIOR: PriorScorer,
     ScorerKind.PMI: PMIScorer,
     ScorerKind.MATCH: match_scorer,
+    ScorerKind.STACKED: stacked_scorer,
 }
 
 

@@ -19,6 +19,7 @@ answers recur), as for the ``pmi`` score.
 
 from __future__ import annotations
 
+import functools
 import json
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -170,18 +171,19 @@ def stacked_scores(
     answers: Sequence[str],
     cond: Sequence[np.ndarray],
     prior: Sequence[np.ndarray],
-    pipeline: TextPipeline,
+    analyze: Callable[[str], list[str]],
 ) -> list[float]:
     """The stacked score of each answer from its per-token conditional and prior log-probs
-    (shared by the engine's scorer and ``alime evaluate select``)."""
+    (shared by the engine's scorer and ``alime evaluate select``); ``analyze`` gives the
+    overlap features' terms (``TextPipeline.index_terms``)."""
     if not answers:
         return []
-    ctx, q = context_terms(query, context, pipeline.index_terms)
+    ctx, q = context_terms(query, context, analyze)
     inputs = feature_inputs(
         [float(np.mean(c)) for c in cond],
         [float(np.mean(p)) for p in prior],
         [len(c) for c in cond],
-        [pipeline.index_terms(a) for a in answers],
+        [analyze(a) for a in answers],
         ctx,
         q,
     )
@@ -210,6 +212,8 @@ class StackedScorer(_ModelScorer):
             weights = StackingWeights.load(model.path)
         self.weights = weights
         self.priors = PriorCache(super().prior_log_probs)
+        # A KB's answers recur across queries: segment each text once (bounded, thread-safe).
+        self.terms = functools.lru_cache(maxsize=8192)(self.pipeline.index_terms)
 
     def prior_log_probs(self, answers: Sequence[str]) -> list[np.ndarray]:
         """The answer prior, each distinct answer computed once (``PriorCache``)."""
@@ -224,5 +228,5 @@ class StackedScorer(_ModelScorer):
             answers,
             cond,
             self.prior_log_probs(answers),
-            self.pipeline,
+            self.terms,
         )
