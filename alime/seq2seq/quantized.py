@@ -49,6 +49,7 @@ _COPIED = (
     "training.json",
     "thresholds.json",
     "rerank.json",
+    "stacking.json",  # the stacked rerank score's weights (alime.rerank.stacking)
     "routing.json",
 )
 # Decoder-state entries that come from the encoder (the same for every beam of a source).

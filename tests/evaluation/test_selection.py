@@ -54,8 +54,12 @@ def test_model_scores_share_one_pass_per_group(groups_file):
     assert first["pmi"][3] == pytest.approx(-2.5 + 0.5 * 2.0)
     report = selection_report(scored, [n.value for n in names])
     assert report["groups"] == 2
-    # every scorer but those that need a trained matcher (none here)
-    assert set(report["scorers"]) == {n.value for n in ScorerName if not SCORERS[n].needs_matcher}
+    # every scorer but those that need a trained matcher or stacking weights (none here)
+    assert set(report["scorers"]) == {
+        n.value
+        for n in ScorerName
+        if not SCORERS[n].needs_matcher and not SCORERS[n].needs_stacking
+    }
     assert "match" not in report["scorers"]
     assert report["scorers"]["shorter"] == {"r10@1": 1.0, "r10@2": 1.0, "r10@5": 1.0, "mrr": 1.0}
     assert report["scorers"]["bm25"]["r10@1"] == 1.0
