@@ -6,8 +6,8 @@ model's *training* dialogues (``research.faithful_validation build --side train`
 and the faithful validation file to choose on. The validation groups are never fitted on.
 
 Model: a conditional logit, i.e. a softmax over each group's candidates of ``w . z`` with ``z``
-the standardized features; L2 penalty ``l2 * |w|^2 / 2``; fitted by Newton's method (a handful
-of features, so the Hessian is tiny)::
+the standardized features (optionally followed by their pairwise products); L2 penalty
+``l2 * |w|^2 / 2``; fitted by Newton's method (a few dozen weights, so the Hessian is tiny)::
 
     python -m research.stacking --train-data T.txt --train-scores T.jsonl \\
         --valid-data data/eval/valid_faithful.txt --valid-scores V.jsonl [--write-model DIR]
@@ -32,6 +32,7 @@ from alime.rerank.stacking import (
     context_terms,
     feature_inputs,
     feature_matrix,
+    quadratic_terms,
 )
 
 # Feature sets compared (the product's features only: computable from one model pass, the
@@ -116,16 +117,21 @@ def design(groups: Sequence[GroupData], names: Sequence[str], extra: Sequence[st
 
 
 def fit_conditional_logit(
-    xs: Sequence[np.ndarray], true: Sequence[int], l2: float, iterations: int = 30
+    xs: Sequence[np.ndarray],
+    true: Sequence[int],
+    l2: float,
+    iterations: int = 30,
+    standardize: bool = True,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Standardize, then maximize ``sum_g log softmax(X_g w)[true_g] - l2 |w|^2 / 2``.
+    """Standardize (unless told not to), then maximize
+    ``sum_g log softmax(X_g w)[true_g] - l2 |w|^2 / 2``.
 
     Returns:
         (mean, scale, w): the standardization and the weights on standardized features.
     """
     stacked = np.concatenate(xs)
-    mean = stacked.mean(axis=0)
-    scale = stacked.std(axis=0)
+    mean = stacked.mean(axis=0) if standardize else np.zeros(stacked.shape[1])
+    scale = stacked.std(axis=0) if standardize else np.ones(stacked.shape[1])
     scale[scale == 0] = 1.0
     zs = [(x - mean) / scale for x in xs]
     d = stacked.shape[1]
@@ -153,29 +159,56 @@ def evaluate(xs, true, mean, scale, w) -> dict[str, float]:
     return selection_metrics(ranks)
 
 
+def _fit_one(xt, t_true, xv, v_true, l2: float, quadratic: bool) -> dict:
+    """Fit on the train matrices, metrics on both sides; ``quadratic`` fits the pairwise
+    products of the standardized features too (``alime.rerank.stacking.quadratic_terms``)."""
+    if not quadratic:
+        mean, scale, w = fit_conditional_logit(xt, t_true, l2)
+        return {
+            "train": evaluate(xt, t_true, mean, scale, w),
+            "valid": evaluate(xv, v_true, mean, scale, w),
+            "mean": mean.tolist(),
+            "scale": scale.tolist(),
+            "weights": w.tolist(),
+        }
+    stacked = np.concatenate(xt)
+    mean, scale = stacked.mean(axis=0), stacked.std(axis=0)
+    scale[scale == 0] = 1.0
+    zt = [quadratic_terms((x - mean) / scale) for x in xt]
+    zv = [quadratic_terms((x - mean) / scale) for x in xv]
+    zero, one, w = fit_conditional_logit(zt, t_true, l2, standardize=False)
+    return {
+        "train": evaluate(zt, t_true, zero, one, w),
+        "valid": evaluate(zv, v_true, zero, one, w),
+        "mean": mean.tolist(),
+        "scale": scale.tolist(),
+        "weights": w.tolist(),
+    }
+
+
 def compare(train, valid, feature_sets=FEATURE_SETS, extras=((),), l2_grid=L2_GRID) -> list[dict]:
-    """Fit every (feature set, extra scores, l2) on ``train``; metrics on both sides."""
+    """Fit every (feature set, extra scores, linear or quadratic, l2) on ``train``; metrics on
+    both sides. Quadratic fits are tried for the product's features only (no extras)."""
     rows = []
     t_true = [g.true_index for g in train]
     v_true = [g.true_index for g in valid]
     for set_name, names in feature_sets.items():
         for extra in extras:
             xt, xv = design(train, names, extra), design(valid, names, extra)
-            for l2 in l2_grid:
-                mean, scale, w = fit_conditional_logit(xt, t_true, l2)
-                rows.append(
-                    {
-                        "features": set_name + ("+" + "+".join(extra) if extra else ""),
-                        "names": [*names, *extra],
-                        "l2": l2,
-                        "train": evaluate(xt, t_true, mean, scale, w),
-                        "valid": evaluate(xv, v_true, mean, scale, w),
-                        "mean": mean.tolist(),
-                        "scale": scale.tolist(),
-                        "weights": w.tolist(),
-                        "product": not extra,
-                    }
-                )
+            for quadratic in (False, True) if not extra else (False,):
+                for l2 in l2_grid:
+                    fit = _fit_one(xt, t_true, xv, v_true, l2, quadratic)
+                    label = set_name + ("+" + "+".join(extra) if extra else "")
+                    rows.append(
+                        {
+                            "features": label + (" (quadratic)" if quadratic else ""),
+                            "names": [*names, *extra],
+                            "l2": l2,
+                            "quadratic": quadratic,
+                            "product": not extra,
+                            **fit,
+                        }
+                    )
     return rows
 
 
@@ -211,7 +244,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             f"{r['valid']['r10@1']:.3f} | {r['valid']['r10@5']:.3f} | {r['valid']['mrr']:.3f} |"
         )
     best = max(
-        (r for r in rows if r["product"] and r["features"] != "context-free"),
+        (r for r in rows if r["product"] and not r["features"].startswith("context-free")),
         key=lambda r: (r["valid"]["r10@1"], r["valid"]["mrr"], -len(r["names"]), r["l2"]),
     )
     print(f"chosen: {best['features']} l2 {best['l2']} valid {best['valid']}")
@@ -231,6 +264,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 "train": best["train"],
                 "valid": best["valid"],
             },
+            best["quadratic"],
         )
         print(f"wrote {weights.save(model_dir)}")
     return 0

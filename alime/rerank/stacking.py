@@ -12,7 +12,10 @@ The model directory holds them as ``stacking.json`` (no pickle)::
     {"format": 1, "features": [...], "mean": [...], "scale": [...], "weights": [...],
      "provenance": {...}}
 
-Score = ``sum_i weights[i] * (x_i - mean[i]) / scale[i]`` with ``x`` from ``feature_matrix``.
+Score = ``weights . z`` with ``z_i = (x_i - mean[i]) / scale[i]`` and ``x`` from
+``feature_matrix``; with ``"quadratic": true``, ``z`` is followed by every product ``z_i z_j``
+(``i <= j``, ``quadratic_terms``), so the weights can say e.g. that the context's log-probability
+counts more for long replies.
 One decoder pass with the context per query; the prior pass is cached per answer (a KB's
 answers recur), as for the ``pmi`` score.
 """
@@ -91,29 +94,46 @@ def context_terms(
     return {t for turn in turns for t in analyze(turn)}, set(analyze(query))
 
 
+def quadratic_terms(z: np.ndarray) -> np.ndarray:
+    """``[n, F]`` standardized features followed by every product ``z_i * z_j`` (``i <= j``, in
+    row-major order): ``[n, F + F (F + 1) / 2]``."""
+    i, j = np.triu_indices(z.shape[1])
+    return np.concatenate([z, z[:, i] * z[:, j]], axis=1)
+
+
 @dataclass(frozen=True)
 class StackingWeights:
-    """A fitted linear score over named features (standardized with ``mean`` and ``scale``)."""
+    """A fitted linear score over named features (standardized with ``mean`` and ``scale``),
+    optionally over their pairwise products too (``quadratic``)."""
 
     features: tuple[str, ...]
     mean: tuple[float, ...]
     scale: tuple[float, ...]
     weights: tuple[float, ...]
     provenance: dict = field(default_factory=dict, compare=False)
+    quadratic: bool = False
 
     def __post_init__(self) -> None:
         unknown = [f for f in self.features if f not in FEATURES]
         if unknown:
             raise ValueError(f"unknown stacking feature(s) {unknown}; valid: {list(FEATURES)}")
         n = len(self.features)
-        if not n or any(len(v) != n for v in (self.mean, self.scale, self.weights)):
-            raise ValueError("stacking: features, mean, scale and weights need one value each")
+        if not n or any(len(v) != n for v in (self.mean, self.scale)):
+            raise ValueError("stacking: features, mean and scale need one value each")
+        want = n + n * (n + 1) // 2 if self.quadratic else n
+        if len(self.weights) != want:
+            raise ValueError(
+                f"stacking: {len(self.weights)} weights, expected {want} for {n} features"
+                + (" and their products" if self.quadratic else "")
+            )
         if any(not s > 0 for s in self.scale):
             raise ValueError("stacking: every scale must be > 0")
 
     def score(self, x: np.ndarray) -> np.ndarray:
         """Scores of the rows of a ``feature_matrix``."""
         z = (x - np.asarray(self.mean)) / np.asarray(self.scale)
+        if self.quadratic:
+            z = quadratic_terms(z)
         return z @ np.asarray(self.weights)
 
     def save(self, model_dir: str | Path) -> Path:
@@ -125,6 +145,7 @@ class StackingWeights:
             "mean": list(self.mean),
             "scale": list(self.scale),
             "weights": list(self.weights),
+            "quadratic": self.quadratic,
             "provenance": self.provenance,
         }
         path.write_text(json.dumps(data, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
@@ -146,12 +167,14 @@ class StackingWeights:
             ) from None
         except json.JSONDecodeError as exc:
             raise ValueError(f"{path}: invalid JSON: {exc}") from None
-        keys = {"format", "features", "mean", "scale", "weights", "provenance"}
+        keys = {"format", "features", "mean", "scale", "weights", "quadratic", "provenance"}
         unknown = sorted(set(data) - keys)
         if unknown:
             raise ValueError(f"{path}: unknown key(s) {unknown}; valid: {sorted(keys)}")
         if data.get("format") != FORMAT:
             raise ValueError(f"{path}: format {data.get('format')!r}, expected {FORMAT}")
+        if not isinstance(data.get("quadratic", False), bool):
+            raise ValueError(f"{path}: quadratic must be true or false")
         try:
             return cls(
                 tuple(str(f) for f in data["features"]),
@@ -159,6 +182,7 @@ class StackingWeights:
                 tuple(float(v) for v in data["scale"]),
                 tuple(float(v) for v in data["weights"]),
                 dict(data.get("provenance") or {}),
+                data.get("quadratic", False),
             )
         except (KeyError, TypeError, ValueError) as exc:
             raise ValueError(f"{path}: {exc}") from None

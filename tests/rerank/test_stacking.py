@@ -13,6 +13,7 @@ from alime.rerank.stacking import (
     StackingWeights,
     feature_inputs,
     feature_matrix,
+    quadratic_terms,
     stacked_scores,
 )
 
@@ -51,6 +52,21 @@ def test_weights_round_trip_and_standardize(tmp_path):
     assert loaded.score(np.array([[5.0, 6.0]])).tolist() == [5.0]
 
 
+def test_quadratic_weights_score_the_products_of_standardized_features(tmp_path):
+    z = np.array([[1.0, 2.0], [3.0, -1.0]])
+    # z1, z2, z1*z1, z1*z2, z2*z2
+    np.testing.assert_allclose(quadratic_terms(z), [[1, 2, 1, 2, 4], [3, -1, 9, -3, 1]])
+    w = StackingWeights(
+        ("prior", "log_length"), (1.0, 0.0), (2.0, 1.0), (0, 0, 0, 1.0, 0), quadratic=True
+    )
+    # z = ((5 - 1) / 2, 3) -> score = z1 * z2 = 6
+    assert w.score(np.array([[5.0, 3.0]])).tolist() == [6.0]
+    w.save(tmp_path)
+    assert StackingWeights.load(tmp_path) == w
+    with pytest.raises(ValueError, match="expected 5"):
+        StackingWeights(("prior", "log_length"), (0, 0), (1, 1), (1, 1), quadratic=True)
+
+
 @pytest.mark.parametrize(
     ("change", "message"),
     [
@@ -58,7 +74,9 @@ def test_weights_round_trip_and_standardize(tmp_path):
         ({"format": 2}, "format"),
         ({"bias": 1.0}, "unknown key"),
         ({"scale": [0.0, 1.0]}, "scale"),
-        ({"weights": [1.0]}, "one value each"),
+        ({"mean": [1.0]}, "one value each"),
+        ({"weights": [1.0]}, "expected 2"),
+        ({"quadratic": "yes"}, "quadratic"),
     ],
 )
 def test_bad_weights_files_are_clear_errors(tmp_path, change, message):
