@@ -163,6 +163,12 @@ def _add_kb(sub) -> None:
         dest="phrasings",
         help="replaces the phrasings (repeatable); --phrasing '' clears them",
     )
+    p.add_argument(
+        "--tag",
+        action="append",
+        dest="tags",
+        help="replaces the tags (repeatable); --tag '' clears them (a reviewer drops 'unreviewed')",
+    )
     p.set_defaults(func=cmd_kb_edit)
 
     p = kb.add_parser("delete", help="delete a QA pair")
@@ -196,6 +202,11 @@ def _add_kb(sub) -> None:
     )
     p.add_argument(
         "--no-near-duplicates", action="store_true", help="group only questions with equal keys"
+    )
+    p.add_argument(
+        "--keep-bare-yes-no",
+        action="store_true",
+        help="keep bare yes/no answers (是的, 有的哦) to yes/no questions; dropped by default",
     )
     p.add_argument(
         "--reviewed",
@@ -318,15 +329,19 @@ def cmd_kb_add(args) -> int:
 
 
 def cmd_kb_edit(args) -> int:
-    if args.question is None and args.answer is None and args.phrasings is None:
-        raise CLIError("give --question, --answer and/or --phrasing")
+    if all(v is None for v in (args.question, args.answer, args.phrasings, args.tags)):
+        raise CLIError("give --question, --answer, --phrasing and/or --tag")
     max_chars = config_of(args).kb.max_field_chars
     for option, value in (("--question", args.question), ("--answer", args.answer)):
         _checked_text(option, value, max_chars)
-    for value in args.phrasings or ():
-        _checked_text("--phrasing", value, max_chars)
+    for option, values in (("--phrasing", args.phrasings or ()), ("--tag", args.tags or ())):
+        for value in values:
+            _checked_text(option, value, max_chars)
     phrasings = None if args.phrasings is None else [p for p in args.phrasings if p]
-    pair = _kb(args).edit(args.id, question=args.question, answer=args.answer, phrasings=phrasings)
+    tags = None if args.tags is None else [t for t in args.tags if t]
+    pair = _kb(args).edit(
+        args.id, question=args.question, answer=args.answer, phrasings=phrasings, tags=tags
+    )
     _refresh_index(args)
     _print_pair(pair)
     return 0
@@ -352,7 +367,10 @@ def cmd_kb_curate(args) -> int:
         {} if args.max_question_chars is None else {"max_question_chars": args.max_question_chars}
     )
     options = CurateOptions(
-        near_duplicates=not args.no_near_duplicates, tags=tuple(args.tags), **limit
+        near_duplicates=not args.no_near_duplicates,
+        tags=tuple(args.tags),
+        keep_bare_yes_no=args.keep_bare_yes_no,
+        **limit,
     )
     result = curate_file(
         args.file,

@@ -180,6 +180,7 @@ class HybridEngine:
                 pairs[h.id].answer,
                 h.score,
                 phrasings=pairs[h.id].phrasings,
+                tags=pairs[h.id].tags,
             )
             for h in hits
             if h.id in pairs  # a pair deleted between search and lookup is simply dropped

@@ -18,7 +18,10 @@ with how well the candidate's *question* matches the query:
   ``core`` alone vs 0.816 for ``chars``);
 * ``known`` — the share of the query's index terms that some KB question has (idf > 0), the
   same for every candidate of a query: an off-topic query's words are mostly unknown to a shop's
-  KB (你喜欢什么电影: 电影), so one shared word with a long phrasing weighs less.
+  KB (你喜欢什么电影: 电影), so one shared word with a long phrasing weighs less;
+* ``unreviewed`` — 1 for an entry ``alime kb curate`` grouped from chat logs and nobody has
+  reviewed yet (its ``unreviewed`` tag), 0 for a shop's own or reviewed entries: chat-log
+  answers are often tied to one conversation, so such an entry needs a closer match to answer.
 
 A small logistic model maps each candidate's features to a probability that its answer answers
 the query; the engine answers from the KB with the best candidate iff that probability >= T
@@ -40,6 +43,7 @@ from pathlib import Path
 import numpy as np
 
 from alime.guards import compact
+from alime.kb.curate import UNREVIEWED_TAG
 from alime.types import Candidate
 
 ROUTING_FILE = "routing.json"
@@ -55,6 +59,7 @@ class Feature(str, Enum):
     DENSE = "dense"
     CORE = "core"
     KNOWN = "known"
+    UNREVIEWED = "unreviewed"
 
 
 def _f1(common: float, left: float, right: float) -> float:
@@ -170,6 +175,10 @@ class CandidateFeatures:
             out[Feature.CORE] = np.array(
                 [max(core_overlap_f1(query, q) for q in c.questions) for c in candidates],
                 np.float64,
+            )
+        if Feature.UNREVIEWED in wanted:
+            out[Feature.UNREVIEWED] = np.array(
+                [float(UNREVIEWED_TAG in c.tags) for c in candidates], np.float64
             )
         if Feature.DENSE in wanted:
             out[Feature.DENSE] = np.zeros(n)

@@ -39,7 +39,8 @@ class Hit:
 class Candidate:
     """A KB answer considered for a reply. ``rerank_score`` is None when no reranker ran;
     ``routing_score`` is None when the engine has no router (see ``alime.routing``).
-    ``phrasings`` are the entry's other questions (the routing features match all of them)."""
+    ``phrasings`` are the entry's other questions (the routing features match all of them);
+    ``tags`` the entry's KB tags (the routing score reads ``unreviewed``)."""
 
     id: int
     question: str
@@ -48,6 +49,7 @@ class Candidate:
     rerank_score: float | None = None
     routing_score: float | None = None
     phrasings: tuple[str, ...] = ()
+    tags: tuple[str, ...] = ()
 
     @property
     def questions(self) -> tuple[str, ...]:

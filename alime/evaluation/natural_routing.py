@@ -142,6 +142,28 @@ NATURAL_FEATURE_SETS: dict[str, tuple[Feature, ...]] = {
     # an entry matched through one of its phrasings it measures the wrong text
     "logistic_core_match_chars": (Feature.CORE, Feature.MATCH, Feature.CHARS),
     "logistic_core_known_match_chars": (Feature.CORE, Feature.KNOWN, Feature.MATCH, Feature.CHARS),
+    # with ``unreviewed``: entries grouped from chat logs need a closer match than vetted ones
+    "logistic_core_unreviewed": (
+        Feature.CORE,
+        Feature.MATCH,
+        Feature.CHARS,
+        Feature.DENSE,
+        Feature.UNREVIEWED,
+    ),
+    "logistic_core_match_chars_unreviewed": (
+        Feature.CORE,
+        Feature.MATCH,
+        Feature.CHARS,
+        Feature.UNREVIEWED,
+    ),
+    "logistic_core_known_unreviewed": (
+        Feature.CORE,
+        Feature.KNOWN,
+        Feature.MATCH,
+        Feature.CHARS,
+        Feature.DENSE,
+        Feature.UNREVIEWED,
+    ),
 }
 
 
