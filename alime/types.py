@@ -187,6 +187,11 @@ class Guard(Protocol):
 
 
 class ChitChat(Protocol):
-    """A small second KB of small talk, searched when the FAQ does not answer."""
+    """A small second KB of small talk, searched when the FAQ does not answer (and first when
+    the query *is* one of its questions)."""
 
     def best(self, query: str) -> ChitChatMatch | None: ...
+
+    def same(self, query: str, question: str) -> bool:
+        """Whether ``query`` asks ``question`` word for word (as this KB compares texts)."""
+        ...

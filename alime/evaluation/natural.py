@@ -421,6 +421,8 @@ class Recorded:
             gibberish), which no threshold changes; None when no rule matched.
         chitchat: The chit-chat KB's best match (answer, score) and the bar it must reach;
             None without a chit-chat KB or a match.
+        small_talk_first: The query asks a chit-chat question word for word
+            (``HybridEngine.small_talk_first``): that answer comes before the FAQ at any T.
     """
 
     best: float | None
@@ -429,6 +431,7 @@ class Recorded:
     fallback: str
     ruled: Mapping | None = None
     chitchat: tuple[str, float, float] | None = None
+    small_talk_first: bool = False
 
 
 def simulate(
@@ -438,6 +441,13 @@ def simulate(
     (None: the one the engine had when the query was recorded), as ``/api/chat`` JSON."""
     if rec.ruled is not None:
         return dict(rec.ruled)
+    if rec.small_talk_first and rec.chitchat is not None:
+        return {
+            "answer": rec.chitchat[0],
+            "source": "chitchat",
+            "score": rec.chitchat[1],
+            "handoff": False,
+        }
     if decide(rec.best, answer_t) is Decision.ANSWER_FROM_KB:
         return {
             "answer": rec.top_answer,
@@ -721,7 +731,15 @@ def record(engine, query: str) -> tuple[dict, Recorded]:
         if match is not None:
             chitchat = (match.answer, float(match.score), float(engine.thresholds.chitchat))
     top_answer = candidates[0].answer if candidates else ""
-    return out, Recorded(best, top_answer, generated, engine.fallback_reply, chitchat=chitchat)
+    first = engine.small_talk_first(query, candidates) is not None
+    return out, Recorded(
+        best,
+        top_answer,
+        generated,
+        engine.fallback_reply,
+        chitchat=chitchat,
+        small_talk_first=first,
+    )
 
 
 # The rules the engine applies before it retrieves anything (alime.guards): no threshold
