@@ -129,6 +129,58 @@ class ShardedSoftmax:
         return tf.reduce_sum(ce * weights) / tf.maximum(tf.reduce_sum(weights), 1.0)
 
 
+class ShardedEmbedding:
+    """An embedding table split by rows (vocabulary slices) over devices.
+
+    :meth:`lookup` gathers on every shard the ids its slice holds (zeros elsewhere) and sums the
+    partial results: the reduce-scatter of a multi-card run. The gradient of each slice stays on
+    its device.
+
+    Args:
+        table: Initial ``[vocab, width]`` table.
+        devices: One device name per shard.
+        bounds: Vocabulary slice of each shard; default: even contiguous slices.
+    """
+
+    def __init__(
+        self,
+        table: np.ndarray,
+        devices: Sequence[str],
+        bounds: Sequence[tuple[int, int]] | None = None,
+    ) -> None:
+        table = np.asarray(table, np.float32)
+        if table.ndim != 2:
+            raise ValueError(f"expected a [vocab, width] table, got shape {table.shape}")
+        self.devices = list(devices)
+        self.bounds = list(bounds or shard_bounds(table.shape[0], len(self.devices)))
+        if len(self.bounds) != len(self.devices):
+            raise ValueError("one vocabulary slice per device")
+        self.tables: list[tf.Variable] = []
+        for device, (lo, hi) in zip(self.devices, self.bounds, strict=True):
+            with tf.device(device):
+                self.tables.append(tf.Variable(table[lo:hi], name=f"embedding_{lo}"))
+
+    @property
+    def variables(self) -> list[tf.Variable]:
+        """Every shard's slice of the table."""
+        return list(self.tables)
+
+    def full_table(self) -> np.ndarray:
+        """The whole ``[vocab, width]`` table."""
+        return np.concatenate([t.numpy() for t in self.tables], axis=0)
+
+    def lookup(self, ids: tf.Tensor) -> tf.Tensor:
+        """Rows of ``ids`` (any shape) -> ``ids.shape + [width]``."""
+        ids = tf.cast(ids, tf.int32)
+        parts = []
+        for device, table, (lo, hi) in zip(self.devices, self.tables, self.bounds, strict=True):
+            with tf.device(device):
+                inside = (ids >= lo) & (ids < hi)
+                rows = tf.gather(table, tf.clip_by_value(ids - lo, 0, hi - lo - 1))
+                parts.append(rows * tf.cast(inside, rows.dtype)[..., None])
+        return tf.add_n(parts)
+
+
 def hybrid_loss(
     body: Callable[[object], tf.Tensor],
     head: ShardedSoftmax,
@@ -160,48 +212,67 @@ def hybrid_loss(
 # ---- byte counts ---------------------------------------------------------------------------
 
 
+class Shard(Choice):
+    """How a model-parallel layer is split, which decides what its devices exchange.
+
+    ``projection``: output columns split (the vocabulary projection with its softmax); the input
+    rows are all-gathered, their gradient reduce-scattered, and 3 softmax statistics per row
+    all-reduced. ``lookup``: table rows split (an embedding); each shard's partial lookups are
+    reduce-scattered to the rows' owners and their gradient all-gathered back (with the ids).
+    """
+
+    PROJECTION = "projection"
+    LOOKUP = "lookup"
+
+
+def exchange_bytes(shard: Shard | str, rows: int, width: int, replicas: int) -> float:
+    """Bytes one device sends per step for a model-parallel layer (float32).
+
+    Args:
+        shard: How the layer is split.
+        rows: Rows per replica (projection: input rows; lookup: ids looked up).
+        width: Input width (projection) or embedding width (lookup).
+        replicas: Devices.
+    """
+    rows_bytes = rows * width * FLOAT_BYTES
+    if Shard.parse(shard) is Shard.PROJECTION:
+        stats = 3 * rows * replicas * FLOAT_BYTES
+        return 2 * ring_allgather_bytes(rows_bytes, replicas) + ring_allreduce_bytes(
+            stats, replicas
+        )
+    ids = rows * FLOAT_BYTES
+    return 2 * ring_allgather_bytes(rows_bytes, replicas) + ring_allgather_bytes(ids, replicas)
+
+
 @dataclass(frozen=True)
 class StepBytes:
     """Bytes one device sends per step.
 
     Attributes:
         sync: Plain sync: ring all-reduce of every gradient.
-        hybrid: Body gradients all-reduced, plus the head's all-gather of ``H``, reduce-scatter
-            of ``dH`` and all-reduce of the per-row statistics.
-        head_exchange: The head's part of ``hybrid``.
+        hybrid: Data-parallel gradients all-reduced plus the model-parallel layers' exchanges.
+        exchange: The model-parallel layers' part of ``hybrid``.
     """
 
     sync: float
     hybrid: float
-    head_exchange: float
+    exchange: float
 
 
 def step_bytes(
-    total_weight_bytes: int,
-    sharded_weight_bytes: int,
-    rows_per_replica: int,
-    hidden: int,
-    replicas: int,
+    total_weight_bytes: int, sharded_weight_bytes: int, exchange: float, replicas: int
 ) -> StepBytes:
-    """Per-device bytes of plain sync and of the hybrid step (float32).
+    """Per-device bytes of plain sync and of the hybrid step.
 
     Args:
         total_weight_bytes: All trainable weights.
-        sharded_weight_bytes: Weights of the model-parallel head (never all-reduced).
-        rows_per_replica: Rows each device feeds the head (batch x target steps).
-        hidden: Width of the head's input.
+        sharded_weight_bytes: Weights of the model-parallel layers (never all-reduced).
+        exchange: Their exchange bytes (sum of :func:`exchange_bytes`).
         replicas: Devices.
     """
     sync = ring_allreduce_bytes(total_weight_bytes, replicas)
     body = ring_allreduce_bytes(total_weight_bytes - sharded_weight_bytes, replicas)
-    activations = rows_per_replica * hidden * FLOAT_BYTES
-    stats = 3 * rows_per_replica * replicas * FLOAT_BYTES
-    head = (
-        ring_allgather_bytes(activations, replicas)  # H to every shard
-        + ring_allgather_bytes(activations, replicas)  # dH reduce-scattered back
-        + ring_allreduce_bytes(stats, replicas)
-    )
-    return StepBytes(sync=sync, hybrid=body + head, head_exchange=head)
+    return StepBytes(sync=sync, hybrid=body + exchange, exchange=exchange)
 
 
 # ---- pre-run and greedy placement ----------------------------------------------------------
@@ -216,22 +287,34 @@ class LayerProfile:
         weight_bytes: Trainable weights.
         activation_bytes: Output activations kept for the backward pass.
         compute_ms: Forward time (median of the pre-run).
-        input_bytes: Size of the layer's input rows (what a model-parallel layer all-gathers).
-        input_rows: Rows of that input (a model-parallel softmax all-reduces 3 floats per row).
-        shardable: Whether the layer can be split by output columns (a projection).
+        shard: How it can be split (``None``: data-parallel only).
+        shard_rows: Rows it would exchange per replica when split (see :func:`exchange_bytes`).
+        shard_width: Width of those rows.
     """
 
     name: str
     weight_bytes: int
     activation_bytes: int
     compute_ms: float
-    input_bytes: int = 0
-    input_rows: int = 0
-    shardable: bool = False
+    shard: Shard | None = None
+    shard_rows: int = 0
+    shard_width: int = 0
+
+    def model_parallel_bytes(self, replicas: int) -> float | None:
+        """Exchange bytes per device and step when split (``None`` when it cannot be)."""
+        if self.shard is None:
+            return None
+        return exchange_bytes(self.shard, self.shard_rows, self.shard_width, replicas)
 
 
 def _nbytes(tensors) -> int:
-    return int(sum(np.prod(t.shape) * t.dtype.size for t in tf.nest.flatten(tensors)))
+    # Keras variables name their dtype as a string, tensors as a tf.DType.
+    return int(
+        sum(
+            np.prod(t.shape) * np.dtype(getattr(t.dtype, "name", t.dtype)).itemsize
+            for t in tf.nest.flatten(tensors)
+        )
+    )
 
 
 def profile_layer(
@@ -239,7 +322,7 @@ def profile_layer(
     fn: Callable[..., object],
     args: Sequence[object],
     variables: Sequence[tf.Variable],
-    shardable: bool = False,
+    shard: Shard | str | None = None,
     repeats: int = 5,
 ) -> LayerProfile:
     """Pre-run one layer: weight and activation bytes, median forward time.
@@ -247,9 +330,9 @@ def profile_layer(
     Args:
         name: Layer name.
         fn: The layer's forward, ``fn(*args)``.
-        args: Sample inputs at the per-replica batch.
+        args: Sample inputs at the per-replica batch (the first: the input rows or the ids).
         variables: Its trainable weights.
-        shardable: Whether the placement may split it by columns.
+        shard: How the placement may split it (``None``: never).
         repeats: Timed calls after one warm-up call.
     """
     out = fn(*args)
@@ -260,14 +343,20 @@ def profile_layer(
         for t in tf.nest.flatten(out):
             t.numpy()  # wait for the result
         times.append((time.perf_counter() - start) * 1000.0)
+    kind = None if shard is None else Shard.parse(shard)
+    rows = width = 0
+    if kind is Shard.PROJECTION:
+        rows, width = int(np.prod(args[0].shape[:-1])), int(args[0].shape[-1])
+    elif kind is Shard.LOOKUP:
+        rows, width = int(np.prod(args[0].shape)), int(tf.nest.flatten(out)[0].shape[-1])
     return LayerProfile(
         name=name,
         weight_bytes=_nbytes(variables),
         activation_bytes=_nbytes(out),
         compute_ms=float(np.median(times)),
-        input_bytes=_nbytes(args[0]) if args else 0,
-        input_rows=int(np.prod(args[0].shape[:-1])) if args else 0,
-        shardable=shardable,
+        shard=kind,
+        shard_rows=rows,
+        shard_width=width,
     )
 
 
@@ -288,8 +377,8 @@ class Assignment:
 
     Attributes:
         layer: Layer name.
-        mode: ``data`` (replicated on every device) or ``model`` (column shards).
-        shards: For ``model``: ``(device index, fraction of the columns)`` per shard.
+        mode: ``data`` (replicated on every device) or ``model`` (split).
+        shards: For ``model``: ``(device index, fraction of the layer)`` per shard.
         bytes_dp: Per-device bytes per step if data-parallel (gradient all-reduce).
         bytes_mp: Per-device bytes per step if model-parallel (activation exchange).
         compute_ms: The pre-run's forward time.
@@ -337,7 +426,7 @@ def greedy_placement(
 ) -> Placement:
     """Choose data or model parallelism per layer and place model-parallel shards greedily.
 
-    A layer becomes model-parallel when it is shardable and either its activation exchange
+    A layer becomes model-parallel when it can be split and either its activation exchange
     costs fewer bytes than all-reducing its gradient (communication-intensive: big weights,
     small activations) or the replicated layers would not fit under ``memory_cap``. Every other
     layer is data-parallel (compute-intensive). Replicated layers occupy every device; then the
@@ -362,25 +451,17 @@ def greedy_placement(
     def footprint(p: LayerProfile, fraction: float) -> float:
         return p.weight_bytes * state_factor * fraction + p.activation_bytes
 
-    def mp_bytes(p: LayerProfile) -> float:
-        # all-gather of the input rows, reduce-scatter of their gradient, 3 stats per row.
-        stats = 3 * FLOAT_BYTES * p.input_rows * devices
-        return 2 * ring_allgather_bytes(p.input_bytes, devices) + ring_allreduce_bytes(
-            stats, devices
-        )
-
     modes: dict[str, Mode] = {}
     for p in profiles:
         dp = ring_allreduce_bytes(p.weight_bytes, devices)
-        modes[p.name] = (
-            Mode.MODEL if p.shardable and devices > 1 and mp_bytes(p) < dp else Mode.DATA
-        )
+        mp = p.model_parallel_bytes(devices)
+        modes[p.name] = Mode.MODEL if devices > 1 and mp is not None and mp < dp else Mode.DATA
     replicated = sum(footprint(p, 1.0) for p in profiles if modes[p.name] is Mode.DATA)
     # Memory pressure: shard the biggest shardable layers until the replicated part fits.
     for p in sorted(profiles, key=lambda q: -q.weight_bytes):
         if replicated <= memory_cap:
             break
-        if p.shardable and devices > 1 and modes[p.name] is Mode.DATA:
+        if p.shard is not None and devices > 1 and modes[p.name] is Mode.DATA:
             modes[p.name] = Mode.MODEL
             replicated -= footprint(p, 1.0)
     if replicated > memory_cap:
@@ -411,7 +492,7 @@ def greedy_placement(
                 mode=modes[p.name],
                 shards=tuple(sorted(shards[p.name])),
                 bytes_dp=ring_allreduce_bytes(p.weight_bytes, devices),
-                bytes_mp=mp_bytes(p) if p.shardable else None,
+                bytes_mp=p.model_parallel_bytes(devices),
                 compute_ms=p.compute_ms,
             )
         )

@@ -256,3 +256,60 @@ def reduce_gradients(
         for i, r in zip(todo, reduced, strict=True):
             out[i] = r
     return out
+
+
+def gradients_both_ways(strategy, model: keras.Model, loss_fn, inputs, targets):
+    """Each replica's gradients on the plain and on the late path, for checking equality.
+
+    ``inputs`` and ``targets`` are global-batch arrays split evenly over the replicas. The plain
+    path runs every :class:`LateMultiplyDense` layer plain and all-reduces every gradient; the
+    late path switches them all to late-multiply and all-reduces the rest. The layers' flags are
+    restored afterwards.
+
+    Args:
+        strategy: A ``tf.distribute`` strategy; ``model`` was built in its scope.
+        model: The model.
+        loss_fn: ``loss_fn(targets, predictions) -> scalar`` (mean over the replica's rows).
+        inputs: Global batch of inputs (first axis split over replicas).
+        targets: Global batch of targets.
+
+    Returns:
+        ``(plain, late)``, each ``[replica][variable]`` numpy arrays.
+    """
+    import numpy as np
+
+    replicas = strategy.num_replicas_in_sync
+    rows = len(inputs) // replicas
+    if rows * replicas != len(inputs):
+        raise ValueError(f"{len(inputs)} rows do not split evenly over {replicas} replicas")
+
+    def shard(a):
+        return strategy.experimental_distribute_values_from_function(
+            lambda ctx: tf.constant(a[ctx.replica_id_in_sync_group * rows :][:rows])
+        )
+
+    xs, ys = shard(inputs), shard(targets)
+    variables = model.trainable_variables
+    layers = late_layers(model)
+    saved = [layer.late for layer in layers]
+
+    def replica(xb, yb):
+        with tf.GradientTape() as tape:
+            loss = loss_fn(yb, model(xb, training=True))
+        grads = [tf.convert_to_tensor(g) for g in tape.gradient(loss, variables)]
+        return reduce_gradients(grads, variables, exchanged_kernels(model))
+
+    out = []
+    try:
+        for late in (False, True):
+            for layer in layers:
+                layer.late = late
+            grads = tf.function(lambda: strategy.run(replica, args=(xs, ys)))()
+            per_var = [
+                [np.asarray(r) for r in strategy.experimental_local_results(g)] for g in grads
+            ]
+            out.append([list(rep) for rep in zip(*per_var, strict=True)])
+    finally:
+        for layer, flag in zip(layers, saved, strict=True):
+            layer.late = flag
+    return out[0], out[1]

@@ -106,7 +106,7 @@ def hybrid_checks(replicas: int) -> dict:
     import keras
     import tensorflow as tf
 
-    from pluto.hybrid import ShardedSoftmax, hybrid_loss
+    from pluto.hybrid import ShardedEmbedding, ShardedSoftmax, hybrid_loss
 
     vocab, emb, hidden, rows, steps = 23, 5, 6, 2, 3
     devices = [d.name for d in tf.config.list_logical_devices("CPU")[:replicas]]
@@ -115,21 +115,19 @@ def hybrid_checks(replicas: int) -> dict:
     labels = rng.integers(0, vocab, size=(replicas * rows, steps)).astype("int32")
     weights = (rng.random((replicas * rows, steps)) > 0.2).astype("float32")
     keras.utils.set_random_seed(3)
-    body_model = keras.Sequential(
-        [
-            keras.Input((steps,), dtype="int32"),
-            keras.layers.Embedding(vocab, emb),
-            keras.layers.GRU(hidden, return_sequences=True),
-        ]
+    gru = keras.Sequential(
+        [keras.Input((steps, emb)), keras.layers.GRU(hidden, return_sequences=True)]
     )
+    table = rng.normal(size=(vocab, emb)).astype("float32")
+    embedding = ShardedEmbedding(table, devices)
     kernel = rng.normal(scale=0.5, size=(hidden, vocab)).astype("float32")
     bias = rng.normal(scale=0.1, size=(vocab,)).astype("float32")
     head = ShardedSoftmax(kernel, bias, devices)
 
     def body(inputs):
-        return tf.reshape(body_model(inputs), [-1, hidden])
+        return tf.reshape(gru(embedding.lookup(inputs)), [-1, hidden])
 
-    body_vars = body_model.trainable_variables
+    body_vars = gru.trainable_variables
     slices = [
         (
             ids[r * rows : (r + 1) * rows],
@@ -140,18 +138,25 @@ def hybrid_checks(replicas: int) -> dict:
     ]
     with tf.GradientTape() as tape:
         loss = hybrid_loss(body, head, slices, devices)
-    grads = tape.gradient(loss, body_vars + head.variables)
+    grads = tape.gradient(loss, body_vars + head.variables + embedding.variables)
+    emb_grad = np.concatenate(
+        [_dense(g) for g in grads[len(body_vars) + len(head.variables) :]], axis=0
+    )
     n = len(head.kernels)
     head_kernel = np.concatenate([g.numpy() for g in grads[len(body_vars) : len(body_vars) + n]], 1)
-    head_bias = np.concatenate([g.numpy() for g in grads[len(body_vars) + n :]])
+    head_bias = np.concatenate(
+        [g.numpy() for g in grads[len(body_vars) + n : len(body_vars) + 2 * n]]
+    )
 
-    full_k, full_b = tf.Variable(kernel), tf.Variable(bias)
+    full_k, full_b, full_t = tf.Variable(kernel), tf.Variable(bias), tf.Variable(table)
     with tf.GradientTape() as tape:
-        logits = body(ids) @ full_k + full_b
+        rows_ref = tf.reshape(gru(tf.gather(full_t, ids)), [-1, hidden])
+        logits = rows_ref @ full_k + full_b
         ce = tf.nn.sparse_softmax_cross_entropy_with_logits(labels.reshape(-1), logits)
         w = weights.reshape(-1)
         ref_loss = tf.reduce_sum(ce * w) / tf.reduce_sum(w)
-    ref = tape.gradient(ref_loss, body_vars + [full_k, full_b])
+    ref = tape.gradient(ref_loss, body_vars + [full_k, full_b, full_t])
+    ref_emb = _dense(ref.pop())
     placed = sorted({k.device for k in head.kernels})
     return {
         "loss": float(loss),
@@ -160,6 +165,9 @@ def hybrid_checks(replicas: int) -> dict:
         "head_kernel_diff": float(np.abs(head_kernel - ref[-2].numpy()).max()),
         "head_bias_diff": float(np.abs(head_bias - ref[-1].numpy()).max()),
         "head_grad_scale": float(np.abs(ref[-2].numpy()).max()),
+        "embedding_grad_diff": float(np.abs(emb_grad - ref_emb).max()),
+        "embedding_grad_scale": float(np.abs(ref_emb).max()),
+        "embedding_devices": sorted({t.device for t in embedding.tables}),
         "shard_devices": placed,
         "bounds": head.bounds,
     }

@@ -29,10 +29,11 @@ def checks() -> dict[int, dict]:
         )
         for n in DEVICE_COUNTS
     }
+    # Wait for both before asserting, so a failure leaves no process behind.
+    results = {n: (proc.communicate(timeout=180), proc.returncode) for n, proc in procs.items()}
     out = {}
-    for n, proc in procs.items():
-        stdout, stderr = proc.communicate(timeout=180)
-        assert proc.returncode == 0, stderr[-3000:]
+    for n, ((stdout, stderr), code) in results.items():
+        assert code == 0, stderr[-3000:]
         out[n] = json.loads(stdout)
     return out
 
@@ -61,12 +62,15 @@ def test_hybrid_loss_and_gradients_equal_single_device(checks, replicas):
     assert scale > 0
     assert hybrid["head_kernel_diff"] < 1e-5 * scale
     assert hybrid["head_bias_diff"] < 1e-6
+    assert hybrid["embedding_grad_scale"] > 1e-4
+    assert hybrid["embedding_grad_diff"] < 1e-5 * hybrid["embedding_grad_scale"]
 
 
 @pytest.mark.parametrize("replicas", DEVICE_COUNTS)
 def test_vocabulary_shards_live_on_distinct_devices(checks, replicas):
     hybrid = checks[replicas]["hybrid"]
     assert len(hybrid["shard_devices"]) == replicas
+    assert hybrid["embedding_devices"] == hybrid["shard_devices"]
     bounds = hybrid["bounds"]
     assert bounds[0][0] == 0 and bounds[-1][1] == 23
     assert all(a[1] == b[0] for a, b in zip(bounds, bounds[1:], strict=False))

@@ -9,6 +9,8 @@ from pluto.hybrid import (
     LayerProfile,
     Mode,
     PlacementError,
+    Shard,
+    exchange_bytes,
     greedy_placement,
     shard_bounds,
     step_bytes,
@@ -69,24 +71,33 @@ def test_shard_bounds_cover_the_vocabulary_evenly():
         shard_bounds(3, 4)
 
 
+def test_exchange_bytes_hand_computed():
+    # Projection: all-gather 10 rows x 5 wide, reduce-scatter their gradient, 3 stats per row.
+    got = exchange_bytes("projection", rows=10, width=5, replicas=4)
+    assert got == pytest.approx(2 * 3 * (10 * 5 * 4) + 1.5 * (3 * 10 * 4 * 4))
+    # Lookup: reduce-scatter the partial rows, all-gather their gradient and the ids.
+    got = exchange_bytes(Shard.LOOKUP, rows=10, width=5, replicas=4)
+    assert got == pytest.approx(2 * 3 * (10 * 5 * 4) + 3 * 10 * 4)
+    assert exchange_bytes("projection", 10, 5, 1) == 0
+    with pytest.raises(ValueError, match="projection, lookup"):
+        exchange_bytes("columns", 10, 5, 4)
+
+
 def test_step_bytes_hand_computed():
-    got = step_bytes(
-        total_weight_bytes=1000, sharded_weight_bytes=600, rows_per_replica=10, hidden=5, replicas=4
-    )
+    got = step_bytes(total_weight_bytes=1000, sharded_weight_bytes=600, exchange=70, replicas=4)
     assert got.sync == pytest.approx(1.5 * 1000)
-    head = 2 * 3 * (10 * 5 * 4) + 1.5 * (3 * 10 * 4 * 4)
-    assert got.head_exchange == pytest.approx(head)
-    assert got.hybrid == pytest.approx(1.5 * 400 + head)
+    assert got.hybrid == pytest.approx(1.5 * 400 + 70)
+    assert got.exchange == 70
 
 
 def _profiles() -> list[LayerProfile]:
     return [
         # A vocabulary projection: big weights, small inputs: communication-intensive.
-        LayerProfile("proj", 120_000_000, 4_000_000, 5.0, 250_000, 64, shardable=True),
+        LayerProfile("proj", 120_000_000, 4_000_000, 5.0, Shard.PROJECTION, 64, 1000),
         # A GRU: few weights, most of the compute.
-        LayerProfile("gru", 19_000_000, 8_000_000, 40.0, 400_000, 64),
-        # A shardable layer whose activations cost more to exchange than its gradient.
-        LayerProfile("small", 40_000, 1_000_000, 1.0, 4_000_000, 8000, shardable=True),
+        LayerProfile("gru", 19_000_000, 8_000_000, 40.0),
+        # A splittable layer whose activations cost more to exchange than its gradient.
+        LayerProfile("small", 40_000, 1_000_000, 1.0, Shard.PROJECTION, 8000, 500),
     ]
 
 
@@ -100,12 +111,16 @@ def test_placement_shards_the_communication_intensive_layer_only():
     assert placement.bytes_per_step() < sum(a.bytes_dp for a in placement.assignments)
     assert max(placement.memory) <= 2e9
     assert placement.assignments[0].to_dict()["mode"] == "model"
+    assert placement.assignments[0].bytes_mp == pytest.approx(
+        _profiles()[0].model_parallel_bytes(4)
+    )
+    assert placement.assignments[1].bytes_mp is None
 
 
 def test_memory_cap_forces_sharding_even_when_exchange_costs_more():
     profiles = [
-        LayerProfile("gru", 1_000_000, 1_000_000, 40.0, 100, 1),
-        LayerProfile("wide", 100_000_000, 1_000, 1.0, 10**9, 10**6, shardable=True),
+        LayerProfile("gru", 1_000_000, 1_000_000, 40.0),
+        LayerProfile("wide", 100_000_000, 1_000, 1.0, Shard.PROJECTION, 10**6, 250),
     ]
     loose = greedy_placement(profiles, devices=4, memory_cap=1e12)
     assert loose.assignments[1].mode is Mode.DATA  # exchanging 1 GB of inputs is worse

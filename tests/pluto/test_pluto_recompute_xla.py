@@ -8,6 +8,7 @@ import pytest
 tf = pytest.importorskip("tensorflow")
 
 from pluto.compilation import compare  # noqa: E402
+from pluto.hybrid import profile_layer  # noqa: E402
 from pluto.recompute import checkpoint, peak_bytes  # noqa: E402
 
 
@@ -79,3 +80,24 @@ def test_xla_comparison_times_both_and_checks_outputs():
         assert timing.wall_ms > 0 and timing.cpu_ms >= 0 and timing.repeats == 3
     want = "xla" if result.xla.wall_ms < result.plain.wall_ms else "plain"
     assert result.faster == want == result.to_dict()["faster"]
+
+
+def test_profile_layer_measures_weights_activations_and_time():
+    import keras
+
+    layer = keras.layers.Dense(30)
+    x = tf.zeros((8, 5, 12))
+    layer(x)
+    profile = profile_layer("dense", layer, [x], layer.weights, shard="projection", repeats=2)
+    assert profile.weight_bytes == (12 * 30 + 30) * 4
+    assert profile.activation_bytes == 8 * 5 * 30 * 4
+    assert (profile.shard_rows, profile.shard_width) == (40, 12)  # the input rows it gathers
+    assert profile.compute_ms > 0
+
+    table = keras.layers.Embedding(100, 7)
+    ids = tf.zeros((4, 6), tf.int32)
+    table(ids)  # build, so that its weights exist
+    lookup = profile_layer("emb", table, [ids], table.weights, shard="lookup", repeats=1)
+    assert lookup.weight_bytes == 100 * 7 * 4
+    assert (lookup.shard_rows, lookup.shard_width) == (24, 7)  # the rows it looks up
+    assert profile_layer("plain", layer, [x], layer.weights, repeats=1).shard is None
