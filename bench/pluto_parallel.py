@@ -53,7 +53,7 @@ class BenchConfig:
     repeats: int = 10
     long_src: int = 45  # the longest AliMe bucket, for recomputation
     long_tgt: int = 60
-    select_groups: int = 100
+    select_groups: int = 500  # the whole file
     select_data: str = "data/eval/valid_ctxneg.txt"
     model_dir: str = "data/model"
     seed: int = 0
@@ -178,7 +178,7 @@ def hybrid_measured(cfg: BenchConfig) -> float:
     import keras
     import tensorflow as tf
 
-    from pluto.hybrid import ShardedSoftmax, hybrid_loss
+    from pluto.hybrid import ShardedEmbedding, ShardedSoftmax, hybrid_loss
 
     devices = [d.name for d in tf.config.list_logical_devices("CPU")[: cfg.replicas]]
     rng = np.random.default_rng(cfg.seed + 1)
@@ -187,19 +187,20 @@ def hybrid_measured(cfg: BenchConfig) -> float:
     labels = rng.integers(4, cfg.small_vocab, size=(n, t)).astype("int32")
     weights = (ids > 0).astype("float32")
     keras.utils.set_random_seed(cfg.seed)
-    body_model = keras.Sequential(
+    gru = keras.Sequential(
         [
-            keras.Input((t,), dtype="int32"),
-            keras.layers.Embedding(cfg.small_vocab, cfg.small_emb),
+            keras.Input((t, cfg.small_emb)),
             keras.layers.GRU(cfg.small_hidden, return_sequences=True),
         ]
     )
+    table = rng.normal(scale=0.1, size=(cfg.small_vocab, cfg.small_emb)).astype("float32")
+    embedding = ShardedEmbedding(table, devices)
     kernel = rng.normal(scale=0.05, size=(cfg.small_hidden, cfg.small_vocab)).astype("float32")
     bias = np.zeros(cfg.small_vocab, "float32")
     head = ShardedSoftmax(kernel, bias, devices)
 
     def body(x):
-        return tf.reshape(body_model(x), [-1, cfg.small_hidden])
+        return tf.reshape(gru(embedding.lookup(x)), [-1, cfg.small_hidden])
 
     m = cfg.small_batch
     slices = [
@@ -207,20 +208,26 @@ def hybrid_measured(cfg: BenchConfig) -> float:
         for r in range(cfg.replicas)
     ]
     slices = [(a, b, c.reshape(-1)) for a, b, c in slices]
-    variables = body_model.trainable_variables
+    variables = gru.trainable_variables
     with tf.GradientTape() as tape:
         loss = hybrid_loss(body, head, slices, devices)
-    grads = tape.gradient(loss, variables + head.kernels)
-    full = tf.Variable(kernel)
+    grads = tape.gradient(loss, variables + embedding.tables + head.kernels)
+    full, full_table = tf.Variable(kernel), tf.Variable(table)
     with tf.GradientTape() as tape:
-        logits = body(ids) @ full + bias
+        rows = tf.reshape(gru(tf.gather(full_table, ids)), [-1, cfg.small_hidden])
+        logits = rows @ full + bias
         ce = tf.nn.sparse_softmax_cross_entropy_with_logits(labels.reshape(-1), logits)
         ref_loss = tf.reduce_sum(ce * weights.reshape(-1)) / tf.reduce_sum(weights)
-    ref = tape.gradient(ref_loss, [*variables, full])
-    k = len(variables)
-    got = [tf.convert_to_tensor(g).numpy() for g in grads[:k]]
-    got.append(np.concatenate([g.numpy() for g in grads[k:]], axis=1))
-    want = [tf.convert_to_tensor(g).numpy() for g in ref]
+    ref = tape.gradient(ref_loss, [*variables, full_table, full])
+    k, n = len(variables), len(devices)
+
+    def dense(g):
+        return tf.convert_to_tensor(g).numpy()
+
+    got = [dense(g) for g in grads[:k]]
+    got.append(np.concatenate([dense(g) for g in grads[k : k + n]], axis=0))
+    got.append(np.concatenate([dense(g) for g in grads[k + n :]], axis=1))
+    want = [dense(g) for g in ref]
     return max(float(np.abs(a - b).max()) for a, b in zip(got, want, strict=True))
 
 
@@ -247,15 +254,17 @@ def profile_alime(cfg: BenchConfig, model) -> list:
     r = cfg.profile_repeats
     both_ids = tf.concat([src, tgt], 1)
     return [
-        profile_layer("embedding", model.embedding, [both_ids], model.embedding.weights, True, r),
-        profile_layer("encoder", model.encoder_rnn, [emb_src], model.encoder_rnn.weights, False, r),
-        profile_layer("bridge", model.bridge, [last], model.bridge.weights, False, r),
+        profile_layer(
+            "embedding", model.embedding, [both_ids], model.embedding.weights, "lookup", r
+        ),
+        profile_layer("encoder", model.encoder_rnn, [emb_src], model.encoder_rnn.weights, None, r),
+        profile_layer("bridge", model.bridge, [last], model.bridge.weights, None, r),
         profile_layer(
             "decoder",
             lambda x, h: model.decoder_rnn(x, initial_state=h),
             [emb_tgt, state],
             model.decoder_rnn.weights,
-            False,
+            None,
             r,
         ),
         profile_layer(
@@ -263,11 +272,13 @@ def profile_alime(cfg: BenchConfig, model) -> list:
             lambda q, k, v: model.attention(q, k, v, mask),
             [states, keys, values],
             model.attention.weights,
-            False,
+            None,
             r,
         ),
-        profile_layer("combine", model.combine, [joined], model.combine.weights, False, r),
-        profile_layer("output_proj", model.output_proj, [flat], model.output_proj.weights, True, r),
+        profile_layer("combine", model.combine, [joined], model.combine.weights, None, r),
+        profile_layer(
+            "output_proj", model.output_proj, [flat], model.output_proj.weights, "projection", r
+        ),
     ]
 
 
@@ -278,12 +289,16 @@ def hybrid_section(cfg: BenchConfig, model) -> tuple[dict, dict]:
 
     profiles = profile_alime(cfg, model)
     placement = greedy_placement(profiles, cfg.replicas, cfg.memory_cap_gb * 1e9)
-    # The step implemented (pluto.hybrid.ShardedSoftmax) shards the vocabulary projection; a
-    # placement that also shards the embedding is reported, but its bytes are not counted.
-    sharded = list(model.output_proj.trainable_variables)
-    total = payload_bytes(model.trainable_variables)
+    # Both splits the placement can choose are implemented and tested equal to one device:
+    # pluto.hybrid.ShardedEmbedding (lookup) and ShardedSoftmax (projection with its loss).
+    layers = {"embedding": model.embedding, "output_proj": model.output_proj}
+    split = [a for a in placement.assignments if a.mode is Mode.MODEL]
+    sharded = [v for a in split for v in layers[a.layer].trainable_variables]
     counted = step_bytes(
-        total, payload_bytes(sharded), cfg.batch * cfg.tgt_len, cfg.hidden, cfg.replicas
+        payload_bytes(model.trainable_variables),
+        payload_bytes(sharded),
+        sum(a.bytes_mp for a in split),
+        cfg.replicas,
     )
 
     def step_s(nbytes: float) -> float:
@@ -296,12 +311,11 @@ def hybrid_section(cfg: BenchConfig, model) -> tuple[dict, dict]:
         "placement": [a.to_dict() for a in placement.assignments],
     }
     details = {
-        "profiles": [asdict(p) for p in profiles],
+        "profiles": [p.to_dict() for p in profiles],
         "model_parallel_layers": [a.layer for a in placement.assignments if a.mode is Mode.MODEL],
-        "bytes_counted_for": "vocabulary projection sharded, everything else data-parallel",
         "memory_per_device": placement.memory,
         "memory_cap": placement.memory_cap,
-        "head_exchange_bytes": counted.head_exchange,
+        "exchange_bytes": counted.exchange,
         "parameters": sum(int(np.prod(v.shape)) for v in model.trainable_variables),
         "step_s_pcie3": {"sync": step_s(counted.sync), "hybrid": step_s(counted.hybrid)},
     }
@@ -433,19 +447,20 @@ def binarized_section(cfg: BenchConfig) -> tuple[dict, dict]:
     weight = params.get("pmi_weight", 0.5)
     responses = [r for g in groups for r in g.responses]
 
-    def r10_at_1() -> float:
+    def r10_at_1() -> tuple[float, list[float]]:
         env = scorers.ScorerEnv(
             responses, pipeline.index_terms, pipeline.tokenize, stages.log_probs, weight
         )
         scored = selection.score_groups(groups, {name.value: env.get(name)}, progress=False)
-        return selection.selection_report(scored, [name.value])["scorers"][name.value]["r10@1"]
+        report = selection.selection_report(scored, [name.value])["scorers"][name.value]
+        return report["r10@1"], [x for g in scored for x in g.scores[name.value]]
 
-    fp32 = r10_at_1()
+    fp32, fp32_scores = r10_at_1()
     keras_model = stages.log_probs.model.model
     cells = [keras_model.encoder_rnn.cell, keras_model.decoder_rnn.cell]
     matrices = [v for cell in cells for v in (cell.kernel, cell.recurrent_kernel)]
     originals = assign_binarized(matrices)
-    binary = r10_at_1()
+    binary, binary_scores = r10_at_1()
     ratio = size_ratio(originals)
     all_fp32 = sum(int(np.prod(v.shape)) * 4 for v in keras_model.trainable_variables)
     gru_fp32 = sum(o.size * 4 for o in originals)
@@ -461,6 +476,7 @@ def binarized_section(cfg: BenchConfig) -> tuple[dict, dict]:
         "speed_proxy": "GRU weight bytes read per decoder step fall by size_ratio; "
         "no bit-packed kernel was timed",
         "fine_tuned": False,
+        "max_abs_score_change": float(np.max(np.abs(np.subtract(fp32_scores, binary_scores)))),
     }
     return section, details
 

@@ -300,6 +300,10 @@ class LayerProfile:
     shard_rows: int = 0
     shard_width: int = 0
 
+    def to_dict(self) -> dict:
+        """JSON-ready fields."""
+        return {**asdict(self), "shard": None if self.shard is None else self.shard.value}
+
     def model_parallel_bytes(self, replicas: int) -> float | None:
         """Exchange bytes per device and step when split (``None`` when it cannot be)."""
         if self.shard is None:

@@ -115,6 +115,8 @@ def test_placement_shards_the_communication_intensive_layer_only():
         _profiles()[0].model_parallel_bytes(4)
     )
     assert placement.assignments[1].bytes_mp is None
+    assert _profiles()[0].to_dict()["shard"] == "projection"
+    assert _profiles()[1].to_dict()["shard"] is None
 
 
 def test_memory_cap_forces_sharding_even_when_exchange_costs_more():
