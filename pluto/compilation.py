@@ -42,7 +42,20 @@ def _block(result) -> None:
             t.numpy()
 
 
-def time_calls(fn: Callable, args: Sequence, repeats: int = 10, warmup: int = 1) -> Timing:
+def _timed_call(fn: Callable, args: Sequence) -> tuple[object, float]:
+    start = time.perf_counter()
+    result = fn(*args)
+    _block(result)
+    return result, (time.perf_counter() - start) * 1000.0
+
+
+def time_calls(
+    fn: Callable,
+    args: Sequence,
+    repeats: int = 10,
+    warmup: int = 1,
+    first_call_ms: float | None = None,
+) -> Timing:
     """Median wall and CPU time of ``fn(*args)`` after its first call and ``warmup`` more.
 
     Args:
@@ -50,10 +63,11 @@ def time_calls(fn: Callable, args: Sequence, repeats: int = 10, warmup: int = 1)
         args: Its arguments, reused for every call.
         repeats: Timed calls (median taken).
         warmup: Untimed calls after the first.
+        first_call_ms: The first call's time when the caller already made it (it is then not
+            repeated).
     """
-    start = time.perf_counter()
-    _block(fn(*args))
-    first = (time.perf_counter() - start) * 1000.0
+    if first_call_ms is None:
+        _, first_call_ms = _timed_call(fn, args)
     for _ in range(warmup):
         _block(fn(*args))
     walls, cpus = [], []
@@ -62,7 +76,7 @@ def time_calls(fn: Callable, args: Sequence, repeats: int = 10, warmup: int = 1)
         _block(fn(*args))
         walls.append((time.perf_counter() - w0) * 1000.0)
         cpus.append((time.process_time() - c0) * 1000.0)
-    return Timing(statistics.median(walls), statistics.median(cpus), first, repeats)
+    return Timing(statistics.median(walls), statistics.median(cpus), first_call_ms, repeats)
 
 
 @dataclass(frozen=True)
@@ -94,29 +108,35 @@ def compare(
     args: Sequence,
     repeats: int = 10,
     warmup: int = 1,
-    check: Callable | None = None,
+    reset: Callable[[], None] | None = None,
 ) -> Comparison:
     """Time ``fn`` as a plain ``tf.function`` and with ``jit_compile=True``, side by side.
+
+    The first call of each version (tracing, compilation) is timed apart and its outputs are
+    compared; each version is traced and compiled once.
 
     Args:
         fn: A Python function of tensors (it may update variables: a train step).
         args: Its arguments.
         repeats: Timed calls of each version.
         warmup: Untimed calls after the first.
-        check: A pure function whose outputs are compared between the two versions (default:
-            ``fn`` itself; pass a side-effect-free twin when ``fn`` updates variables).
+        reset: Called between the two first calls, e.g. to restore the weights a train step
+            changed, so that both versions start from the same state.
 
     Returns:
         Both timings and the output difference.
     """
-    reference = check or fn
+    plain_fn = tf.function(fn)
+    xla_fn = tf.function(fn, jit_compile=True)
+    plain_out, plain_first = _timed_call(plain_fn, args)
+    if reset is not None:
+        reset()
+    xla_out, xla_first = _timed_call(xla_fn, args)
     diff = 0.0
-    plain_out = tf.function(reference)(*args)
-    xla_out = tf.function(reference, jit_compile=True)(*args)
     for a, b in zip(tf.nest.flatten(plain_out), tf.nest.flatten(xla_out), strict=True):
         # Embedding gradients come as IndexedSlices: compare their dense values.
         a, b = np.asarray(tf.convert_to_tensor(a)), np.asarray(tf.convert_to_tensor(b))
         diff = max(diff, float(np.max(np.abs(a - b), initial=0.0)))
-    plain = time_calls(tf.function(fn), args, repeats, warmup)
-    xla = time_calls(tf.function(fn, jit_compile=True), args, repeats, warmup)
+    plain = time_calls(plain_fn, args, repeats, warmup, plain_first)
+    xla = time_calls(xla_fn, args, repeats, warmup, xla_first)
     return Comparison(plain, xla, diff)

@@ -76,6 +76,7 @@ def test_xla_comparison_times_both_and_checks_outputs():
 
     result = compare(fn, (x,), repeats=3)
     assert result.max_abs_diff < 1e-3
+    assert result.plain.first_call_ms > 0 and result.xla.first_call_ms > 0
     for timing in (result.plain, result.xla):
         assert timing.wall_ms > 0 and timing.cpu_ms >= 0 and timing.repeats == 3
     want = "xla" if result.xla.wall_ms < result.plain.wall_ms else "plain"
@@ -101,3 +102,22 @@ def test_profile_layer_measures_weights_activations_and_time():
     assert lookup.weight_bytes == 100 * 7 * 4
     assert (lookup.shard_rows, lookup.shard_width) == (24, 7)  # the rows it looks up
     assert profile_layer("plain", layer, [x], layer.weights, repeats=1).shard is None
+
+
+def test_xla_comparison_resets_state_between_the_checked_calls():
+    counter = tf.Variable(0.0)
+    resets = []
+
+    def step():
+        counter.assign_add(1.0)
+        return counter.read_value()
+
+    def reset():
+        resets.append(1)
+        counter.assign(0.0)
+
+    result = compare(step, (), repeats=2, warmup=0, reset=reset)
+    assert resets == [1]
+    assert result.max_abs_diff == 0.0  # both first calls returned 1.0
+    without = compare(step, (), repeats=1, warmup=0)
+    assert without.max_abs_diff > 0  # the XLA call saw the plain call's update
