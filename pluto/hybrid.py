@@ -1,4 +1,4 @@
-"""Hybrid parallelism: a vocabulary-sharded softmax head, a data-parallel body, greedy placement.
+"""Hybrid parallelism: vocabulary-sharded softmax head and embedding, data-parallel body, placement.
 
 Pluto splits a network by what dominates each part: the vocabulary projection of a seq2seq model
 holds about half the weights but little compute (communication-intensive), the GRUs hold most of
@@ -15,6 +15,10 @@ One step on N devices:
    are all-reduced, giving the exact log-sum-exp over the whole vocabulary;
 4. backward: each shard's ``dH`` is reduce-scattered back to the row owners; the body's weight
    gradients are all-reduced as in plain sync; the shards' weight gradients stay local.
+
+The embedding can be split the same way (:class:`ShardedEmbedding`, called inside the body):
+each shard looks up the ids of its slice and the partial rows are summed (a reduce-scatter to
+the rows' owners; the gradient goes back by an all-gather).
 
 Here the devices are in one process (logical CPUs or GPUs placed with ``tf.device``), so TF moves
 the tensors and sums the body gradients itself; the byte counts of :func:`step_bytes` are those a

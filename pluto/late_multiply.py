@@ -207,6 +207,8 @@ class LateMultiplyDense(keras.layers.Dense):
 
 def late_layers(model: keras.Model) -> list[LateMultiplyDense]:
     """Every :class:`LateMultiplyDense` inside ``model`` (nested layers included)."""
+    # Keras 3 has no public recursive walk that also reaches layers held as attributes of
+    # custom layers (e.g. the attention's projections); _flatten_layers is what Keras uses.
     return [layer for layer in model._flatten_layers() if isinstance(layer, LateMultiplyDense)]
 
 
