@@ -55,6 +55,7 @@ class BenchConfig:
     long_tgt: int = 60
     select_groups: int = 500  # the whole file
     select_data: str = "data/eval/valid_ctxneg.txt"
+    generate_dialogues: int = 100  # the first label-1 dialogues of select_data (0: skip)
     model_dir: str = "data/model"
     seed: int = 0
 
@@ -432,8 +433,8 @@ def recompute_section(cfg: BenchConfig) -> tuple[dict, dict]:
 def binarized_section(cfg: BenchConfig) -> tuple[dict, dict]:
     """Size ratio of the binarized GRUs and R10@1 before and after, bundled model."""
     from alime.config import AppConfig
-    from alime.evaluation import scorers, selection
-    from alime.evaluation.corpus import read_groups
+    from alime.evaluation import generation, scorers, selection
+    from alime.evaluation.corpus import read_dialogues, read_groups
     from alime.evaluation.runner import load_model
     from alime.rerank.loading import read_rerank_choice
     from alime.text import TextPipeline
@@ -458,12 +459,24 @@ def binarized_section(cfg: BenchConfig) -> tuple[dict, dict]:
         report = selection.selection_report(scored, [name.value])["scorers"][name.value]
         return report["r10@1"], [x for g in scored for x in g.scores[name.value]]
 
+    dialogues = read_dialogues(ROOT / cfg.select_data)[: cfg.generate_dialogues]
+
+    def generated() -> dict | None:
+        # The engine's beam search with the default decoding settings, BLEU-4 and distinct-n.
+        if not dialogues:
+            return None
+        samples = generation.generate_replies(dialogues, stages.generator, progress=False)
+        report = generation.generation_report(samples, pipeline.tokenize)
+        return {"dialogues": report["dialogues"], "bleu4": report["bleu4"], **report["generated"]}
+
     fp32, fp32_scores = r10_at_1()
+    fp32_generation = generated()
     keras_model = stages.log_probs.model.model
     cells = [keras_model.encoder_rnn.cell, keras_model.decoder_rnn.cell]
     matrices = [v for cell in cells for v in (cell.kernel, cell.recurrent_kernel)]
     originals = assign_binarized(matrices)
     binary, binary_scores = r10_at_1()
+    binary_generation = generated()
     ratio = size_ratio(originals)
     all_fp32 = sum(int(np.prod(v.shape)) * 4 for v in keras_model.trainable_variables)
     gru_fp32 = sum(o.size * 4 for o in originals)
@@ -479,6 +492,7 @@ def binarized_section(cfg: BenchConfig) -> tuple[dict, dict]:
         "speed_proxy": "GRU weight bytes read per decoder step fall by size_ratio; "
         "no bit-packed kernel was timed",
         "fine_tuned": False,
+        "generation": {"fp32": fp32_generation, "binary": binary_generation},
         "max_abs_score_change": float(np.max(np.abs(np.subtract(fp32_scores, binary_scores)))),
     }
     return section, details

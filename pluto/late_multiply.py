@@ -175,6 +175,8 @@ def late_matmul(x: tf.Tensor, kernel: tf.Tensor):
 class LateMultiplyDense(keras.layers.Dense):
     """``keras.layers.Dense`` whose kernel gradient can take the late-multiply path.
 
+    On the late path the layer runs the plain float product (no Keras quantization or LoRA).
+
     Args:
         units: Output features.
         late: Exchange ``X`` and ``E`` instead of the kernel gradient (set it from :func:`plan`
@@ -194,9 +196,8 @@ class LateMultiplyDense(keras.layers.Dense):
         y = late_matmul(flat, tf.convert_to_tensor(self.kernel))
         y = tf.reshape(y, tf.concat([tf.shape(inputs)[:-1], [self.units]], axis=0))
         if self.bias is not None:
-            y = (
-                y + self.bias
-            )  # bias gradient (sum of E) stays on the plain all-reduce: N_l+1 floats
+            # The bias gradient (the sum of E, N_l+1 floats) stays on the plain all-reduce.
+            y = y + self.bias
         if self.activation is not None:
             y = self.activation(y)
         return y

@@ -12,7 +12,7 @@ TOY = [
     "--vocab", "400", "--emb", "16", "--hidden", "32", "--attention", "8", "--batch", "4",
     "--small-vocab", "60", "--small-emb", "8", "--small-hidden", "16", "--small-batch", "2",
     "--repeats", "1", "--profile-repeats", "1", "--long-src", "6", "--long-tgt", "8",
-    "--select-groups", "2",
+    "--select-groups", "2", "--generate-dialogues", "1",
 ]  # fmt: skip
 
 
