@@ -1,4 +1,5 @@
-"""Pluto: framework-level acceleration: data parallelism, model averaging, int8 quantization.
+"""Pluto: framework-level acceleration: data parallelism, model averaging, int8 quantization,
+late-multiply, hybrid data/model parallelism, XLA comparison, recomputation, binarized weights.
 
 Independent of the chatbot: nothing here imports ``alime``. TensorFlow is imported lazily by the
 submodules so that ``import pluto`` stays cheap.
@@ -15,10 +16,15 @@ Typical use::
 
 __all__ = [
     "averaging",
+    "binarize",
     "comm",
+    "compilation",
     "heuristics",
+    "hybrid",
     "int8_head",
+    "late_multiply",
     "quantization",
+    "recompute",
     "strategy",
     "sync",
     "training",
