@@ -22,7 +22,6 @@ from alime.kb.store import NotFound
 # Subcommands defined in their own modules: each has ``register(subparsers)``.
 _PLUGIN_COMMANDS = (
     "alime.commands.train",
-    "alime.commands.train_matcher",
     "alime.commands.evaluate",
     "alime.commands.quantize",
 )

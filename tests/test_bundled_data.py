@@ -15,25 +15,6 @@ def test_int8_default_matches_the_tuned_fp32_model():
         assert json.loads((int8 / name).read_text()) == json.loads((fp32 / name).read_text()), name
 
 
-def test_bundled_matcher_never_saw_the_held_out_dialogues():
-    model, matcher = BUNDLED_DATA / "model", BUNDLED_DATA / "model" / "matcher"
-    held = {
-        line
-        for lines in json.loads((model / "training.json").read_text())["split"][
-            "valid_dialogue_lines"
-        ].values()
-        for line in lines
-    }
-    meta = json.loads((matcher / "training.json").read_text(encoding="utf-8"))
-    assert len(held) == 500 and meta["split"]["excluded_heldout_lines"] == 500
-    assert meta["split"]["training_dialogues"] == 4500
-    assert not set(meta["split"]["dev_lines"]) & held
-    assert json.loads((matcher / "vocab.json").read_text()) == json.loads(
-        (model / "vocab.json").read_text()
-    )
-    assert read_rerank_choice(model)[0].value == "pmi"  # the matcher is not the engine's default
-
-
 def test_bundled_bot_routes_in_kb_to_the_kb_and_out_of_kb_away(tmp_path, monkeypatch):
     """End to end with the served default (int8 model, curated KB, routing.json): a KB question
     gets its KB answer; off-topic questions and products the shop does not sell are handed off

@@ -11,7 +11,6 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from enum import Enum
-from pathlib import Path
 from typing import Any, Protocol
 
 import numpy as np
@@ -132,34 +131,6 @@ class BM25Scorer:
         return self.index.scores_for(terms, [self.ids[a] for a in answers]).tolist()
 
 
-class NegatedScorer:
-    """Minus another scorer's scores: a probe, not a model.
-
-    ``anti_bm25`` (negated BM25) measures how much a validation file's construction gives away:
-    when the wrong replies are BM25's own top hits for the context, the candidate BM25 likes
-    least is disproportionately often the real one.
-    """
-
-    def __init__(self, part: Scorer) -> None:
-        self.part = part
-
-    def score(self, query: str, context: Sequence[str], answers: Sequence[str]) -> list[float]:
-        return [-float(s) for s in self.part.score(query, context, answers)]
-
-
-class WeightedSum:
-    """``sum weight_i * score_i`` of several scorers (e.g. the matcher stacked with pmi)."""
-
-    def __init__(self, parts: Sequence[tuple[float, Scorer]]) -> None:
-        self.parts = list(parts)
-
-    def score(self, query: str, context: Sequence[str], answers: Sequence[str]) -> list[float]:
-        total = np.zeros(len(answers))
-        for weight, part in self.parts:
-            total += weight * np.asarray(part.score(query, context, answers), np.float64)
-        return total.tolist()
-
-
 class ShorterScorer:
     """Baseline 'the shorter reply wins': minus the number of tokens."""
 
@@ -201,8 +172,6 @@ class ScorerEnv:
         log_probs: the model's log-probability source, or None without a model.
         pmi_weight: lambda of the PMI score.
         query_turns: turns of context in the BM25 query.
-        matcher_dir: the trained matcher for ``match`` (``alime train-matcher``), or None.
-        match_pmi_weight: w of ``match_pmi`` = match + w * pmi.
     """
 
     responses: Sequence[str]
@@ -211,8 +180,6 @@ class ScorerEnv:
     log_probs: LogProbSource | None = None
     pmi_weight: float = 0.5
     query_turns: int = 3
-    matcher_dir: Path | None = None
-    match_pmi_weight: float = 1.0
     built: dict[str, Scorer] = field(default_factory=dict)
     _cache: CachedLogProbs | None = None
 
@@ -222,16 +189,6 @@ class ScorerEnv:
         if self._cache is None:
             self._cache = CachedLogProbs(self.log_probs)
         return self._cache
-
-    def matcher(self) -> Scorer:
-        if self.matcher_dir is None:
-            raise ValueError(
-                "the match scorer needs a trained matcher: give --matcher DIR or "
-                "train MODEL/matcher with 'alime train-matcher'"
-            )
-        from alime.rerank.matcher import MatchScorer, load_matcher_dir
-
-        return MatchScorer(load_matcher_dir(self.matcher_dir), self.tokenize)
 
     def get(self, name: ScorerName) -> Scorer:
         if name.value not in self.built:
@@ -243,7 +200,6 @@ class ScorerName(str, Enum):
     """Scorer names for ``--scorers``."""
 
     BM25 = "bm25"
-    ANTI_BM25 = "anti_bm25"
     SEQ2SEQ = "seq2seq"
     PRIOR = "prior"
     MEAN_LOGPROB = "mean_logprob"
@@ -251,8 +207,6 @@ class ScorerName(str, Enum):
     SHORTER = "shorter"
     FUSED = "fused"
     FUSED_PMI = "fused_pmi"
-    MATCH = "match"
-    MATCH_PMI = "match_pmi"
 
 
 @dataclass(frozen=True)
@@ -262,7 +216,6 @@ class ScorerSpec:
     build: Callable[[ScorerEnv], Scorer]
     needs_model: bool
     description: str
-    needs_matcher: bool = False
 
 
 SCORERS: dict[ScorerName, ScorerSpec] = {
@@ -270,11 +223,6 @@ SCORERS: dict[ScorerName, ScorerSpec] = {
         lambda env: BM25Scorer(env.responses, env.analyze, env.query_turns),
         False,
         "BM25 of the response against the last turns, over all responses of the file",
-    ),
-    ScorerName.ANTI_BM25: ScorerSpec(
-        lambda env: NegatedScorer(env.get(ScorerName.BM25)),
-        False,
-        "construction-artifact probe, not a model: minus bm25 (the reply BM25 likes least wins)",
     ),
     ScorerName.SEQ2SEQ: ScorerSpec(
         lambda env: ModelScore(env.cache(), on_conditional(mean_prob)),
@@ -309,39 +257,17 @@ SCORERS: dict[ScorerName, ScorerSpec] = {
         True,
         "reciprocal rank fusion of pmi and bm25",
     ),
-    ScorerName.MATCH: ScorerSpec(
-        lambda env: env.matcher(),
-        False,
-        "the discriminative matcher (alime train-matcher): ESIM-style context-reply interaction",
-        needs_matcher=True,
-    ),
-    ScorerName.MATCH_PMI: ScorerSpec(
-        lambda env: WeightedSum(
-            [(1.0, env.get(ScorerName.MATCH)), (env.match_pmi_weight, env.get(ScorerName.PMI))]
-        ),
-        True,
-        "match + w * pmi (w = --match-pmi-weight): the matcher stacked with the seq2seq's pmi",
-        needs_matcher=True,
-    ),
 }
 
 
-def parse_scorer_names(
-    text: str | None, have_model: bool, have_matcher: bool = False
-) -> list[ScorerName]:
-    """Scorer names from a comma-separated list; default all that the model (and a trained
-    matcher) allow.
+def parse_scorer_names(text: str | None, have_model: bool) -> list[ScorerName]:
+    """Scorer names from a comma-separated list; default all that the model allows.
 
     Raises:
         ValueError: an unknown name (the valid ones are listed), or a model scorer without a model.
     """
     if not text:
-        return [
-            n
-            for n in ScorerName
-            if (have_model or not SCORERS[n].needs_model)
-            and (have_matcher or not SCORERS[n].needs_matcher)
-        ]
+        return [n for n in ScorerName if have_model or not SCORERS[n].needs_model]
     names = []
     for part in (p.strip() for p in text.split(",") if p.strip()):
         try:

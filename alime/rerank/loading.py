@@ -24,7 +24,6 @@ THRESHOLDS_FILE = "thresholds.json"
 _THRESHOLD_KEYS = ("threshold", "generation_threshold", "chitchat_threshold")
 # The rerank score chosen on validation data for this model: {"rerank_score": NAME} with NAME a
 # ``ScorerKind`` value, plus "pmi_weight" for "pmi". Absent: AliMe's mean per-token probability.
-# "match" loads the discriminative matcher saved in MODEL_DIR/matcher/ (``alime train-matcher``).
 RERANK_FILE = "rerank.json"
 
 

@@ -11,7 +11,6 @@ import threading
 from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from enum import Enum
-from pathlib import Path
 
 import numpy as np
 
@@ -157,25 +156,6 @@ class ScorerKind(str, Enum):
     MEAN_LOG_PROB = "mean_log_prob"
     PRIOR = "prior"
     PMI = "pmi"
-    MATCH = "match"  # the discriminative matcher in MODEL_DIR/matcher (``alime.rerank.matcher``)
-
-
-def match_scorer(
-    model: LoadedModel, pipeline: TextPipeline | None = None, matcher_dir: str | Path | None = None
-):
-    """The trained matcher of the model directory (``MODEL_DIR/matcher`` unless given).
-
-    Raises:
-        ValueError: no matcher there (train one with ``alime train-matcher``).
-    """
-    from alime.rerank.matcher import MATCHER_DIR, MatchScorer, load_matcher_dir
-
-    if matcher_dir is None:
-        if model.path is None:
-            raise ValueError("the match scorer needs the model's directory or a matcher_dir")
-        matcher_dir = Path(model.path) / MATCHER_DIR
-    pipeline = pipeline or TextPipeline(AppConfig().text)
-    return MatchScorer(load_matcher_dir(matcher_dir), pipeline.tokenize)
 
 
 SCORERS: dict[ScorerKind, Callable[..., object]] = {
@@ -183,7 +163,6 @@ SCORERS: dict[ScorerKind, Callable[..., object]] = {
     ScorerKind.MEAN_LOG_PROB: MeanLogProbScorer,
     ScorerKind.PRIOR: PriorScorer,
     ScorerKind.PMI: PMIScorer,
-    ScorerKind.MATCH: match_scorer,
 }
 
 

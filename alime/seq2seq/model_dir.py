@@ -40,6 +40,21 @@ class LoadedModel:
     path: Path | None = None
 
 
+def read_metadata(path: str | Path) -> dict:
+    """A model directory's ``training.json``, read without loading the model.
+
+    Raises:
+        ValueError: the file is missing or not JSON.
+    """
+    file = Path(path) / METADATA_FILE
+    try:
+        return json.loads(file.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ValueError(f"{path}: no {METADATA_FILE} (not a trained model directory)") from None
+    except json.JSONDecodeError as exc:
+        raise ValueError(f"{file}: invalid JSON: {exc}") from None
+
+
 def write_metadata(path: str | Path, metadata: dict) -> None:
     Path(path, METADATA_FILE).write_text(
         json.dumps(metadata, indent=2, ensure_ascii=False), encoding="utf-8"

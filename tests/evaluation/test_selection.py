@@ -54,9 +54,7 @@ def test_model_scores_share_one_pass_per_group(groups_file):
     assert first["pmi"][3] == pytest.approx(-2.5 + 0.5 * 2.0)
     report = selection_report(scored, [n.value for n in names])
     assert report["groups"] == 2
-    # every scorer but those that need a trained matcher (none here)
-    assert set(report["scorers"]) == {n.value for n in ScorerName if not SCORERS[n].needs_matcher}
-    assert "match" not in report["scorers"]
+    assert set(report["scorers"]) == {n.value for n in ScorerName}
     assert report["scorers"]["shorter"] == {"r10@1": 1.0, "r10@2": 1.0, "r10@5": 1.0, "mrr": 1.0}
     assert report["scorers"]["bm25"]["r10@1"] == 1.0
     # Every candidate has the same prior per token: all tie, the truth ranks last.
@@ -101,8 +99,6 @@ def test_scorer_names():
     with pytest.raises(ValueError, match="need a model"):
         parse_scorer_names("seq2seq", have_model=False)
     assert set(SCORERS) == set(ScorerName)
-    assert ScorerName.MATCH in parse_scorer_names(None, have_model=True, have_matcher=True)
-    assert ScorerName.MATCH_PMI not in parse_scorer_names(None, have_model=False, have_matcher=True)
 
 
 def test_model_scorer_without_model_is_a_clear_error(groups_file):
@@ -134,31 +130,3 @@ def test_weight_sweep_tunes_on_even_groups_and_tests_on_odd(groups_file):
     sweep = weight_sweep(scored, "a", "b", [0.0, 1.0, 2.0])
     assert sweep["chosen"] == 1.0 and sweep["tune"]["r10@1"] == 1.0
     assert sweep["test_groups"] == 1 and sweep["weights"]["0.0"]["r10@1"] == 0.0
-
-
-def test_anti_bm25_is_minus_bm25(groups_file):
-    groups = read_groups(groups_file)
-    env = _env(groups)
-    table = {n: env.get(ScorerName(n)) for n in ("bm25", "anti_bm25")}
-    scored = score_groups(groups, table, progress=False)
-    for g in scored:
-        assert g.scores["anti_bm25"] == [-x for x in g.scores["bm25"]]
-        assert max(g.scores["bm25"]) > min(g.scores["bm25"])  # not all ties: the sign matters
-    report = selection_report(scored, ["bm25", "anti_bm25"])
-    assert (
-        report["scorers"]["bm25"]["r10@1"] == 1.0 and report["scorers"]["anti_bm25"]["r10@1"] == 0.0
-    )
-
-
-def test_match_without_a_matcher_is_a_clear_error(groups_file):
-    with pytest.raises(ValueError, match="needs a trained matcher.*train-matcher"):
-        _env(read_groups(groups_file)).get(ScorerName.MATCH)
-
-
-def test_weighted_sum_stacks_scorers():
-    from alime.evaluation.scorers import WeightedSum
-
-    total = WeightedSum([(1.0, Fixed([1.0, 2.0])), (0.5, Fixed([4.0, -2.0]))]).score(
-        "q", (), ["a", "b"]
-    )
-    assert total == pytest.approx([3.0, 1.0])

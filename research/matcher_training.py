@@ -1,11 +1,11 @@
-"""Train the response matcher (``alime.rerank.matcher``) on a seq2seq model's training dialogues.
+"""Train the response matcher (``research.matcher``) on a seq2seq model's training dialogues.
 
 Only the dialogues the seq2seq model trained on are used (its ``training.json`` lists the held-out
 ones, which never enter here). They are split again by conversation into the matcher's training
 part and a dev part for early stopping and tuning. Each training example (every responder turn
 with the turns before it, or only the final responses) becomes a group of 10 like the validation
 file: the real reply plus wrong replies retrieved by BM25 from the other training dialogues'
-responses (``alime.evaluation.validation.build_groups``), some of them optionally drawn at random.
+responses (``research.validation.build_groups``), some of them optionally drawn at random.
 The loss is the softmax cross-entropy of the group's scores (listwise). The dev part is scored on
 two groups per dialogue: BM25 negatives only (like ``valid_bm25neg.txt``) and random ones (like
 ``valid_randneg.txt``); the epoch with the best mean R10@1 over the two is kept.
@@ -22,10 +22,11 @@ from pathlib import Path
 
 import numpy as np
 
-from alime.evaluation import validation
 from alime.evaluation.corpus import Group, Row, read_dialogues
+from alime.evaluation.heldout import heldout_lines
 from alime.evaluation.metrics import rank_of_true, selection_metrics
-from alime.rerank.matcher import (
+from research import validation
+from research.matcher import (
     METADATA_FILE,
     MatcherConfig,
     build_network,
@@ -42,7 +43,7 @@ log = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
 class MatcherTrainOptions:
-    """Settings of ``alime train-matcher``.
+    """Settings of ``python -m research.train_matcher``.
 
     Attributes:
         epochs: passes over the training groups (the best dev epoch is kept).
@@ -117,11 +118,12 @@ def training_rows(data: str | Path, metadata: dict) -> tuple[list[Row], set[int]
 
     Raises:
         ValueError: the model did not train on ``data`` or does not list its held-out dialogues
-            (``validation.heldout_lines``), or ``data`` was entirely a validation file.
+            (``alime.evaluation.heldout.heldout_lines``), or ``data`` was entirely a validation
+            file.
     """
     if not Path(data).is_file():
         raise ValueError(f"no such file: {data}")
-    held = validation.heldout_lines(metadata, data)
+    held = heldout_lines(metadata, data)
     if held is None:
         raise ValueError(
             f"{data}: the whole file was the model's validation data; "
@@ -357,15 +359,14 @@ def train_matcher(
         ValueError: see ``training_rows``; or an empty dev or training part.
     """
     from alime.config import AppConfig
-    from alime.evaluation.runner import model_metadata
-    from alime.seq2seq.model_dir import load_model_dir
+    from alime.seq2seq.model_dir import load_model_dir, read_metadata
     from alime.seq2seq.training import set_threads
     from alime.text import TextPipeline
 
     options = options or MatcherTrainOptions()
     set_threads(options.threads)
     wall = time.monotonic()
-    metadata = model_metadata(model_dir)
+    metadata = read_metadata(model_dir)
     rows, held = training_rows(data, metadata)
     train_rows, dev_rows = split_rows(rows, options.dev_fraction, options.seed)
     if options.train_fraction < 1.0:

@@ -1,15 +1,14 @@
 import pytest
 
 from alime.evaluation.corpus import Row
-from alime.evaluation.validation import (
+from alime.evaluation.heldout import heldout_lines, select_heldout
+from research.validation import (
     NegativeKind,
     ValidationOptions,
     build_groups,
-    heldout_lines,
     response_key,
     response_pool,
     seen_in_training,
-    select_heldout,
 )
 
 
