@@ -22,9 +22,10 @@ from pathlib import Path
 
 import numpy as np
 
-from alime.evaluation.corpus import Group, Row, read_dialogues
+from alime.evaluation.corpus import Group, read_true_rows
 from alime.evaluation.heldout import heldout_lines
 from alime.evaluation.metrics import rank_of_true, selection_metrics
+from alime.kb.formats import EcommerceRow
 from research import validation
 from research.matcher import (
     METADATA_FILE,
@@ -112,7 +113,7 @@ class MatcherTrainResult:
 # ---------------------------------------------------------------- data
 
 
-def training_rows(data: str | Path, metadata: dict) -> tuple[list[Row], set[int]]:
+def training_rows(data: str | Path, metadata: dict) -> tuple[list[EcommerceRow], set[int]]:
     """The label-1 dialogues of ``data`` that the seq2seq model trained on, and the held-out
     lines left out.
 
@@ -129,20 +130,22 @@ def training_rows(data: str | Path, metadata: dict) -> tuple[list[Row], set[int]
             f"{data}: the whole file was the model's validation data; "
             "the matcher trains on the model's training dialogues only"
         )
-    rows = [r for r in read_dialogues(data) if r.line not in held]
+    rows = [r for r in read_true_rows(data) if r.line not in held]
     if not rows:
         raise ValueError(f"{data}: no training dialogues left after removing the held-out ones")
     return rows, held
 
 
-def split_rows(rows: Sequence[Row], dev_fraction: float, seed: int) -> tuple[list[Row], list[Row]]:
+def split_rows(
+    rows: Sequence[EcommerceRow], dev_fraction: float, seed: int
+) -> tuple[list[EcommerceRow], list[EcommerceRow]]:
     """(train, dev) by conversation, as the seq2seq split (``seq2seq.data.split_dialogues``)."""
     from alime.seq2seq.data import split_dialogues
 
     return split_dialogues(rows, dev_fraction, seed)  # only .turns and .response are read
 
 
-def expand_rows(rows: Sequence[Row]) -> list[Row]:
+def expand_rows(rows: Sequence[EcommerceRow]) -> list[EcommerceRow]:
     """Every responder turn (the final response's parity, counting back) with the turns before
     it as one example; the line stays the dialogue's."""
     out = []
@@ -151,7 +154,7 @@ def expand_rows(rows: Sequence[Row]) -> list[Row]:
         last = len(utterances) - 1
         for i in range(last % 2 or 2, last + 1, 2):
             if utterances[i - 1] and utterances[i]:
-                out.append(Row(1, tuple(utterances[:i]), utterances[i], r.line))
+                out.append(EcommerceRow(1, tuple(utterances[:i]), utterances[i], r.line))
     return out
 
 
@@ -184,7 +187,7 @@ def encode_groups(
 
 
 def make_groups(
-    rows: Sequence[Row],
+    rows: Sequence[EcommerceRow],
     pool: Sequence[str],
     analyze,
     random_negatives: int,
@@ -192,7 +195,7 @@ def make_groups(
     query_turns: int,
     progress: bool,
     context_negatives: int = 0,
-    sources: Sequence[Row] | None = None,
+    sources: Sequence[EcommerceRow] | None = None,
 ) -> list[Group]:
     """Groups of 10 like the validation files: of the 9 wrong replies ``random_negatives`` are
     random, ``context_negatives`` come from the context index over ``sources``, the rest are

@@ -30,8 +30,9 @@ from pathlib import Path
 import numpy as np
 
 from alime.config import AppConfig, load_config
-from alime.evaluation.corpus import GROUP_SIZE, Group, Row, read_dialogues, write_groups
+from alime.evaluation.corpus import GROUP_SIZE, Group, read_true_rows, write_groups
 from alime.evaluation.heldout import heldout_lines, select_heldout
+from alime.kb.formats import EcommerceRow
 from alime.seq2seq.model_dir import read_metadata
 from alime.text import TextPipeline, normalize
 from research.cli import positive_int, run_main
@@ -118,7 +119,7 @@ def response_key(text: str) -> str:
     return normalize(text).replace(" ", "")
 
 
-def response_pool(dialogues: Sequence[Row]) -> list[str]:
+def response_pool(dialogues: Sequence[EcommerceRow]) -> list[str]:
     """The distinct responses of ``dialogues`` (first spelling kept), in file order."""
     seen: dict[str, str] = {}
     for d in dialogues:
@@ -126,7 +127,7 @@ def response_pool(dialogues: Sequence[Row]) -> list[str]:
     return list(seen.values())
 
 
-def seen_in_training(heldout: Sequence[Row], training: Sequence[Row]) -> set[int]:
+def seen_in_training(heldout: Sequence[EcommerceRow], training: Sequence[EcommerceRow]) -> set[int]:
     """Lines of held-out dialogues whose turns and response occur, in order from the start, in
     a training dialogue (the same session sampled twice; training on every responder turn
     then shows the model this exact context and reply)."""
@@ -180,12 +181,12 @@ _CONTEXT_DEPTH = 10
 
 
 def build_groups(
-    heldout: Sequence[Row],
+    heldout: Sequence[EcommerceRow],
     pool: Sequence[str],
     analyze: Analyzer,
     options: ValidationOptions | None = None,
     progress: bool = False,
-    sources: Sequence[Row] | None = None,
+    sources: Sequence[EcommerceRow] | None = None,
 ) -> ValidationBuild:
     """One group per held-out dialogue: its real response and ``group_size - 1`` wrong ones.
 
@@ -266,7 +267,7 @@ def build_valid(
     dialogue (``seen_in_training``); the summary counts them either way.
     """
     config = config or AppConfig()
-    dialogues = read_dialogues(data)
+    dialogues = read_true_rows(data)
     heldout = select_heldout(dialogues, heldout_lines(read_metadata(model_dir), data))
     held = {d.line for d in heldout}
     seen = seen_in_training(heldout, [d for d in dialogues if d.line not in held])

@@ -4,7 +4,7 @@ same thresholds, as the fp32 model they were tuned on."""
 import json
 
 from alime.config import BUNDLED_DATA, AppConfig
-from alime.rerank.loading import read_rerank_choice
+from alime.seq2seq.model_dir import read_rerank_choice
 
 
 def test_int8_default_matches_the_tuned_fp32_model():

@@ -6,6 +6,8 @@ from __future__ import annotations
 import argparse
 import json
 
+from alime.commands.common import config_of
+from alime.commands.common import positive_int as _positive_int
 from alime.evaluation import scorers, threshold
 
 
@@ -118,13 +120,6 @@ def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--no-progress", action="store_true")
 
 
-def _positive_int(text: str) -> int:
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError("must be >= 1")
-    return value
-
-
 def _floats(text: str) -> tuple[float, ...]:
     try:
         return tuple(float(x) for x in text.split(",") if x.strip())
@@ -135,7 +130,6 @@ def _floats(text: str) -> tuple[float, ...]:
 
 
 def _config_and_model(args):
-    from alime.cli import config_of
 
     config = config_of(args)
     if args.model == "none":

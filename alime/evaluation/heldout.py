@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
-from alime.evaluation.corpus import Row
+from alime.kb.formats import EcommerceRow
 
 
 def same_file(recorded: str, path: Path) -> bool:
@@ -54,6 +54,6 @@ def _lines_by_file(pairs: Mapping | list) -> list[tuple[str, list[int]]]:
     return [(f, [int(line)]) for f, line in pairs]
 
 
-def select_heldout(dialogues: Sequence[Row], lines: set[int] | None) -> list[Row]:
+def select_heldout(dialogues: Sequence[EcommerceRow], lines: set[int] | None) -> list[EcommerceRow]:
     """The dialogues whose line is in ``lines`` (all of them when ``lines`` is None)."""
     return list(dialogues) if lines is None else [d for d in dialogues if d.line in lines]

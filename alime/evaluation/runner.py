@@ -13,16 +13,19 @@ from pathlib import Path
 
 from alime.config import AppConfig
 from alime.evaluation import generation, reports, scorers, selection, threshold
-from alime.evaluation.corpus import Group, Row, read_dialogues, read_groups
+from alime.evaluation.corpus import Group, read_groups, read_true_rows
 from alime.evaluation.heldout import heldout_lines, same_file, select_heldout
-from alime.seq2seq.model_dir import read_metadata
+from alime.kb.formats import EcommerceRow
+from alime.seq2seq.model_dir import (
+    ScorerKind,
+    read_metadata,
+    read_rerank_choice,
+    write_thresholds,
+)
 from alime.text import TextPipeline
 from alime.types import Scorer
 
 log = logging.getLogger(__name__)
-
-THRESHOLDS_FILE = "thresholds.json"
-SWEEP_FILE = "thresholds_sweep.json"
 
 
 @dataclass
@@ -253,41 +256,9 @@ def engine_scorer(model_dir: str | Path | None) -> tuple[scorers.ScorerName, flo
     ``rerank.json``; AliMe's mean probability, ``seq2seq``, without one) and its PMI weight."""
     if model_dir is None:
         return scorers.ScorerName.SEQ2SEQ, None
-    from alime.rerank.loading import read_rerank_choice
-
     kind, options = read_rerank_choice(model_dir)
-    names = {
-        "mean_prob": scorers.ScorerName.SEQ2SEQ,
-        "mean_log_prob": scorers.ScorerName.MEAN_LOGPROB,
-        "prior": scorers.ScorerName.PRIOR,
-        "pmi": scorers.ScorerName.PMI,
-    }
-    return names[kind.value], options.get("weight", 0.5 if kind.value == "pmi" else None)
-
-
-def write_thresholds(
-    model_dir: str | Path,
-    answer: float,
-    generation: float,
-    provenance: dict,
-    chitchat: float | None = None,
-) -> None:
-    """Store T and G (and the chit-chat bar C, when given) where the engine reads them, and how
-    they were chosen beside them.
-
-    ``thresholds.json`` holds only the numbers (the engine's loader,
-    ``alime.rerank.loading.read_thresholds``, rejects other keys); ``thresholds_sweep.json``
-    holds the rule, the data and the scorer they were chosen with.
-    """
-    numbers = {"threshold": answer, "generation_threshold": generation}
-    if chitchat is not None:
-        numbers["chitchat_threshold"] = chitchat
-    Path(model_dir, THRESHOLDS_FILE).write_text(
-        json.dumps(numbers, indent=2) + "\n", encoding="utf-8"
-    )
-    Path(model_dir, SWEEP_FILE).write_text(
-        json.dumps({**numbers, **provenance}, indent=2, ensure_ascii=False) + "\n", encoding="utf-8"
-    )
+    weight = options.get("weight", 0.5) if kind is ScorerKind.PMI else None  # PMIScorer's default
+    return scorers.for_engine_score(kind), weight
 
 
 def _generation_threshold(
@@ -321,9 +292,9 @@ def _generation_threshold(
     }
 
 
-def _as_rows(groups: Sequence[Group]) -> list[Row]:
+def _as_rows(groups: Sequence[Group]) -> list[EcommerceRow]:
     """Each group's context and real response as a dialogue row."""
-    return [Row(1, g.turns, g.true_response, g.line) for g in groups]
+    return [EcommerceRow(1, g.turns, g.true_response, g.line) for g in groups]
 
 
 def _threshold_markdown(report: dict) -> str:
@@ -364,7 +335,7 @@ def run_generate(
     """Generation metrics on the held-out dialogues (label-1 lines) of ``data`` (after the first
     ``skip``, at most ``limit``)."""
     config = config or AppConfig()
-    dialogues = read_dialogues(data)
+    dialogues = read_true_rows(data)
     if model_dir is None:
         raise ValueError("generation needs a model: give --model DIR")
     lines = _heldout_or_all(read_metadata(model_dir), data)

@@ -3,7 +3,9 @@
 Each is an ``alime.types.Scorer`` (``score(query, context, answers) -> list[float]``, higher is
 better). Model-based scores share one cached pass per group: the answers' per-token
 log-probabilities given the context (``cond``) and with an empty source (``prior``), as computed
-by the seq2seq rerank scorers; the named scores are pure functions of those two arrays.
+by the seq2seq rerank scorers; the named scores are the rerank scores' own formulas
+(``alime.rerank.scorers``) applied to those two arrays, and ``ScorerSpec.engine`` says which
+evaluation scorer computes which of the engine's rerank scores (``rerank.json``).
 """
 
 from __future__ import annotations
@@ -16,7 +18,10 @@ from typing import Any, Protocol
 import numpy as np
 
 from alime.evaluation.metrics import rank_of_true
+from alime.rerank.scorers import mean_log_prob, mean_prob, pmi
+from alime.seq2seq.model_dir import ScorerKind
 from alime.types import Scorer
+from pluto.choices import parse_choice
 
 Analyzer = Callable[[str], list[str]]
 RRF_K = 60  # reciprocal rank fusion constant (Cormack et al., 2009)
@@ -58,21 +63,6 @@ class CachedLogProbs:
         if self._prior is None:
             self._prior = self.source.prior_log_probs(answers)
         return self._prior
-
-
-def mean_prob(cond: np.ndarray) -> float:
-    """AliMe's rerank score: mean per-token probability of the answer given the context."""
-    return float(np.mean(np.exp(cond)))
-
-
-def mean_log_prob(cond: np.ndarray) -> float:
-    """Mean per-token log-probability of the answer given the context."""
-    return float(np.mean(cond))
-
-
-def pmi(cond: np.ndarray, prior: np.ndarray, weight: float) -> float:
-    """``mean log p(r | c) - weight * mean log p(r)``: discounts replies that fit any context."""
-    return float(np.mean(cond) - weight * np.mean(prior))
 
 
 GroupFn = Callable[[CachedLogProbs, str, Sequence[str], Sequence[str]], list[float]]
@@ -216,6 +206,7 @@ class ScorerSpec:
     build: Callable[[ScorerEnv], Scorer]
     needs_model: bool
     description: str
+    engine: ScorerKind | None = None  # the engine's rerank score this one computes, if any
 
 
 SCORERS: dict[ScorerName, ScorerSpec] = {
@@ -228,21 +219,25 @@ SCORERS: dict[ScorerName, ScorerSpec] = {
         lambda env: ModelScore(env.cache(), on_conditional(mean_prob)),
         True,
         "the engine's rerank score: mean per-token probability of the response given the context",
+        engine=ScorerKind.MEAN_PROB,
     ),
     ScorerName.PRIOR: ScorerSpec(
         lambda env: ModelScore(env.cache(), on_prior(mean_log_prob)),
         True,
         "context-free: mean per-token log-probability of the response with an empty source",
+        engine=ScorerKind.PRIOR,
     ),
     ScorerName.MEAN_LOGPROB: ScorerSpec(
         lambda env: ModelScore(env.cache(), on_conditional(mean_log_prob)),
         True,
         "mean per-token log-probability of the response given the context",
+        engine=ScorerKind.MEAN_LOG_PROB,
     ),
     ScorerName.PMI: ScorerSpec(
         lambda env: ModelScore(env.cache(), on_both(lambda c, p: pmi(c, p, env.pmi_weight))),
         True,
         "mean log p(r|c) - lambda * mean log p(r)",
+        engine=ScorerKind.PMI,
     ),
     ScorerName.SHORTER: ScorerSpec(
         lambda env: ShorterScorer(env.tokenize), False, "context-free: the shorter reply wins"
@@ -270,12 +265,7 @@ def parse_scorer_names(text: str | None, have_model: bool) -> list[ScorerName]:
         return [n for n in ScorerName if have_model or not SCORERS[n].needs_model]
     names = []
     for part in (p.strip() for p in text.split(",") if p.strip()):
-        try:
-            names.append(ScorerName(part))
-        except ValueError:
-            raise ValueError(
-                f"unknown scorer {part!r}; valid: {[n.value for n in ScorerName]}"
-            ) from None
+        names.append(parse_choice(ScorerName, part, "scorer"))
     missing = [n.value for n in names if SCORERS[n].needs_model and not have_model]
     if missing:
         raise ValueError(f"scorer(s) {missing} need a model: give --model DIR")
@@ -285,3 +275,8 @@ def parse_scorer_names(text: str | None, have_model: bool) -> list[ScorerName]:
 def describe(names: Sequence[ScorerName]) -> Mapping[str, Any]:
     """Name -> one-line description, for reports."""
     return {n.value: SCORERS[n].description for n in names}
+
+
+def for_engine_score(kind: ScorerKind) -> ScorerName:
+    """The evaluation scorer that computes the engine's rerank score ``kind``."""
+    return next(n for n, spec in SCORERS.items() if spec.engine is kind)

@@ -94,7 +94,7 @@ def test_scorer_names():
         ScorerName.SHORTER,
     ]
     assert ScorerName.SEQ2SEQ not in parse_scorer_names(None, have_model=False)
-    with pytest.raises(ValueError, match="unknown scorer 'bleu'; valid: .*'bm25'"):
+    with pytest.raises(ValueError, match="unknown scorer 'bleu'; valid: bm25, seq2seq, prior"):
         parse_scorer_names("bleu", have_model=True)
     with pytest.raises(ValueError, match="need a model"):
         parse_scorer_names("seq2seq", have_model=False)
@@ -130,3 +130,19 @@ def test_weight_sweep_tunes_on_even_groups_and_tests_on_odd(groups_file):
     sweep = weight_sweep(scored, "a", "b", [0.0, 1.0, 2.0])
     assert sweep["chosen"] == 1.0 and sweep["tune"]["r10@1"] == 1.0
     assert sweep["test_groups"] == 1 and sweep["weights"]["0.0"]["r10@1"] == 0.0
+
+
+def test_each_engine_rerank_score_has_one_evaluation_scorer():
+    """``evaluate select`` and ``threshold`` report the engine's score under the scorer the
+    table maps it to (no hand-kept name map), computed with the rerank scores' own formulas."""
+    from alime.evaluation.scorers import for_engine_score
+    from alime.seq2seq.model_dir import ScorerKind
+
+    assert {k: for_engine_score(k) for k in ScorerKind} == {
+        ScorerKind.MEAN_PROB: ScorerName.SEQ2SEQ,
+        ScorerKind.MEAN_LOG_PROB: ScorerName.MEAN_LOGPROB,
+        ScorerKind.PRIOR: ScorerName.PRIOR,
+        ScorerKind.PMI: ScorerName.PMI,
+    }
+    engines = [spec.engine for spec in SCORERS.values() if spec.engine is not None]
+    assert len(engines) == len(set(engines)) == len(ScorerKind)

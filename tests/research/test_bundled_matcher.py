@@ -4,7 +4,7 @@ beside."""
 import json
 
 from alime.config import BUNDLED_DATA
-from alime.rerank.loading import read_rerank_choice
+from alime.seq2seq.model_dir import read_rerank_choice
 from research.scorers import BUNDLED_MATCHER
 
 
