@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import importlib
 import json
 import logging
 import os
@@ -16,20 +15,16 @@ import sys
 os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 
 from alime import __version__
-from alime.config import AppConfig, load_config
+from alime.commands import evaluate, quantize, train
+from alime.commands.common import CLIError, config_of
+from alime.commands.common import positive_int as _positive_int
+from alime.kb.formats import Format
 from alime.kb.store import NotFound
+from alime.retrieval.fusion import RetrievalMode
 
-# Subcommands defined in their own modules: each has ``register(subparsers)``.
-_PLUGIN_COMMANDS = (
-    "alime.commands.train",
-    "alime.commands.train_matcher",
-    "alime.commands.evaluate",
-    "alime.commands.quantize",
-)
-
-
-class CLIError(Exception):
-    """A user-facing error: printed without a traceback, exit status 2."""
+# Subcommands defined in their own modules: each has ``register(subparsers)``. Listed, not
+# discovered: they import alime.commands.common, never this module, so there is no cycle.
+_SUBCOMMANDS = (train, evaluate, quantize)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -56,6 +51,22 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     except KeyboardInterrupt:
         return 130
+    except BrokenPipeError:
+        # The reader went away (``alime kb stats | head``): stop quietly, as Unix tools do.
+        _silence_stdout()
+        return 141  # 128 + SIGPIPE: what a shell reports for a tool the broken pipe stopped
+
+
+def _silence_stdout() -> None:
+    """Point standard output at /dev/null, so the interpreter's last flush of what could not be
+    written does not raise (and print) a second BrokenPipeError at exit."""
+    try:
+        fd = sys.stdout.fileno()
+    except (AttributeError, OSError, ValueError):  # replaced by a test harness: nothing to do
+        return
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, fd)
+    os.close(devnull)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -79,7 +90,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--mode",
         default="bm25",
-        choices=["bm25", "dense", "hybrid"],
+        choices=[m.value for m in RetrievalMode],
         help="bm25 (default, no model needed), dense or hybrid (retrieval.fusion)",
     )
     p.add_argument("--json", action="store_true", help="print JSON")
@@ -96,26 +107,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--show-candidates", action="store_true")
     p.set_defaults(func=cmd_chat)
 
-    for name in _PLUGIN_COMMANDS:
-        try:
-            module = importlib.import_module(name)
-        except ModuleNotFoundError as exc:
-            if exc.name != name:
-                raise
-            continue
+    for module in _SUBCOMMANDS:
         module.register(sub)
     return parser
-
-
-def _positive_int(text: str) -> int:
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError("must be >= 1")
-    return value
-
-
-def config_of(args) -> AppConfig:
-    return load_config(args.config)
 
 
 # -- kb ---------------------------------------------------------------------------------------
@@ -126,7 +120,7 @@ def _add_kb(sub) -> None:
 
     p = kb.add_parser("import", help="import QA pairs from a file (one transaction)")
     p.add_argument("file")
-    p.add_argument("--format", required=True, choices=["tsv", "jsonl", "ecommerce", "chatterbot"])
+    p.add_argument("--format", required=True, choices=[f.value for f in Format])
     p.add_argument("--skip-bad", action="store_true", help="skip bad rows; count and list them")
     p.set_defaults(func=cmd_kb_import)
 
@@ -184,7 +178,7 @@ def _add_kb(sub) -> None:
         "curate", help="turn a raw QA corpus into curated KB entries (JSONL); does not touch the KB"
     )
     p.add_argument("file")
-    p.add_argument("--format", required=True, choices=["tsv", "jsonl", "ecommerce", "chatterbot"])
+    p.add_argument("--format", required=True, choices=[f.value for f in Format])
     p.add_argument("--out", required=True, help="curated entries (JSONL, for kb import)")
     p.add_argument("--chitchat-out", help="greetings and thanks with a generic answer (JSONL)")
     p.add_argument("--report", help="folder for curate_report.json and curate_report.md")
@@ -485,8 +479,10 @@ def _why(reply) -> str:
 
 def cmd_chat(args) -> int:
     from alime.bot import build_bot
+    from alime.retrieval.modes import score_label
 
     bot = build_bot(config_of(args))
+    label = score_label(bot.engine.retriever)  # bm25, dense or fused: what retrieval_score is
     turns: list[str] = []
     print("alime chat — type a question, an empty line or Ctrl-D to quit.")
     while True:
@@ -505,7 +501,8 @@ def cmd_chat(args) -> int:
             for c in reply.candidates:
                 rr = "" if c.rerank_score is None else f" rerank {c.rerank_score:.3f}"
                 print(
-                    f"       #{c.id} bm25 {c.retrieval_score:.3f}{rr}: {c.question} -> {c.answer}"
+                    f"       #{c.id} {label} {c.retrieval_score:.3f}{rr}: {c.question} -> "
+                    f"{c.answer}"
                 )
         turns += [query, reply.answer]
 

@@ -32,7 +32,6 @@ rule (the rerank score against ``thresholds.json``'s T).
 
 from __future__ import annotations
 
-import json
 import math
 from collections import Counter
 from collections.abc import Callable, Sequence
@@ -44,9 +43,9 @@ import numpy as np
 
 from alime.guards import compact
 from alime.kb.curate import UNREVIEWED_TAG
+from alime.seq2seq.model_dir import read_routing_file, write_routing_file
 from alime.types import Candidate
 
-ROUTING_FILE = "routing.json"
 FORMAT_VERSION = 1
 
 
@@ -281,7 +280,6 @@ class RoutingChoice:
 
 def write_routing(model_dir: str | Path, choice: RoutingChoice, provenance: dict) -> Path:
     """Store the routing score and T in ``model_dir/routing.json`` (with how they were chosen)."""
-    path = Path(model_dir) / ROUTING_FILE
     data = {
         "format": FORMAT_VERSION,
         "score": "logistic",
@@ -291,8 +289,7 @@ def write_routing(model_dir: str | Path, choice: RoutingChoice, provenance: dict
         "dense_sif_a": choice.sif_a,
         "provenance": provenance,
     }
-    path.write_text(json.dumps(data, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
-    return path
+    return write_routing_file(model_dir, data)
 
 
 def read_routing(model_dir: str | Path) -> RoutingChoice | None:
@@ -301,11 +298,10 @@ def read_routing(model_dir: str | Path) -> RoutingChoice | None:
     Raises:
         ValueError: a malformed file (unknown score or feature, missing or non-finite numbers).
     """
-    path = Path(model_dir) / ROUTING_FILE
-    if not path.is_file():
+    path, data = read_routing_file(model_dir)
+    if data is None:
         return None
     try:
-        data = json.loads(path.read_text(encoding="utf-8"))
         if data.get("score") != "logistic":
             raise ValueError(f"unknown score {data.get('score')!r}; valid: logistic")
         numbers = [data["bias"], data["threshold"], *data["weights"], *data["mean"], *data["scale"]]
@@ -327,7 +323,7 @@ def read_routing(model_dir: str | Path) -> RoutingChoice | None:
             str(data.get("dense_pooling", "words")),
             float(data.get("dense_sif_a", 0.01)),
         )
-    except (KeyError, TypeError, ValueError, json.JSONDecodeError) as exc:
+    except (KeyError, TypeError, ValueError, AttributeError) as exc:
         valid = [f.value for f in Feature]
         raise ValueError(
             f"{path}: invalid routing file ({exc}); features must be from {valid}"

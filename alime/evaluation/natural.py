@@ -36,6 +36,7 @@ from pathlib import Path
 
 from alime.decision import Decision, accept_chitchat, accept_generation, decide
 from alime.types import Rule
+from pluto.choices import parse_choice
 
 INTENTS_FILE = "intents.json"
 SPLITS = ("tune", "test")
@@ -637,9 +638,8 @@ def baseline_asker(name: str, config=None) -> tuple[Callable[[str], Mapping], Ca
         ValueError: an unknown baseline name (listing the valid ones).
     """
     from alime.config import AppConfig
-    from alime.retrieval.fusion import parse_enum
 
-    kind = parse_enum(Baseline, name, "baseline")
+    kind = parse_choice(Baseline, name, "baseline")
     config = config or AppConfig()
     if kind is Baseline.ALWAYS_FALLBACK:
         reply = {
@@ -847,9 +847,12 @@ def write_choice(
     """Store T and G where the bot reads them: T in ``routing.json`` when the model routes (else
     in ``thresholds.json``), G (and C, when the sweep chose one) in ``thresholds.json``. Returns
     the files written."""
-    from alime.evaluation.runner import write_thresholds
-    from alime.rerank.loading import read_thresholds
-    from alime.routing import ROUTING_FILE
+    from alime.seq2seq.model_dir import (
+        read_routing_file,
+        read_thresholds,
+        write_routing_file,
+        write_thresholds,
+    )
 
     model_dir = Path(model_dir)
     if not model_dir.is_dir():
@@ -859,18 +862,17 @@ def write_choice(
     written = []
     stored = read_thresholds(model_dir)
     if routes:
-        path = model_dir / ROUTING_FILE
-        routing = json.loads(path.read_text(encoding="utf-8"))
+        path, routing = read_routing_file(model_dir)
+        if routing is None:
+            raise ValueError(f"{path}: missing (the model routes, so it should be there)")
         routing["threshold"] = t
         routing.setdefault("provenance", {})["natural_sweep"] = provenance
-        path.write_text(json.dumps(routing, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
-        written.append(str(path))
+        written.append(str(write_routing_file(model_dir, routing)))
         answer = stored.get("threshold", 0.0)  # the rerank-score T stays as it was
     else:
         answer = t
     chitchat = chosen.get("chitchat_threshold", stored.get("chitchat_threshold"))
-    write_thresholds(model_dir, answer, g, provenance, chitchat)
-    written.append(str(model_dir / "thresholds.json"))
+    written.append(str(write_thresholds(model_dir, answer, g, provenance, chitchat)))
     return written
 
 

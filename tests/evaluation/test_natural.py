@@ -649,7 +649,7 @@ def test_sweep_chooses_the_chitchat_bar_and_writes_it(tmp_path):
     write_choice(model, result["chosen"], False, {"split": "tune"})
     stored = json.loads((model / "thresholds.json").read_text(encoding="utf-8"))
     assert stored == {"threshold": 0.5, "generation_threshold": 0.0, "chitchat_threshold": 0.6}
-    from alime.rerank.loading import read_thresholds
+    from alime.seq2seq.model_dir import read_thresholds
 
     assert read_thresholds(model)["chitchat_threshold"] == 0.6
 
