@@ -13,7 +13,6 @@ from alime.engine import HybridEngine, Thresholds
 from alime.guards import GuardReplies, Guards, load_lexicon
 from alime.kb.formats import Format, read_rows
 from alime.kb.store import KnowledgeBase
-from alime.retrieval.fusion import parse_enum
 from alime.retrieval.modes import build_retriever
 from alime.retrieval.searcher import KBSearcher
 from alime.routing import (
@@ -25,6 +24,7 @@ from alime.routing import (
 )
 from alime.text import TextPipeline
 from alime.types import Generator, Retriever, Scorer
+from pluto.choices import parse_choice
 
 log = logging.getLogger(__name__)
 
@@ -76,7 +76,7 @@ def build_bot(config: AppConfig | None = None) -> Bot:
     scorer, generator, tuned = _model_stages(model_dir, config, searcher.pipeline)
     retriever = build_retriever(config, kb, searcher, model_dir)  # retrieval.mode
     retriever.search("您好", 1)  # warm-up: the first query traces and loads lazily-built parts
-    decision = parse_enum(DecisionScore, config.engine.decision, "engine.decision")
+    decision = parse_choice(DecisionScore, config.engine.decision, "engine.decision")
     routing = (
         read_routing(model_dir)
         if decision is DecisionScore.ROUTING and model_dir is not None and scorer is not None
@@ -205,7 +205,7 @@ def preload(config: AppConfig, searcher: KBSearcher | None = None) -> None:
 
         _, _, model_dir = config.resolved_paths()
         if model_dir is not None:
-            from alime.seq2seq.quantized import is_quantized_dir
+            from alime.seq2seq.model_dir import is_quantized_dir
 
             if is_quantized_dir(model_dir):
                 import importlib.util

@@ -3,7 +3,9 @@
 The FAQ is a shop's knowledge; "你好", "讲个笑话" or "今天天气怎么样" are not in it, and a
 confident FAQ answer to them is wrong. The engine asks this KB when the FAQ does not answer: the
 entry whose question best matches the query by character-overlap F1 (``alime.routing``'s, over
-the compact text), used when that F1 reaches the chit-chat threshold.
+the compact text), used when that F1 reaches the chit-chat threshold. A query that *is* one of
+its questions (equal keys) is small talk whatever the FAQ scores (收到, 你多大了 and 今天几号
+share characters with FAQ questions), unless it is also word for word an FAQ question.
 
 A few hundred entries: the match scans the questions sharing a character with the query (an
 inverted index from characters to entries), skipping those whose length alone keeps them below
@@ -87,6 +89,11 @@ class ChitChatKB:
 
     def __len__(self) -> int:
         return len(self.pairs)
+
+    def same(self, query: str, question: str) -> bool:
+        """Equal keys (:func:`chitchat_key`): the same text up to punctuation, spaces and
+        particles."""
+        return chitchat_key(query) == chitchat_key(question)
 
     def best(self, query: str) -> ChitChatMatch | None:
         """The best-matching pair and its F1 in [0, 1]; None when no question shares a

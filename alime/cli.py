@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import importlib
 import json
 import logging
 import os
@@ -16,20 +15,16 @@ import sys
 os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 
 from alime import __version__
-from alime.config import AppConfig, load_config
+from alime.commands import evaluate, quantize, train
+from alime.commands.common import CLIError, config_of
+from alime.commands.common import positive_int as _positive_int
+from alime.kb.formats import Format
 from alime.kb.store import NotFound
+from alime.retrieval.fusion import RetrievalMode
 
-# Subcommands defined in their own modules: each has ``register(subparsers)``.
-_PLUGIN_COMMANDS = (
-    "alime.commands.train",
-    "alime.commands.train_matcher",
-    "alime.commands.evaluate",
-    "alime.commands.quantize",
-)
-
-
-class CLIError(Exception):
-    """A user-facing error: printed without a traceback, exit status 2."""
+# Subcommands defined in their own modules: each has ``register(subparsers)``. Listed, not
+# discovered: they import alime.commands.common, never this module, so there is no cycle.
+_SUBCOMMANDS = (train, evaluate, quantize)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -56,6 +51,22 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     except KeyboardInterrupt:
         return 130
+    except BrokenPipeError:
+        # The reader went away (``alime kb stats | head``): stop quietly, as Unix tools do.
+        _silence_stdout()
+        return 141  # 128 + SIGPIPE: what a shell reports for a tool the broken pipe stopped
+
+
+def _silence_stdout() -> None:
+    """Point standard output at /dev/null, so the interpreter's last flush of what could not be
+    written does not raise (and print) a second BrokenPipeError at exit."""
+    try:
+        fd = sys.stdout.fileno()
+    except (AttributeError, OSError, ValueError):  # replaced by a test harness: nothing to do
+        return
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, fd)
+    os.close(devnull)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -79,7 +90,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--mode",
         default="bm25",
-        choices=["bm25", "dense", "hybrid"],
+        choices=[m.value for m in RetrievalMode],
         help="bm25 (default, no model needed), dense or hybrid (retrieval.fusion)",
     )
     p.add_argument("--json", action="store_true", help="print JSON")
@@ -96,26 +107,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--show-candidates", action="store_true")
     p.set_defaults(func=cmd_chat)
 
-    for name in _PLUGIN_COMMANDS:
-        try:
-            module = importlib.import_module(name)
-        except ModuleNotFoundError as exc:
-            if exc.name != name:
-                raise
-            continue
+    for module in _SUBCOMMANDS:
         module.register(sub)
     return parser
-
-
-def _positive_int(text: str) -> int:
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError("must be >= 1")
-    return value
-
-
-def config_of(args) -> AppConfig:
-    return load_config(args.config)
 
 
 # -- kb ---------------------------------------------------------------------------------------
@@ -126,7 +120,7 @@ def _add_kb(sub) -> None:
 
     p = kb.add_parser("import", help="import QA pairs from a file (one transaction)")
     p.add_argument("file")
-    p.add_argument("--format", required=True, choices=["tsv", "jsonl", "ecommerce", "chatterbot"])
+    p.add_argument("--format", required=True, choices=[f.value for f in Format])
     p.add_argument("--skip-bad", action="store_true", help="skip bad rows; count and list them")
     p.set_defaults(func=cmd_kb_import)
 
@@ -163,6 +157,12 @@ def _add_kb(sub) -> None:
         dest="phrasings",
         help="replaces the phrasings (repeatable); --phrasing '' clears them",
     )
+    p.add_argument(
+        "--tag",
+        action="append",
+        dest="tags",
+        help="replaces the tags (repeatable); --tag '' clears them (a reviewer drops 'unreviewed')",
+    )
     p.set_defaults(func=cmd_kb_edit)
 
     p = kb.add_parser("delete", help="delete a QA pair")
@@ -178,7 +178,7 @@ def _add_kb(sub) -> None:
         "curate", help="turn a raw QA corpus into curated KB entries (JSONL); does not touch the KB"
     )
     p.add_argument("file")
-    p.add_argument("--format", required=True, choices=["tsv", "jsonl", "ecommerce", "chatterbot"])
+    p.add_argument("--format", required=True, choices=[f.value for f in Format])
     p.add_argument("--out", required=True, help="curated entries (JSONL, for kb import)")
     p.add_argument("--chitchat-out", help="greetings and thanks with a generic answer (JSONL)")
     p.add_argument("--report", help="folder for curate_report.json and curate_report.md")
@@ -196,6 +196,11 @@ def _add_kb(sub) -> None:
     )
     p.add_argument(
         "--no-near-duplicates", action="store_true", help="group only questions with equal keys"
+    )
+    p.add_argument(
+        "--keep-bare-yes-no",
+        action="store_true",
+        help="keep bare yes/no answers (是的, 有的哦) to yes/no questions; dropped by default",
     )
     p.add_argument(
         "--reviewed",
@@ -318,15 +323,19 @@ def cmd_kb_add(args) -> int:
 
 
 def cmd_kb_edit(args) -> int:
-    if args.question is None and args.answer is None and args.phrasings is None:
-        raise CLIError("give --question, --answer and/or --phrasing")
+    if all(v is None for v in (args.question, args.answer, args.phrasings, args.tags)):
+        raise CLIError("give --question, --answer, --phrasing and/or --tag")
     max_chars = config_of(args).kb.max_field_chars
     for option, value in (("--question", args.question), ("--answer", args.answer)):
         _checked_text(option, value, max_chars)
-    for value in args.phrasings or ():
-        _checked_text("--phrasing", value, max_chars)
+    for option, values in (("--phrasing", args.phrasings or ()), ("--tag", args.tags or ())):
+        for value in values:
+            _checked_text(option, value, max_chars)
     phrasings = None if args.phrasings is None else [p for p in args.phrasings if p]
-    pair = _kb(args).edit(args.id, question=args.question, answer=args.answer, phrasings=phrasings)
+    tags = None if args.tags is None else [t for t in args.tags if t]
+    pair = _kb(args).edit(
+        args.id, question=args.question, answer=args.answer, phrasings=phrasings, tags=tags
+    )
     _refresh_index(args)
     _print_pair(pair)
     return 0
@@ -352,7 +361,10 @@ def cmd_kb_curate(args) -> int:
         {} if args.max_question_chars is None else {"max_question_chars": args.max_question_chars}
     )
     options = CurateOptions(
-        near_duplicates=not args.no_near_duplicates, tags=tuple(args.tags), **limit
+        near_duplicates=not args.no_near_duplicates,
+        tags=tuple(args.tags),
+        keep_bare_yes_no=args.keep_bare_yes_no,
+        **limit,
     )
     result = curate_file(
         args.file,
@@ -467,8 +479,10 @@ def _why(reply) -> str:
 
 def cmd_chat(args) -> int:
     from alime.bot import build_bot
+    from alime.retrieval.modes import score_label
 
     bot = build_bot(config_of(args))
+    label = score_label(bot.engine.retriever)  # bm25, dense or fused: what retrieval_score is
     turns: list[str] = []
     print("alime chat — type a question, an empty line or Ctrl-D to quit.")
     while True:
@@ -487,7 +501,8 @@ def cmd_chat(args) -> int:
             for c in reply.candidates:
                 rr = "" if c.rerank_score is None else f" rerank {c.rerank_score:.3f}"
                 print(
-                    f"       #{c.id} bm25 {c.retrieval_score:.3f}{rr}: {c.question} -> {c.answer}"
+                    f"       #{c.id} {label} {c.retrieval_score:.3f}{rr}: {c.question} -> "
+                    f"{c.answer}"
                 )
         turns += [query, reply.answer]
 

@@ -226,6 +226,8 @@ class AppConfig:
         else:
             # The int8 model serves by default (4x smaller, faster); the fp32 one stays
             # selectable with [paths] model = ".../data/model".
+            # "config.json" is alime.seq2seq.model_dir.CONFIG_FILE, spelled out: config sits
+            # below every package and must not import alime.seq2seq (which imports config).
             candidates = (BUNDLED_DATA / "model-int8", BUNDLED_DATA / "model")
             model = next((c for c in candidates if (c / "config.json").exists()), None)
         return kb, index, model
@@ -310,8 +312,3 @@ def load_config(path: str | Path | None = None) -> AppConfig:
         paths = dataclasses.replace(config.paths, state=str(path.resolve().parent / "var"))
         config = dataclasses.replace(config, paths=paths)
     return config
-
-
-def to_dict(config: Any) -> dict[str, Any]:
-    """The resolved config as plain data (logged, and saved with artifacts)."""
-    return dataclasses.asdict(config)

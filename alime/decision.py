@@ -15,7 +15,6 @@ class DecisionScore(str, Enum):
 class Decision(str, Enum):
     ANSWER_FROM_KB = "retrieval"
     GENERATE = "generation"
-    FALLBACK = "fallback"
 
 
 def decide(best_rerank: float | None, threshold: float) -> Decision:

@@ -16,6 +16,7 @@ from alime.decision import Decision, accept_chitchat, accept_generation, decide
 from alime.types import (
     Candidate,
     ChitChat,
+    ChitChatMatch,
     Generator,
     Guard,
     QAPair,
@@ -76,8 +77,10 @@ class HybridEngine:
         """Answer ``query`` given the conversation's recent ``context`` (oldest first).
 
         In order (the first that applies decides, and is the reply's ``rule``): the rules
-        before retrieval (complaint, person, order_status, gibberish); the FAQ's best candidate
-        when its decision score reaches T (faq); the chit-chat KB's best match when it reaches
+        before retrieval (complaint, person, order_status, gibberish); the chit-chat entry the
+        query asks word for word, unless it asks the FAQ's best candidate word for word too
+        (chitchat, :meth:`small_talk_first`); the FAQ's best candidate when its decision score
+        reaches T (faq); the chit-chat KB's best match when it reaches
         its threshold (chitchat); a generated answer whose score reaches G (generation); else
         the fallback with hand-off (low_confidence). With ``budget_s``, generation is skipped
         (fallback with hand-off, time_budget) when the time already spent plus the usual
@@ -102,6 +105,19 @@ class HybridEngine:
                 )
         candidates = self.candidates(query, context, timings)
         clock = time.perf_counter()
+        small_talk = self.small_talk_first(query, candidates)
+        if small_talk is not None:
+            _lap(timings, "chitchat", clock)
+            return self._reply(
+                small_talk.answer,
+                Source.CHITCHAT,
+                small_talk.score,
+                self.thresholds.chitchat,
+                candidates,
+                timings,
+                rule=Rule.CHITCHAT,
+                evidence=small_talk.question,
+            )
         best = _best_score(candidates)
         threshold = self.thresholds.answer
         if decide(best, threshold) is Decision.ANSWER_FROM_KB:
@@ -158,6 +174,24 @@ class HybridEngine:
             self.fallback_reply, Source.FALLBACK, best, threshold, candidates, timings, True, rule
         )
 
+    def small_talk_first(self, query: str, candidates: Sequence[Candidate]) -> ChitChatMatch | None:
+        """The chit-chat entry ``query`` asks word for word, unless the FAQ's best candidate
+        is asked word for word too (None: the FAQ decides first, as usual).
+
+        Exact small talk comes before the FAQ because short talk shares characters with FAQ
+        questions (收到 with 收到了能换吗, 你多大了 with 多大的), so the routing score can pass T
+        on the shared characters alone; no threshold is involved, so T, G and C sweeps are
+        unaffected.
+        """
+        if self.chitchat is None:
+            return None
+        match = self.chitchat.best(query)
+        if match is None or not self.chitchat.same(query, match.question):
+            return None
+        if candidates and any(self.chitchat.same(query, q) for q in candidates[0].questions):
+            return None
+        return match
+
     def candidates(
         self, query: str, context: Sequence[str] = (), timings: dict[str, float] | None = None
     ) -> list[Candidate]:
@@ -180,6 +214,7 @@ class HybridEngine:
                 pairs[h.id].answer,
                 h.score,
                 phrasings=pairs[h.id].phrasings,
+                tags=pairs[h.id].tags,
             )
             for h in hits
             if h.id in pairs  # a pair deleted between search and lookup is simply dropped

@@ -18,7 +18,10 @@ with how well the candidate's *question* matches the query:
   ``core`` alone vs 0.816 for ``chars``);
 * ``known`` — the share of the query's index terms that some KB question has (idf > 0), the
   same for every candidate of a query: an off-topic query's words are mostly unknown to a shop's
-  KB (你喜欢什么电影: 电影), so one shared word with a long phrasing weighs less.
+  KB (你喜欢什么电影: 电影), so one shared word with a long phrasing weighs less;
+* ``unreviewed`` — 1 for an entry ``alime kb curate`` grouped from chat logs and nobody has
+  reviewed yet (its ``unreviewed`` tag), 0 for a shop's own or reviewed entries: chat-log
+  answers are often tied to one conversation, so such an entry needs a closer match to answer.
 
 A small logistic model maps each candidate's features to a probability that its answer answers
 the query; the engine answers from the KB with the best candidate iff that probability >= T
@@ -29,7 +32,6 @@ rule (the rerank score against ``thresholds.json``'s T).
 
 from __future__ import annotations
 
-import json
 import math
 from collections import Counter
 from collections.abc import Callable, Sequence
@@ -40,9 +42,10 @@ from pathlib import Path
 import numpy as np
 
 from alime.guards import compact
+from alime.kb.curate import UNREVIEWED_TAG
+from alime.seq2seq.model_dir import read_routing_file, write_routing_file
 from alime.types import Candidate
 
-ROUTING_FILE = "routing.json"
 FORMAT_VERSION = 1
 
 
@@ -55,6 +58,7 @@ class Feature(str, Enum):
     DENSE = "dense"
     CORE = "core"
     KNOWN = "known"
+    UNREVIEWED = "unreviewed"
 
 
 def _f1(common: float, left: float, right: float) -> float:
@@ -171,6 +175,10 @@ class CandidateFeatures:
                 [max(core_overlap_f1(query, q) for q in c.questions) for c in candidates],
                 np.float64,
             )
+        if Feature.UNREVIEWED in wanted:
+            out[Feature.UNREVIEWED] = np.array(
+                [float(UNREVIEWED_TAG in c.tags) for c in candidates], np.float64
+            )
         if Feature.DENSE in wanted:
             out[Feature.DENSE] = np.zeros(n)
             if self.embed is not None and n:
@@ -272,7 +280,6 @@ class RoutingChoice:
 
 def write_routing(model_dir: str | Path, choice: RoutingChoice, provenance: dict) -> Path:
     """Store the routing score and T in ``model_dir/routing.json`` (with how they were chosen)."""
-    path = Path(model_dir) / ROUTING_FILE
     data = {
         "format": FORMAT_VERSION,
         "score": "logistic",
@@ -282,8 +289,7 @@ def write_routing(model_dir: str | Path, choice: RoutingChoice, provenance: dict
         "dense_sif_a": choice.sif_a,
         "provenance": provenance,
     }
-    path.write_text(json.dumps(data, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
-    return path
+    return write_routing_file(model_dir, data)
 
 
 def read_routing(model_dir: str | Path) -> RoutingChoice | None:
@@ -292,11 +298,10 @@ def read_routing(model_dir: str | Path) -> RoutingChoice | None:
     Raises:
         ValueError: a malformed file (unknown score or feature, missing or non-finite numbers).
     """
-    path = Path(model_dir) / ROUTING_FILE
-    if not path.is_file():
+    path, data = read_routing_file(model_dir)
+    if data is None:
         return None
     try:
-        data = json.loads(path.read_text(encoding="utf-8"))
         if data.get("score") != "logistic":
             raise ValueError(f"unknown score {data.get('score')!r}; valid: logistic")
         numbers = [data["bias"], data["threshold"], *data["weights"], *data["mean"], *data["scale"]]
@@ -318,7 +323,7 @@ def read_routing(model_dir: str | Path) -> RoutingChoice | None:
             str(data.get("dense_pooling", "words")),
             float(data.get("dense_sif_a", 0.01)),
         )
-    except (KeyError, TypeError, ValueError, json.JSONDecodeError) as exc:
+    except (KeyError, TypeError, ValueError, AttributeError) as exc:
         valid = [f.value for f in Feature]
         raise ValueError(
             f"{path}: invalid routing file ({exc}); features must be from {valid}"

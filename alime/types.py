@@ -39,7 +39,8 @@ class Hit:
 class Candidate:
     """A KB answer considered for a reply. ``rerank_score`` is None when no reranker ran;
     ``routing_score`` is None when the engine has no router (see ``alime.routing``).
-    ``phrasings`` are the entry's other questions (the routing features match all of them)."""
+    ``phrasings`` are the entry's other questions (the routing features match all of them);
+    ``tags`` the entry's KB tags (the routing score reads ``unreviewed``)."""
 
     id: int
     question: str
@@ -48,6 +49,7 @@ class Candidate:
     rerank_score: float | None = None
     routing_score: float | None = None
     phrasings: tuple[str, ...] = ()
+    tags: tuple[str, ...] = ()
 
     @property
     def questions(self) -> tuple[str, ...]:
@@ -185,6 +187,11 @@ class Guard(Protocol):
 
 
 class ChitChat(Protocol):
-    """A small second KB of small talk, searched when the FAQ does not answer."""
+    """A small second KB of small talk, searched when the FAQ does not answer (and first when
+    the query *is* one of its questions)."""
 
     def best(self, query: str) -> ChitChatMatch | None: ...
+
+    def same(self, query: str, question: str) -> bool:
+        """Whether ``query`` asks ``question`` word for word (as this KB compares texts)."""
+        ...

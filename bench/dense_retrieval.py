@@ -191,10 +191,8 @@ def bench_size(n, base, variants, embedder, pipeline, queries, args) -> dict:
                 _BM25Retriever(bm25_search),
                 dense,
                 FusionSettings(mode=args.fusion, dense_weight=args.dense_weight, depth=args.depth),
-                parallel=args.parallel_hybrid,
             )
             row["hybrid"] = timed_queries(hybrid.search, queries)
-            hybrid.close()
             entry["settings"].append(row)
             print(f"[{n}] {name} {row}", file=sys.stderr, flush=True)
         result["indexes"][name] = entry
@@ -258,11 +256,6 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--fusion", default="weighted")
     p.add_argument("--dense-weight", type=float, default=0.6)
     p.add_argument("--depth", type=int, default=50)
-    p.add_argument(
-        "--parallel-hybrid",
-        action="store_true",
-        help="run BM25 and dense on two threads (slower on a busy 2-core machine)",
-    )
     p.add_argument("--json", action="store_true", help="print the JSON report on stdout")
     args = p.parse_args(argv)
 

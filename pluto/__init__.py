@@ -1,7 +1,10 @@
-"""Pluto: framework-level acceleration: data parallelism, model averaging, int8 quantization.
+"""Pluto: framework-level acceleration: data parallelism, model averaging, int8 quantization,
+late-multiply, hybrid data/model parallelism, XLA comparison, recomputation, binarized weights.
 
-Independent of the chatbot: nothing here imports ``alime``. TensorFlow is imported lazily by the
-submodules so that ``import pluto`` stays cheap.
+Independent of the chatbot: nothing here imports ``alime``. This file imports no submodule, so
+``import pluto`` stays cheap; ``strategy``, ``sync``, ``averaging``, ``local_optim`` and
+``training`` import TensorFlow when they are imported, the others (``choices``, ``comm``,
+``heuristics``, ``quantization``, ``int8_head``) do not.
 
 Typical use::
 
@@ -15,10 +18,15 @@ Typical use::
 
 __all__ = [
     "averaging",
+    "binarize",
     "comm",
+    "compilation",
     "heuristics",
+    "hybrid",
     "int8_head",
+    "late_multiply",
     "quantization",
+    "recompute",
     "strategy",
     "sync",
     "training",

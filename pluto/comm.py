@@ -57,3 +57,22 @@ class CommCounter:
         if self.replicas > 1:
             self.bytes_sent += ring_allreduce_bytes(payload, self.replicas)
             self.allreduces += 1
+
+
+def ring_allgather_bytes(shard_bytes: int, replicas: int) -> float:
+    """Bytes one replica sends in a ring all-gather of ``shard_bytes`` from every replica.
+
+    Each replica forwards the ``N-1`` shards it does not already hold once around the ring, so
+    it sends ``(N-1) x shard`` (the gathered result is ``N x shard``). A reduce-scatter of a
+    tensor whose per-replica slice is ``shard_bytes`` costs the same.
+
+    Args:
+        shard_bytes: Size of one replica's contribution.
+        replicas: Number of replicas taking part.
+
+    Returns:
+        Bytes sent by each replica.
+    """
+    if replicas < 1:
+        raise ValueError(f"replicas must be >= 1, got {replicas}")
+    return float((replicas - 1) * shard_bytes)

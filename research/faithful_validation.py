@@ -364,7 +364,8 @@ def model_free_scores(
 ) -> dict[str, list[list[float]]]:
     """``bm25``, ``anti_bm25`` and ``shorter`` per group, computed by the scorers that
     ``alime evaluate select`` uses (one BM25 index over every response of the groups)."""
-    from alime.evaluation.scorers import BM25Scorer, NegatedScorer, ShorterScorer
+    from alime.evaluation.scorers import BM25Scorer, ShorterScorer
+    from research.scorers import NegatedScorer
 
     bm25 = BM25Scorer([r for g in groups for r in g.responses], analyze)
     table = {"bm25": bm25, "anti_bm25": NegatedScorer(bm25), "shorter": ShorterScorer(tokenize)}

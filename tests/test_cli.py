@@ -236,3 +236,31 @@ def test_kb_export_neutralizes_formula_cells(run, tmp_path):
     assert sum(line != safe for line, safe in zip(raw, lines, strict=True)) == formula_lines >= 1
     jsonl = json.loads(run("kb", "export", "--format", "jsonl").stdout.splitlines()[-1])
     assert (jsonl["id"], jsonl["question"]) == (added["id"], '=HYPERLINK("http://x")')
+
+
+def test_a_reader_that_goes_away_gets_no_traceback(tmp_path):
+    """``alime kb stats | head``: the reader closes the pipe before alime writes; alime stops
+    quietly with 141 (128 + SIGPIPE), as Unix tools do, instead of a BrokenPipeError traceback."""
+    env = {**os.environ, "ALIME_HOME": str(tmp_path / "home"), "TF_CPP_MIN_LOG_LEVEL": "3"}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "alime", "kb", "stats"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        env=env,
+    )
+    proc.stdout.close()  # long before the interpreter has started and printed anything
+    with proc.stderr:
+        err = proc.stderr.read().decode()
+    assert proc.wait(timeout=120) == 141, err
+    assert "Traceback" not in err and "BrokenPipeError" not in err, err
+
+
+def test_evaluate_actions_keep_the_global_config(tmp_path):
+    """``alime --config FILE evaluate retrieval|routing``: the actions do not declare a --config
+    of their own, which would reset the global one to None."""
+    from alime.cli import build_parser
+
+    for action in ("retrieval", "routing", "natural", "select"):
+        extra = ["--data", "x"] if action in ("natural", "select") else []
+        args = build_parser().parse_args(["--config", "c.toml", "evaluate", action, *extra])
+        assert args.config == "c.toml", action

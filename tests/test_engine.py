@@ -154,6 +154,9 @@ class StubChitChat:
         self.asked.append(query)
         return self.table.get(query)
 
+    def same(self, query, question):
+        return query == question
+
 
 class CountingRetriever(StubRetriever):
     calls = 0
@@ -202,11 +205,24 @@ def test_a_rule_before_retrieval_decides_without_retrieving():
     assert "rules" in passed.timings_ms
 
 
-def test_faq_answers_first_and_chitchat_is_not_asked():
+def test_faq_answers_first_unless_the_query_is_word_for_word_small_talk():
     chat = StubChitChat({"q": ChitChatMatch("你好", "您好", 1.0)})
     reply = full([Hit(1, 9.0)], {"a1": 0.5}, chitchat=chat).reply("q")
     assert reply.rule is Rule.FAQ and reply.source is Source.RETRIEVAL
-    assert reply.score == 0.5 and reply.threshold == 0.5 and chat.asked == []
+    assert reply.score == 0.5 and reply.threshold == 0.5 and chat.asked == ["q"]
+
+
+def test_word_for_word_small_talk_beats_a_passing_faq_score():
+    chat = StubChitChat({"收到": ChitChatMatch("收到", "好的亲", 1.0)})
+    reply = full([Hit(1, 9.0)], {"a1": 0.99}, chitchat=chat).reply("收到")
+    assert reply.rule is Rule.CHITCHAT and reply.answer == "好的亲"
+    assert reply.evidence == "收到" and [c.id for c in reply.candidates] == [1]
+
+
+def test_small_talk_that_is_also_word_for_word_the_faq_question_goes_to_the_faq():
+    chat = StubChitChat({"q1": ChitChatMatch("q1", "chat", 1.0)})
+    reply = full([Hit(1, 9.0)], {"a1": 0.99}, chitchat=chat).reply("q1")  # PAIRS[1] asks q1
+    assert reply.rule is Rule.FAQ and reply.answer == "a1"
 
 
 @pytest.mark.parametrize("match_score, used", [(0.8, True), (0.7999999, False)])

@@ -230,3 +230,21 @@ def test_engine_candidates_carry_the_entrys_phrasings():
     by_id = {c.id: c for c in eng.candidates("几时发货")}
     assert by_id[1].phrasings == ("几时 发货",) and by_id[2].phrasings == ()
     assert by_id[1].to_json()["phrasings"] == ["几时 发货"]
+
+
+def test_unreviewed_marks_entries_curate_grouped_from_chat_logs():
+    feats = CandidateFeatures(lambda t: t.split(), lambda t: 1.0)
+    cands = [
+        Candidate(1, "发货", "a", 1.0, tags=("ecommerce", "unreviewed")),
+        Candidate(2, "发货", "b", 1.0, tags=("faq",)),
+        Candidate(3, "发货", "c", 1.0),  # a shop's own entry: no tags at all
+    ]
+    out = feats("发货", cands, (Feature.UNREVIEWED,))
+    assert out[Feature.UNREVIEWED].tolist() == [1.0, 0.0, 0.0]
+
+
+def test_engine_candidates_carry_the_entrys_tags():
+    pairs = {1: QAPair(1, "什么 时候 发货", "今天 发货", tags=("unreviewed",)), 2: PAIRS[2]}
+    eng = HybridEngine(Retriever(), lambda ids: {i: pairs[i] for i in ids}, Thresholds(0.0, 0.0))
+    by_id = {c.id: c for c in eng.candidates("什么时候发货")}
+    assert by_id[1].tags == ("unreviewed",) and by_id[2].tags == ()

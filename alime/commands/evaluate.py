@@ -1,47 +1,20 @@
-"""``alime evaluate``: build-valid, select, threshold, generate. Parses flags, calls the runner."""
+"""``alime evaluate``: select, threshold, generate, natural, retrieval, routing. Parses flags,
+calls the runner."""
 
 from __future__ import annotations
 
 import argparse
 import json
 
-from alime.evaluation import scorers, threshold, validation
+from alime.commands.common import config_of
+from alime.commands.common import positive_int as _positive_int
+from alime.evaluation import scorers, threshold
 
 
 def register(subparsers) -> None:
     """Add ``evaluate`` and its actions to the ``alime`` command line."""
     ev = subparsers.add_parser("evaluate", help="offline evaluation (selection, generation, T)")
     sub = ev.add_subparsers(dest="evaluate_command", metavar="ACTION")
-
-    p = sub.add_parser(
-        "build-valid", help="held-out validation groups with retrieved (or random) negatives"
-    )
-    p.add_argument(
-        "--from", dest="data", required=True, help="E-commerce-format file the model trained on"
-    )
-    p.add_argument(
-        "--model",
-        required=True,
-        help="model directory (its training.json lists held-out dialogues)",
-    )
-    p.add_argument("--out", required=True, help="validation file to write")
-    p.add_argument(
-        "--negatives",
-        default="bm25",
-        choices=[k.value for k in validation.NegativeKind],
-        help="bm25: BM25 hits among the other replies; bm25-context: replies of the "
-        "dialogues whose last turns match best; random",
-    )
-    p.add_argument(
-        "--query-turns", type=_positive_int, default=3, help="last turns in the BM25 query"
-    )
-    p.add_argument("--seed", type=int, default=validation.ValidationOptions.seed)
-    p.add_argument(
-        "--drop-seen",
-        action="store_true",
-        help="leave out held-out dialogues that also start a training dialogue",
-    )
-    p.set_defaults(func=cmd_build_valid)
 
     p = sub.add_parser("select", help="R10@1/2/5 and MRR per scorer")
     _common(p)
@@ -142,26 +115,9 @@ def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--limit", type=_positive_int, help="first N groups")
     p.add_argument("--pmi-weight", type=float, default=0.5, help="lambda of the pmi scorer")
     p.add_argument(
-        "--matcher",
-        help="matcher directory for the 'match' scorer (default: MODEL/matcher when it exists)",
-    )
-    p.add_argument(
-        "--match-pmi-weight",
-        type=float,
-        default=1.0,
-        help="w of the match_pmi scorer (match + w * pmi)",
-    )
-    p.add_argument(
         "--query-turns", type=_positive_int, default=3, help="last turns in the BM25 query"
     )
     p.add_argument("--no-progress", action="store_true")
-
-
-def _positive_int(text: str) -> int:
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError("must be >= 1")
-    return value
 
 
 def _floats(text: str) -> tuple[float, ...]:
@@ -174,7 +130,6 @@ def _floats(text: str) -> tuple[float, ...]:
 
 
 def _config_and_model(args):
-    from alime.cli import config_of
 
     config = config_of(args)
     if args.model == "none":
@@ -191,26 +146,7 @@ def _select_options(args):
         args.pmi_weight,
         args.query_turns,
         getattr(args, "pmi_sweep", ()),
-        args.matcher,
-        args.match_pmi_weight,
     )
-
-
-def cmd_build_valid(args) -> int:
-    from alime.cli import config_of
-    from alime.evaluation.runner import build_valid
-
-    options = validation.ValidationOptions(
-        validation.NegativeKind(args.negatives), args.query_turns, args.seed
-    )
-    print(
-        json.dumps(
-            build_valid(
-                args.data, args.model, args.out, options, config_of(args), drop_seen=args.drop_seen
-            )
-        )
-    )
-    return 0
 
 
 def cmd_select(args) -> int:

@@ -8,6 +8,10 @@ from __future__ import annotations
 import argparse
 import json
 
+from alime.commands.common import CLIError, config_of
+from alime.commands.common import positive_int as _positive_int
+from alime.evaluation.natural import Baseline
+
 
 def register_natural(evaluate_subparsers) -> argparse.ArgumentParser:
     """Add ``natural`` to the ``alime evaluate`` subparsers object."""
@@ -32,7 +36,7 @@ def register_natural(evaluate_subparsers) -> argparse.ArgumentParser:
     )
     p.add_argument(
         "--baseline",
-        choices=["always-fallback", "bm25"],
+        choices=[b.value for b in Baseline],
         help="judge a model-free reference bot instead: always the fallback with a "
         "hand-off, or always the BM25 top-1 KB answer",
     )
@@ -83,15 +87,7 @@ def register_natural(evaluate_subparsers) -> argparse.ArgumentParser:
     return p
 
 
-def _positive_int(text: str) -> int:
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError("must be >= 1")
-    return value
-
-
 def cmd_evaluate_natural(args) -> int:
-    from alime.cli import CLIError, config_of
     from alime.evaluation.natural import (
         baseline_asker,
         http_asker,

@@ -10,6 +10,7 @@ import argparse
 import json
 from dataclasses import replace
 
+from alime.commands.common import config_of
 from alime.config import BUNDLED_DATA
 
 
@@ -31,7 +32,6 @@ def register_retrieval(evaluate_subparsers) -> argparse.ArgumentParser:
         help="question<TAB>answer file (default: the bundled e-commerce KB)",
     )
     p.add_argument("--model", help="seq2seq model directory (default: the configured/bundled one)")
-    p.add_argument("--config", help="TOML config (text pipeline, retrieval.dense, retrieval.bm25)")
     p.add_argument("--queries", type=int, default=d.n_queries, help="noisy queries per split")
     p.add_argument("--seed", type=int, default=d.seed)
     p.add_argument("--edits", type=int, default=d.n_edits, help="core rewrites per query")
@@ -48,12 +48,11 @@ def register_retrieval(evaluate_subparsers) -> argparse.ArgumentParser:
 
 
 def cmd_evaluate_retrieval(args) -> int:
-    from alime.config import load_config
     from alime.evaluation.retrieval import RetrievalEvalSettings, evaluate_retrieval
     from alime.retrieval.fusion import FusionSettings
     from alime.text import TextPipeline
 
-    config = load_config(args.config)
+    config = config_of(args)  # the global --config (alime --config FILE evaluate ...)
     model = args.model or config.resolved_paths()[2]
     if model is None:
         raise SystemExit("alime evaluate retrieval: no model directory (pass --model)")

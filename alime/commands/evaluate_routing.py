@@ -9,6 +9,7 @@ import argparse
 import json
 from dataclasses import replace
 
+from alime.commands.common import config_of
 from alime.config import BUNDLED_DATA
 
 
@@ -31,7 +32,6 @@ def register_routing(evaluate_subparsers) -> argparse.ArgumentParser:
         help="question<TAB>answer file (default: the bundled e-commerce KB)",
     )
     p.add_argument("--model", help="model directory (default: the configured/bundled one)")
-    p.add_argument("--config", help="TOML config (text pipeline, retrieval)")
     p.add_argument("--seed", type=int, default=d.seed)
     p.add_argument("--held-out-share", type=float, default=d.held_out_share)
     p.add_argument("--in-kb", type=int, default=d.n_in_kb, help="in-KB queries")
@@ -50,10 +50,9 @@ def register_routing(evaluate_subparsers) -> argparse.ArgumentParser:
 
 
 def cmd_evaluate_routing(args) -> int:
-    from alime.config import load_config
     from alime.evaluation.routing import RoutingSettings, routing_markdown, run_routing
 
-    config = load_config(args.config)
+    config = config_of(args)  # the global --config (alime --config FILE evaluate ...)
     model = args.model or config.resolved_paths()[2]
     if model is None:
         raise SystemExit("alime evaluate routing: no model directory (pass --model)")

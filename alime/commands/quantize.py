@@ -26,11 +26,12 @@ def _size(path: Path) -> int:
 
 def run(args: argparse.Namespace) -> int:
     """Run the ``quantize`` subcommand; returns the exit status."""
+    from alime.seq2seq.model_dir import WEIGHTS_FILE
     from alime.seq2seq.quantized import quantize_model_dir
 
     marker = quantize_model_dir(args.model_dir, args.out)
     int8 = sum(t["dtype"] == "int8" for t in marker["tensors"])
-    src = Path(args.model_dir) / "model.weights.h5"
+    src = Path(args.model_dir) / WEIGHTS_FILE
     print(
         f"int8 model written to {args.out}: {int8} of {len(marker['tensors'])} tensors int8, "
         f"{_size(Path(args.out)):,} bytes (fp32 weights {src.stat().st_size:,} bytes)"

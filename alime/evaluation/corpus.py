@@ -17,11 +17,6 @@ from alime.kb.formats import EcommerceRow, iter_ecommerce, parse_ecommerce_line
 GROUP_SIZE = 10
 
 
-# One line of the format (label, turns oldest first, response, 1-based line): the project's one
-# parser of it lives with the other corpus formats.
-Row = EcommerceRow
-
-
 @dataclass(frozen=True)
 class Group:
     """One context with its candidate responses, exactly one of them real.
@@ -52,12 +47,12 @@ class Group:
         return self.responses[self.true_index]
 
 
-def parse_row(text: str, where: str, line: int) -> Row:
+def parse_row(text: str, where: str, line: int) -> EcommerceRow:
     """Parse one line (``FormatError``, a ValueError naming ``where:line``, when malformed)."""
     return parse_ecommerce_line(text, where, line)
 
 
-def iter_rows(path: str | Path) -> Iterator[Row]:
+def iter_rows(path: str | Path) -> Iterator[EcommerceRow]:
     """The non-blank rows of a file, validated.
 
     Raises:
@@ -69,12 +64,14 @@ def iter_rows(path: str | Path) -> Iterator[Row]:
     return iter_ecommerce(path)
 
 
-def read_dialogues(path: str | Path) -> list[Row]:
+def read_true_rows(path: str | Path) -> list[EcommerceRow]:
     """The label-1 rows (real dialogues) of a file."""
     return [r for r in iter_rows(path) if r.label == 1]
 
 
-def group_rows(rows: Sequence[Row], where: str, group_size: int = GROUP_SIZE) -> list[Group]:
+def group_rows(
+    rows: Sequence[EcommerceRow], where: str, group_size: int = GROUP_SIZE
+) -> list[Group]:
     """Cut rows into groups of ``group_size`` consecutive rows.
 
     Raises:
@@ -112,7 +109,7 @@ def read_groups(
     Raises:
         ValueError: a malformed row or group, or an empty file (file and line in the message).
     """
-    rows: list[Row] = []
+    rows: list[EcommerceRow] = []
     for row in iter_rows(path):
         rows.append(row)
         if limit is not None and len(rows) >= limit * group_size:

@@ -5,8 +5,8 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
-from alime.evaluation.corpus import Row
 from alime.evaluation.metrics import corpus_bleu, distinct_n, mean_length, most_common_share
+from alime.kb.formats import EcommerceRow
 from alime.types import Generator
 
 
@@ -21,7 +21,7 @@ class GeneratedSample:
 
 
 def generate_replies(
-    dialogues: Sequence[Row], generator: Generator, progress: bool = True
+    dialogues: Sequence[EcommerceRow], generator: Generator, progress: bool = True
 ) -> list[GeneratedSample]:
     """The generator's best reply to each dialogue's last turn and earlier turns."""
     from tqdm import tqdm

@@ -36,6 +36,7 @@ from pathlib import Path
 
 from alime.decision import Decision, accept_chitchat, accept_generation, decide
 from alime.types import Rule
+from pluto.choices import parse_choice
 
 INTENTS_FILE = "intents.json"
 SPLITS = ("tune", "test")
@@ -421,6 +422,8 @@ class Recorded:
             gibberish), which no threshold changes; None when no rule matched.
         chitchat: The chit-chat KB's best match (answer, score) and the bar it must reach;
             None without a chit-chat KB or a match.
+        small_talk_first: The query asks a chit-chat question word for word
+            (``HybridEngine.small_talk_first``): that answer comes before the FAQ at any T.
     """
 
     best: float | None
@@ -429,6 +432,7 @@ class Recorded:
     fallback: str
     ruled: Mapping | None = None
     chitchat: tuple[str, float, float] | None = None
+    small_talk_first: bool = False
 
 
 def simulate(
@@ -438,6 +442,13 @@ def simulate(
     (None: the one the engine had when the query was recorded), as ``/api/chat`` JSON."""
     if rec.ruled is not None:
         return dict(rec.ruled)
+    if rec.small_talk_first and rec.chitchat is not None:
+        return {
+            "answer": rec.chitchat[0],
+            "source": "chitchat",
+            "score": rec.chitchat[1],
+            "handoff": False,
+        }
     if decide(rec.best, answer_t) is Decision.ANSWER_FROM_KB:
         return {
             "answer": rec.top_answer,
@@ -627,9 +638,8 @@ def baseline_asker(name: str, config=None) -> tuple[Callable[[str], Mapping], Ca
         ValueError: an unknown baseline name (listing the valid ones).
     """
     from alime.config import AppConfig
-    from alime.retrieval.fusion import parse_enum
 
-    kind = parse_enum(Baseline, name, "baseline")
+    kind = parse_choice(Baseline, name, "baseline")
     config = config or AppConfig()
     if kind is Baseline.ALWAYS_FALLBACK:
         reply = {
@@ -721,7 +731,15 @@ def record(engine, query: str) -> tuple[dict, Recorded]:
         if match is not None:
             chitchat = (match.answer, float(match.score), float(engine.thresholds.chitchat))
     top_answer = candidates[0].answer if candidates else ""
-    return out, Recorded(best, top_answer, generated, engine.fallback_reply, chitchat=chitchat)
+    first = engine.small_talk_first(query, candidates) is not None
+    return out, Recorded(
+        best,
+        top_answer,
+        generated,
+        engine.fallback_reply,
+        chitchat=chitchat,
+        small_talk_first=first,
+    )
 
 
 # The rules the engine applies before it retrieves anything (alime.guards): no threshold
@@ -829,9 +847,12 @@ def write_choice(
     """Store T and G where the bot reads them: T in ``routing.json`` when the model routes (else
     in ``thresholds.json``), G (and C, when the sweep chose one) in ``thresholds.json``. Returns
     the files written."""
-    from alime.evaluation.runner import write_thresholds
-    from alime.rerank.loading import read_thresholds
-    from alime.routing import ROUTING_FILE
+    from alime.seq2seq.model_dir import (
+        read_routing_file,
+        read_thresholds,
+        write_routing_file,
+        write_thresholds,
+    )
 
     model_dir = Path(model_dir)
     if not model_dir.is_dir():
@@ -841,18 +862,17 @@ def write_choice(
     written = []
     stored = read_thresholds(model_dir)
     if routes:
-        path = model_dir / ROUTING_FILE
-        routing = json.loads(path.read_text(encoding="utf-8"))
+        path, routing = read_routing_file(model_dir)
+        if routing is None:
+            raise ValueError(f"{path}: missing (the model routes, so it should be there)")
         routing["threshold"] = t
         routing.setdefault("provenance", {})["natural_sweep"] = provenance
-        path.write_text(json.dumps(routing, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
-        written.append(str(path))
+        written.append(str(write_routing_file(model_dir, routing)))
         answer = stored.get("threshold", 0.0)  # the rerank-score T stays as it was
     else:
         answer = t
     chitchat = chosen.get("chitchat_threshold", stored.get("chitchat_threshold"))
-    write_thresholds(model_dir, answer, g, provenance, chitchat)
-    written.append(str(model_dir / "thresholds.json"))
+    written.append(str(write_thresholds(model_dir, answer, g, provenance, chitchat)))
     return written
 
 

@@ -30,7 +30,7 @@ from alime.evaluation.routing import (
     FEATURE_SETS,
     LabelledQuery,
     QueryCandidates,
-    choose_threshold,
+    best_balanced_point,
     fit_routing,
     logistic_decider,
     outcomes,
@@ -106,7 +106,7 @@ def cross_validate(
         train = [items[i] for i in order if i not in held]
         test = [items[i] for i in sorted(held)]
         model = fit_routing(train, features)
-        t = choose_threshold(outcomes(train, logistic_decider(model))).threshold
+        t = best_balanced_point(outcomes(train, logistic_decider(model))).threshold
         rates.append(routing_point(outcomes(test, logistic_decider(model)), t).balanced)
     return float(np.mean(rates))
 
@@ -142,6 +142,28 @@ NATURAL_FEATURE_SETS: dict[str, tuple[Feature, ...]] = {
     # an entry matched through one of its phrasings it measures the wrong text
     "logistic_core_match_chars": (Feature.CORE, Feature.MATCH, Feature.CHARS),
     "logistic_core_known_match_chars": (Feature.CORE, Feature.KNOWN, Feature.MATCH, Feature.CHARS),
+    # with ``unreviewed``: entries grouped from chat logs need a closer match than vetted ones
+    "logistic_core_unreviewed": (
+        Feature.CORE,
+        Feature.MATCH,
+        Feature.CHARS,
+        Feature.DENSE,
+        Feature.UNREVIEWED,
+    ),
+    "logistic_core_match_chars_unreviewed": (
+        Feature.CORE,
+        Feature.MATCH,
+        Feature.CHARS,
+        Feature.UNREVIEWED,
+    ),
+    "logistic_core_known_unreviewed": (
+        Feature.CORE,
+        Feature.KNOWN,
+        Feature.MATCH,
+        Feature.CHARS,
+        Feature.DENSE,
+        Feature.UNREVIEWED,
+    ),
 }
 
 
@@ -154,7 +176,7 @@ def fit_natural_routing(
     cv = {name: cross_validate(items, feats, folds) for name, feats in feature_sets.items()}
     chosen = max(cv, key=lambda n: (round(cv[n], 9), -len(feature_sets[n])))
     model = fit_routing(items, feature_sets[chosen])
-    point = choose_threshold(outcomes(items, logistic_decider(model)))
+    point = best_balanced_point(outcomes(items, logistic_decider(model)))
     return {
         "cross_validated_balanced": cv,
         "chosen": chosen,

@@ -270,7 +270,7 @@ def routing_point(o: Outcomes, threshold: float) -> RoutingPoint:
     )
 
 
-def choose_threshold(o: Outcomes, grid: np.ndarray | None = None) -> RoutingPoint:
+def best_balanced_point(o: Outcomes, grid: np.ndarray | None = None) -> RoutingPoint:
     """The T of the highest balanced rate (the smallest such T on ties)."""
     grid = threshold_grid(o.score) if grid is None else grid
     if not len(grid):
@@ -279,7 +279,7 @@ def choose_threshold(o: Outcomes, grid: np.ndarray | None = None) -> RoutingPoin
     return max(points, key=lambda p: (p.balanced, -p.threshold))
 
 
-def training_rows(
+def candidate_examples(
     items: Sequence[QueryCandidates], features: Sequence[Feature]
 ) -> tuple[np.ndarray, np.ndarray]:
     """Candidate-level rows: a candidate is positive iff its answer answers the query."""
@@ -290,7 +290,7 @@ def training_rows(
 
 def fit_routing(items: Sequence[QueryCandidates], features: Sequence[Feature]) -> LogisticRouting:
     """A logistic routing model fitted on ``items`` (the tune half)."""
-    x, y = training_rows(items, features)
+    x, y = candidate_examples(items, features)
     return fit_logistic(x, y, features)
 
 
@@ -305,7 +305,7 @@ def evaluate_score(
     chosen = (
         routing_point(o_tune, fixed_threshold)
         if fixed_threshold is not None
-        else choose_threshold(o_tune)
+        else best_balanced_point(o_tune)
     )
     t = chosen.threshold
     return {
@@ -407,8 +407,8 @@ def run_routing(
     from alime.evaluation.retrieval import DEFAULT_VARIANTS
     from alime.kb.formats import Format, read_rows
     from alime.kb.store import KnowledgeBase
-    from alime.rerank.loading import read_thresholds
     from alime.routing import RoutingChoice, read_routing, write_routing
+    from alime.seq2seq.model_dir import read_thresholds
     from alime.text import TextPipeline
 
     started = time.perf_counter()

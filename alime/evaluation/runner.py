@@ -7,37 +7,26 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from alime.config import AppConfig
-from alime.evaluation import generation, reports, scorers, selection, threshold, validation
-from alime.evaluation.corpus import Group, Row, read_dialogues, read_groups, write_groups
+from alime.evaluation import generation, reports, scorers, selection, threshold
+from alime.evaluation.corpus import Group, read_groups, read_true_rows
+from alime.evaluation.heldout import heldout_lines, same_file, select_heldout
+from alime.kb.formats import EcommerceRow
+from alime.seq2seq.model_dir import (
+    STACKING_FILE,
+    ScorerKind,
+    read_metadata,
+    read_rerank_choice,
+    write_thresholds,
+)
 from alime.text import TextPipeline
+from alime.types import Scorer
 
 log = logging.getLogger(__name__)
-
-METADATA_FILE = "training.json"
-THRESHOLDS_FILE = "thresholds.json"
-SWEEP_FILE = "thresholds_sweep.json"
-
-
-def model_metadata(model_dir: str | Path) -> dict:
-    """A model directory's ``training.json`` (read without loading the model).
-
-    Raises:
-        ValueError: the file is missing or not JSON.
-    """
-    path = Path(model_dir) / METADATA_FILE
-    try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise ValueError(
-            f"{model_dir}: no {METADATA_FILE} (not a trained model directory)"
-        ) from None
-    except json.JSONDecodeError as exc:
-        raise ValueError(f"{path}: invalid JSON: {exc}") from None
 
 
 @dataclass
@@ -69,60 +58,12 @@ def load_model(
     )
 
 
-def build_valid(
-    data: str | Path,
-    model_dir: str | Path,
-    out: str | Path,
-    options: validation.ValidationOptions,
-    config: AppConfig | None = None,
-    progress: bool = True,
-    drop_seen: bool = False,
-) -> dict:
-    """Write a validation file for the model's held-out dialogues of ``data``; returns a summary.
-
-    ``drop_seen`` leaves out held-out dialogues that also occur as the start of a training
-    dialogue (``validation.seen_in_training``); the summary counts them either way.
-    """
-    config = config or AppConfig()
-    dialogues = read_dialogues(data)
-    heldout = validation.select_heldout(
-        dialogues, validation.heldout_lines(model_metadata(model_dir), data)
-    )
-    held = {d.line for d in heldout}
-    seen = validation.seen_in_training(heldout, [d for d in dialogues if d.line not in held])
-    if drop_seen:
-        heldout = [d for d in heldout if d.line not in seen]
-    if not heldout:
-        raise ValueError(f"{data}: none of its dialogues is held out by the model in {model_dir}")
-    pool = validation.response_pool(dialogues)
-    pipeline = TextPipeline(config.text)
-    built = validation.build_groups(
-        heldout, pool, pipeline.index_terms, options, progress, sources=dialogues
-    )
-    out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    with out.open("w", encoding="utf-8") as fh:
-        write_groups(built.groups, fh)
-    return {
-        "out": str(out),
-        "groups": len(built.groups),
-        "dialogues_in_file": len(dialogues),
-        "pool_size": built.pool_size,
-        "random_fills": built.random_fills,
-        "seen_in_training": len(seen),
-        "dropped_seen": drop_seen,
-        "options": {**asdict(options), "negatives": options.negatives.value},
-    }
-
-
 def _env(
     groups,
     pipeline: TextPipeline,
     stages: ModelStages | None,
     pmi_weight: float,
     query_turns: int,
-    matcher_dir: Path | None = None,
-    match_pmi_weight: float = 1.0,
     stacking_dir: Path | None = None,
 ) -> scorers.ScorerEnv:
     responses = [r for g in groups for r in g.responses]
@@ -133,32 +74,25 @@ def _env(
         stages.log_probs if stages else None,
         pmi_weight,
         query_turns,
-        matcher_dir=matcher_dir,
-        match_pmi_weight=match_pmi_weight,
-        stacking_dir=stacking_dir,
+        stacking_dir,
     )
 
 
 def stacking_dir_of(model_dir) -> Path | None:
     """``model_dir`` when it holds stacking weights (``stacking.json``), else None."""
-    from alime.rerank.stacking import STACKING_FILE
-
     if model_dir is None or not (Path(model_dir) / STACKING_FILE).is_file():
         return None
     return Path(model_dir)
 
 
-def matcher_dir_of(model_dir, matcher: str | Path | None) -> Path | None:
-    """The matcher directory for ``match``: ``matcher`` when given, else MODEL_DIR/matcher when
-    it exists, else None."""
-    if matcher:
-        return Path(matcher)
-    if model_dir is None:
-        return None
-    from alime.rerank.matcher import CONFIG_FILE, MATCHER_DIR
+@dataclass(frozen=True)
+class ExtraScorer:
+    """A scorer outside the ``scorers.SCORERS`` table: how to build it from the evaluation's
+    ``ScorerEnv``, whether it needs the model, and what it is (for reports)."""
 
-    default = Path(model_dir) / MATCHER_DIR
-    return default if (default / CONFIG_FILE).is_file() else None
+    build: Callable[[scorers.ScorerEnv], Scorer]
+    needs_model: bool
+    description: str
 
 
 @dataclass(frozen=True)
@@ -170,8 +104,6 @@ class SelectOptions:
     pmi_weight: float = 0.5
     query_turns: int = 3
     pmi_sweep: tuple[float, ...] = ()
-    matcher: str | None = None  # matcher directory for ``match`` (default MODEL/matcher)
-    match_pmi_weight: float = 1.0
 
 
 def _score(
@@ -181,27 +113,25 @@ def _score(
     config: AppConfig,
     progress: bool,
     names: Sequence[scorers.ScorerName] | None = None,
+    extra: Mapping[str, ExtraScorer] | None = None,
 ):
     groups = read_groups(data, limit=opts.limit)
     pipeline = TextPipeline(config.text)
-    matcher_dir = matcher_dir_of(model_dir, opts.matcher)
-    stacking_dir = stacking_dir_of(model_dir)
-    names = names or scorers.parse_scorer_names(
-        opts.scorers, model_dir is not None, matcher_dir is not None, stacking_dir is not None
+    if names is None:
+        # With extra scorers and no --scorers, only the extras run (the research probes).
+        have_model = model_dir is not None
+        empty = extra and not opts.scorers
+        have_stacking = stacking_dir_of(model_dir) is not None
+        names = [] if empty else scorers.parse_scorer_names(opts.scorers, have_model, have_stacking)
+    need_model = any(scorers.SCORERS[n].needs_model for n in names) or any(
+        e.needs_model for e in (extra or {}).values()
     )
-    need_model = any(scorers.SCORERS[n].needs_model for n in names)
     stages = load_model(model_dir, pipeline, config=config) if need_model else None
     env = _env(
-        groups,
-        pipeline,
-        stages,
-        opts.pmi_weight,
-        opts.query_turns,
-        matcher_dir,
-        opts.match_pmi_weight,
-        stacking_dir,
+        groups, pipeline, stages, opts.pmi_weight, opts.query_turns, stacking_dir_of(model_dir)
     )
     table = {n.value: env.get(n) for n in names}
+    table.update({name: e.build(env) for name, e in (extra or {}).items()})
     return selection.score_groups(groups, table, progress), names, stages, groups
 
 
@@ -213,11 +143,22 @@ def run_select(
     dump: str | Path | None = None,
     out_dir: str | Path | None = None,
     progress: bool = True,
+    extra: Mapping[str, ExtraScorer] | None = None,
 ) -> dict:
-    """Selection metrics per scorer (and optional score dump and report folder)."""
+    """Selection metrics per scorer (and optional score dump and report folder).
+
+    Args:
+        extra: more scorers by name, built from the same ``ScorerEnv`` (the research probes
+            of ``python -m research.select``); with them, ``opts.scorers`` empty means none
+            of the table's.
+    """
     config = config or AppConfig()
-    scored, names, _, _ = _score(data, model_dir, opts, config, progress)
-    report = selection.selection_report(scored, [n.value for n in names])
+    scored, names, _, _ = _score(data, model_dir, opts, config, progress, extra=extra)
+    descriptions = {
+        **scorers.describe(names),
+        **{k: e.description for k, e in (extra or {}).items()},
+    }
+    report = selection.selection_report(scored, list(descriptions))
     if model_dir is not None:
         report["engine_default"] = engine_scorer(model_dir)[0].value
     if opts.pmi_sweep:
@@ -236,16 +177,9 @@ def run_select(
             "data": str(data),
             "model": str(model_dir) if model_dir else None,
             "pmi_weight": opts.pmi_weight,
-            "scorer_descriptions": scorers.describe(names),
+            "scorer_descriptions": descriptions,
         }
-        if any(scorers.SCORERS[n].needs_matcher for n in names):
-            matcher = matcher_dir_of(model_dir, opts.matcher)
-            full.update(
-                matcher=str(matcher) if matcher else None, match_pmi_weight=opts.match_pmi_weight
-            )
-        reports.write_report(
-            out_dir, full, reports.selection_markdown(full, scorers.describe(names))
-        )
+        reports.write_report(out_dir, full, reports.selection_markdown(full, descriptions))
     return report
 
 
@@ -335,43 +269,9 @@ def engine_scorer(model_dir: str | Path | None) -> tuple[scorers.ScorerName, flo
     ``rerank.json``; AliMe's mean probability, ``seq2seq``, without one) and its PMI weight."""
     if model_dir is None:
         return scorers.ScorerName.SEQ2SEQ, None
-    from alime.rerank.loading import read_rerank_choice
-
     kind, options = read_rerank_choice(model_dir)
-    names = {
-        "mean_prob": scorers.ScorerName.SEQ2SEQ,
-        "mean_log_prob": scorers.ScorerName.MEAN_LOGPROB,
-        "prior": scorers.ScorerName.PRIOR,
-        "pmi": scorers.ScorerName.PMI,
-        "match": scorers.ScorerName.MATCH,
-        "stacked": scorers.ScorerName.STACKED,
-    }
-    return names[kind.value], options.get("weight", 0.5 if kind.value == "pmi" else None)
-
-
-def write_thresholds(
-    model_dir: str | Path,
-    answer: float,
-    generation: float,
-    provenance: dict,
-    chitchat: float | None = None,
-) -> None:
-    """Store T and G (and the chit-chat bar C, when given) where the engine reads them, and how
-    they were chosen beside them.
-
-    ``thresholds.json`` holds only the numbers (the engine's loader,
-    ``alime.rerank.loading.read_thresholds``, rejects other keys); ``thresholds_sweep.json``
-    holds the rule, the data and the scorer they were chosen with.
-    """
-    numbers = {"threshold": answer, "generation_threshold": generation}
-    if chitchat is not None:
-        numbers["chitchat_threshold"] = chitchat
-    Path(model_dir, THRESHOLDS_FILE).write_text(
-        json.dumps(numbers, indent=2) + "\n", encoding="utf-8"
-    )
-    Path(model_dir, SWEEP_FILE).write_text(
-        json.dumps({**numbers, **provenance}, indent=2, ensure_ascii=False) + "\n", encoding="utf-8"
-    )
+    weight = options.get("weight", 0.5) if kind is ScorerKind.PMI else None  # PMIScorer's default
+    return scorers.for_engine_score(kind), weight
 
 
 def _generation_threshold(
@@ -405,9 +305,9 @@ def _generation_threshold(
     }
 
 
-def _as_rows(groups: Sequence[Group]) -> list[Row]:
+def _as_rows(groups: Sequence[Group]) -> list[EcommerceRow]:
     """Each group's context and real response as a dialogue row."""
-    return [Row(1, g.turns, g.true_response, g.line) for g in groups]
+    return [EcommerceRow(1, g.turns, g.true_response, g.line) for g in groups]
 
 
 def _threshold_markdown(report: dict) -> str:
@@ -448,13 +348,13 @@ def run_generate(
     """Generation metrics on the held-out dialogues (label-1 lines) of ``data`` (after the first
     ``skip``, at most ``limit``)."""
     config = config or AppConfig()
-    dialogues = read_dialogues(data)
+    dialogues = read_true_rows(data)
     if model_dir is None:
         raise ValueError("generation needs a model: give --model DIR")
-    lines = _heldout_or_all(model_metadata(model_dir), data)
+    lines = _heldout_or_all(read_metadata(model_dir), data)
     if skip < 0:
         raise ValueError(f"skip must be >= 0, got {skip}")
-    dialogues = validation.select_heldout(dialogues, lines)[skip:][:limit]
+    dialogues = select_heldout(dialogues, lines)[skip:][:limit]
     pipeline = TextPipeline(config.text)
     stages = load_model(model_dir, pipeline, beam_size, config)
     samples = generation.generate_replies(dialogues, stages.generator, progress)
@@ -482,11 +382,9 @@ def run_generate(
 def _heldout_or_all(metadata: dict, data) -> set[int] | None:
     """Held-out lines when ``data`` is a training file of the model, else every line."""
     try:
-        return validation.heldout_lines(metadata, data)
+        return heldout_lines(metadata, data)
     except ValueError:
-        trained = [
-            f for f in metadata.get("data_files") or () if validation.same_file(f, Path(data))
-        ]
+        trained = [f for f in metadata.get("data_files") or () if same_file(f, Path(data))]
         if trained:
             raise
         return None

@@ -3,7 +3,9 @@
 Each is an ``alime.types.Scorer`` (``score(query, context, answers) -> list[float]``, higher is
 better). Model-based scores share one cached pass per group: the answers' per-token
 log-probabilities given the context (``cond``) and with an empty source (``prior``), as computed
-by the seq2seq rerank scorers; the named scores are pure functions of those two arrays.
+by the seq2seq rerank scorers; the named scores are the rerank scores' own formulas
+(``alime.rerank.scorers``) applied to those two arrays, and ``ScorerSpec.engine`` says which
+evaluation scorer computes which of the engine's rerank scores (``rerank.json``).
 """
 
 from __future__ import annotations
@@ -17,7 +19,10 @@ from typing import Any, Protocol
 import numpy as np
 
 from alime.evaluation.metrics import rank_of_true
+from alime.rerank.scorers import mean_log_prob, mean_prob, pmi
+from alime.seq2seq.model_dir import ScorerKind
 from alime.types import Scorer
+from pluto.choices import parse_choice
 
 Analyzer = Callable[[str], list[str]]
 RRF_K = 60  # reciprocal rank fusion constant (Cormack et al., 2009)
@@ -59,21 +64,6 @@ class CachedLogProbs:
         if self._prior is None:
             self._prior = self.source.prior_log_probs(answers)
         return self._prior
-
-
-def mean_prob(cond: np.ndarray) -> float:
-    """AliMe's rerank score: mean per-token probability of the answer given the context."""
-    return float(np.mean(np.exp(cond)))
-
-
-def mean_log_prob(cond: np.ndarray) -> float:
-    """Mean per-token log-probability of the answer given the context."""
-    return float(np.mean(cond))
-
-
-def pmi(cond: np.ndarray, prior: np.ndarray, weight: float) -> float:
-    """``mean log p(r | c) - weight * mean log p(r)``: discounts replies that fit any context."""
-    return float(np.mean(cond) - weight * np.mean(prior))
 
 
 GroupFn = Callable[[CachedLogProbs, str, Sequence[str], Sequence[str]], list[float]]
@@ -132,34 +122,6 @@ class BM25Scorer:
         return self.index.scores_for(terms, [self.ids[a] for a in answers]).tolist()
 
 
-class NegatedScorer:
-    """Minus another scorer's scores: a probe, not a model.
-
-    ``anti_bm25`` (negated BM25) measures how much a validation file's construction gives away:
-    when the wrong replies are BM25's own top hits for the context, the candidate BM25 likes
-    least is disproportionately often the real one.
-    """
-
-    def __init__(self, part: Scorer) -> None:
-        self.part = part
-
-    def score(self, query: str, context: Sequence[str], answers: Sequence[str]) -> list[float]:
-        return [-float(s) for s in self.part.score(query, context, answers)]
-
-
-class WeightedSum:
-    """``sum weight_i * score_i`` of several scorers (e.g. the matcher stacked with pmi)."""
-
-    def __init__(self, parts: Sequence[tuple[float, Scorer]]) -> None:
-        self.parts = list(parts)
-
-    def score(self, query: str, context: Sequence[str], answers: Sequence[str]) -> list[float]:
-        total = np.zeros(len(answers))
-        for weight, part in self.parts:
-            total += weight * np.asarray(part.score(query, context, answers), np.float64)
-        return total.tolist()
-
-
 class ShorterScorer:
     """Baseline 'the shorter reply wins': minus the number of tokens."""
 
@@ -201,8 +163,6 @@ class ScorerEnv:
         log_probs: the model's log-probability source, or None without a model.
         pmi_weight: lambda of the PMI score.
         query_turns: turns of context in the BM25 query.
-        matcher_dir: the trained matcher for ``match`` (``alime train-matcher``), or None.
-        match_pmi_weight: w of ``match_pmi`` = match + w * pmi.
         stacking_dir: the model directory whose ``stacking.json`` ``stacked`` applies, or None.
     """
 
@@ -212,8 +172,6 @@ class ScorerEnv:
     log_probs: LogProbSource | None = None
     pmi_weight: float = 0.5
     query_turns: int = 3
-    matcher_dir: Path | None = None
-    match_pmi_weight: float = 1.0
     stacking_dir: Path | None = None
     built: dict[str, Scorer] = field(default_factory=dict)
     _cache: CachedLogProbs | None = None
@@ -224,16 +182,6 @@ class ScorerEnv:
         if self._cache is None:
             self._cache = CachedLogProbs(self.log_probs)
         return self._cache
-
-    def matcher(self) -> Scorer:
-        if self.matcher_dir is None:
-            raise ValueError(
-                "the match scorer needs a trained matcher: give --matcher DIR or "
-                "train MODEL/matcher with 'alime train-matcher'"
-            )
-        from alime.rerank.matcher import MatchScorer, load_matcher_dir
-
-        return MatchScorer(load_matcher_dir(self.matcher_dir), self.tokenize)
 
     def stacked(self) -> Scorer:
         if self.stacking_dir is None:
@@ -258,7 +206,6 @@ class ScorerName(str, Enum):
     """Scorer names for ``--scorers``."""
 
     BM25 = "bm25"
-    ANTI_BM25 = "anti_bm25"
     SEQ2SEQ = "seq2seq"
     PRIOR = "prior"
     MEAN_LOGPROB = "mean_logprob"
@@ -266,8 +213,6 @@ class ScorerName(str, Enum):
     SHORTER = "shorter"
     FUSED = "fused"
     FUSED_PMI = "fused_pmi"
-    MATCH = "match"
-    MATCH_PMI = "match_pmi"
     STACKED = "stacked"
 
 
@@ -278,8 +223,8 @@ class ScorerSpec:
     build: Callable[[ScorerEnv], Scorer]
     needs_model: bool
     description: str
-    needs_matcher: bool = False
-    needs_stacking: bool = False
+    engine: ScorerKind | None = None  # the engine's rerank score this one computes, if any
+    needs_stacking: bool = False  # the model directory's stacking.json
 
 
 SCORERS: dict[ScorerName, ScorerSpec] = {
@@ -288,30 +233,29 @@ SCORERS: dict[ScorerName, ScorerSpec] = {
         False,
         "BM25 of the response against the last turns, over all responses of the file",
     ),
-    ScorerName.ANTI_BM25: ScorerSpec(
-        lambda env: NegatedScorer(env.get(ScorerName.BM25)),
-        False,
-        "construction-artifact probe, not a model: minus bm25 (the reply BM25 likes least wins)",
-    ),
     ScorerName.SEQ2SEQ: ScorerSpec(
         lambda env: ModelScore(env.cache(), on_conditional(mean_prob)),
         True,
         "the engine's rerank score: mean per-token probability of the response given the context",
+        engine=ScorerKind.MEAN_PROB,
     ),
     ScorerName.PRIOR: ScorerSpec(
         lambda env: ModelScore(env.cache(), on_prior(mean_log_prob)),
         True,
         "context-free: mean per-token log-probability of the response with an empty source",
+        engine=ScorerKind.PRIOR,
     ),
     ScorerName.MEAN_LOGPROB: ScorerSpec(
         lambda env: ModelScore(env.cache(), on_conditional(mean_log_prob)),
         True,
         "mean per-token log-probability of the response given the context",
+        engine=ScorerKind.MEAN_LOG_PROB,
     ),
     ScorerName.PMI: ScorerSpec(
         lambda env: ModelScore(env.cache(), on_both(lambda c, p: pmi(c, p, env.pmi_weight))),
         True,
         "mean log p(r|c) - lambda * mean log p(r)",
+        engine=ScorerKind.PMI,
     ),
     ScorerName.SHORTER: ScorerSpec(
         lambda env: ShorterScorer(env.tokenize), False, "context-free: the shorter reply wins"
@@ -326,35 +270,22 @@ SCORERS: dict[ScorerName, ScorerSpec] = {
         True,
         "reciprocal rank fusion of pmi and bm25",
     ),
-    ScorerName.MATCH: ScorerSpec(
-        lambda env: env.matcher(),
-        False,
-        "the discriminative matcher (alime train-matcher): ESIM-style context-reply interaction",
-        needs_matcher=True,
-    ),
-    ScorerName.MATCH_PMI: ScorerSpec(
-        lambda env: WeightedSum(
-            [(1.0, env.get(ScorerName.MATCH)), (env.match_pmi_weight, env.get(ScorerName.PMI))]
-        ),
-        True,
-        "match + w * pmi (w = --match-pmi-weight): the matcher stacked with the seq2seq's pmi",
-        needs_matcher=True,
-    ),
     ScorerName.STACKED: ScorerSpec(
         lambda env: env.stacked(),
         True,
-        "the model's stacking.json: a linear score over mean_logprob, prior, length and "
-        "context overlap, fitted on training-side groups",
+        "the model's stacking.json: a score over mean_logprob, prior, their sums, length and "
+        "context overlap (and their products), fitted on training-side groups",
+        engine=ScorerKind.STACKED,
         needs_stacking=True,
     ),
 }
 
 
 def parse_scorer_names(
-    text: str | None, have_model: bool, have_matcher: bool = False, have_stacking: bool = False
+    text: str | None, have_model: bool, have_stacking: bool = False
 ) -> list[ScorerName]:
-    """Scorer names from a comma-separated list; default all that the model (and a trained
-    matcher, and stacking weights) allow.
+    """Scorer names from a comma-separated list; default all that the model (and its stacking
+    weights) allow.
 
     Raises:
         ValueError: an unknown name (the valid ones are listed), or a model scorer without a model.
@@ -364,17 +295,11 @@ def parse_scorer_names(
             n
             for n in ScorerName
             if (have_model or not SCORERS[n].needs_model)
-            and (have_matcher or not SCORERS[n].needs_matcher)
             and (have_stacking or not SCORERS[n].needs_stacking)
         ]
     names = []
     for part in (p.strip() for p in text.split(",") if p.strip()):
-        try:
-            names.append(ScorerName(part))
-        except ValueError:
-            raise ValueError(
-                f"unknown scorer {part!r}; valid: {[n.value for n in ScorerName]}"
-            ) from None
+        names.append(parse_choice(ScorerName, part, "scorer"))
     missing = [n.value for n in names if SCORERS[n].needs_model and not have_model]
     if missing:
         raise ValueError(f"scorer(s) {missing} need a model: give --model DIR")
@@ -384,3 +309,8 @@ def parse_scorer_names(
 def describe(names: Sequence[ScorerName]) -> Mapping[str, Any]:
     """Name -> one-line description, for reports."""
     return {n.value: SCORERS[n].description for n in names}
+
+
+def for_engine_score(kind: ScorerKind) -> ScorerName:
+    """The evaluation scorer that computes the engine's rerank score ``kind``."""
+    return next(n for n, spec in SCORERS.items() if spec.engine is kind)

@@ -48,6 +48,10 @@ from alime.text import is_punctuation, normalize
 REPORT_JSON = "curate_report.json"
 REPORT_MD = "curate_report.md"
 CHITCHAT_TAG = "chitchat"
+# Stamped on every FAQ entry grouped from a corpus (never on reviewed entries): the routing score
+# can then weigh a shop's vetted entries above ones a rule derived from chat logs, and a reviewer
+# who has checked an entry removes the tag (``alime kb edit ID --tags ...``).
+UNREVIEWED_TAG = "unreviewed"
 _PROGRESS_MIN_ROWS = 2000  # a progress bar only where the wait is noticeable
 
 
@@ -67,6 +71,7 @@ class Reason(str, Enum):
     ANSWER_LINK = "answer_link"
     CONTENT_FREE_ANSWER = "content_free_answer"
     YES_NO_TO_STATEMENT = "yes_no_answer_to_statement"
+    BARE_YES_NO_ANSWER = "bare_yes_no_answer"
     CONTEXT_BOUND_ANSWER = "context_bound_answer"
 
 
@@ -91,6 +96,9 @@ REASON_TEXT: dict[Reason, str] = {
     Reason.CONTENT_FREE_ANSWER: "the answer says nothing (好的, 嗯嗯, 稍等, 在的, 亲)",
     Reason.YES_NO_TO_STATEMENT: "a bare yes/no answer (是的, 可以) to something that is not a "
     "yes/no question",
+    Reason.BARE_YES_NO_ANSWER: "a bare yes/no answer (是的, 有的哦, 可以的) to a yes/no question: "
+    "it names no topic, so a near match to another question (another product, another shop) "
+    "gets a confident yes or no that may be false",
     Reason.CONTEXT_BOUND_ANSWER: "the answer acts on one order, asks back, or continues its chat "
     "(帮您改了, 您哪里的, 那...)",
 }
@@ -375,6 +383,8 @@ class CurateOptions:
         min_near_chars: Keys shorter than this are only grouped when equal.
         tags: Added to every curated entry.
         chitchat_tags: Added to every chit-chat entry.
+        keep_bare_yes_no: Keep bare yes/no answers to yes/no questions (是的, 有的哦); off by
+            default (see :func:`answer_verdict`).
     """
 
     max_question_chars: int = 15
@@ -382,6 +392,7 @@ class CurateOptions:
     min_near_chars: int = 3
     tags: tuple[str, ...] = ()
     chitchat_tags: tuple[str, ...] = (CHITCHAT_TAG,)
+    keep_bare_yes_no: bool = False
 
     def __post_init__(self) -> None:
         if self.max_question_chars < 2 or self.min_near_chars < 2:
@@ -428,8 +439,13 @@ def question_verdict(
     return Kind.FAQ, None
 
 
-def answer_verdict(question: str, answer: str) -> Reason | None:
-    """Why ``answer`` cannot be an FAQ answer to ``question`` (None: it can)."""
+def answer_verdict(question: str, answer: str, keep_bare_yes_no: bool = False) -> Reason | None:
+    """Why ``answer`` cannot be an FAQ answer to ``question`` (None: it can).
+
+    A bare yes/no answer to a yes/no question is dropped unless ``keep_bare_yes_no``: in a chat
+    log it answered one product's question (有现货吗 -> 有的哦), and retrieval would give it to
+    the next near match as well.
+    """
     plain = _plain(answer)
     if _NUMBER.search(plain):
         return Reason.ANSWER_NUMBER
@@ -440,6 +456,8 @@ def answer_verdict(question: str, answer: str) -> Reason | None:
     if _segmentable(plain, _YES_NO, _FILLER) and not _YES_NO_QUESTION.search(_plain(question)):
         # checked on the plain question (particles kept): 吗 and 吧 are what make it yes/no
         return Reason.YES_NO_TO_STATEMENT
+    if not keep_bare_yes_no and _segmentable(plain, _YES_NO, _FILLER):
+        return Reason.BARE_YES_NO_ANSWER
     key = answer_key(answer)
     if (
         _CONNECTIVE.match(key)
@@ -728,9 +746,15 @@ def curate_rows(
                 )
         else:
             faq.append(
-                _Item(row.line, question, answer, row.tags, answer_verdict(question, answer))
+                _Item(
+                    row.line,
+                    question,
+                    answer,
+                    row.tags,
+                    answer_verdict(question, answer, options.keep_bare_yes_no),
+                )
             )
-    result.entries = _entries(faq, options, options.tags, result)
+    result.entries = _entries(faq, options, (*options.tags, UNREVIEWED_TAG), result)
     if reviewed:
         result.entries = merge_reviewed(reviewed, result.entries, result)
     result.chitchat = _entries(chat, options, options.chitchat_tags, None)

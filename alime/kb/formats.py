@@ -26,6 +26,7 @@ from typing import BinaryIO, TextIO
 
 from alime.config import KBConfig
 from alime.types import QAPair
+from pluto.choices import parse_choice
 
 
 class Format(str, Enum):
@@ -36,12 +37,8 @@ class Format(str, Enum):
 
     @classmethod
     def parse(cls, name: str) -> Format:
-        try:
-            return cls(name)
-        except ValueError:
-            raise ValueError(
-                f"unknown format {name!r}; valid: {', '.join(f.value for f in cls)}"
-            ) from None
+        """The format named ``name`` (``pluto.choices.parse_choice``)."""
+        return parse_choice(cls, name, "format")
 
 
 class FormatError(ValueError):

@@ -7,66 +7,21 @@ here, never at ``import alime``.
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 from alime.config import AppConfig
-from alime.rerank.scorers import ScorerKind, make_scorer
+from alime.rerank.scorers import make_scorer
 from alime.seq2seq.generator import BeamGenerator
-from alime.seq2seq.model_dir import LoadedModel, load_model_dir
-from alime.seq2seq.quantized import is_quantized_dir, load_int8_model_dir
+from alime.seq2seq.model_dir import (
+    LoadedModel,
+    is_quantized_dir,
+    load_model_dir,
+    read_rerank_choice,
+    read_thresholds,
+)
+from alime.seq2seq.quantized import load_int8_model_dir
 from alime.text import TextPipeline
 from alime.types import Scorer
-
-# Written by the threshold sweep (evaluation) next to the weights: {"threshold": T,
-# "generation_threshold": G}, both on the mean per-token probability scale.
-THRESHOLDS_FILE = "thresholds.json"
-_THRESHOLD_KEYS = ("threshold", "generation_threshold", "chitchat_threshold")
-# The rerank score chosen on validation data for this model: {"rerank_score": NAME} with NAME a
-# ``ScorerKind`` value, plus "pmi_weight" for "pmi". Absent: AliMe's mean per-token probability.
-# "match" loads the discriminative matcher saved in MODEL_DIR/matcher/ (``alime train-matcher``).
-RERANK_FILE = "rerank.json"
-
-
-def read_thresholds(model_dir: str | Path) -> dict[str, float]:
-    """The tuned thresholds saved with the model ({} when none were tuned).
-
-    Raises:
-        ValueError: when the file has unknown keys or non-numeric values.
-    """
-    path = Path(model_dir) / THRESHOLDS_FILE
-    if not path.is_file():
-        return {}
-    data = json.loads(path.read_text(encoding="utf-8"))
-    unknown = sorted(set(data) - set(_THRESHOLD_KEYS))
-    if unknown:
-        raise ValueError(f"{path}: unknown key(s) {unknown}; valid: {list(_THRESHOLD_KEYS)}")
-    if not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in data.values()):
-        raise ValueError(f"{path}: thresholds must be numbers")
-    return {k: float(v) for k, v in data.items()}
-
-
-def read_rerank_choice(model_dir: str | Path) -> tuple[ScorerKind, dict[str, float]]:
-    """The model directory's rerank score and its options (mean_prob, {} when not chosen).
-
-    Raises:
-        ValueError: for an unknown score name or key.
-    """
-    path = Path(model_dir) / RERANK_FILE
-    if not path.is_file():
-        return ScorerKind.MEAN_PROB, {}
-    data = json.loads(path.read_text(encoding="utf-8"))
-    unknown = sorted(set(data) - {"rerank_score", "pmi_weight"})
-    if unknown:
-        raise ValueError(f"{path}: unknown key(s) {unknown}; valid: rerank_score, pmi_weight")
-    try:
-        kind = ScorerKind(data.get("rerank_score", ScorerKind.MEAN_PROB.value))
-    except ValueError:
-        valid = [k.value for k in ScorerKind]
-        raise ValueError(f"{path}: unknown rerank_score; valid: {valid}") from None
-    if "pmi_weight" in data and kind is not ScorerKind.PMI:
-        raise ValueError(f"{path}: pmi_weight applies to rerank_score 'pmi' only")
-    return kind, ({"weight": float(data["pmi_weight"])} if "pmi_weight" in data else {})
 
 
 def make_generator(

@@ -10,15 +10,29 @@ from __future__ import annotations
 import threading
 from collections import OrderedDict
 from collections.abc import Callable, Sequence
-from enum import Enum
-from pathlib import Path
 
 import numpy as np
 
 from alime.config import AppConfig
 from alime.seq2seq.data import encode_query, encode_target
-from alime.seq2seq.model_dir import LoadedModel
+from alime.seq2seq.model_dir import LoadedModel, ScorerKind
 from alime.text import TextPipeline
+from pluto.choices import parse_choice
+
+
+def mean_prob(cond: np.ndarray) -> float:
+    """AliMe's rerank score: mean per-token probability of the answer given the query."""
+    return float(np.mean(np.exp(cond)))
+
+
+def mean_log_prob(cond: np.ndarray) -> float:
+    """Mean per-token log-probability (of the answer given the query, or of its prior)."""
+    return float(np.mean(cond))
+
+
+def pmi(cond: np.ndarray, prior: np.ndarray, weight: float) -> float:
+    """``mean log p(a | q) - weight * mean log p(a)``: discounts answers that fit any query."""
+    return float(np.mean(cond) - weight * np.mean(prior))
 
 
 class _ModelScorer:
@@ -97,16 +111,14 @@ class MeanProbScorer(_ModelScorer):
     """AliMe's score: the mean per-token probability of the answer given the query, in (0, 1]."""
 
     def score(self, query: str, context: Sequence[str], answers: Sequence[str]) -> list[float]:
-        return [
-            float(np.mean(np.exp(lp))) for lp in self.conditional_log_probs(query, context, answers)
-        ]
+        return [mean_prob(lp) for lp in self.conditional_log_probs(query, context, answers)]
 
 
 class MeanLogProbScorer(_ModelScorer):
     """Mean per-token log-probability of the answer given the query (<= 0)."""
 
     def score(self, query: str, context: Sequence[str], answers: Sequence[str]) -> list[float]:
-        return [float(np.mean(lp)) for lp in self.conditional_log_probs(query, context, answers)]
+        return [mean_log_prob(lp) for lp in self.conditional_log_probs(query, context, answers)]
 
 
 class PriorScorer(_ModelScorer):
@@ -116,7 +128,7 @@ class PriorScorer(_ModelScorer):
     """
 
     def score(self, query: str, context: Sequence[str], answers: Sequence[str]) -> list[float]:
-        return [float(np.mean(lp)) for lp in self.prior_log_probs(answers)]
+        return [mean_log_prob(lp) for lp in self.prior_log_probs(answers)]
 
 
 class PMIScorer(_ModelScorer):
@@ -145,38 +157,7 @@ class PMIScorer(_ModelScorer):
     def score(self, query: str, context: Sequence[str], answers: Sequence[str]) -> list[float]:
         cond = self.conditional_log_probs(query, context, answers)
         prior = self.prior_log_probs(answers) if self.weight else [np.zeros(1)] * len(cond)
-        return [
-            float(np.mean(c) - self.weight * np.mean(p)) for c, p in zip(cond, prior, strict=True)
-        ]
-
-
-class ScorerKind(str, Enum):
-    """Names the CLI and config use for the scorers."""
-
-    MEAN_PROB = "mean_prob"
-    MEAN_LOG_PROB = "mean_log_prob"
-    PRIOR = "prior"
-    PMI = "pmi"
-    MATCH = "match"  # the discriminative matcher in MODEL_DIR/matcher (``alime.rerank.matcher``)
-    STACKED = "stacked"  # MODEL_DIR/stacking.json over pmi's inputs (``alime.rerank.stacking``)
-
-
-def match_scorer(
-    model: LoadedModel, pipeline: TextPipeline | None = None, matcher_dir: str | Path | None = None
-):
-    """The trained matcher of the model directory (``MODEL_DIR/matcher`` unless given).
-
-    Raises:
-        ValueError: no matcher there (train one with ``alime train-matcher``).
-    """
-    from alime.rerank.matcher import MATCHER_DIR, MatchScorer, load_matcher_dir
-
-    if matcher_dir is None:
-        if model.path is None:
-            raise ValueError("the match scorer needs the model's directory or a matcher_dir")
-        matcher_dir = Path(model.path) / MATCHER_DIR
-    pipeline = pipeline or TextPipeline(AppConfig().text)
-    return MatchScorer(load_matcher_dir(matcher_dir), pipeline.tokenize)
+        return [pmi(c, p, self.weight) for c, p in zip(cond, prior, strict=True)]
 
 
 def stacked_scorer(model: LoadedModel, pipeline: TextPipeline | None = None):
@@ -195,7 +176,6 @@ SCORERS: dict[ScorerKind, Callable[..., object]] = {
     ScorerKind.MEAN_LOG_PROB: MeanLogProbScorer,
     ScorerKind.PRIOR: PriorScorer,
     ScorerKind.PMI: PMIScorer,
-    ScorerKind.MATCH: match_scorer,
     ScorerKind.STACKED: stacked_scorer,
 }
 
@@ -208,9 +188,5 @@ def make_scorer(
     Raises:
         ValueError: for an unknown name, listing the valid ones.
     """
-    try:
-        kind = ScorerKind(kind)
-    except ValueError:
-        valid = [k.value for k in ScorerKind]
-        raise ValueError(f"unknown scorer {kind!r}; valid: {valid}") from None
+    kind = parse_choice(ScorerKind, kind, "scorer")
     return SCORERS[kind](model, pipeline, **options)

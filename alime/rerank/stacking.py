@@ -23,7 +23,6 @@ answers recur), as for the ``pmi`` score.
 from __future__ import annotations
 
 import functools
-import json
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -31,10 +30,9 @@ from pathlib import Path
 import numpy as np
 
 from alime.rerank.scorers import PriorCache, _ModelScorer
-from alime.seq2seq.model_dir import LoadedModel
+from alime.seq2seq.model_dir import LoadedModel, read_stacking_file, write_stacking_file
 from alime.text import TextPipeline
 
-STACKING_FILE = "stacking.json"
 FORMAT = 1
 # Context turns (the query included) whose terms the overlap features count: as bm25 reads them.
 CONTEXT_TURNS = 3
@@ -138,7 +136,6 @@ class StackingWeights:
 
     def save(self, model_dir: str | Path) -> Path:
         """Write ``MODEL_DIR/stacking.json``."""
-        path = Path(model_dir) / STACKING_FILE
         data = {
             "format": FORMAT,
             "features": list(self.features),
@@ -148,8 +145,7 @@ class StackingWeights:
             "quadratic": self.quadratic,
             "provenance": self.provenance,
         }
-        path.write_text(json.dumps(data, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
-        return path
+        return write_stacking_file(model_dir, data)
 
     @classmethod
     def load(cls, model_dir: str | Path) -> StackingWeights:
@@ -158,15 +154,11 @@ class StackingWeights:
         Raises:
             ValueError: no such file, not JSON, another format, unknown keys or features.
         """
-        path = Path(model_dir) / STACKING_FILE
-        try:
-            data = json.loads(path.read_text(encoding="utf-8"))
-        except FileNotFoundError:
-            raise ValueError(
-                f"{path}: no stacking weights (fit them with research/stacking.py)"
-            ) from None
-        except json.JSONDecodeError as exc:
-            raise ValueError(f"{path}: invalid JSON: {exc}") from None
+        path, data = read_stacking_file(model_dir)
+        if data is None:
+            raise ValueError(f"{path}: no stacking weights (fit them with research/stacking.py)")
+        if not isinstance(data, dict):
+            raise ValueError(f"{path}: expected a JSON object")
         keys = {"format", "features", "mean", "scale", "weights", "quadratic", "provenance"}
         unknown = sorted(set(data) - keys)
         if unknown:

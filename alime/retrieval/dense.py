@@ -39,6 +39,7 @@ import numpy as np
 from alime import __version__
 from alime.config import DenseConfig
 from alime.types import Hit
+from pluto.choices import parse_choice
 
 FORMAT_VERSION = 1
 INDEX_FILE = "index.faiss"
@@ -75,11 +76,7 @@ def resolve_kind(config: DenseConfig, n: int) -> IndexKind:
     Raises:
         ValueError: ``config.kind`` is not an IndexKind value.
     """
-    try:
-        kind = IndexKind(config.kind)
-    except ValueError:
-        valid = ", ".join(k.value for k in IndexKind)
-        raise ValueError(f"unknown dense index kind {config.kind!r}; valid: {valid}") from None
+    kind = parse_choice(IndexKind, config.kind, "dense index kind")
     if kind is IndexKind.AUTO:
         # IVF, not HNSW: on these embeddings IVF reached recall@10 0.967 against exact search at
         # 1.2 ms where HNSW (M=32, efConstruction=64) stopped at 0.91 (efSearch=256), and it

@@ -21,26 +21,6 @@ from alime.retrieval.following import KBFollower
 from alime.types import Hit, QAPair
 
 
-class DenseRetriever:
-    """A Retriever over a fixed :class:`DenseIndex`: embed the query, search the index.
-
-    Args:
-        index: The vectors.
-        embedder: The model that produced them (its identity must match the index's).
-    """
-
-    def __init__(self, index: DenseIndex, embedder: Embedder) -> None:
-        if index.model_identity != embedder.identity:
-            raise ValueError(
-                f"index built by {index.model_identity}, embedder is {embedder.identity}"
-            )
-        self.index = index
-        self.embedder = embedder
-
-    def search(self, query: str, k: int) -> list[Hit]:
-        return self.index.search(self.embedder.embed([query])[0], k)
-
-
 class DenseSearcher(KBFollower):
     """A Retriever over a KnowledgeBase's questions by embedding similarity.
 

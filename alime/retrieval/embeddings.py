@@ -21,8 +21,9 @@ from typing import Protocol
 
 import numpy as np
 
-from alime.seq2seq.model_dir import CONFIG_FILE, VOCAB_FILE, WEIGHTS_FILE
+from alime.seq2seq.model_dir import CONFIG_FILE, VOCAB_FILE
 from alime.seq2seq.vocab import NUM_RESERVED, PAD_ID
+from pluto.choices import parse_choice
 
 
 class Embedder(Protocol):
@@ -73,11 +74,9 @@ def sif_weights(vocab_size: int, a: float) -> np.ndarray:
 def _weight_files(model_dir: Path) -> list[Path]:
     """The files holding a model directory's weights: fp32 Keras weights, or the int8 tensors
     listed by ``quantization.json`` (an int8 directory has different weights, so other vectors)."""
-    from alime.seq2seq.quantized import QUANT_FILE, is_quantized_dir
+    from alime.seq2seq.model_dir import weight_files
 
-    if is_quantized_dir(model_dir):
-        return [model_dir / QUANT_FILE, *sorted((model_dir / "int8").glob("*.npy"))]
-    return [model_dir / WEIGHTS_FILE]
+    return weight_files(model_dir)
 
 
 def model_identity(model_dir: str | Path, pooling: Pooling | str, sif_a: float = 0.0) -> str:
@@ -120,11 +119,7 @@ class Seq2SeqEmbedder:
     ) -> None:
         if batch_size < 1:
             raise ValueError(f"batch_size must be positive, got {batch_size}")
-        try:
-            self.pooling = Pooling(pooling)
-        except ValueError:
-            valid = ", ".join(p.value for p in Pooling)
-            raise ValueError(f"unknown pooling {pooling!r}; valid: {valid}") from None
+        self.pooling = parse_choice(Pooling, pooling, "pooling")
         self.model_dir = Path(model_dir)
         self.tokenize = tokenize
         self.batch_size = batch_size
@@ -189,7 +184,8 @@ class Seq2SeqEmbedder:
     def _warm_up_int8(self) -> bool:
         """An int8 model directory: the same pooling in numpy on the serving model the reranker
         shares (``load_int8_model_dir``), without TensorFlow. False for an fp32 directory."""
-        from alime.seq2seq.quantized import is_quantized_dir, load_int8_model_dir
+        from alime.seq2seq.model_dir import is_quantized_dir
+        from alime.seq2seq.quantized import load_int8_model_dir
 
         if not is_quantized_dir(self.model_dir):
             return False

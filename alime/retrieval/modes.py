@@ -8,9 +8,10 @@ from pathlib import Path
 
 from alime.config import AppConfig
 from alime.kb.store import KnowledgeBase
-from alime.retrieval.fusion import FusionSettings, HybridSearcher, RetrievalMode, parse_enum
+from alime.retrieval.fusion import FusionSettings, HybridSearcher, RetrievalMode
 from alime.retrieval.searcher import KBSearcher
 from alime.types import Retriever
+from pluto.choices import parse_choice
 
 log = logging.getLogger(__name__)
 
@@ -41,7 +42,7 @@ def build_retriever(
     Raises:
         ValueError: An unknown mode (the message lists the valid ones).
     """
-    mode = parse_enum(RetrievalMode, config.retrieval.mode, "retrieval mode")
+    mode = parse_choice(RetrievalMode, config.retrieval.mode, "retrieval mode")
     if mode is not RetrievalMode.BM25 and model_dir is None:
         log.warning("retrieval.mode=%s needs a model; using bm25", mode.value)
         return bm25
@@ -57,3 +58,16 @@ def build_retriever(
         ),
     }
     return builders[mode]()
+
+
+def score_label(retriever: Retriever) -> str:
+    """What a candidate's ``retrieval_score`` from ``retriever`` is, for people: ``fused`` for
+    the hybrid retriever, ``dense`` for the dense one, ``bm25`` for the lexical searcher (the
+    configured mode may have fallen back to BM25 without a model, so the object decides)."""
+    from alime.retrieval.dense_searcher import DenseSearcher
+
+    if isinstance(retriever, HybridSearcher):
+        return "fused"
+    if isinstance(retriever, DenseSearcher):
+        return "dense"
+    return "bm25"

@@ -14,6 +14,7 @@ import numpy as np
 
 from alime.seq2seq.config import Seq2SeqConfig
 from alime.seq2seq.vocab import EOS_ID, PAD_ID, SEP_ID, Vocabulary
+from pluto.choices import parse_choice
 
 
 @dataclass(frozen=True)
@@ -95,11 +96,7 @@ def detect_format(path: str | Path) -> DataFormat:
 
 def read_dialogues(path: str | Path, fmt: DataFormat | str = DataFormat.AUTO) -> list[Dialogue]:
     """Read a training file in ``fmt`` (a DataFormat or its value)."""
-    try:
-        fmt = DataFormat(fmt)
-    except ValueError:
-        valid = [f.value for f in DataFormat]
-        raise ValueError(f"unknown data format {fmt!r}; valid: {valid}") from None
+    fmt = parse_choice(DataFormat, fmt, "data format")
     if fmt is DataFormat.AUTO:
         fmt = detect_format(path)
     return _READERS[fmt](path)

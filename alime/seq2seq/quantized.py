@@ -17,8 +17,6 @@ training-side tools that need one. This module never imports TensorFlow itself.
 
 from __future__ import annotations
 
-import json
-import shutil
 import threading
 from collections import OrderedDict
 from collections.abc import Sequence
@@ -28,6 +26,18 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from alime import __version__
+from alime.seq2seq.model_dir import (
+    CONFIG_FILE,
+    QUANT_FILE,
+    VOCAB_FILE,
+    LoadedModel,
+    copy_tuned_files,
+    load_tensor,
+    read_optional_metadata,
+    read_quant_marker,
+    save_tensor,
+    write_quant_marker,
+)
 from alime.seq2seq.numpy_forward import Encoded, NumpySeq2Seq
 from alime.seq2seq.targets import score_distinct_targets
 from alime.seq2seq.vocab import PAD_ID
@@ -36,22 +46,9 @@ from pluto.quantization import QuantizedTensor, quantize
 
 if TYPE_CHECKING:  # the Keras model is only a type here: importing it would load TensorFlow
     from alime.seq2seq.model import Seq2SeqModel
-    from alime.seq2seq.model_dir import LoadedModel
 
-QUANT_FILE = "quantization.json"
-QUANT_DIR = "int8"
 SCHEME = "int8-symmetric-per-channel"
 FORMAT_VERSION = 1
-# Files of the fp32 directory carried over unchanged (thresholds were tuned on the same scale).
-_COPIED = (
-    "config.json",
-    "vocab.json",
-    "training.json",
-    "thresholds.json",
-    "rerank.json",
-    "stacking.json",  # the stacked rerank score's weights (alime.rerank.stacking)
-    "routing.json",
-)
 # Decoder-state entries that come from the encoder (the same for every beam of a source).
 _SHARED = frozenset({"values", "keys", "mask"})
 _OUTPUT_KERNEL = "output_proj/kernel"
@@ -97,7 +94,6 @@ def quantize_model_dir(source: str | Path, out: str | Path) -> dict:
         raise ValueError("--out must differ from the source model directory")
     loaded = load_model_dir(source)
     out.mkdir(parents=True, exist_ok=True)
-    (out / QUANT_DIR).mkdir(exist_ok=True)
     entries = []
     for variable in loaded.model.weights:
         name = weight_name(variable)
@@ -106,22 +102,17 @@ def quantize_model_dir(source: str | Path, out: str | Path) -> dict:
         axis = channel_axis(name)
         entry = {"name": name, "shape": list(value.shape)}
         if axis is None:
-            np.save(out / QUANT_DIR / f"{stem}.f32.npy", value, allow_pickle=False)
-            entry.update(dtype="float32", file=f"{QUANT_DIR}/{stem}.f32.npy")
+            entry.update(dtype="float32", file=save_tensor(out, stem, "f32", value))
         else:
             q = quantize(value, axis)
-            np.save(out / QUANT_DIR / f"{stem}.int8.npy", q.values, allow_pickle=False)
-            np.save(out / QUANT_DIR / f"{stem}.scale.npy", q.scales, allow_pickle=False)
             entry.update(
                 dtype="int8",
                 axis=axis,
-                file=f"{QUANT_DIR}/{stem}.int8.npy",
-                scale_file=f"{QUANT_DIR}/{stem}.scale.npy",
+                file=save_tensor(out, stem, "int8", q.values),
+                scale_file=save_tensor(out, stem, "scale", q.scales),
             )
         entries.append(entry)
-    for name in _COPIED:
-        if (source / name).is_file():
-            shutil.copyfile(source / name, out / name)
+    copy_tuned_files(source, out)
     marker = {
         "format_version": FORMAT_VERSION,
         "scheme": SCHEME,
@@ -129,13 +120,8 @@ def quantize_model_dir(source: str | Path, out: str | Path) -> dict:
         "source": str(source),
         "tensors": entries,
     }
-    (out / QUANT_FILE).write_text(json.dumps(marker, indent=2), encoding="utf-8")
+    write_quant_marker(out, marker)
     return marker
-
-
-def is_quantized_dir(path: str | Path) -> bool:
-    """Whether ``path`` holds an int8 model (its ``quantization.json`` marker)."""
-    return Path(path, QUANT_FILE).is_file()
 
 
 def read_quantized(path: str | Path) -> dict[str, QuantizedTensor | np.ndarray]:
@@ -145,7 +131,7 @@ def read_quantized(path: str | Path) -> dict[str, QuantizedTensor | np.ndarray]:
         ValueError: for an unknown scheme or format version, or a tensor whose shape disagrees.
     """
     path = Path(path)
-    marker = json.loads((path / QUANT_FILE).read_text(encoding="utf-8"))
+    marker = read_quant_marker(path)
     if marker.get("scheme") != SCHEME or marker.get("format_version") != FORMAT_VERSION:
         raise ValueError(
             f"{path}: unsupported quantization {marker.get('scheme')!r} "
@@ -154,13 +140,13 @@ def read_quantized(path: str | Path) -> dict[str, QuantizedTensor | np.ndarray]:
         )
     tensors: dict[str, QuantizedTensor | np.ndarray] = {}
     for entry in marker["tensors"]:
-        values = np.load(path / entry["file"], allow_pickle=False)
+        values = load_tensor(path, entry["file"])
         if list(values.shape) != entry["shape"]:
             raise ValueError(
                 f"{path}: {entry['file']} has shape {values.shape}, expected {entry['shape']}"
             )
         if entry["dtype"] == "int8":
-            scales = np.load(path / entry["scale_file"], allow_pickle=False)
+            scales = load_tensor(path, entry["scale_file"])
             tensors[entry["name"]] = QuantizedTensor(values, scales, entry["axis"])
         else:
             tensors[entry["name"]] = values
@@ -351,12 +337,6 @@ def load_int8_model_dir(path: str | Path, backend: HeadBackend | str | None = No
             vocabulary does not match the config.
     """
     from alime.seq2seq.config import Seq2SeqConfig
-    from alime.seq2seq.model_dir import (
-        CONFIG_FILE,
-        METADATA_FILE,
-        VOCAB_FILE,
-        LoadedModel,
-    )
     from alime.seq2seq.vocab import Vocabulary
 
     path = Path(path).resolve()
@@ -374,8 +354,7 @@ def load_int8_model_dir(path: str | Path, backend: HeadBackend | str | None = No
             raise ValueError(
                 f"{path}: vocab.json has {len(vocab)} ids, config says {config.vocab_size}"
             )
-        meta_file = path / METADATA_FILE
-        metadata = json.loads(meta_file.read_text(encoding="utf-8")) if meta_file.is_file() else {}
+        metadata = read_optional_metadata(path)
         loaded = LoadedModel(config, vocab, None, load_quantized(path, backend), metadata, path)
         _LOADED[key] = loaded
         return loaded

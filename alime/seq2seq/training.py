@@ -33,7 +33,7 @@ from alime.seq2seq.data import (
     split_dialogues,
     tokenize_dialogues,
 )
-from alime.seq2seq.model_dir import VOCAB_FILE, save_model_dir, write_metadata
+from alime.seq2seq.model_dir import CONFIG_FILE, VOCAB_FILE, save_model_dir, write_metadata
 from alime.seq2seq.vocab import PAD_ID, Vocabulary
 from alime.text import TextConfig, TextPipeline
 
@@ -378,7 +378,7 @@ def train(
         log.info("no checkpoint in %s: training from scratch", ckpt_dir)
     if resuming:
         vocab = Vocabulary.load(out / VOCAB_FILE)
-        config = Seq2SeqConfig.load(out / "config.json")
+        config = Seq2SeqConfig.load(out / CONFIG_FILE)
     else:
         # Built from the training split only, so validation words may be unknown, as at serving.
         vocab = Vocabulary.build(

@@ -24,7 +24,7 @@ from enum import Enum
 from pathlib import Path
 from typing import Protocol, runtime_checkable
 
-from alime.retrieval.fusion import parse_enum
+from pluto.choices import parse_choice
 
 
 class SessionsUnavailable(RuntimeError):
@@ -315,7 +315,7 @@ def open_sessions(serve, state_dir: Path) -> SessionStore:
     Raises:
         ValueError: An unknown backend (the message lists the valid ones) or bad bounds.
     """
-    backend = parse_enum(SessionBackend, serve.sessions, "serve.sessions")
+    backend = parse_choice(SessionBackend, serve.sessions, "serve.sessions")
     bounds = {
         "capacity": serve.session_capacity,
         "ttl_s": serve.session_ttl_s,

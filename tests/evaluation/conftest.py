@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from alime.evaluation.corpus import Row
+from alime.kb.formats import EcommerceRow
 
 DIALOGUES = [
     (("在 吗", "什么 时候 发货"), "付款 后 48 小时 内 发货"),
@@ -26,8 +26,10 @@ DIALOGUES = [
 
 
 @pytest.fixture
-def rows() -> list[Row]:
-    return [Row(1, turns, response, i + 1) for i, (turns, response) in enumerate(DIALOGUES)]
+def rows() -> list[EcommerceRow]:
+    return [
+        EcommerceRow(1, turns, response, i + 1) for i, (turns, response) in enumerate(DIALOGUES)
+    ]
 
 
 def group_lines(turns: str, responses: list[str], true_index: int) -> str:

@@ -91,8 +91,7 @@ def test_bad_scorer_names(groups_file, scorers, capsys):
 
 
 def test_written_thresholds_load_in_the_engine(tmp_path):
-    from alime.evaluation.runner import write_thresholds
-    from alime.rerank.loading import read_thresholds
+    from alime.seq2seq.model_dir import read_thresholds, write_thresholds
 
     write_thresholds(tmp_path, 0.25, 0.125, {"rule": "r", "data": "d"})
     assert read_thresholds(tmp_path) == {"threshold": 0.25, "generation_threshold": 0.125}

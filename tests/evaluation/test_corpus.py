@@ -2,7 +2,7 @@ import io
 
 import pytest
 
-from alime.evaluation.corpus import Group, read_dialogues, read_groups, write_groups
+from alime.evaluation.corpus import Group, read_groups, read_true_rows, write_groups
 
 
 def test_reads_groups_with_the_real_response_anywhere(groups_file):
@@ -66,6 +66,6 @@ def test_empty_file(tmp_path):
 
 
 def test_read_dialogues_keeps_label_one_lines(groups_file):
-    rows = read_dialogues(groups_file)
+    rows = read_true_rows(groups_file)
     assert [r.line for r in rows] == [4, 11]
     assert isinstance(Group(("q",), ("a", "b"), 1, 1).true_response, str)

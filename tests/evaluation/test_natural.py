@@ -358,6 +358,10 @@ class _ChitChat:
             return None
         return ChitChatMatch(query, f"chat-{query}", min(1.0, 0.3 * len(query)))
 
+    def same(self, query, question):
+        # one query is word-for-word small talk (answered before the FAQ at every T)
+        return query == question == "longer query"
+
 
 @pytest.mark.parametrize("router", [False, True])
 @pytest.mark.parametrize("stages", [False, True])
@@ -645,7 +649,7 @@ def test_sweep_chooses_the_chitchat_bar_and_writes_it(tmp_path):
     write_choice(model, result["chosen"], False, {"split": "tune"})
     stored = json.loads((model / "thresholds.json").read_text(encoding="utf-8"))
     assert stored == {"threshold": 0.5, "generation_threshold": 0.0, "chitchat_threshold": 0.6}
-    from alime.rerank.loading import read_thresholds
+    from alime.seq2seq.model_dir import read_thresholds
 
     assert read_thresholds(model)["chitchat_threshold"] == 0.6
 

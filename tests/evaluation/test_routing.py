@@ -11,8 +11,8 @@ from alime.evaluation.routing import (
     Outcomes,
     QueryCandidates,
     RoutingSettings,
+    best_balanced_point,
     build_routing_set,
-    choose_threshold,
     feature_decider,
     outcomes,
     rerank_decider,
@@ -46,7 +46,7 @@ def test_routing_point_by_hand():
 
 def test_choose_threshold_maximizes_the_balanced_rate():
     # T=0.9: right 1/3, routed 1 -> 0.667; T=0.3: right 2/3, routed 1/2 -> 0.583
-    best = choose_threshold(_outcomes())
+    best = best_balanced_point(_outcomes())
     assert best.threshold == 0.9 and best.balanced == pytest.approx(2 / 3)
 
 

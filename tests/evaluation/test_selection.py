@@ -54,13 +54,8 @@ def test_model_scores_share_one_pass_per_group(groups_file):
     assert first["pmi"][3] == pytest.approx(-2.5 + 0.5 * 2.0)
     report = selection_report(scored, [n.value for n in names])
     assert report["groups"] == 2
-    # every scorer but those that need a trained matcher or stacking weights (none here)
-    assert set(report["scorers"]) == {
-        n.value
-        for n in ScorerName
-        if not SCORERS[n].needs_matcher and not SCORERS[n].needs_stacking
-    }
-    assert "match" not in report["scorers"]
+    # every scorer but those that need stacking weights (none here)
+    assert set(report["scorers"]) == {n.value for n in ScorerName if not SCORERS[n].needs_stacking}
     assert report["scorers"]["shorter"] == {"r10@1": 1.0, "r10@2": 1.0, "r10@5": 1.0, "mrr": 1.0}
     assert report["scorers"]["bm25"]["r10@1"] == 1.0
     # Every candidate has the same prior per token: all tie, the truth ranks last.
@@ -100,13 +95,11 @@ def test_scorer_names():
         ScorerName.SHORTER,
     ]
     assert ScorerName.SEQ2SEQ not in parse_scorer_names(None, have_model=False)
-    with pytest.raises(ValueError, match="unknown scorer 'bleu'; valid: .*'bm25'"):
+    with pytest.raises(ValueError, match="unknown scorer 'bleu'; valid: bm25, seq2seq, prior"):
         parse_scorer_names("bleu", have_model=True)
     with pytest.raises(ValueError, match="need a model"):
         parse_scorer_names("seq2seq", have_model=False)
     assert set(SCORERS) == set(ScorerName)
-    assert ScorerName.MATCH in parse_scorer_names(None, have_model=True, have_matcher=True)
-    assert ScorerName.MATCH_PMI not in parse_scorer_names(None, have_model=False, have_matcher=True)
 
 
 def test_model_scorer_without_model_is_a_clear_error(groups_file):
@@ -140,29 +133,17 @@ def test_weight_sweep_tunes_on_even_groups_and_tests_on_odd(groups_file):
     assert sweep["test_groups"] == 1 and sweep["weights"]["0.0"]["r10@1"] == 0.0
 
 
-def test_anti_bm25_is_minus_bm25(groups_file):
-    groups = read_groups(groups_file)
-    env = _env(groups)
-    table = {n: env.get(ScorerName(n)) for n in ("bm25", "anti_bm25")}
-    scored = score_groups(groups, table, progress=False)
-    for g in scored:
-        assert g.scores["anti_bm25"] == [-x for x in g.scores["bm25"]]
-        assert max(g.scores["bm25"]) > min(g.scores["bm25"])  # not all ties: the sign matters
-    report = selection_report(scored, ["bm25", "anti_bm25"])
-    assert (
-        report["scorers"]["bm25"]["r10@1"] == 1.0 and report["scorers"]["anti_bm25"]["r10@1"] == 0.0
-    )
+def test_each_engine_rerank_score_has_one_evaluation_scorer():
+    """``evaluate select`` and ``threshold`` report the engine's score under the scorer the
+    table maps it to (no hand-kept name map), computed with the rerank scores' own formulas."""
+    from alime.evaluation.scorers import for_engine_score
+    from alime.seq2seq.model_dir import ScorerKind
 
-
-def test_match_without_a_matcher_is_a_clear_error(groups_file):
-    with pytest.raises(ValueError, match="needs a trained matcher.*train-matcher"):
-        _env(read_groups(groups_file)).get(ScorerName.MATCH)
-
-
-def test_weighted_sum_stacks_scorers():
-    from alime.evaluation.scorers import WeightedSum
-
-    total = WeightedSum([(1.0, Fixed([1.0, 2.0])), (0.5, Fixed([4.0, -2.0]))]).score(
-        "q", (), ["a", "b"]
-    )
-    assert total == pytest.approx([3.0, 1.0])
+    assert {k: for_engine_score(k) for k in ScorerKind} == {
+        ScorerKind.MEAN_PROB: ScorerName.SEQ2SEQ,
+        ScorerKind.MEAN_LOG_PROB: ScorerName.MEAN_LOGPROB,
+        ScorerKind.PRIOR: ScorerName.PRIOR,
+        ScorerKind.PMI: ScorerName.PMI,
+    }
+    engines = [spec.engine for spec in SCORERS.values() if spec.engine is not None]
+    assert len(engines) == len(set(engines)) == len(ScorerKind)

@@ -93,7 +93,8 @@ def test_long_question_limit_is_an_option():
         ("什么 时候 发货", "稍 等", Reason.CONTENT_FREE_ANSWER),
         ("什么 时候 发货", "好 的 211130214224 汇通", Reason.ANSWER_NUMBER),
         ("什么 时候 发货", "看 这里 http://t.cn/abc", Reason.ANSWER_LINK),
-        ("包邮 吗", "是 的 呢", None),  # a yes/no question takes a yes/no answer
+        ("包邮 吗", "是 的 呢", Reason.BARE_YES_NO_ANSWER),  # names no topic: see keep_bare_yes_no
+        ("包邮 吗", "是 的 呢 全国 包邮", None),  # a yes that names its topic
         ("发 什么 快递", "是 的 呢", Reason.YES_NO_TO_STATEMENT),
         ("可以 退换 吗", "这边 已经 联系 快递 帮 您 改 了 哦", Reason.CONTEXT_BOUND_ANSWER),
         ("包邮 吗", "您 是 哪个 地区 的", Reason.CONTEXT_BOUND_ANSWER),
@@ -102,6 +103,12 @@ def test_long_question_limit_is_an_option():
 )
 def test_answer_verdicts(question, answer, reason):
     assert answer_verdict(question, answer) is reason
+
+
+def test_bare_yes_no_answers_to_yes_no_questions_can_be_kept():
+    assert answer_verdict("包邮 吗", "是 的 呢", keep_bare_yes_no=True) is None
+    # a bare yes/no to a statement stays dropped either way
+    assert answer_verdict("发 什么 快递", "是 的 呢", True) is Reason.YES_NO_TO_STATEMENT
 
 
 def test_near_duplicates_are_deletions_of_function_characters():
@@ -182,9 +189,14 @@ def test_curate_file_groups_resolves_and_reports(corpus, tmp_path):
             "question": "什么时候发货",
             "phrasings": ["什么时候发货呀", "亲什么时候能发货", "什么时候发货啊亲"],
             "answer": "拍下后 72 小时内发货哦",
-            "tags": ["shop"],
+            "tags": ["shop", "unreviewed"],
         },
-        {"question": "发什么快递", "phrasings": [], "answer": "默认韵达快递", "tags": ["shop"]},
+        {
+            "question": "发什么快递",
+            "phrasings": [],
+            "answer": "默认韵达快递",
+            "tags": ["shop", "unreviewed"],
+        },
     ]
     assert [json.loads(line) for line in chat.read_text(encoding="utf-8").splitlines()] == [
         {"question": "谢谢", "phrasings": [], "answer": "不客气哦", "tags": ["chitchat"]}
@@ -342,6 +354,7 @@ def test_reviewed_entries_come_first_and_absorb_corpus_groups(corpus, tmp_path):
         corpus, "tsv", out, None, report, CurateOptions(tags=("shop",)), reviewed=reviewed
     )
     entries = [json.loads(line) for line in out.read_text(encoding="utf-8").splitlines()]
+    # Corpus groups carry the unreviewed tag (the routing score weighs it); reviewed ones never.
     # Group A (rows 1-4, key 什么时候发货) is merged into the first reviewed entry: its questions
     # follow the reviewed phrasings; the reviewed answer and tags are kept. 包邮吗 (row 11) had no
     # usable answer, so no group: the reviewed entry stays as written. Group B follows.
@@ -359,7 +372,12 @@ def test_reviewed_entries_come_first_and_absorb_corpus_groups(corpus, tmp_path):
             "tags": ["faq"],
         },
         {"question": "包邮吗", "phrasings": ["包不包邮"], "answer": "全国包邮哦", "tags": ["faq"]},
-        {"question": "发什么快递", "phrasings": [], "answer": "默认韵达快递", "tags": ["shop"]},
+        {
+            "question": "发什么快递",
+            "phrasings": [],
+            "answer": "默认韵达快递",
+            "tags": ["shop", "unreviewed"],
+        },
     ]
     counts = result.counts()
     assert counts["reviewed_entries"] == 2 and counts["entries_out"] == 3

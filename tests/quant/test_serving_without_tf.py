@@ -117,9 +117,9 @@ def both_paths():
     """The bundled int8 model through today's path (Keras model built, TensorFlow) and the
     TensorFlow-free one, with the served scorer and generator on each."""
     from alime.config import AppConfig
-    from alime.rerank.loading import load_serving_model, make_generator, read_rerank_choice
+    from alime.rerank.loading import load_serving_model, make_generator
     from alime.rerank.scorers import make_scorer
-    from alime.seq2seq.model_dir import load_model_dir
+    from alime.seq2seq.model_dir import load_model_dir, read_rerank_choice
     from alime.text import TextPipeline
 
     config = AppConfig()

@@ -54,7 +54,8 @@ def test_load_stages_builds_scorer_generator_and_reads_thresholds(tiny_model_dir
     import shutil
 
     from alime.config import AppConfig, EngineConfig
-    from alime.rerank.loading import load_stages, read_thresholds
+    from alime.rerank.loading import load_stages
+    from alime.seq2seq.model_dir import read_thresholds
 
     model_dir = tmp_path / "m"
     shutil.copytree(tiny_model_dir, model_dir)
@@ -73,7 +74,8 @@ def test_load_stages_uses_the_rerank_score_chosen_for_the_model(tiny_model_dir, 
     import shutil
 
     from alime.config import AppConfig
-    from alime.rerank.loading import load_stages, read_rerank_choice
+    from alime.rerank.loading import load_stages
+    from alime.seq2seq.model_dir import read_rerank_choice
 
     model_dir = tmp_path / "m"
     shutil.copytree(tiny_model_dir, model_dir)

@@ -8,7 +8,6 @@ import numpy as np
 import pytest
 
 from alime.rerank.stacking import (
-    STACKING_FILE,
     StackedScorer,
     StackingWeights,
     feature_inputs,
@@ -16,6 +15,7 @@ from alime.rerank.stacking import (
     quadratic_terms,
     stacked_scores,
 )
+from alime.seq2seq.model_dir import STACKING_FILE
 
 
 def _weights(features=("prior",), weights=(1.0,), mean=None, scale=None) -> StackingWeights:

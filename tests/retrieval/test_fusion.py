@@ -48,14 +48,12 @@ class Fixed:
         return self.hits[:k]
 
 
-@pytest.mark.parametrize("parallel", [False, True])
-def test_hybrid_searcher_fuses_both_retrievers(parallel):
+def test_hybrid_searcher_fuses_both_retrievers():
     bm25, dense = Fixed(BM25), Fixed(DENSE)
-    searcher = HybridSearcher(bm25, dense, FusionSettings(mode="rrf", depth=3), parallel=parallel)
+    searcher = HybridSearcher(bm25, dense, FusionSettings(mode="rrf", depth=3))
     assert [h.id for h in searcher.search("q", 2)] == [1, 3]
     assert bm25.calls == [("q", 3)] and dense.calls == [("q", 3)]
     assert searcher.search("q", 0) == []
-    searcher.close()
 
 
 def test_settings_validate():

@@ -8,7 +8,8 @@ import shutil
 import numpy as np
 import pytest
 
-from alime.rerank.matcher import (
+from alime.seq2seq.vocab import NUM_RESERVED, Vocabulary
+from research.matcher import (
     MatcherConfig,
     MatchScorer,
     build_network,
@@ -16,7 +17,7 @@ from alime.rerank.matcher import (
     load_matcher_dir,
     save_matcher_dir,
 )
-from alime.rerank.matcher_training import (
+from research.matcher_training import (
     EncodedGroups,
     MatcherTrainOptions,
     expand_rows,
@@ -24,7 +25,6 @@ from alime.rerank.matcher_training import (
     split_rows,
     training_rows,
 )
-from alime.seq2seq.vocab import NUM_RESERVED, Vocabulary
 from tests.seq2seq.conftest import WORDS, SplitPipeline
 
 GROUP = (
@@ -46,7 +46,7 @@ def test_scores_are_reproduced_after_save_and_load(tmp_path, lexical):
     vocab = Vocabulary(WORDS)
     net = build_network(_tiny_config(len(vocab), lexical_features=lexical))
     save_matcher_dir(tmp_path / "m", net, vocab, {"note": "random weights"})
-    from alime.rerank.matcher import LoadedMatcher
+    from research.matcher import LoadedMatcher
 
     before = MatchScorer(LoadedMatcher(net.config, vocab, net, {}), str.split).score(*GROUP)
     loaded = load_matcher_dir(tmp_path / "m")
@@ -61,24 +61,34 @@ def test_scores_are_reproduced_after_save_and_load(tmp_path, lexical):
         np.testing.assert_allclose(alone, after, rtol=1e-5, atol=1e-6)
 
 
-def test_match_is_a_rerank_score_of_the_model_dir(tiny_model_dir, tmp_path):
+def test_match_reads_the_model_dirs_matcher_and_the_engine_does_not(tiny_model_dir, tmp_path):
+    """``research.select`` finds MODEL/matcher by default; the engine no longer serves a
+    matcher: ``rerank.json`` naming it is a clear error listing the served scores."""
     from alime.config import AppConfig
+    from alime.evaluation.scorers import ScorerEnv
     from alime.rerank.loading import load_stages
+    from research.scorers import match_scorer, matcher_dir_of
 
     model_dir = tmp_path / "model"
     shutil.copytree(tiny_model_dir, model_dir)
     vocab = Vocabulary.load(model_dir / "vocab.json")
     net = build_network(_tiny_config(len(vocab)))
     save_matcher_dir(model_dir / "matcher", net, vocab)
-    (model_dir / "rerank.json").write_text('{"rerank_score": "match"}')
-    scorer, _, _ = load_stages(model_dir, AppConfig(), SplitPipeline(), warm_up=False)
-    assert isinstance(scorer, MatchScorer)
+    assert matcher_dir_of(model_dir, None) == model_dir / "matcher"
+    assert matcher_dir_of(model_dir, tmp_path / "other") == tmp_path / "other"
+    env = ScorerEnv(list(GROUP[2]), str.split, str.split)
+    scorer = match_scorer(env, matcher_dir_of(model_dir, None))
     expected = MatchScorer(load_matcher_dir(model_dir / "matcher"), str.split).score(*GROUP)
     assert scorer.score(*GROUP) == pytest.approx(expected)
+    with pytest.raises(ValueError, match="needs a trained matcher"):
+        match_scorer(env, None)
+    (model_dir / "rerank.json").write_text('{"rerank_score": "match"}')
+    with pytest.raises(ValueError, match="unknown rerank_score.*pmi"):
+        load_stages(model_dir, AppConfig(), SplitPipeline(), warm_up=False)
 
 
 def test_missing_matcher_and_bad_config_are_clear_errors(tmp_path):
-    with pytest.raises(ValueError, match="not a matcher directory .*train-matcher"):
+    with pytest.raises(ValueError, match="not a matcher directory .*research.train_matcher"):
         load_matcher_dir(tmp_path)
     with pytest.raises(ValueError, match="unknown encoder 'lstm'; valid"):
         MatcherConfig(vocab_size=10, encoder="lstm")
@@ -168,7 +178,8 @@ def test_training_rows_exclude_the_held_out_lines(corpus):
 
 
 def test_train_matcher_cli_end_to_end(corpus, tiny_model_dir, tmp_path, capsys):
-    from alime.cli import main
+    from research.select import main as select
+    from research.train_matcher import main
 
     model_dir = tmp_path / "model"
     shutil.copytree(tiny_model_dir, model_dir)
@@ -182,7 +193,6 @@ def test_train_matcher_cli_end_to_end(corpus, tiny_model_dir, tmp_path, capsys):
     assert (
         main(
             [
-                "train-matcher",
                 "--data",
                 str(corpus),
                 "--model",
@@ -218,7 +228,7 @@ def test_train_matcher_cli_end_to_end(corpus, tiny_model_dir, tmp_path, capsys):
     assert len(meta["history"]) >= 1 and meta["best_epoch"] >= 1
     loaded = load_matcher_dir(out)
     assert len(MatchScorer(loaded, str.split).score(*GROUP)) == 5
-    # the evaluation scorer of the same name reads it
+    # the research scorer of the same name reads it
     groups = tmp_path / "groups.txt"
     groups.write_text(
         "".join(
@@ -227,17 +237,15 @@ def test_train_matcher_cli_end_to_end(corpus, tiny_model_dir, tmp_path, capsys):
         encoding="utf-8",
     )
     assert (
-        main(
+        select(
             [
-                "evaluate",
-                "select",
                 "--data",
                 str(groups),
                 "--model",
                 str(model_dir),
                 "--matcher",
                 str(out),
-                "--scorers",
+                "--probes",
                 "match,anti_bm25",
                 "--json",
                 "--no-progress",

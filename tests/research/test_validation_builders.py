@@ -1,20 +1,19 @@
 import pytest
 
-from alime.evaluation.corpus import Row
-from alime.evaluation.validation import (
+from alime.evaluation.heldout import heldout_lines, select_heldout
+from alime.kb.formats import EcommerceRow
+from research.validation import (
     NegativeKind,
     ValidationOptions,
     build_groups,
-    heldout_lines,
     response_key,
     response_pool,
     seen_in_training,
-    select_heldout,
 )
 
 
 def test_bm25_negatives_are_retrieved_deduplicated_and_never_the_truth(rows):
-    pool = response_pool(rows + [Row(1, ("x",), "保证  正品", 99)])
+    pool = response_pool(rows + [EcommerceRow(1, ("x",), "保证  正品", 99)])
     assert len(pool) == len(rows)  # the respelled duplicate is dropped
     held = rows[:3]
     built = build_groups(held, pool, str.split, ValidationOptions(seed=1))
@@ -42,7 +41,7 @@ def test_random_negatives_and_fills(rows):
     rnd = build_groups(rows[:2], pool, str.split, ValidationOptions(NegativeKind.RANDOM))
     assert rnd.random_fills == 0 and all(len(set(g.responses)) == 10 for g in rnd.groups)
     # A query sharing no word with any response: BM25 finds nothing, all 9 are random fills.
-    lonely = [Row(1, ("喂",), "好的", 1)]
+    lonely = [EcommerceRow(1, ("喂",), "好的", 1)]
     assert build_groups(lonely, pool, str.split).random_fills == 9
 
 
@@ -70,13 +69,13 @@ def test_heldout_lines_from_training_metadata(tmp_path, rows):
 
 
 def test_seen_in_training_finds_the_same_session_sampled_twice():
-    train = [Row(1, ("a", "b", "c"), "d", 1)]
+    train = [EcommerceRow(1, ("a", "b", "c"), "d", 1)]
     held = [
-        Row(1, ("a",), "b", 2),
-        Row(1, ("a", "b"), "c", 3),
-        Row(1, ("b",), "c", 4),
-        Row(1, ("a", "b", "c"), "d", 5),
-        Row(1, ("a", "x"), "c", 6),
+        EcommerceRow(1, ("a",), "b", 2),
+        EcommerceRow(1, ("a", "b"), "c", 3),
+        EcommerceRow(1, ("b",), "c", 4),
+        EcommerceRow(1, ("a", "b", "c"), "d", 5),
+        EcommerceRow(1, ("a", "x"), "c", 6),
     ]
     assert seen_in_training(held, train) == {2, 3, 5}
 
@@ -109,8 +108,8 @@ def test_context_negatives_are_replies_to_the_best_matching_contexts(rows):
     pool = response_pool(rows)
     # a second dialogue with the held-out one's exact context but another reply, and one whose
     # reply equals the held-out reply (it must be skipped like the dialogue itself)
-    twin = Row(1, ("在 吗", "什么 时候 发货"), "今天 就 发", 20)
-    same_reply = Row(1, ("什么 时候 发货",), "付款 后 48 小时 内 发货", 21)
+    twin = EcommerceRow(1, ("在 吗", "什么 时候 发货"), "今天 就 发", 20)
+    same_reply = EcommerceRow(1, ("什么 时候 发货",), "付款 后 48 小时 内 发货", 21)
     sources = [*rows, twin, same_reply]
     built = build_groups(
         rows[:1], pool, str.split, ValidationOptions(NegativeKind.CONTEXT, seed=1), sources=sources

@@ -13,19 +13,29 @@ response:
   official test (R10@1 0.159).
 
 The real response goes to a seeded random position in its group of 10.
+
+Run: ``python -m research.validation --from FILE --model DIR --out FILE [--negatives ...]``
+(was ``alime evaluate build-valid``).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+import argparse
+import json
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass
 from enum import Enum
 from pathlib import Path
 
 import numpy as np
 
-from alime.evaluation.corpus import GROUP_SIZE, Group, Row
-from alime.text import normalize
+from alime.config import AppConfig, load_config
+from alime.evaluation.corpus import GROUP_SIZE, Group, read_true_rows, write_groups
+from alime.evaluation.heldout import heldout_lines, select_heldout
+from alime.kb.formats import EcommerceRow
+from alime.seq2seq.model_dir import read_metadata
+from alime.text import TextPipeline, normalize
+from research.cli import positive_int, run_main
 
 Analyzer = Callable[[str], list[str]]
 
@@ -109,7 +119,7 @@ def response_key(text: str) -> str:
     return normalize(text).replace(" ", "")
 
 
-def response_pool(dialogues: Sequence[Row]) -> list[str]:
+def response_pool(dialogues: Sequence[EcommerceRow]) -> list[str]:
     """The distinct responses of ``dialogues`` (first spelling kept), in file order."""
     seen: dict[str, str] = {}
     for d in dialogues:
@@ -117,54 +127,7 @@ def response_pool(dialogues: Sequence[Row]) -> list[str]:
     return list(seen.values())
 
 
-def same_file(recorded: str, path: Path) -> bool:
-    """Whether a path recorded in metadata names ``path`` (by resolved path, else by name)."""
-    recorded_path = Path(recorded)
-    try:
-        return recorded_path.resolve() == path.resolve()
-    except OSError:
-        return recorded_path.name == path.name
-
-
-def heldout_lines(metadata: Mapping, data_path: str | Path) -> set[int] | None:
-    """Lines of ``data_path`` that a model held out from training, per its ``training.json``.
-
-    Returns:
-        The 1-based line numbers of the held-out dialogues, or None when the whole file was a
-        validation file of the model.
-
-    Raises:
-        ValueError: the metadata does not say which dialogues of this file were held out (using
-            them could report scores on training data).
-    """
-    path = Path(data_path)
-    if any(same_file(f, path) for f in metadata.get("valid_files") or ()):
-        return None
-    split = metadata.get("split") or {}
-    pairs = split.get("valid_dialogue_lines")
-    trained_on = [f for f in metadata.get("data_files") or () if same_file(f, path)]
-    if not trained_on or pairs is None:
-        raise ValueError(
-            f"{path}: the model's training.json does not list held-out dialogues of this file "
-            "(split.valid_dialogue_lines); refusing to build validation data that may overlap "
-            "the training data"
-        )
-    return {line for f, lines in _lines_by_file(pairs) if same_file(f, path) for line in lines}
-
-
-def _lines_by_file(pairs: Mapping | list) -> list[tuple[str, list[int]]]:
-    """``{file: [line, ...]}`` or ``[[file, line], ...]`` as (file, lines) pairs."""
-    if isinstance(pairs, Mapping):
-        return [(f, [int(x) for x in lines]) for f, lines in pairs.items()]
-    return [(f, [int(line)]) for f, line in pairs]
-
-
-def select_heldout(dialogues: Sequence[Row], lines: set[int] | None) -> list[Row]:
-    """The dialogues whose line is in ``lines`` (all of them when ``lines`` is None)."""
-    return list(dialogues) if lines is None else [d for d in dialogues if d.line in lines]
-
-
-def seen_in_training(heldout: Sequence[Row], training: Sequence[Row]) -> set[int]:
+def seen_in_training(heldout: Sequence[EcommerceRow], training: Sequence[EcommerceRow]) -> set[int]:
     """Lines of held-out dialogues whose turns and response occur, in order from the start, in
     a training dialogue (the same session sampled twice; training on every responder turn
     then shows the model this exact context and reply)."""
@@ -218,12 +181,12 @@ _CONTEXT_DEPTH = 10
 
 
 def build_groups(
-    heldout: Sequence[Row],
+    heldout: Sequence[EcommerceRow],
     pool: Sequence[str],
     analyze: Analyzer,
     options: ValidationOptions | None = None,
     progress: bool = False,
-    sources: Sequence[Row] | None = None,
+    sources: Sequence[EcommerceRow] | None = None,
 ) -> ValidationBuild:
     """One group per held-out dialogue: its real response and ``group_size - 1`` wrong ones.
 
@@ -287,3 +250,103 @@ def build_groups(
         responses = (*wrong[:position], d.response, *wrong[position:])
         groups.append(Group(d.turns, responses, position, d.line))
     return ValidationBuild(groups, fills, len(pool))
+
+
+def build_valid(
+    data: str | Path,
+    model_dir: str | Path,
+    out: str | Path,
+    options: ValidationOptions,
+    config: AppConfig | None = None,
+    progress: bool = True,
+    drop_seen: bool = False,
+) -> dict:
+    """Write a validation file for the model's held-out dialogues of ``data``; returns a summary.
+
+    ``drop_seen`` leaves out held-out dialogues that also occur as the start of a training
+    dialogue (``seen_in_training``); the summary counts them either way.
+    """
+    config = config or AppConfig()
+    dialogues = read_true_rows(data)
+    heldout = select_heldout(dialogues, heldout_lines(read_metadata(model_dir), data))
+    held = {d.line for d in heldout}
+    seen = seen_in_training(heldout, [d for d in dialogues if d.line not in held])
+    if drop_seen:
+        heldout = [d for d in heldout if d.line not in seen]
+    if not heldout:
+        raise ValueError(f"{data}: none of its dialogues is held out by the model in {model_dir}")
+    pool = response_pool(dialogues)
+    pipeline = TextPipeline(config.text)
+    built = build_groups(heldout, pool, pipeline.index_terms, options, progress, sources=dialogues)
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    with out.open("w", encoding="utf-8") as fh:
+        write_groups(built.groups, fh)
+    return {
+        "out": str(out),
+        "groups": len(built.groups),
+        "dialogues_in_file": len(dialogues),
+        "pool_size": built.pool_size,
+        "random_fills": built.random_fills,
+        "seen_in_training": len(seen),
+        "dropped_seen": drop_seen,
+        "options": {**asdict(options), "negatives": options.negatives.value},
+    }
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The flags of ``python -m research.validation``."""
+    p = argparse.ArgumentParser(
+        prog="python -m research.validation",
+        description="held-out validation groups with retrieved (or random) negatives",
+    )
+    p.add_argument("--config", help="TOML configuration file (its text settings)")
+    p.add_argument(
+        "--from", dest="data", required=True, help="E-commerce-format file the model trained on"
+    )
+    p.add_argument(
+        "--model",
+        required=True,
+        help="model directory (its training.json lists held-out dialogues)",
+    )
+    p.add_argument("--out", required=True, help="validation file to write")
+    p.add_argument(
+        "--negatives",
+        default="bm25",
+        choices=[k.value for k in NegativeKind],
+        help="bm25: BM25 hits among the other replies; bm25-context: replies of the "
+        "dialogues whose last turns match best; random",
+    )
+    p.add_argument(
+        "--query-turns", type=positive_int, default=3, help="last turns in the BM25 query"
+    )
+    p.add_argument("--seed", type=int, default=ValidationOptions.seed)
+    p.add_argument(
+        "--drop-seen",
+        action="store_true",
+        help="leave out held-out dialogues that also start a training dialogue",
+    )
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Build one validation file and print its summary as JSON; returns the exit status."""
+
+    def run(args: argparse.Namespace) -> int:
+        options = ValidationOptions(NegativeKind(args.negatives), args.query_turns, args.seed)
+        summary = build_valid(
+            args.data,
+            args.model,
+            args.out,
+            options,
+            load_config(args.config),
+            drop_seen=args.drop_seen,
+        )
+        print(json.dumps(summary))
+        return 0
+
+    return run_main(build_parser(), run, argv)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,25 +1,28 @@
-"""``alime train-matcher``: parse flags, call ``alime.rerank.matcher_training.train_matcher``."""
+"""``python -m research.train_matcher`` (was ``alime train-matcher``): parse flags, call
+``research.matcher_training.train_matcher``."""
 
 from __future__ import annotations
 
 import argparse
 
-from alime.commands.evaluate import _positive_int
-from alime.rerank.matcher import ENCODERS
-from alime.rerank.matcher_training import MatcherTrainOptions
+from alime.config import load_config
+from research.cli import positive_int as _positive_int
+from research.cli import run_main
+from research.matcher import ENCODERS
+from research.matcher_training import MatcherTrainOptions
 
 
-def register(subparsers) -> argparse.ArgumentParser:
-    """Add the ``train-matcher`` subcommand to an ``argparse`` subparsers object."""
+def build_parser() -> argparse.ArgumentParser:
+    """The flags of ``python -m research.train_matcher``."""
     d = MatcherTrainOptions()
-    p = subparsers.add_parser(
-        "train-matcher",
-        help="train the discriminative response matcher (rerank score 'match')",
+    p = argparse.ArgumentParser(
+        prog="python -m research.train_matcher",
         description="Train a small ESIM-style matcher on a seq2seq model's training dialogues "
         "(its held-out ones are never used), with listwise softmax loss over groups "
         "of the real reply and 9 wrong ones (retrieved by BM25, some random). See "
         "docs/model.md.",
     )
+    p.add_argument("--config", help="TOML configuration file (its text settings)")
     p.add_argument("--data", required=True, help="the E-commerce-format file the model trained on")
     p.add_argument(
         "--model",
@@ -100,17 +103,15 @@ def register(subparsers) -> argparse.ArgumentParser:
         help="do not start an epoch that would end after this many minutes (0: none)",
     )
     p.add_argument("--no-progress", action="store_true", help="hide the progress bars")
-    p.set_defaults(func=run)
     return p
 
 
 def run(args: argparse.Namespace) -> int:
-    """Run ``train-matcher``; returns the exit status."""
+    """Train one matcher; returns the exit status."""
     from pathlib import Path
 
-    from alime.cli import config_of
-    from alime.rerank.matcher import MATCHER_DIR
-    from alime.rerank.matcher_training import train_matcher
+    from research.matcher import MATCHER_DIR
+    from research.matcher_training import train_matcher
 
     options = MatcherTrainOptions(
         epochs=args.epochs,
@@ -135,7 +136,7 @@ def run(args: argparse.Namespace) -> int:
         out,
         options,
         args.lexical_features,
-        config_of(args).text,
+        load_config(args.config).text,
         progress=not args.no_progress,
         encoder=args.encoder,
     )
@@ -145,3 +146,12 @@ def run(args: argparse.Namespace) -> int:
         f"{result.seconds / 60:.1f} min"
     )
     return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m research.train_matcher``; returns the exit status."""
+    return run_main(build_parser(), run, argv)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,11 +1,11 @@
-"""Train the response matcher (``alime.rerank.matcher``) on a seq2seq model's training dialogues.
+"""Train the response matcher (``research.matcher``) on a seq2seq model's training dialogues.
 
 Only the dialogues the seq2seq model trained on are used (its ``training.json`` lists the held-out
 ones, which never enter here). They are split again by conversation into the matcher's training
 part and a dev part for early stopping and tuning. Each training example (every responder turn
 with the turns before it, or only the final responses) becomes a group of 10 like the validation
 file: the real reply plus wrong replies retrieved by BM25 from the other training dialogues'
-responses (``alime.evaluation.validation.build_groups``), some of them optionally drawn at random.
+responses (``research.validation.build_groups``), some of them optionally drawn at random.
 The loss is the softmax cross-entropy of the group's scores (listwise). The dev part is scored on
 two groups per dialogue: BM25 negatives only (like ``valid_bm25neg.txt``) and random ones (like
 ``valid_randneg.txt``); the epoch with the best mean R10@1 over the two is kept.
@@ -22,10 +22,12 @@ from pathlib import Path
 
 import numpy as np
 
-from alime.evaluation import validation
-from alime.evaluation.corpus import Group, Row, read_dialogues
+from alime.evaluation.corpus import Group, read_true_rows
+from alime.evaluation.heldout import heldout_lines
 from alime.evaluation.metrics import rank_of_true, selection_metrics
-from alime.rerank.matcher import (
+from alime.kb.formats import EcommerceRow
+from research import validation
+from research.matcher import (
     METADATA_FILE,
     MatcherConfig,
     build_network,
@@ -42,7 +44,7 @@ log = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
 class MatcherTrainOptions:
-    """Settings of ``alime train-matcher``.
+    """Settings of ``python -m research.train_matcher``.
 
     Attributes:
         epochs: passes over the training groups (the best dev epoch is kept).
@@ -111,36 +113,39 @@ class MatcherTrainResult:
 # ---------------------------------------------------------------- data
 
 
-def training_rows(data: str | Path, metadata: dict) -> tuple[list[Row], set[int]]:
+def training_rows(data: str | Path, metadata: dict) -> tuple[list[EcommerceRow], set[int]]:
     """The label-1 dialogues of ``data`` that the seq2seq model trained on, and the held-out
     lines left out.
 
     Raises:
         ValueError: the model did not train on ``data`` or does not list its held-out dialogues
-            (``validation.heldout_lines``), or ``data`` was entirely a validation file.
+            (``alime.evaluation.heldout.heldout_lines``), or ``data`` was entirely a validation
+            file.
     """
     if not Path(data).is_file():
         raise ValueError(f"no such file: {data}")
-    held = validation.heldout_lines(metadata, data)
+    held = heldout_lines(metadata, data)
     if held is None:
         raise ValueError(
             f"{data}: the whole file was the model's validation data; "
             "the matcher trains on the model's training dialogues only"
         )
-    rows = [r for r in read_dialogues(data) if r.line not in held]
+    rows = [r for r in read_true_rows(data) if r.line not in held]
     if not rows:
         raise ValueError(f"{data}: no training dialogues left after removing the held-out ones")
     return rows, held
 
 
-def split_rows(rows: Sequence[Row], dev_fraction: float, seed: int) -> tuple[list[Row], list[Row]]:
+def split_rows(
+    rows: Sequence[EcommerceRow], dev_fraction: float, seed: int
+) -> tuple[list[EcommerceRow], list[EcommerceRow]]:
     """(train, dev) by conversation, as the seq2seq split (``seq2seq.data.split_dialogues``)."""
     from alime.seq2seq.data import split_dialogues
 
     return split_dialogues(rows, dev_fraction, seed)  # only .turns and .response are read
 
 
-def expand_rows(rows: Sequence[Row]) -> list[Row]:
+def expand_rows(rows: Sequence[EcommerceRow]) -> list[EcommerceRow]:
     """Every responder turn (the final response's parity, counting back) with the turns before
     it as one example; the line stays the dialogue's."""
     out = []
@@ -149,7 +154,7 @@ def expand_rows(rows: Sequence[Row]) -> list[Row]:
         last = len(utterances) - 1
         for i in range(last % 2 or 2, last + 1, 2):
             if utterances[i - 1] and utterances[i]:
-                out.append(Row(1, tuple(utterances[:i]), utterances[i], r.line))
+                out.append(EcommerceRow(1, tuple(utterances[:i]), utterances[i], r.line))
     return out
 
 
@@ -182,7 +187,7 @@ def encode_groups(
 
 
 def make_groups(
-    rows: Sequence[Row],
+    rows: Sequence[EcommerceRow],
     pool: Sequence[str],
     analyze,
     random_negatives: int,
@@ -190,7 +195,7 @@ def make_groups(
     query_turns: int,
     progress: bool,
     context_negatives: int = 0,
-    sources: Sequence[Row] | None = None,
+    sources: Sequence[EcommerceRow] | None = None,
 ) -> list[Group]:
     """Groups of 10 like the validation files: of the 9 wrong replies ``random_negatives`` are
     random, ``context_negatives`` come from the context index over ``sources``, the rest are
@@ -357,15 +362,14 @@ def train_matcher(
         ValueError: see ``training_rows``; or an empty dev or training part.
     """
     from alime.config import AppConfig
-    from alime.evaluation.runner import model_metadata
-    from alime.seq2seq.model_dir import load_model_dir
+    from alime.seq2seq.model_dir import load_model_dir, read_metadata
     from alime.seq2seq.training import set_threads
     from alime.text import TextPipeline
 
     options = options or MatcherTrainOptions()
     set_threads(options.threads)
     wall = time.monotonic()
-    metadata = model_metadata(model_dir)
+    metadata = read_metadata(model_dir)
     rows, held = training_rows(data, metadata)
     train_rows, dev_rows = split_rows(rows, options.dev_fraction, options.seed)
     if options.train_fraction < 1.0:

@@ -331,7 +331,7 @@ def load_matcher_dir(path: str | Path) -> LoadedMatcher:
         if not (path / name).is_file():
             raise ValueError(
                 f"{path}: not a matcher directory (missing {name}); train one with "
-                "'alime train-matcher'"
+                "'python -m research.train_matcher'"
             )
     data = json.loads((path / CONFIG_FILE).read_text(encoding="utf-8"))
     if data.pop("format", None) != _FORMAT:
