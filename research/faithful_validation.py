@@ -32,9 +32,10 @@ from pathlib import Path
 
 import numpy as np
 
-from alime.evaluation.corpus import GROUP_SIZE, Group, Row, read_groups
+from alime.evaluation.corpus import GROUP_SIZE, Group, read_groups
 from alime.evaluation.corpus import write_groups as _write_groups
 from alime.evaluation.metrics import rank_of_true, selection_metrics
+from alime.kb.formats import EcommerceRow as Row
 from alime.text import normalize
 
 Analyzer = Callable[[str], list[str]]

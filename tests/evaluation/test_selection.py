@@ -144,6 +144,7 @@ def test_each_engine_rerank_score_has_one_evaluation_scorer():
         ScorerKind.MEAN_LOG_PROB: ScorerName.MEAN_LOGPROB,
         ScorerKind.PRIOR: ScorerName.PRIOR,
         ScorerKind.PMI: ScorerName.PMI,
+        ScorerKind.STACKED: ScorerName.STACKED,
     }
     engines = [spec.engine for spec in SCORERS.values() if spec.engine is not None]
     assert len(engines) == len(set(engines)) == len(ScorerKind)

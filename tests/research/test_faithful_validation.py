@@ -7,7 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from alime.evaluation.corpus import Group, Row, read_groups
+from alime.evaluation.corpus import Group, read_groups
+from alime.kb.formats import EcommerceRow as Row
 from research import faithful_validation as fv
 
 ROOT = Path(__file__).resolve().parents[2]
