@@ -11,7 +11,9 @@ def test_int8_default_matches_the_tuned_fp32_model():
     fp32, int8 = BUNDLED_DATA / "model", BUNDLED_DATA / "model-int8"
     assert AppConfig().resolved_paths()[2] == int8
     assert read_rerank_choice(int8) == read_rerank_choice(fp32)
-    for name in ("thresholds.json", "config.json", "vocab.json", "routing.json"):
+    # the stacked score is the engine's default (issue 14), with the same weights in both
+    assert read_rerank_choice(fp32)[0].value == "stacked"
+    for name in ("thresholds.json", "config.json", "vocab.json", "routing.json", "stacking.json"):
         assert json.loads((int8 / name).read_text()) == json.loads((fp32 / name).read_text()), name
 
 

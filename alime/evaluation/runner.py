@@ -17,6 +17,7 @@ from alime.evaluation.corpus import Group, read_groups, read_true_rows
 from alime.evaluation.heldout import heldout_lines, same_file, select_heldout
 from alime.kb.formats import EcommerceRow
 from alime.seq2seq.model_dir import (
+    STACKING_FILE,
     ScorerKind,
     read_metadata,
     read_rerank_choice,
@@ -63,6 +64,7 @@ def _env(
     stages: ModelStages | None,
     pmi_weight: float,
     query_turns: int,
+    stacking_dir: Path | None = None,
 ) -> scorers.ScorerEnv:
     responses = [r for g in groups for r in g.responses]
     return scorers.ScorerEnv(
@@ -72,7 +74,15 @@ def _env(
         stages.log_probs if stages else None,
         pmi_weight,
         query_turns,
+        stacking_dir,
     )
+
+
+def stacking_dir_of(model_dir) -> Path | None:
+    """``model_dir`` when it holds stacking weights (``stacking.json``), else None."""
+    if model_dir is None or not (Path(model_dir) / STACKING_FILE).is_file():
+        return None
+    return Path(model_dir)
 
 
 @dataclass(frozen=True)
@@ -111,12 +121,15 @@ def _score(
         # With extra scorers and no --scorers, only the extras run (the research probes).
         have_model = model_dir is not None
         empty = extra and not opts.scorers
-        names = [] if empty else scorers.parse_scorer_names(opts.scorers, have_model)
+        have_stacking = stacking_dir_of(model_dir) is not None
+        names = [] if empty else scorers.parse_scorer_names(opts.scorers, have_model, have_stacking)
     need_model = any(scorers.SCORERS[n].needs_model for n in names) or any(
         e.needs_model for e in (extra or {}).values()
     )
     stages = load_model(model_dir, pipeline, config=config) if need_model else None
-    env = _env(groups, pipeline, stages, opts.pmi_weight, opts.query_turns)
+    env = _env(
+        groups, pipeline, stages, opts.pmi_weight, opts.query_turns, stacking_dir_of(model_dir)
+    )
     table = {n.value: env.get(n) for n in names}
     table.update({name: e.build(env) for name, e in (extra or {}).items()})
     return selection.score_groups(groups, table, progress), names, stages, groups

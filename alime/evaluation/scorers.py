@@ -13,6 +13,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from enum import Enum
+from pathlib import Path
 from typing import Any, Protocol
 
 import numpy as np
@@ -162,6 +163,7 @@ class ScorerEnv:
         log_probs: the model's log-probability source, or None without a model.
         pmi_weight: lambda of the PMI score.
         query_turns: turns of context in the BM25 query.
+        stacking_dir: the model directory whose ``stacking.json`` ``stacked`` applies, or None.
     """
 
     responses: Sequence[str]
@@ -170,6 +172,7 @@ class ScorerEnv:
     log_probs: LogProbSource | None = None
     pmi_weight: float = 0.5
     query_turns: int = 3
+    stacking_dir: Path | None = None
     built: dict[str, Scorer] = field(default_factory=dict)
     _cache: CachedLogProbs | None = None
 
@@ -179,6 +182,19 @@ class ScorerEnv:
         if self._cache is None:
             self._cache = CachedLogProbs(self.log_probs)
         return self._cache
+
+    def stacked(self) -> Scorer:
+        if self.stacking_dir is None:
+            raise ValueError("the stacked scorer needs a model directory with stacking.json")
+        from alime.rerank.stacking import StackingWeights, stacked_scores
+
+        weights = StackingWeights.load(self.stacking_dir)
+        return ModelScore(
+            self.cache(),
+            lambda cache, q, c, a: stacked_scores(
+                weights, q, c, a, cache.conditional(q, c, a), cache.prior(q, c, a), self.analyze
+            ),
+        )
 
     def get(self, name: ScorerName) -> Scorer:
         if name.value not in self.built:
@@ -197,6 +213,7 @@ class ScorerName(str, Enum):
     SHORTER = "shorter"
     FUSED = "fused"
     FUSED_PMI = "fused_pmi"
+    STACKED = "stacked"
 
 
 @dataclass(frozen=True)
@@ -207,6 +224,7 @@ class ScorerSpec:
     needs_model: bool
     description: str
     engine: ScorerKind | None = None  # the engine's rerank score this one computes, if any
+    needs_stacking: bool = False  # the model directory's stacking.json
 
 
 SCORERS: dict[ScorerName, ScorerSpec] = {
@@ -252,17 +270,33 @@ SCORERS: dict[ScorerName, ScorerSpec] = {
         True,
         "reciprocal rank fusion of pmi and bm25",
     ),
+    ScorerName.STACKED: ScorerSpec(
+        lambda env: env.stacked(),
+        True,
+        "the model's stacking.json: a score over mean_logprob, prior, their sums, length and "
+        "context overlap (and their products), fitted on training-side groups",
+        engine=ScorerKind.STACKED,
+        needs_stacking=True,
+    ),
 }
 
 
-def parse_scorer_names(text: str | None, have_model: bool) -> list[ScorerName]:
-    """Scorer names from a comma-separated list; default all that the model allows.
+def parse_scorer_names(
+    text: str | None, have_model: bool, have_stacking: bool = False
+) -> list[ScorerName]:
+    """Scorer names from a comma-separated list; default all that the model (and its stacking
+    weights) allow.
 
     Raises:
         ValueError: an unknown name (the valid ones are listed), or a model scorer without a model.
     """
     if not text:
-        return [n for n in ScorerName if have_model or not SCORERS[n].needs_model]
+        return [
+            n
+            for n in ScorerName
+            if (have_model or not SCORERS[n].needs_model)
+            and (have_stacking or not SCORERS[n].needs_stacking)
+        ]
     names = []
     for part in (p.strip() for p in text.split(",") if p.strip()):
         names.append(parse_choice(ScorerName, part, "scorer"))

@@ -160,11 +160,23 @@ class PMIScorer(_ModelScorer):
         return [pmi(c, p, self.weight) for c, p in zip(cond, prior, strict=True)]
 
 
+def stacked_scorer(model: LoadedModel, pipeline: TextPipeline | None = None):
+    """The stacked score of ``MODEL_DIR/stacking.json`` (``alime.rerank.stacking``).
+
+    Raises:
+        ValueError: the model directory has no (valid) stacking weights.
+    """
+    from alime.rerank.stacking import StackedScorer
+
+    return StackedScorer(model, pipeline)
+
+
 SCORERS: dict[ScorerKind, Callable[..., object]] = {
     ScorerKind.MEAN_PROB: MeanProbScorer,
     ScorerKind.MEAN_LOG_PROB: MeanLogProbScorer,
     ScorerKind.PRIOR: PriorScorer,
     ScorerKind.PMI: PMIScorer,
+    ScorerKind.STACKED: stacked_scorer,
 }
 
 

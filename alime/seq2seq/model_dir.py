@@ -8,8 +8,10 @@ Layout (``alime train`` writes the first four, the evaluations the tuned files):
   version, one entry per tensor) and ``int8/*.npy`` instead of the ``.h5`` weights (the tensors'
   meaning is ``alime.seq2seq.quantized``'s); ``load_model_dir`` reads either;
 - tuned files: ``thresholds.json`` (T, G and C, numbers only) with ``thresholds_sweep.json``
-  beside it (how they were chosen), ``rerank.json`` (the rerank score and its options) and
-  ``routing.json`` (the routing score and its T; its fields are ``alime.routing``'s);
+  beside it (how they were chosen), ``rerank.json`` (the rerank score and its options),
+  ``stacking.json`` (the stacked rerank score's weights; its fields are
+  ``alime.rerank.stacking``'s) and ``routing.json`` (the routing score and its T; its fields are
+  ``alime.routing``'s);
 - ``logs/`` (TensorBoard scalars) and ``checkpoint/`` (``alime train``'s own, to resume).
 """
 
@@ -38,6 +40,7 @@ THRESHOLDS_FILE = "thresholds.json"
 SWEEP_FILE = "thresholds_sweep.json"
 RERANK_FILE = "rerank.json"
 ROUTING_FILE = "routing.json"
+STACKING_FILE = "stacking.json"
 # What ``alime quantize`` carries over unchanged from the fp32 directory: the int8 model has the
 # same vocabulary and config, and its scores were tuned on the same scale.
 COPIED_BY_QUANTIZE = (
@@ -46,6 +49,7 @@ COPIED_BY_QUANTIZE = (
     METADATA_FILE,
     THRESHOLDS_FILE,
     RERANK_FILE,
+    STACKING_FILE,
     ROUTING_FILE,
 )
 _THRESHOLD_KEYS = ("threshold", "generation_threshold", "chitchat_threshold")
@@ -60,6 +64,7 @@ class ScorerKind(str, Enum):
     MEAN_LOG_PROB = "mean_log_prob"
     PRIOR = "prior"
     PMI = "pmi"
+    STACKED = "stacked"  # a linear score over pmi's inputs and text features (stacking.json)
 
 
 @dataclass
@@ -213,6 +218,27 @@ def read_routing_file(model_dir: str | Path) -> tuple[Path, dict | None]:
 def write_routing_file(model_dir: str | Path, data: dict) -> Path:
     """Write ``routing.json`` (fields from ``alime.routing``); returns its path."""
     return _write_json(Path(model_dir) / ROUTING_FILE, data)
+
+
+def read_stacking_file(model_dir: str | Path) -> tuple[Path, dict | None]:
+    """``stacking.json``'s path and contents (None when absent); ``alime.rerank.stacking``
+    parses them.
+
+    Raises:
+        ValueError: the file is not JSON.
+    """
+    path = Path(model_dir) / STACKING_FILE
+    if not path.is_file():
+        return path, None
+    try:
+        return path, json.loads(path.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as exc:
+        raise ValueError(f"{path}: invalid JSON: {exc}") from None
+
+
+def write_stacking_file(model_dir: str | Path, data: dict) -> Path:
+    """Write ``stacking.json`` (fields from ``alime.rerank.stacking``); returns its path."""
+    return _write_json(Path(model_dir) / STACKING_FILE, data)
 
 
 def is_quantized_dir(path: str | Path) -> bool:

@@ -54,7 +54,8 @@ def test_model_scores_share_one_pass_per_group(groups_file):
     assert first["pmi"][3] == pytest.approx(-2.5 + 0.5 * 2.0)
     report = selection_report(scored, [n.value for n in names])
     assert report["groups"] == 2
-    assert set(report["scorers"]) == {n.value for n in ScorerName}
+    # every scorer but those that need stacking weights (none here)
+    assert set(report["scorers"]) == {n.value for n in ScorerName if not SCORERS[n].needs_stacking}
     assert report["scorers"]["shorter"] == {"r10@1": 1.0, "r10@2": 1.0, "r10@5": 1.0, "mrr": 1.0}
     assert report["scorers"]["bm25"]["r10@1"] == 1.0
     # Every candidate has the same prior per token: all tie, the truth ranks last.
@@ -143,6 +144,7 @@ def test_each_engine_rerank_score_has_one_evaluation_scorer():
         ScorerKind.MEAN_LOG_PROB: ScorerName.MEAN_LOGPROB,
         ScorerKind.PRIOR: ScorerName.PRIOR,
         ScorerKind.PMI: ScorerName.PMI,
+        ScorerKind.STACKED: ScorerName.STACKED,
     }
     engines = [spec.engine for spec in SCORERS.values() if spec.engine is not None]
     assert len(engines) == len(set(engines)) == len(ScorerKind)

@@ -32,6 +32,10 @@ def fp32_dir(tmp_path_factory):
     path = tmp_path_factory.mktemp("fp32")
     save_model_dir(path, build_model(config), vocab, {"note": "random weights"})
     (path / "thresholds.json").write_text(json.dumps({"threshold": 0.3}), encoding="utf-8")
+    (path / "stacking.json").write_text(
+        json.dumps({"format": 1, "features": ["prior"], "mean": [0], "scale": [1], "weights": [1]}),
+        encoding="utf-8",
+    )
     return path
 
 

@@ -37,7 +37,8 @@ def test_directory_layout_and_marker(fp32_dir, int8_dir):
         "output_proj/kernel",
     } <= int8
     assert all(t["dtype"] == "float32" for t in marker["tensors"] if t["name"].endswith("bias"))
-    assert (int8_dir / "thresholds.json").read_text() == (fp32_dir / "thresholds.json").read_text()
+    for name in ("thresholds.json", "stacking.json"):  # tuned on the fp32 model's scale
+        assert (int8_dir / name).read_text() == (fp32_dir / name).read_text()
     assert not (int8_dir / "model.weights.h5").exists()
     assert not list(int8_dir.rglob("*.pkl"))
 

@@ -24,4 +24,4 @@ def test_bundled_matcher_never_saw_the_held_out_dialogues():
     assert json.loads((matcher / "vocab.json").read_text()) == json.loads(
         (model / "vocab.json").read_text()
     )
-    assert read_rerank_choice(model)[0].value == "pmi"  # the matcher is not the engine's default
+    assert read_rerank_choice(model)[0].value == "stacked"  # the matcher is not the default
