@@ -379,6 +379,8 @@ def _score_main(
         main.offsets[tids + 1],
         idfs,
         _NO_DEAD if snap.dead is None else snap.dead,
+        # The length cap counts distinct terms: a repeated query term would break it.
+        main.doc_len if len(np.unique(tids)) == len(tids) else _NO_LENGTHS,
         k,
         len(tids) <= PRUNE_MAX_TERMS and bool((idfs > 0).all()),
         WINDOW_SHIFT,
@@ -388,6 +390,7 @@ def _score_main(
 
 
 _NO_DEAD = np.zeros(0, bool)
+_NO_LENGTHS = np.zeros(0, np.int32)
 # Longer queries are scored without bounds: merging many non-essential terms into the survivors
 # cost more than scattering every posting (measured on bench/retrieval.py's 1M KBs: with this
 # limit 1,838 q/s on the corpus workload and 2,082 on the synthetic one, against 1,532 and 2,180

@@ -146,6 +146,31 @@ def _lowest_bit(word: np.uint64, bit_index: np.ndarray) -> int:
     return bit_index[(low * _DEBRUIJN) >> np.uint64(58)]
 
 
+@njit(cache=True, nogil=True, inline="always")
+def _largest_sum(values: np.ndarray, count: int, work: np.ndarray) -> float:
+    """Sum of the ``count`` largest of ``values`` (all of them when ``count >= len``)."""
+    n = len(values)
+    if count >= n:
+        total = 0.0
+        for v in values:
+            total += v
+        return total
+    # Insertion into a descending top list: a handful of terms.
+    for i in range(count):
+        work[i] = 0.0
+    for v in values:
+        if v > work[count - 1]:
+            j = count - 1
+            while j > 0 and work[j - 1] < v:
+                work[j] = work[j - 1]
+                j -= 1
+            work[j] = v
+    total = 0.0
+    for i in range(count):
+        total += work[i]
+    return total
+
+
 @njit(cache=True, nogil=True)
 def top_candidates(
     postings_doc: np.ndarray,
@@ -155,6 +180,7 @@ def top_candidates(
     ends: np.ndarray,
     idfs: np.ndarray,
     dead: np.ndarray,
+    doc_len: np.ndarray,
     k: int,
     prune: bool,
     window_shift: int = WINDOW_SHIFT,
@@ -169,6 +195,9 @@ def top_candidates(
         starts, ends: Each query term's postings slice, in query order (a repeated term twice).
         idfs: Each query term's idf.
         dead: Per document, True when deleted; an empty array when none is.
+        doc_len: Per document, its token count, ascending with the position (a document holds
+            at most that many distinct terms, so at most that many query terms when the query
+            repeats none); an empty array when the query repeats a term (no length cap).
         k: How many best documents are wanted (>= 1).
         prune: Skip documents and windows by the bounds (only valid when every idf is positive).
         window_shift: log2 of the window width in document positions.
@@ -183,7 +212,7 @@ def top_candidates(
     n = len(starts)
     size = 1 << window_shift
     bit_index = _BIT_INDEX
-    cur = starts.copy()
+    cur = np.empty(n, np.int64)
     stop = np.empty(n, np.int64)
     ub = np.zeros(n)
     order = np.arange(n)
@@ -203,28 +232,54 @@ def top_candidates(
     m = 0
     scored = 0
     has_dead = len(dead) > 0
-    none = np.iinfo(np.int64).max
-    while True:
-        first = none
-        for s in range(n):
-            if cur[s] < ends[s] and postings_doc[cur[s]] < first:
-                first = postings_doc[cur[s]]
-        if first == none:
+    capped = len(doc_len) > 0
+    n_docs = len(doc_len)
+    # Pass 1: each term's postings slice in each window (window-major) and its bound there.
+    lo_doc, hi_doc = np.iinfo(np.int64).max, -1
+    for s in range(n):
+        if ends[s] > starts[s]:
+            lo_doc = min(lo_doc, postings_doc[starts[s]])
+            hi_doc = max(hi_doc, postings_doc[ends[s] - 1])
+    if hi_doc < 0:
+        return out_pos[:0], out_score[:0], 0
+    w_first = lo_doc >> window_shift
+    n_win = (hi_doc >> window_shift) - w_first + 1
+    at = np.empty((n_win + 1, n), np.int64)
+    win_ub = np.zeros((n_win, n))
+    for s in range(n):
+        p = starts[s]
+        for w in range(n_win):
+            at[w, s] = p
+            q = _seek(postings_doc, p, ends[s], (w_first + w + 1) << window_shift)
+            if prune and q > p:
+                win_ub[w, s] = idfs[s] * _block_bound(block_max, p, q, BLOCK_SHIFT)
+            p = q
+        at[n_win, s] = p
+    # A window's longest document (positions ascend with length) holds at most ``cap`` query
+    # terms, so none of its documents scores above the ``cap`` largest bounds. Windows go by
+    # descending bound: the best documents come first, theta rises early, and once one window's
+    # bound is below theta every later one's is too.
+    win_bound = np.zeros(n_win)
+    if prune:
+        for w in range(n_win):
+            cap = n
+            if capped:
+                cap = min(n, doc_len[min((w_first + w + 1) << window_shift, n_docs) - 1])
+            win_bound[w] = _largest_sum(win_ub[w], cap, ub)
+    win_order = np.argsort(-win_bound, kind="mergesort")
+    for wi in range(n_win):
+        w = win_order[wi]
+        if prune and win_bound[w] * SLACK < theta:
             break
-        w0 = (first >> window_shift) << window_shift
-        w1 = w0 + size
-        total = 0.0
+        empty = True
         for s in range(n):
-            cur[s] = _seek(postings_doc, cur[s], ends[s], w0)
-            stop[s] = _seek(postings_doc, cur[s], ends[s], w1)
-            ub[s] = 0.0
-            if prune and stop[s] > cur[s]:
-                ub[s] = idfs[s] * _block_bound(block_max, cur[s], stop[s], BLOCK_SHIFT)
-            total += ub[s]
-        if prune and total * SLACK < theta:
-            for s in range(n):
-                cur[s] = stop[s]
+            cur[s] = at[w, s]
+            stop[s] = at[w + 1, s]
+            ub[s] = win_ub[w, s]
+            empty = empty and stop[s] == cur[s]
+        if empty:
             continue
+        w0 = (w_first + w) << window_shift
         # Ascending bounds (insertion sort: a handful of terms); the first n_lazy are
         # non-essential in this window.
         for j in range(1, n):
@@ -236,6 +291,9 @@ def top_candidates(
             order[i] = s
         for j in range(n):
             prefix[j + 1] = prefix[j] + ub[order[j]]
+        # The length cap bounds whole windows only: capping the non-essential sums as well made
+        # more terms non-essential, and merging them cost more than it saved (measured on the
+        # corpus workload at 1M: 0.45 against 0.39 ms per query).
         n_lazy = 0
         while prune and n_lazy < n and prefix[n_lazy + 1] * SLACK < theta:
             n_lazy += 1
@@ -332,7 +390,5 @@ def top_candidates(
                 if not lazy[s]:
                     for p in range(cur[s], stop[s]):
                         table[(postings_doc[p] - w0) * n + s] = 0.0
-        for s in range(n):
-            cur[s] = stop[s]
     keep = out_score[:m] >= theta
     return out_pos[:m][keep], out_score[:m][keep], scored

@@ -265,6 +265,7 @@ def kernel_args(index: BM25Index, query: list[str]):
         snap.main.offsets[tids + 1],
         idfs,
         dead,
+        snap.main.doc_len if len(set(tids.tolist())) == len(tids) else np.zeros(0, np.int32),
     )
 
 
