@@ -360,7 +360,7 @@ def _main_terms(snap: Snapshot, query_terms: Sequence[str]) -> tuple[np.ndarray,
 def _score_main(
     snap: Snapshot, tids: np.ndarray, idfs: np.ndarray, k: int
 ) -> tuple[np.ndarray, np.ndarray]:
-    """(ids, scores) of the main-segment documents that can be in the top ``k`` (ties kept).
+    """(ids, scores) of the main segment's ``k`` best documents, ties broken by ascending id.
 
     The compiled block-max MaxScore loop of :mod:`alime.retrieval.bm25_kernel` does the work; it
     adds each document's contributions in query order, so scores equal rank-bm25's to the bit.
@@ -380,7 +380,8 @@ def _score_main(
         idfs,
         _NO_DEAD if snap.dead is None else snap.dead,
         # The length cap counts distinct terms: a repeated query term would break it.
-        main.doc_len if len(np.unique(tids)) == len(tids) else _NO_LENGTHS,
+        main.doc_len if len(set(tids.tolist())) == len(tids) else _NO_LENGTHS,
+        main.ids,
         k,
         bool((idfs > 0).all()),
         WINDOW_SHIFT,

@@ -73,22 +73,46 @@ def new_scratch(n_terms: int, window_shift: int = WINDOW_SHIFT):
 
 
 @njit(cache=True, nogil=True, inline="always")
-def _keep_largest(best: np.ndarray, filled: int, score: float) -> int:
-    """Insert ``score`` into ``best`` (ascending, the ``len(best)`` largest seen); new fill."""
-    k = len(best)
+def _beats(score: float, doc_id: int, other_score: float, other_id: int) -> bool:
+    """True when (score, doc_id) ranks before the other: higher score, then smaller id."""
+    return score > other_score or (score == other_score and doc_id < other_id)
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _keep_best(
+    best_score: np.ndarray,
+    best_id: np.ndarray,
+    best_pos: np.ndarray,
+    filled: int,
+    score: float,
+    doc_id: int,
+    pos: int,
+) -> int:
+    """Insert a document into the best ``len(best_score)`` seen, kept worst first (ascending
+    score, descending id at equal scores, so slot 0 is the current k-th); returns the new fill."""
+    k = len(best_score)
     if filled < k:
         j = filled
         filled += 1
-        while j > 0 and best[j - 1] > score:
-            best[j] = best[j - 1]
+        while j > 0 and _beats(best_score[j - 1], best_id[j - 1], score, doc_id):
+            best_score[j], best_id[j], best_pos[j] = (
+                best_score[j - 1],
+                best_id[j - 1],
+                best_pos[j - 1],
+            )
             j -= 1
-        best[j] = score
-    elif score > best[0]:
+    elif _beats(score, doc_id, best_score[0], best_id[0]):
         j = 0
-        while j + 1 < k and best[j + 1] < score:
-            best[j] = best[j + 1]
+        while j + 1 < k and _beats(score, doc_id, best_score[j + 1], best_id[j + 1]):
+            best_score[j], best_id[j], best_pos[j] = (
+                best_score[j + 1],
+                best_id[j + 1],
+                best_pos[j + 1],
+            )
             j += 1
-        best[j] = score
+    else:
+        return filled
+    best_score[j], best_id[j], best_pos[j] = score, doc_id, pos
     return filled
 
 
@@ -108,18 +132,6 @@ def _seek(postings_doc: np.ndarray, p: int, end: int, doc: int) -> int:
         else:
             hi = mid
     return lo
-
-
-@njit(cache=True, nogil=True)
-def _drop_below(out_pos: np.ndarray, out_score: np.ndarray, m: int, theta: float) -> int:
-    """Keep (in place, in order) the first ``m`` entries whose score reaches ``theta``."""
-    kept = 0
-    for i in range(m):
-        if out_score[i] >= theta:
-            out_pos[kept] = out_pos[i]
-            out_score[kept] = out_score[i]
-            kept += 1
-    return kept
 
 
 @njit(cache=True, nogil=True, inline="always")
@@ -181,12 +193,13 @@ def top_candidates(
     idfs: np.ndarray,
     dead: np.ndarray,
     doc_len: np.ndarray,
+    ids: np.ndarray,
     k: int,
     prune: bool,
     window_shift: int = WINDOW_SHIFT,
     scratch=None,
 ):
-    """Every document that can be in the top ``k``, with its exact score.
+    """The ``k`` best documents with a positive score, ties broken by ascending id, exactly.
 
     Args:
         postings_doc: Document position of each posting, ascending within a term's slice.
@@ -198,6 +211,7 @@ def top_candidates(
         doc_len: Per document, its token count, ascending with the position (a document holds
             at most that many distinct terms, so at most that many query terms when the query
             repeats none); an empty array when the query repeats a term (no length cap).
+        ids: Per document, its KB id (the tie-break: equal scores rank by ascending id).
         k: How many best documents are wanted (>= 1).
         prune: Skip documents and windows by the bounds (only valid when every idf is positive).
         window_shift: log2 of the window width in document positions.
@@ -205,12 +219,11 @@ def top_candidates(
             query does not allocate and clear them; None allocates them for this call.
 
     Returns:
-        (positions, scores, scored): the documents whose positive score reaches the final k-th
-        best (ties with it included, so the caller's id tie-break is exact), their scores summed
-        in query order, and how many documents were scored in full.
+        (positions, scores, scored): the ``min(k, documents with a positive score)`` best
+        documents, best first (descending score, then ascending id), their scores summed in
+        query order, and how many documents were scored in full.
     """
     n = len(starts)
-    size = 1 << window_shift
     bit_index = _BIT_INDEX
     cur = np.empty(n, np.int64)
     stop = np.empty(n, np.int64)
@@ -222,14 +235,11 @@ def top_candidates(
         table, acc, seen, surv_off, surv_partial = new_scratch(n, window_shift)
     else:
         table, acc, seen, surv_off, surv_partial = scratch
-    best = np.zeros(k)
+    best_score = np.zeros(k)
+    best_id = np.zeros(k, np.int64)
+    best_pos = np.zeros(k, np.int64)
     filled = 0
     theta = 0.0
-    # Room for a whole window's documents is made before each window: growing an array inside
-    # the document loop made numba count references there, five times slower (measured).
-    out_pos = np.empty(2 * size, np.int64)
-    out_score = np.empty(2 * size)
-    m = 0
     scored = 0
     has_dead = len(dead) > 0
     capped = len(doc_len) > 0
@@ -241,7 +251,7 @@ def top_candidates(
             lo_doc = min(lo_doc, postings_doc[starts[s]])
             hi_doc = max(hi_doc, postings_doc[ends[s] - 1])
     if hi_doc < 0:
-        return out_pos[:0], out_score[:0], 0
+        return best_pos[:0], best_score[:0], 0
     w_first = lo_doc >> window_shift
     n_win = (hi_doc >> window_shift) - w_first + 1
     at = np.empty((n_win + 1, n), np.int64)
@@ -313,11 +323,6 @@ def top_candidates(
                     table[off * n + s] = c
                 acc[off] += c
                 seen[off >> 6] |= np.uint64(1) << np.uint64(off & 63)
-        if len(out_pos) - m < size:
-            m = _drop_below(out_pos, out_score, m, theta)
-            if len(out_pos) - m < size:
-                out_pos = np.concatenate((out_pos, np.empty(len(out_pos), np.int64)))
-                out_score = np.concatenate((out_score, np.empty(len(out_score))))
         # Touched documents in document order; those whose essential sum plus every lazy bound
         # cannot reach theta are dropped at once, the rest become survivors.
         lazy_bound = prefix[n_lazy]
@@ -379,16 +384,14 @@ def top_candidates(
             scored += 1
             if score <= 0.0 or (filled == k and score < theta):
                 continue
-            out_pos[m] = w0 + surv_off[i]
-            out_score[m] = score
-            m += 1
-            filled = _keep_largest(best, filled, score)
-            if filled == k and best[0] > theta:
-                theta = best[0]
+            pos = w0 + surv_off[i]
+            filled = _keep_best(best_score, best_id, best_pos, filled, score, ids[pos], pos)
+            if filled == k:
+                theta = best_score[0]
         if n_lazy:
             for s in range(n):
                 if not lazy[s]:
                     for p in range(cur[s], stop[s]):
                         table[(postings_doc[p] - w0) * n + s] = 0.0
-    keep = out_score[:m] >= theta
-    return out_pos[:m][keep], out_score[:m][keep], scored
+    # Best first: descending score, ascending id.
+    return best_pos[:filled][::-1].copy(), best_score[:filled][::-1].copy(), scored

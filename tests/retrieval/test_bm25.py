@@ -266,7 +266,19 @@ def kernel_args(index: BM25Index, query: list[str]):
         idfs,
         dead,
         snap.main.doc_len if len(set(tids.tolist())) == len(tids) else np.zeros(0, np.int32),
+        snap.main.ids,
     )
+
+
+def exhaustive_top(args, k: int, window_shift: int = 3) -> list[tuple[int, float]]:
+    """(position, score) of the k best by (score desc, id asc), from every scored document."""
+    n_docs = len(args[8])
+    pos, scores, scored = bm25_kernel.top_candidates(*args, n_docs, False, window_shift)
+    assert len(pos) == np.count_nonzero(scores > 0) <= scored
+    ranked = sorted(
+        zip(pos.tolist(), scores.tolist(), strict=True), key=lambda r: (-r[1], int(args[8][r[0]]))
+    )
+    return ranked[:k]
 
 
 @pytest.mark.parametrize("window_shift", [1, 3, 12])
@@ -287,10 +299,11 @@ def test_pruned_search_equals_the_exhaustive_pass(corpus, queries, k, window_shi
         pos, scores, scored = bm25_kernel.top_candidates(*args, k, True, window_shift)
         all_pos, all_scores, all_scored = bm25_kernel.top_candidates(*args, k, False, window_shift)
         skipped += all_scored - scored
-        # Pruning may drop only docs below the final k-th best; everything else is identical.
-        assert sorted(zip(pos.tolist(), scores.tolist(), strict=True)) == sorted(
+        # Pruning may drop only docs that are not in the top k; the top k is the same, in order.
+        assert list(zip(pos.tolist(), scores.tolist(), strict=True)) == list(
             zip(all_pos.tolist(), all_scores.tolist(), strict=True)
         )
+        assert list(zip(pos.tolist(), scores.tolist(), strict=True)) == exhaustive_top(args, k)
     if 1 << window_shift < len(corpus):  # one window: theta is 0 when its bounds are read
         assert skipped > 0, "pruning never skipped a document"
     assert_matches(index, corpus, queries, k)
@@ -371,7 +384,7 @@ def test_whole_windows_are_skipped_by_their_block_maxima():
     _, _, all_scored = bm25_kernel.top_candidates(*args, 3, False, 3)
     assert all_scored == len(docs)
     assert scored == 8  # only the window(s) holding "rare" are scored
-    assert sorted(index.snapshot.main.ids[pos].tolist()) == list(range(1, 9))
+    assert index.snapshot.main.ids[pos].tolist() == [1, 2, 3]  # 8 ties: the smallest ids
 
 
 def test_the_benchmarks_tie_aware_agreement(monkeypatch):
@@ -396,3 +409,69 @@ def test_the_benchmarks_tie_aware_agreement(monkeypatch):
     assert tie_aware_agreement([1, 2, 5], reference, scores, position) == pytest.approx(2 / 3)
     assert tie_aware_agreement([1], reference, scores, position) == pytest.approx(1 / 3)
     assert tie_aware_agreement([], [], scores, position) == 1.0
+
+
+def test_windows_are_visited_best_bound_first():
+    """The only high-scoring documents sit in the last window (they are the longest): it is
+    visited first, and every window of common-term-only documents is then skipped unscored."""
+    docs = (
+        [["common", "x"]] * 200 + [["filler", "x"]] * 300 + [["rare", "common", "y", "z", "w"]] * 8
+    )
+    index = BM25Index.build(docs, list(range(1, len(docs) + 1)))
+    args = kernel_args(index, ["common", "rare"])
+    assert np.all(args[5] > 0)
+    pos, scores, scored = bm25_kernel.top_candidates(*args, 3, True, 3)
+    _, _, all_scored = bm25_kernel.top_candidates(*args, 3, False, 3)
+    assert all_scored == 208
+    assert scored == 8
+    assert index.snapshot.main.ids[pos].tolist() == [501, 502, 503]
+
+
+def test_the_length_cap_skips_windows_of_short_documents():
+    """A one-term document holds one query term, so a window of them is bounded by its largest
+    single-term bound, not the sum over the query: with the cap those windows are skipped."""
+    query = ["a", "b", "c", "d", "e", "f"]
+    docs = [[t] for _ in range(40) for t in query] + [[*query, "g", "h"]] * 8
+    docs += [["filler"]] * 300  # keeps every query term's idf positive
+    index = BM25Index.build(docs, list(range(1, len(docs) + 1)))
+    args = kernel_args(index, query)
+    assert len(args[7]) == len(docs) and np.all(args[5] > 0)
+    no_cap = (*args[:7], np.zeros(0, np.int32), args[8])
+    capped = bm25_kernel.top_candidates(*args, 8, True, 3)
+    uncapped = bm25_kernel.top_candidates(*no_cap, 8, True, 3)
+    assert capped[2] == 8 < uncapped[2]
+    assert capped[0].tolist() == uncapped[0].tolist()
+    assert sorted(index.snapshot.main.ids[capped[0]].tolist()) == list(range(241, 249))
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_pruning_on_random_corpora_equals_exhaustive_scoring(seed):
+    """Random corpora of 1-30-term documents with many exact duplicates (ties at the k-th
+    score), queries of 1-30 terms, some with repeated terms (no length cap then): the pruned
+    loop keeps exactly the exhaustive pass's documents at or above the k-th best, and searches
+    equal rank-bm25's top k with its tie rule."""
+    rng = random.Random(seed)
+    vocab = [f"t{i}" for i in range(rng.choice([15, 60, 300]))]
+    weights = [1 / (i + 1) for i in range(len(vocab))]  # Zipf-like: a head of common terms
+    base = [rng.choices(vocab, weights, k=rng.randint(1, 30)) for _ in range(150)]
+    docs = [list(rng.choice(base)) for _ in range(600)]
+    # Documents without query terms keep every idf positive (df < N / 2): bounds then hold.
+    docs += [[f"pad{i}"] * rng.randint(1, 3) for i in range(700)]
+    rng.shuffle(docs)
+    ids = rng.sample(range(1, 100_000), len(docs))
+    index = BM25Index.build(docs, ids)
+    queries = [rng.sample(vocab, min(len(vocab), rng.randint(1, 30))) for _ in range(40)]
+    queries += [q + q[:2] for q in queries[:8]]  # repeated terms
+    checked = 0
+    for q in queries:
+        args = kernel_args(index, q)
+        if not len(args[5]) or not np.all(args[5] > 0):
+            continue
+        checked += 1
+        for k in (1, 10):
+            want = exhaustive_top(args, k)
+            for shift in (2, 5, 12):
+                pos, scores, _ = bm25_kernel.top_candidates(*args, k, True, shift)
+                assert list(zip(pos.tolist(), scores.tolist(), strict=True)) == want, (q, k)
+    assert checked >= 20
+    assert_matches(index, dict(zip(ids, docs, strict=True)), queries[:20], 10)
