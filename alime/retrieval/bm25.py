@@ -35,7 +35,13 @@ import numpy as np
 
 from alime import __version__
 from alime.config import BM25Config
-from alime.retrieval.bm25_kernel import WINDOW_SHIFT, block_maxima, new_scratch, top_candidates
+from alime.retrieval.bm25_kernel import (
+    WINDOW_SHIFT,
+    block_maxima,
+    new_scratch,
+    top_candidates,
+    window_directory,
+)
 from alime.types import Hit
 
 FORMAT_VERSION = 1
@@ -206,6 +212,8 @@ class Snapshot:
         total_len: Sum of their lengths.
         weights: Per main posting, ``tf * (k1 + 1) / (tf + norm)`` for this snapshot's avgdl.
         block_max: Per run of ``2**BLOCK_SHIFT`` main postings, the largest weight (for pruning).
+        directory: :func:`~alime.retrieval.bm25_kernel.window_directory` of the main segment
+            for these weights: (row per term, window starts, window maxima).
         term_idf: Per main term, its current idf (0 when no current document has it), so that a
             query's idfs are one array look-up.
         eps_idf: The idf given to terms whose raw idf is negative.
@@ -222,6 +230,7 @@ class Snapshot:
     total_len: int
     weights: np.ndarray = field(repr=False)
     block_max: np.ndarray = field(repr=False)
+    directory: tuple[np.ndarray, np.ndarray, np.ndarray] = field(repr=False)
     term_idf: np.ndarray = field(repr=False)
     eps_idf: float
 
@@ -296,6 +305,7 @@ def make_snapshot(
         total_len=total_len,
         weights=weights,
         block_max=block_maxima(weights),
+        directory=window_directory(main.offsets, main.postings_doc, weights, main.n),
         term_idf=term_idfs(n_docs, df, eps_idf),
         eps_idf=eps_idf,
     )
@@ -368,6 +378,7 @@ def _score_main(
     if not len(tids):
         return np.zeros(0, np.int64), np.zeros(0)
     main = snap.main
+    rows, dir_starts, dir_maxima = snap.directory
     scratch = getattr(_SCRATCH, "arrays", None)
     if scratch is None or len(scratch[0]) < len(scratch[1]) * len(tids):
         scratch = _SCRATCH.arrays = new_scratch(max(len(tids), 16))
@@ -382,6 +393,9 @@ def _score_main(
         # The length cap counts distinct terms: a repeated query term would break it.
         main.doc_len if len(set(tids.tolist())) == len(tids) else _NO_LENGTHS,
         main.ids,
+        rows[tids],
+        dir_starts,
+        dir_maxima,
         k,
         bool((idfs > 0).all()),
         WINDOW_SHIFT,

@@ -52,6 +52,54 @@ def block_maxima(weights: np.ndarray) -> np.ndarray:
     return np.maximum.reduceat(weights, np.arange(0, len(weights), 1 << BLOCK_SHIFT))
 
 
+def window_directory(
+    offsets: np.ndarray,
+    postings_doc: np.ndarray,
+    weights: np.ndarray,
+    n_docs: int,
+    window_shift: int = WINDOW_SHIFT,
+    min_postings: int | None = None,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Where each frequent term's postings of each window start, and their largest weight.
+
+    :func:`top_candidates` reads these rows instead of galloping through a frequent term's
+    postings once per window and scanning its block maxima (a third of a corpus query's time
+    before, measured); rare terms keep the galloping search.
+
+    Args:
+        offsets: Term ``t``'s postings are ``offsets[t]:offsets[t + 1]``.
+        postings_doc: Document position of each posting, ascending within a term.
+        weights: Each posting's idf-free weight.
+        n_docs: Documents (positions) in the segment.
+        window_shift: log2 of the window width; the search must use the same.
+        min_postings: Terms with at least this many postings get a row; None means twice the
+            number of windows (rarer terms' galloping search is short).
+
+    Returns:
+        (rows, starts, maxima): per term its row or -1; per row the first posting (absolute
+        index) of each window, plus the term's end (``[rows, windows + 1]``, int64); per row the
+        largest weight in each window, 0 where the term has none (``[rows, windows]``).
+    """
+    n_win = ((n_docs - 1) >> window_shift) + 1 if n_docs else 0
+    df = np.diff(offsets)
+    if min_postings is None:
+        min_postings = 2 * n_win
+    frequent = np.flatnonzero(df >= max(min_postings, 1))
+    rows = np.full(len(df), -1, np.int64)
+    rows[frequent] = np.arange(len(frequent))
+    bounds = np.arange(n_win + 1, dtype=np.int64) << window_shift
+    starts = np.empty((len(frequent), n_win + 1), np.int64)
+    maxima = np.zeros((len(frequent), n_win))
+    for row, term in enumerate(frequent.tolist()):
+        lo, hi = int(offsets[term]), int(offsets[term + 1])
+        starts[row] = lo + np.searchsorted(postings_doc[lo:hi], bounds)
+        held = np.flatnonzero(starts[row, 1:] > starts[row, :-1])
+        # Empty windows between two held ones have no postings, so each reduceat segment is
+        # exactly one held window's postings (the last one runs to the term's end).
+        maxima[row, held] = np.maximum.reduceat(weights[lo:hi], starts[row, held] - lo)
+    return rows, starts, maxima
+
+
 @njit(cache=True, nogil=True)
 def new_scratch(n_terms: int, window_shift: int = WINDOW_SHIFT):
     """Zeroed work arrays for queries of up to ``n_terms`` terms in windows of ``window_shift``.
@@ -194,6 +242,9 @@ def top_candidates(
     dead: np.ndarray,
     doc_len: np.ndarray,
     ids: np.ndarray,
+    rows: np.ndarray,
+    dir_starts: np.ndarray,
+    dir_maxima: np.ndarray,
     k: int,
     prune: bool,
     window_shift: int = WINDOW_SHIFT,
@@ -212,6 +263,9 @@ def top_candidates(
             at most that many distinct terms, so at most that many query terms when the query
             repeats none); an empty array when the query repeats a term (no length cap).
         ids: Per document, its KB id (the tie-break: equal scores rank by ascending id).
+        rows, dir_starts, dir_maxima: Each query term's :func:`window_directory` row (-1: none,
+            search its postings) and that directory's starts and maxima, built with the same
+            ``window_shift`` and ``weights``.
         k: How many best documents are wanted (>= 1).
         prune: Skip documents and windows by the bounds (only valid when every idf is positive).
         window_shift: log2 of the window width in document positions.
@@ -257,6 +311,14 @@ def top_candidates(
     at = np.empty((n_win + 1, n), np.int64)
     win_ub = np.zeros((n_win, n))
     for s in range(n):
+        r = rows[s]
+        if r >= 0:  # a frequent term: its directory row holds the window slices and maxima
+            for w in range(n_win):
+                at[w, s] = dir_starts[r, w_first + w]
+                if prune:
+                    win_ub[w, s] = idfs[s] * dir_maxima[r, w_first + w]
+            at[n_win, s] = dir_starts[r, w_first + n_win]
+            continue
         p = starts[s]
         for w in range(n_win):
             at[w, s] = p

@@ -267,7 +267,21 @@ def kernel_args(index: BM25Index, query: list[str]):
         dead,
         snap.main.doc_len if len(set(tids.tolist())) == len(tids) else np.zeros(0, np.int32),
         snap.main.ids,
+        np.full(len(tids), -1, np.int64),  # no window directory: every term is searched
+        np.zeros((0, 1), np.int64),
+        np.zeros((0, 0)),
     )
+
+
+def with_directory(index: BM25Index, args, window_shift: int, min_postings: int):
+    """``args`` with a window directory built for ``window_shift``."""
+    snap = index.snapshot
+    main = snap.main
+    rows, starts, maxima = bm25_kernel.window_directory(
+        main.offsets, main.postings_doc, snap.weights, main.n, window_shift, min_postings
+    )
+    tids = np.searchsorted(main.offsets, args[3], side="right") - 1
+    return (*args[:9], rows[tids], starts, maxima)
 
 
 def exhaustive_top(args, k: int, window_shift: int = 3) -> list[tuple[int, float]]:
@@ -436,7 +450,7 @@ def test_the_length_cap_skips_windows_of_short_documents():
     index = BM25Index.build(docs, list(range(1, len(docs) + 1)))
     args = kernel_args(index, query)
     assert len(args[7]) == len(docs) and np.all(args[5] > 0)
-    no_cap = (*args[:7], np.zeros(0, np.int32), args[8])
+    no_cap = (*args[:7], np.zeros(0, np.int32), *args[8:])
     capped = bm25_kernel.top_candidates(*args, 8, True, 3)
     uncapped = bm25_kernel.top_candidates(*no_cap, 8, True, 3)
     assert capped[2] == 8 < uncapped[2]
@@ -471,7 +485,47 @@ def test_pruning_on_random_corpora_equals_exhaustive_scoring(seed):
         for k in (1, 10):
             want = exhaustive_top(args, k)
             for shift in (2, 5, 12):
-                pos, scores, _ = bm25_kernel.top_candidates(*args, k, True, shift)
-                assert list(zip(pos.tolist(), scores.tolist(), strict=True)) == want, (q, k)
+                for search in (args, with_directory(index, args, shift, rng.choice([1, 4]))):
+                    pos, scores, _ = bm25_kernel.top_candidates(*search, k, True, shift)
+                    assert list(zip(pos.tolist(), scores.tolist(), strict=True)) == want, (q, k)
     assert checked >= 20
     assert_matches(index, dict(zip(ids, docs, strict=True)), queries[:20], 10)
+
+
+def test_the_window_directory_matches_the_postings(rng):
+    """Each frequent term's row: the first posting of every window, the term's end last, and
+    the largest weight of its postings in each window (0 where it has none); rare terms none."""
+    index = build({i: d for i, d in enumerate(make_docs(rng, 300), start=1)})
+    snap = index.snapshot
+    main = snap.main
+    rows, starts, maxima = bm25_kernel.window_directory(
+        main.offsets, main.postings_doc, snap.weights, main.n, 4, 30
+    )
+    df = main.df()
+    assert np.array_equal(rows >= 0, df >= 30) and 0 < (rows >= 0).sum() < len(df)
+    assert starts.shape == (int((rows >= 0).sum()), (main.n + 15) // 16 + 1)
+    for term in np.flatnonzero(rows >= 0):
+        lo, hi = main.offsets[term], main.offsets[term + 1]
+        row = rows[term]
+        for w in range(starts.shape[1] - 1):
+            inside = [p for p in range(lo, hi) if main.postings_doc[p] >> 4 == w]
+            assert starts[row, w] == (inside[0] if inside else starts[row, w + 1])
+            assert maxima[row, w] == max((snap.weights[p] for p in inside), default=0.0)
+        assert starts[row, -1] == hi
+
+
+def test_searches_use_the_window_directory_and_stay_exact(corpus, queries):
+    """The index builds its directory for its window width; with one built for 8-document
+    windows and every term in it, the kernel's top k equals the exhaustive ranking."""
+    index = build(corpus)
+    rows, _, _ = index.snapshot.directory
+    assert len(rows) == len(index.snapshot.main.vocab)
+    for q in queries:
+        args = kernel_args(index, q)
+        if not len(args[5]) or not np.all(args[5] > 0):
+            continue
+        for k in (1, 5):
+            pos, scores, _ = bm25_kernel.top_candidates(
+                *with_directory(index, args, 3, 1), k, True, 3
+            )
+            assert list(zip(pos.tolist(), scores.tolist(), strict=True)) == exhaustive_top(args, k)
