@@ -361,7 +361,8 @@ def merged_segment(snap: Snapshot) -> Segment:
 def _main_terms(snap: Snapshot, query_terms: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
     """(term ids, idfs) of the query's main-vocabulary terms that add something, in query order."""
     vocab = snap.main.vocab
-    tids = np.fromiter((vocab[t] for t in query_terms if t in vocab), np.int64)
+    found = [vocab.get(t) for t in query_terms]
+    tids = np.array([t for t in found if t is not None], np.int64)
     idfs = snap.term_idf[tids]
     keep = idfs != 0
     return tids[keep], idfs[keep]
@@ -428,7 +429,12 @@ def top_k(ids: np.ndarray, scores: np.ndarray, k: int) -> list[Hit]:
     keep = scores > 0
     ids, scores = ids[keep], scores[keep]
     order = np.lexsort((ids, -scores))[:k]
-    return [Hit(int(i), float(s)) for i, s in zip(ids[order], scores[order], strict=True)]
+    return _hits(ids[order], scores[order])
+
+
+def _hits(ids: np.ndarray, scores: np.ndarray) -> list[Hit]:
+    # tolist() converts every element at once: Python ints and floats without numpy scalars.
+    return [Hit(i, s) for i, s in zip(ids.tolist(), scores.tolist(), strict=True)]
 
 
 # --------------------------------------------------------------------------- the index
@@ -490,9 +496,10 @@ class BM25Index:
             return []
         ids, scores = _score_main(snap, *_main_terms(snap, query_terms), k)
         delta = _score_delta(snap, _weighted_terms(snap, query_terms)) if snap.delta else {}
-        if delta:
-            ids = np.concatenate([ids, np.fromiter(delta.keys(), np.int64, len(delta))])
-            scores = np.concatenate([scores, np.fromiter(delta.values(), np.float64, len(delta))])
+        if not delta:  # the kernel's k best are already ranked (score desc, id asc), all > 0
+            return _hits(ids, scores)
+        ids = np.concatenate([ids, np.fromiter(delta.keys(), np.int64, len(delta))])
+        scores = np.concatenate([scores, np.fromiter(delta.values(), np.float64, len(delta))])
         return top_k(ids, scores, k)
 
     def scores_for(self, query_terms: Sequence[str], ids: Sequence[int]) -> np.ndarray:
