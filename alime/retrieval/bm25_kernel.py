@@ -1,33 +1,39 @@
-"""The compiled inner loop of BM25 search: block-max MaxScore over document-position windows.
+"""The compiled inner loop of BM25 search: block-max MaxScore over document-position windows,
+visited best bound first, keeping the exact top k.
 
-Measured first (bench/retrieval.py, 1M synthetic QA pairs, ~4.7 query terms, ~126K postings per
-query): the previous document-at-a-time MaxScore loop chose every next document by two passes
-over all query terms. This loop works window by window (``2**window_shift`` consecutive
-document positions; segments number documents by ascending length, so a window holds documents
-of similar length and similar weights):
+Segments number documents by ascending length, so a window of ``2**window_shift`` consecutive
+positions holds documents of similar length and similar weights. A query runs in two passes:
 
-1. **Window bounds.** Each term's postings inside the window are found by galloping search; its
-   bound there is ``idf *`` the largest *block maximum* (the largest weight of every run of
-   ``2**BLOCK_SHIFT`` postings of the flat postings array) over those postings, and 0 when the
-   term has no posting in the window. A window whose bounds sum below ``theta`` (the k-th best
-   score so far) is skipped whole.
-2. **MaxScore inside the window** (Turtle and Flood 1995). The terms with the smallest window
-   bounds whose bounds sum below ``theta`` are *non-essential*: a document holding only those
-   cannot reach the top k. The essential terms' postings are scattered, term at a time **in query
-   order**, into a per-window accumulator, so a document's sum over them is already rank-bm25's
-   sum (adding a 0.0 for a missing term changes no bits). A bitset walks the touched documents
-   in document order; those whose sum plus every non-essential bound is below ``theta`` drop,
-   the rest are merged with each non-essential term's postings (largest bound first), dropping
-   as soon as they cannot reach ``theta``.
-3. **Exact scores.** When non-essential terms were merged, each document's per-term
-   contributions are also kept in a small document-major table and a survivor's score is the sum
-   of its row in query order; either way scores equal rank-bm25's to the bit.
+1. **Window bounds.** For every window and query term: the term's postings slice there and its
+   bound, ``idf *`` the largest weight of its postings in the window (read from the snapshot's
+   :func:`window_directory` for frequent terms; found by galloping search and the *block maxima*,
+   the largest weight of every run of ``2**BLOCK_SHIFT`` postings, for rare ones). A window's
+   bound is the sum of its terms' bounds, capped by length: its longest document holds at most
+   ``doc_len`` distinct terms, so at most that many query terms (when the query repeats none),
+   and the window bound is the sum of that many largest term bounds.
+2. **Windows by descending bound.** The best documents are scored first, so ``theta`` (the k-th
+   best score so far) rises early; the first window whose bound is below ``theta`` ends the
+   search, since every later window's bound is lower still. Inside a window, MaxScore (Turtle
+   and Flood 1995): the terms with the smallest bounds whose bounds sum below ``theta`` are
+   *non-essential* (a document holding only those cannot reach the top k). The essential terms'
+   postings are scattered, term at a time **in query order**, into a per-window accumulator, so
+   a document's sum over them is already rank-bm25's sum (adding a 0.0 for a missing term
+   changes no bits). A bitset walks the touched documents in document order; those whose sum
+   plus every non-essential bound is below ``theta`` drop, the rest are merged with each
+   non-essential term's postings (largest bound first), dropping as soon as they cannot reach
+   ``theta``. When non-essential terms were merged, each document's per-term contributions are
+   also kept in a small document-major table and a survivor's score is its row summed in query
+   order; either way scores equal rank-bm25's to the bit.
+3. **Exact top k.** Survivors enter a k-slot list ordered by (score, id), so ties at the k-th
+   score are broken by ascending KB id inside the loop and only k documents come back.
 
 Bounds are only valid when every idf is positive (``prune``); otherwise every document of the
-union is scored. Two measured pitfalls shaped the code: growing the result arrays inside the
-document loop made numba count references there (5x slower on a one-term query), so room is made
-once per window; and clearing a full table row per dropped document cost O(query terms) per
-document (a 43-term query took 16 ms unpruned), so only written entries are cleared.
+union is scored. Measured pitfalls that shaped the code: growing arrays inside the document loop
+made numba count references there (5x slower on a one-term query); clearing a full table row per
+dropped document cost O(query terms) per document, so only written entries are cleared; capping
+the non-essential sums by length too made more terms non-essential and merging them cost more
+than it saved; galloping through every frequent term once per window was a third of a corpus
+query's time before the window directory.
 """
 
 from __future__ import annotations
