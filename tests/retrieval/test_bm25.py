@@ -529,3 +529,19 @@ def test_searches_use_the_window_directory_and_stay_exact(corpus, queries):
                 *with_directory(index, args, 3, 1), k, True, 3
             )
             assert list(zip(pos.tolist(), scores.tolist(), strict=True)) == exhaustive_top(args, k)
+
+
+def test_repeated_query_terms_are_not_capped_by_document_length():
+    """A two-term document matches four slots of ``a b a b``: the length cap (which counts
+    distinct terms) must be off for such a query. With it, the window of ``a b`` documents
+    would be bounded by two slots, below the ``a b c`` documents' scores (visited first, a
+    4,096-document window later), and skipped although it holds the best documents."""
+    rng = random.Random(7)
+    docs = [["a", "b"]] * 20 + [["a", "b", "c"]] * 20 + [["c"], ["d"], ["e"]] * 100
+    docs += [[f"u{i}", rng.choice("cde")] for i in range(5000)]
+    rng.shuffle(docs)
+    ids = list(range(1, len(docs) + 1))
+    index = BM25Index.build(docs, ids)
+    ref = BM25Okapi(docs, k1=index.config.k1, b=index.config.b, epsilon=index.config.epsilon)
+    for query in (["a", "b", "a", "b"], ["b", "a", "b", "c", "b"], ["a", "b"], ["c", "a", "a"]):
+        assert index.search(query, 10) == reference_hits(ref, ids, query, 10), query
