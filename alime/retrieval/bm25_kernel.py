@@ -216,6 +216,8 @@ def _lowest_bit(word: np.uint64, bit_index: np.ndarray) -> int:
 def _largest_sum(values: np.ndarray, count: int, work: np.ndarray) -> float:
     """Sum of the ``count`` largest of ``values`` (all of them when ``count >= len``)."""
     n = len(values)
+    if count <= 0:  # a window of empty documents (they hold no postings)
+        return 0.0
     if count >= n:
         total = 0.0
         for v in values:
