@@ -32,8 +32,8 @@ union is scored. Measured pitfalls that shaped the code: growing arrays inside t
 made numba count references there (5x slower on a one-term query); clearing a full table row per
 dropped document cost O(query terms) per document, so only written entries are cleared; capping
 the non-essential sums by length too made more terms non-essential and merging them cost more
-than it saved; galloping through every frequent term once per window was a third of a corpus
-query's time before the window directory.
+than it saved; the first pass, galloping through every term once per window, was 27-30% of a
+corpus query's kernel time before the window directory.
 """
 
 from __future__ import annotations
@@ -69,8 +69,8 @@ def window_directory(
     """Where each frequent term's postings of each window start, and their largest weight.
 
     :func:`top_candidates` reads these rows instead of galloping through a frequent term's
-    postings once per window and scanning its block maxima (a third of a corpus query's time
-    before, measured); rare terms keep the galloping search.
+    postings once per window and scanning its block maxima (that first pass was 27-30% of a
+    corpus query's kernel time, measured); rare terms keep the galloping search.
 
     Args:
         offsets: Term ``t``'s postings are ``offsets[t]:offsets[t + 1]``.
