@@ -35,7 +35,13 @@ import numpy as np
 
 from alime import __version__
 from alime.config import BM25Config
-from alime.retrieval.bm25_kernel import WINDOW_SHIFT, block_maxima, new_scratch, top_candidates
+from alime.retrieval.bm25_kernel import (
+    WINDOW_SHIFT,
+    block_maxima,
+    new_scratch,
+    top_candidates,
+    window_directory,
+)
 from alime.types import Hit
 
 FORMAT_VERSION = 1
@@ -206,6 +212,8 @@ class Snapshot:
         total_len: Sum of their lengths.
         weights: Per main posting, ``tf * (k1 + 1) / (tf + norm)`` for this snapshot's avgdl.
         block_max: Per run of ``2**BLOCK_SHIFT`` main postings, the largest weight (for pruning).
+        directory: :func:`~alime.retrieval.bm25_kernel.window_directory` of the main segment
+            for these weights: (row per term, window starts, window maxima).
         term_idf: Per main term, its current idf (0 when no current document has it), so that a
             query's idfs are one array look-up.
         eps_idf: The idf given to terms whose raw idf is negative.
@@ -222,6 +230,7 @@ class Snapshot:
     total_len: int
     weights: np.ndarray = field(repr=False)
     block_max: np.ndarray = field(repr=False)
+    directory: tuple[np.ndarray, np.ndarray, np.ndarray] = field(repr=False)
     term_idf: np.ndarray = field(repr=False)
     eps_idf: float
 
@@ -296,6 +305,7 @@ def make_snapshot(
         total_len=total_len,
         weights=weights,
         block_max=block_maxima(weights),
+        directory=window_directory(main.offsets, main.postings_doc, weights, main.n),
         term_idf=term_idfs(n_docs, df, eps_idf),
         eps_idf=eps_idf,
     )
@@ -351,7 +361,8 @@ def merged_segment(snap: Snapshot) -> Segment:
 def _main_terms(snap: Snapshot, query_terms: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
     """(term ids, idfs) of the query's main-vocabulary terms that add something, in query order."""
     vocab = snap.main.vocab
-    tids = np.fromiter((vocab[t] for t in query_terms if t in vocab), np.int64)
+    found = [vocab.get(t) for t in query_terms]
+    tids = np.array([t for t in found if t is not None], np.int64)
     idfs = snap.term_idf[tids]
     keep = idfs != 0
     return tids[keep], idfs[keep]
@@ -360,7 +371,7 @@ def _main_terms(snap: Snapshot, query_terms: Sequence[str]) -> tuple[np.ndarray,
 def _score_main(
     snap: Snapshot, tids: np.ndarray, idfs: np.ndarray, k: int
 ) -> tuple[np.ndarray, np.ndarray]:
-    """(ids, scores) of the main-segment documents that can be in the top ``k`` (ties kept).
+    """(ids, scores) of the main segment's ``k`` best documents, ties broken by ascending id.
 
     The compiled block-max MaxScore loop of :mod:`alime.retrieval.bm25_kernel` does the work; it
     adds each document's contributions in query order, so scores equal rank-bm25's to the bit.
@@ -368,6 +379,7 @@ def _score_main(
     if not len(tids):
         return np.zeros(0, np.int64), np.zeros(0)
     main = snap.main
+    rows, dir_starts, dir_maxima = snap.directory
     scratch = getattr(_SCRATCH, "arrays", None)
     if scratch is None or len(scratch[0]) < len(scratch[1]) * len(tids):
         scratch = _SCRATCH.arrays = new_scratch(max(len(tids), 16))
@@ -379,8 +391,14 @@ def _score_main(
         main.offsets[tids + 1],
         idfs,
         _NO_DEAD if snap.dead is None else snap.dead,
+        # The length cap counts distinct terms: a repeated query term would break it.
+        main.doc_len if len(set(tids.tolist())) == len(tids) else _NO_LENGTHS,
+        main.ids,
+        rows[tids],
+        dir_starts,
+        dir_maxima,
         k,
-        len(tids) <= PRUNE_MAX_TERMS and bool((idfs > 0).all()),
+        bool((idfs > 0).all()),
         WINDOW_SHIFT,
         scratch,
     )
@@ -388,11 +406,10 @@ def _score_main(
 
 
 _NO_DEAD = np.zeros(0, bool)
-# Longer queries are scored without bounds: merging many non-essential terms into the survivors
-# cost more than scattering every posting (measured on bench/retrieval.py's 1M KBs: with this
-# limit 1,838 q/s on the corpus workload and 2,082 on the synthetic one, against 1,532 and 2,180
-# pruning every query, and 1,401 and 1,075 pruning none).
-PRUNE_MAX_TERMS = 12
+_NO_LENGTHS = np.zeros(0, np.int32)
+# Every query with positive idfs is pruned, however long: since windows go by descending bound,
+# pruning all beat leaving queries of more than 12 terms unpruned (kernel only, 1M, one run:
+# 3,407 against 2,733 q/s on the corpus workload, 1,997 against 1,763 on the synthetic one).
 # Each thread's kernel work arrays (the kernel leaves them zeroed): a query then neither allocates
 # nor clears ~130 KB.
 _SCRATCH = threading.local()
@@ -412,7 +429,12 @@ def top_k(ids: np.ndarray, scores: np.ndarray, k: int) -> list[Hit]:
     keep = scores > 0
     ids, scores = ids[keep], scores[keep]
     order = np.lexsort((ids, -scores))[:k]
-    return [Hit(int(i), float(s)) for i, s in zip(ids[order], scores[order], strict=True)]
+    return _hits(ids[order], scores[order])
+
+
+def _hits(ids: np.ndarray, scores: np.ndarray) -> list[Hit]:
+    # tolist() converts every element at once: Python ints and floats without numpy scalars.
+    return [Hit(i, s) for i, s in zip(ids.tolist(), scores.tolist(), strict=True)]
 
 
 # --------------------------------------------------------------------------- the index
@@ -474,9 +496,10 @@ class BM25Index:
             return []
         ids, scores = _score_main(snap, *_main_terms(snap, query_terms), k)
         delta = _score_delta(snap, _weighted_terms(snap, query_terms)) if snap.delta else {}
-        if delta:
-            ids = np.concatenate([ids, np.fromiter(delta.keys(), np.int64, len(delta))])
-            scores = np.concatenate([scores, np.fromiter(delta.values(), np.float64, len(delta))])
+        if not delta:  # the kernel's k best are already ranked (score desc, id asc), all > 0
+            return _hits(ids, scores)
+        ids = np.concatenate([ids, np.fromiter(delta.keys(), np.int64, len(delta))])
+        scores = np.concatenate([scores, np.fromiter(delta.values(), np.float64, len(delta))])
         return top_k(ids, scores, k)
 
     def scores_for(self, query_terms: Sequence[str], ids: Sequence[int]) -> np.ndarray:

@@ -1,33 +1,39 @@
-"""The compiled inner loop of BM25 search: block-max MaxScore over document-position windows.
+"""The compiled inner loop of BM25 search: block-max MaxScore over document-position windows,
+visited best bound first, keeping the exact top k.
 
-Measured first (bench/retrieval.py, 1M synthetic QA pairs, ~4.7 query terms, ~126K postings per
-query): the previous document-at-a-time MaxScore loop chose every next document by two passes
-over all query terms. This loop works window by window (``2**window_shift`` consecutive
-document positions; segments number documents by ascending length, so a window holds documents
-of similar length and similar weights):
+Segments number documents by ascending length, so a window of ``2**window_shift`` consecutive
+positions holds documents of similar length and similar weights. A query runs in two passes:
 
-1. **Window bounds.** Each term's postings inside the window are found by galloping search; its
-   bound there is ``idf *`` the largest *block maximum* (the largest weight of every run of
-   ``2**BLOCK_SHIFT`` postings of the flat postings array) over those postings, and 0 when the
-   term has no posting in the window. A window whose bounds sum below ``theta`` (the k-th best
-   score so far) is skipped whole.
-2. **MaxScore inside the window** (Turtle and Flood 1995). The terms with the smallest window
-   bounds whose bounds sum below ``theta`` are *non-essential*: a document holding only those
-   cannot reach the top k. The essential terms' postings are scattered, term at a time **in query
-   order**, into a per-window accumulator, so a document's sum over them is already rank-bm25's
-   sum (adding a 0.0 for a missing term changes no bits). A bitset walks the touched documents
-   in document order; those whose sum plus every non-essential bound is below ``theta`` drop,
-   the rest are merged with each non-essential term's postings (largest bound first), dropping
-   as soon as they cannot reach ``theta``.
-3. **Exact scores.** When non-essential terms were merged, each document's per-term
-   contributions are also kept in a small document-major table and a survivor's score is the sum
-   of its row in query order; either way scores equal rank-bm25's to the bit.
+1. **Window bounds.** For every window and query term: the term's postings slice there and its
+   bound, ``idf *`` the largest weight of its postings in the window (read from the snapshot's
+   :func:`window_directory` for frequent terms; found by galloping search and the *block maxima*,
+   the largest weight of every run of ``2**BLOCK_SHIFT`` postings, for rare ones). A window's
+   bound is the sum of its terms' bounds, capped by length: its longest document holds at most
+   ``doc_len`` distinct terms, so at most that many query terms (when the query repeats none),
+   and the window bound is the sum of that many largest term bounds.
+2. **Windows by descending bound.** The best documents are scored first, so ``theta`` (the k-th
+   best score so far) rises early; the first window whose bound is below ``theta`` ends the
+   search, since every later window's bound is lower still. Inside a window, MaxScore (Turtle
+   and Flood 1995): the terms with the smallest bounds whose bounds sum below ``theta`` are
+   *non-essential* (a document holding only those cannot reach the top k). The essential terms'
+   postings are scattered, term at a time **in query order**, into a per-window accumulator, so
+   a document's sum over them is already rank-bm25's sum (adding a 0.0 for a missing term
+   changes no bits). A bitset walks the touched documents in document order; those whose sum
+   plus every non-essential bound is below ``theta`` drop, the rest are merged with each
+   non-essential term's postings (largest bound first), dropping as soon as they cannot reach
+   ``theta``. When non-essential terms were merged, each document's per-term contributions are
+   also kept in a small document-major table and a survivor's score is its row summed in query
+   order; either way scores equal rank-bm25's to the bit.
+3. **Exact top k.** Survivors enter a k-slot list ordered by (score, id), so ties at the k-th
+   score are broken by ascending KB id inside the loop and only k documents come back.
 
 Bounds are only valid when every idf is positive (``prune``); otherwise every document of the
-union is scored. Two measured pitfalls shaped the code: growing the result arrays inside the
-document loop made numba count references there (5x slower on a one-term query), so room is made
-once per window; and clearing a full table row per dropped document cost O(query terms) per
-document (a 43-term query took 16 ms unpruned), so only written entries are cleared.
+union is scored. Measured pitfalls that shaped the code: growing arrays inside the document loop
+made numba count references there (5x slower on a one-term query); clearing a full table row per
+dropped document cost O(query terms) per document, so only written entries are cleared; capping
+the non-essential sums by length too made more terms non-essential and merging them cost more
+than it saved; the first pass, galloping through every term once per window, was 27-30% of a
+corpus query's kernel time before the window directory.
 """
 
 from __future__ import annotations
@@ -52,6 +58,54 @@ def block_maxima(weights: np.ndarray) -> np.ndarray:
     return np.maximum.reduceat(weights, np.arange(0, len(weights), 1 << BLOCK_SHIFT))
 
 
+def window_directory(
+    offsets: np.ndarray,
+    postings_doc: np.ndarray,
+    weights: np.ndarray,
+    n_docs: int,
+    window_shift: int = WINDOW_SHIFT,
+    min_postings: int | None = None,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Where each frequent term's postings of each window start, and their largest weight.
+
+    :func:`top_candidates` reads these rows instead of galloping through a frequent term's
+    postings once per window and scanning its block maxima (that first pass was 27-30% of a
+    corpus query's kernel time, measured); rare terms keep the galloping search.
+
+    Args:
+        offsets: Term ``t``'s postings are ``offsets[t]:offsets[t + 1]``.
+        postings_doc: Document position of each posting, ascending within a term.
+        weights: Each posting's idf-free weight.
+        n_docs: Documents (positions) in the segment.
+        window_shift: log2 of the window width; the search must use the same.
+        min_postings: Terms with at least this many postings get a row; None means twice the
+            number of windows (rarer terms' galloping search is short).
+
+    Returns:
+        (rows, starts, maxima): per term its row or -1; per row the first posting (absolute
+        index) of each window, plus the term's end (``[rows, windows + 1]``, int64); per row the
+        largest weight in each window, 0 where the term has none (``[rows, windows]``).
+    """
+    n_win = ((n_docs - 1) >> window_shift) + 1 if n_docs else 0
+    df = np.diff(offsets)
+    if min_postings is None:
+        min_postings = 2 * n_win
+    frequent = np.flatnonzero(df >= max(min_postings, 1))
+    rows = np.full(len(df), -1, np.int64)
+    rows[frequent] = np.arange(len(frequent))
+    bounds = np.arange(n_win + 1, dtype=np.int64) << window_shift
+    starts = np.empty((len(frequent), n_win + 1), np.int64)
+    maxima = np.zeros((len(frequent), n_win))
+    for row, term in enumerate(frequent.tolist()):
+        lo, hi = int(offsets[term]), int(offsets[term + 1])
+        starts[row] = lo + np.searchsorted(postings_doc[lo:hi], bounds)
+        held = np.flatnonzero(starts[row, 1:] > starts[row, :-1])
+        # Empty windows between two held ones have no postings, so each reduceat segment is
+        # exactly one held window's postings (the last one runs to the term's end).
+        maxima[row, held] = np.maximum.reduceat(weights[lo:hi], starts[row, held] - lo)
+    return rows, starts, maxima
+
+
 @njit(cache=True, nogil=True)
 def new_scratch(n_terms: int, window_shift: int = WINDOW_SHIFT):
     """Zeroed work arrays for queries of up to ``n_terms`` terms in windows of ``window_shift``.
@@ -73,22 +127,46 @@ def new_scratch(n_terms: int, window_shift: int = WINDOW_SHIFT):
 
 
 @njit(cache=True, nogil=True, inline="always")
-def _keep_largest(best: np.ndarray, filled: int, score: float) -> int:
-    """Insert ``score`` into ``best`` (ascending, the ``len(best)`` largest seen); new fill."""
-    k = len(best)
+def _beats(score: float, doc_id: int, other_score: float, other_id: int) -> bool:
+    """True when (score, doc_id) ranks before the other: higher score, then smaller id."""
+    return score > other_score or (score == other_score and doc_id < other_id)
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _keep_best(
+    best_score: np.ndarray,
+    best_id: np.ndarray,
+    best_pos: np.ndarray,
+    filled: int,
+    score: float,
+    doc_id: int,
+    pos: int,
+) -> int:
+    """Insert a document into the best ``len(best_score)`` seen, kept worst first (ascending
+    score, descending id at equal scores, so slot 0 is the current k-th); returns the new fill."""
+    k = len(best_score)
     if filled < k:
         j = filled
         filled += 1
-        while j > 0 and best[j - 1] > score:
-            best[j] = best[j - 1]
+        while j > 0 and _beats(best_score[j - 1], best_id[j - 1], score, doc_id):
+            best_score[j], best_id[j], best_pos[j] = (
+                best_score[j - 1],
+                best_id[j - 1],
+                best_pos[j - 1],
+            )
             j -= 1
-        best[j] = score
-    elif score > best[0]:
+    elif _beats(score, doc_id, best_score[0], best_id[0]):
         j = 0
-        while j + 1 < k and best[j + 1] < score:
-            best[j] = best[j + 1]
+        while j + 1 < k and _beats(score, doc_id, best_score[j + 1], best_id[j + 1]):
+            best_score[j], best_id[j], best_pos[j] = (
+                best_score[j + 1],
+                best_id[j + 1],
+                best_pos[j + 1],
+            )
             j += 1
-        best[j] = score
+    else:
+        return filled
+    best_score[j], best_id[j], best_pos[j] = score, doc_id, pos
     return filled
 
 
@@ -108,18 +186,6 @@ def _seek(postings_doc: np.ndarray, p: int, end: int, doc: int) -> int:
         else:
             hi = mid
     return lo
-
-
-@njit(cache=True, nogil=True)
-def _drop_below(out_pos: np.ndarray, out_score: np.ndarray, m: int, theta: float) -> int:
-    """Keep (in place, in order) the first ``m`` entries whose score reaches ``theta``."""
-    kept = 0
-    for i in range(m):
-        if out_score[i] >= theta:
-            out_pos[kept] = out_pos[i]
-            out_score[kept] = out_score[i]
-            kept += 1
-    return kept
 
 
 @njit(cache=True, nogil=True, inline="always")
@@ -146,6 +212,33 @@ def _lowest_bit(word: np.uint64, bit_index: np.ndarray) -> int:
     return bit_index[(low * _DEBRUIJN) >> np.uint64(58)]
 
 
+@njit(cache=True, nogil=True, inline="always")
+def _largest_sum(values: np.ndarray, count: int, work: np.ndarray) -> float:
+    """Sum of the ``count`` largest of ``values`` (all of them when ``count >= len``)."""
+    n = len(values)
+    if count <= 0:  # a window of empty documents (they hold no postings)
+        return 0.0
+    if count >= n:
+        total = 0.0
+        for v in values:
+            total += v
+        return total
+    # Insertion into a descending top list: a handful of terms.
+    for i in range(count):
+        work[i] = 0.0
+    for v in values:
+        if v > work[count - 1]:
+            j = count - 1
+            while j > 0 and work[j - 1] < v:
+                work[j] = work[j - 1]
+                j -= 1
+            work[j] = v
+    total = 0.0
+    for i in range(count):
+        total += work[i]
+    return total
+
+
 @njit(cache=True, nogil=True)
 def top_candidates(
     postings_doc: np.ndarray,
@@ -155,12 +248,17 @@ def top_candidates(
     ends: np.ndarray,
     idfs: np.ndarray,
     dead: np.ndarray,
+    doc_len: np.ndarray,
+    ids: np.ndarray,
+    rows: np.ndarray,
+    dir_starts: np.ndarray,
+    dir_maxima: np.ndarray,
     k: int,
     prune: bool,
     window_shift: int = WINDOW_SHIFT,
     scratch=None,
 ):
-    """Every document that can be in the top ``k``, with its exact score.
+    """The ``k`` best documents with a positive score, ties broken by ascending id, exactly.
 
     Args:
         postings_doc: Document position of each posting, ascending within a term's slice.
@@ -169,6 +267,13 @@ def top_candidates(
         starts, ends: Each query term's postings slice, in query order (a repeated term twice).
         idfs: Each query term's idf.
         dead: Per document, True when deleted; an empty array when none is.
+        doc_len: Per document, its token count, ascending with the position (a document holds
+            at most that many distinct terms, so at most that many query terms when the query
+            repeats none); an empty array when the query repeats a term (no length cap).
+        ids: Per document, its KB id (the tie-break: equal scores rank by ascending id).
+        rows, dir_starts, dir_maxima: Each query term's :func:`window_directory` row (-1: none,
+            search its postings) and that directory's starts and maxima, built with the same
+            ``window_shift`` and ``weights``.
         k: How many best documents are wanted (>= 1).
         prune: Skip documents and windows by the bounds (only valid when every idf is positive).
         window_shift: log2 of the window width in document positions.
@@ -176,14 +281,13 @@ def top_candidates(
             query does not allocate and clear them; None allocates them for this call.
 
     Returns:
-        (positions, scores, scored): the documents whose positive score reaches the final k-th
-        best (ties with it included, so the caller's id tie-break is exact), their scores summed
-        in query order, and how many documents were scored in full.
+        (positions, scores, scored): the ``min(k, documents with a positive score)`` best
+        documents, best first (descending score, then ascending id), their scores summed in
+        query order, and how many documents were scored in full.
     """
     n = len(starts)
-    size = 1 << window_shift
     bit_index = _BIT_INDEX
-    cur = starts.copy()
+    cur = np.empty(n, np.int64)
     stop = np.empty(n, np.int64)
     ub = np.zeros(n)
     order = np.arange(n)
@@ -193,38 +297,69 @@ def top_candidates(
         table, acc, seen, surv_off, surv_partial = new_scratch(n, window_shift)
     else:
         table, acc, seen, surv_off, surv_partial = scratch
-    best = np.zeros(k)
+    best_score = np.zeros(k)
+    best_id = np.zeros(k, np.int64)
+    best_pos = np.zeros(k, np.int64)
     filled = 0
     theta = 0.0
-    # Room for a whole window's documents is made before each window: growing an array inside
-    # the document loop made numba count references there, five times slower (measured).
-    out_pos = np.empty(2 * size, np.int64)
-    out_score = np.empty(2 * size)
-    m = 0
     scored = 0
     has_dead = len(dead) > 0
-    none = np.iinfo(np.int64).max
-    while True:
-        first = none
-        for s in range(n):
-            if cur[s] < ends[s] and postings_doc[cur[s]] < first:
-                first = postings_doc[cur[s]]
-        if first == none:
-            break
-        w0 = (first >> window_shift) << window_shift
-        w1 = w0 + size
-        total = 0.0
-        for s in range(n):
-            cur[s] = _seek(postings_doc, cur[s], ends[s], w0)
-            stop[s] = _seek(postings_doc, cur[s], ends[s], w1)
-            ub[s] = 0.0
-            if prune and stop[s] > cur[s]:
-                ub[s] = idfs[s] * _block_bound(block_max, cur[s], stop[s], BLOCK_SHIFT)
-            total += ub[s]
-        if prune and total * SLACK < theta:
-            for s in range(n):
-                cur[s] = stop[s]
+    capped = len(doc_len) > 0
+    n_docs = len(doc_len)
+    # Pass 1: each term's postings slice in each window (window-major) and its bound there.
+    lo_doc, hi_doc = np.iinfo(np.int64).max, -1
+    for s in range(n):
+        if ends[s] > starts[s]:
+            lo_doc = min(lo_doc, postings_doc[starts[s]])
+            hi_doc = max(hi_doc, postings_doc[ends[s] - 1])
+    if hi_doc < 0:
+        return best_pos[:0], best_score[:0], 0
+    w_first = lo_doc >> window_shift
+    n_win = (hi_doc >> window_shift) - w_first + 1
+    at = np.empty((n_win + 1, n), np.int64)
+    win_ub = np.zeros((n_win, n))
+    for s in range(n):
+        r = rows[s]
+        if r >= 0:  # a frequent term: its directory row holds the window slices and maxima
+            for w in range(n_win):
+                at[w, s] = dir_starts[r, w_first + w]
+                if prune:
+                    win_ub[w, s] = idfs[s] * dir_maxima[r, w_first + w]
+            at[n_win, s] = dir_starts[r, w_first + n_win]
             continue
+        p = starts[s]
+        for w in range(n_win):
+            at[w, s] = p
+            q = _seek(postings_doc, p, ends[s], (w_first + w + 1) << window_shift)
+            if prune and q > p:
+                win_ub[w, s] = idfs[s] * _block_bound(block_max, p, q, BLOCK_SHIFT)
+            p = q
+        at[n_win, s] = p
+    # A window's longest document (positions ascend with length) holds at most ``cap`` query
+    # terms, so none of its documents scores above the ``cap`` largest bounds. Windows go by
+    # descending bound: the best documents come first, theta rises early, and once one window's
+    # bound is below theta every later one's is too.
+    win_bound = np.zeros(n_win)
+    if prune:
+        for w in range(n_win):
+            cap = n
+            if capped:
+                cap = min(n, doc_len[min((w_first + w + 1) << window_shift, n_docs) - 1])
+            win_bound[w] = _largest_sum(win_ub[w], cap, ub)
+    win_order = np.argsort(-win_bound, kind="mergesort")
+    for wi in range(n_win):
+        w = win_order[wi]
+        if prune and win_bound[w] * SLACK < theta:
+            break
+        empty = True
+        for s in range(n):
+            cur[s] = at[w, s]
+            stop[s] = at[w + 1, s]
+            ub[s] = win_ub[w, s]
+            empty = empty and stop[s] == cur[s]
+        if empty:
+            continue
+        w0 = (w_first + w) << window_shift
         # Ascending bounds (insertion sort: a handful of terms); the first n_lazy are
         # non-essential in this window.
         for j in range(1, n):
@@ -236,6 +371,9 @@ def top_candidates(
             order[i] = s
         for j in range(n):
             prefix[j + 1] = prefix[j] + ub[order[j]]
+        # The length cap bounds whole windows only: capping the non-essential sums as well made
+        # more terms non-essential, and merging them cost more than it saved (measured on the
+        # corpus workload at 1M: 0.45 against 0.39 ms per query).
         n_lazy = 0
         while prune and n_lazy < n and prefix[n_lazy + 1] * SLACK < theta:
             n_lazy += 1
@@ -255,11 +393,6 @@ def top_candidates(
                     table[off * n + s] = c
                 acc[off] += c
                 seen[off >> 6] |= np.uint64(1) << np.uint64(off & 63)
-        if len(out_pos) - m < size:
-            m = _drop_below(out_pos, out_score, m, theta)
-            if len(out_pos) - m < size:
-                out_pos = np.concatenate((out_pos, np.empty(len(out_pos), np.int64)))
-                out_score = np.concatenate((out_score, np.empty(len(out_score))))
         # Touched documents in document order; those whose essential sum plus every lazy bound
         # cannot reach theta are dropped at once, the rest become survivors.
         lazy_bound = prefix[n_lazy]
@@ -321,18 +454,14 @@ def top_candidates(
             scored += 1
             if score <= 0.0 or (filled == k and score < theta):
                 continue
-            out_pos[m] = w0 + surv_off[i]
-            out_score[m] = score
-            m += 1
-            filled = _keep_largest(best, filled, score)
-            if filled == k and best[0] > theta:
-                theta = best[0]
+            pos = w0 + surv_off[i]
+            filled = _keep_best(best_score, best_id, best_pos, filled, score, ids[pos], pos)
+            if filled == k:
+                theta = best_score[0]
         if n_lazy:
             for s in range(n):
                 if not lazy[s]:
                     for p in range(cur[s], stop[s]):
                         table[(postings_doc[p] - w0) * n + s] = 0.0
-        for s in range(n):
-            cur[s] = stop[s]
-    keep = out_score[:m] >= theta
-    return out_pos[:m][keep], out_score[:m][keep], scored
+    # Best first: descending score, ascending id.
+    return best_pos[:filled][::-1].copy(), best_score[:filled][::-1].copy(), scored

@@ -265,7 +265,34 @@ def kernel_args(index: BM25Index, query: list[str]):
         snap.main.offsets[tids + 1],
         idfs,
         dead,
+        snap.main.doc_len if len(set(tids.tolist())) == len(tids) else np.zeros(0, np.int32),
+        snap.main.ids,
+        np.full(len(tids), -1, np.int64),  # no window directory: every term is searched
+        np.zeros((0, 1), np.int64),
+        np.zeros((0, 0)),
     )
+
+
+def with_directory(index: BM25Index, args, window_shift: int, min_postings: int):
+    """``args`` with a window directory built for ``window_shift``."""
+    snap = index.snapshot
+    main = snap.main
+    rows, starts, maxima = bm25_kernel.window_directory(
+        main.offsets, main.postings_doc, snap.weights, main.n, window_shift, min_postings
+    )
+    tids = np.searchsorted(main.offsets, args[3], side="right") - 1
+    return (*args[:9], rows[tids], starts, maxima)
+
+
+def exhaustive_top(args, k: int, window_shift: int = 3) -> list[tuple[int, float]]:
+    """(position, score) of the k best by (score desc, id asc), from every scored document."""
+    n_docs = len(args[8])
+    pos, scores, scored = bm25_kernel.top_candidates(*args, n_docs, False, window_shift)
+    assert len(pos) == np.count_nonzero(scores > 0) <= scored
+    ranked = sorted(
+        zip(pos.tolist(), scores.tolist(), strict=True), key=lambda r: (-r[1], int(args[8][r[0]]))
+    )
+    return ranked[:k]
 
 
 @pytest.mark.parametrize("window_shift", [1, 3, 12])
@@ -286,10 +313,11 @@ def test_pruned_search_equals_the_exhaustive_pass(corpus, queries, k, window_shi
         pos, scores, scored = bm25_kernel.top_candidates(*args, k, True, window_shift)
         all_pos, all_scores, all_scored = bm25_kernel.top_candidates(*args, k, False, window_shift)
         skipped += all_scored - scored
-        # Pruning may drop only docs below the final k-th best; everything else is identical.
-        assert sorted(zip(pos.tolist(), scores.tolist(), strict=True)) == sorted(
+        # Pruning may drop only docs that are not in the top k; the top k is the same, in order.
+        assert list(zip(pos.tolist(), scores.tolist(), strict=True)) == list(
             zip(all_pos.tolist(), all_scores.tolist(), strict=True)
         )
+        assert list(zip(pos.tolist(), scores.tolist(), strict=True)) == exhaustive_top(args, k)
     if 1 << window_shift < len(corpus):  # one window: theta is 0 when its bounds are read
         assert skipped > 0, "pruning never skipped a document"
     assert_matches(index, corpus, queries, k)
@@ -370,7 +398,7 @@ def test_whole_windows_are_skipped_by_their_block_maxima():
     _, _, all_scored = bm25_kernel.top_candidates(*args, 3, False, 3)
     assert all_scored == len(docs)
     assert scored == 8  # only the window(s) holding "rare" are scored
-    assert sorted(index.snapshot.main.ids[pos].tolist()) == list(range(1, 9))
+    assert index.snapshot.main.ids[pos].tolist() == [1, 2, 3]  # 8 ties: the smallest ids
 
 
 def test_the_benchmarks_tie_aware_agreement(monkeypatch):
@@ -395,3 +423,125 @@ def test_the_benchmarks_tie_aware_agreement(monkeypatch):
     assert tie_aware_agreement([1, 2, 5], reference, scores, position) == pytest.approx(2 / 3)
     assert tie_aware_agreement([1], reference, scores, position) == pytest.approx(1 / 3)
     assert tie_aware_agreement([], [], scores, position) == 1.0
+
+
+def test_windows_are_visited_best_bound_first():
+    """The only high-scoring documents sit in the last window (they are the longest): it is
+    visited first, and every window of common-term-only documents is then skipped unscored."""
+    docs = (
+        [["common", "x"]] * 200 + [["filler", "x"]] * 300 + [["rare", "common", "y", "z", "w"]] * 8
+    )
+    index = BM25Index.build(docs, list(range(1, len(docs) + 1)))
+    args = kernel_args(index, ["common", "rare"])
+    assert np.all(args[5] > 0)
+    pos, scores, scored = bm25_kernel.top_candidates(*args, 3, True, 3)
+    _, _, all_scored = bm25_kernel.top_candidates(*args, 3, False, 3)
+    assert all_scored == 208
+    assert scored == 8
+    assert index.snapshot.main.ids[pos].tolist() == [501, 502, 503]
+
+
+def test_the_length_cap_skips_windows_of_short_documents():
+    """A one-term document holds one query term, so a window of them is bounded by its largest
+    single-term bound, not the sum over the query: with the cap those windows are skipped."""
+    query = ["a", "b", "c", "d", "e", "f"]
+    docs = [[t] for _ in range(40) for t in query] + [[*query, "g", "h"]] * 8
+    docs += [["filler"]] * 300  # keeps every query term's idf positive
+    index = BM25Index.build(docs, list(range(1, len(docs) + 1)))
+    args = kernel_args(index, query)
+    assert len(args[7]) == len(docs) and np.all(args[5] > 0)
+    no_cap = (*args[:7], np.zeros(0, np.int32), *args[8:])
+    capped = bm25_kernel.top_candidates(*args, 8, True, 3)
+    uncapped = bm25_kernel.top_candidates(*no_cap, 8, True, 3)
+    assert capped[2] == 8 < uncapped[2]
+    assert capped[0].tolist() == uncapped[0].tolist()
+    assert sorted(index.snapshot.main.ids[capped[0]].tolist()) == list(range(241, 249))
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_pruning_on_random_corpora_equals_exhaustive_scoring(seed):
+    """Random corpora of 1-30-term documents with many exact duplicates (ties at the k-th
+    score), queries of 1-30 terms, some with repeated terms (no length cap then): the pruned
+    loop keeps exactly the exhaustive pass's documents at or above the k-th best, and searches
+    equal rank-bm25's top k with its tie rule."""
+    rng = random.Random(seed)
+    vocab = [f"t{i}" for i in range(rng.choice([15, 60, 300]))]
+    weights = [1 / (i + 1) for i in range(len(vocab))]  # Zipf-like: a head of common terms
+    base = [rng.choices(vocab, weights, k=rng.randint(1, 30)) for _ in range(150)]
+    docs = [list(rng.choice(base)) for _ in range(600)]
+    # Documents without query terms keep every idf positive (df < N / 2): bounds then hold.
+    docs += [[f"pad{i}"] * rng.randint(1, 3) for i in range(700)]
+    rng.shuffle(docs)
+    ids = rng.sample(range(1, 100_000), len(docs))
+    index = BM25Index.build(docs, ids)
+    queries = [rng.sample(vocab, min(len(vocab), rng.randint(1, 30))) for _ in range(40)]
+    queries += [q + q[:2] for q in queries[:8]]  # repeated terms
+    checked = 0
+    for q in queries:
+        args = kernel_args(index, q)
+        if not len(args[5]) or not np.all(args[5] > 0):
+            continue
+        checked += 1
+        for k in (1, 10):
+            want = exhaustive_top(args, k)
+            for shift in (2, 5, 12):
+                for search in (args, with_directory(index, args, shift, rng.choice([1, 4]))):
+                    pos, scores, _ = bm25_kernel.top_candidates(*search, k, True, shift)
+                    assert list(zip(pos.tolist(), scores.tolist(), strict=True)) == want, (q, k)
+    assert checked >= 20
+    assert_matches(index, dict(zip(ids, docs, strict=True)), queries[:20], 10)
+
+
+def test_the_window_directory_matches_the_postings(rng):
+    """Each frequent term's row: the first posting of every window, the term's end last, and
+    the largest weight of its postings in each window (0 where it has none); rare terms none."""
+    index = build({i: d for i, d in enumerate(make_docs(rng, 300), start=1)})
+    snap = index.snapshot
+    main = snap.main
+    rows, starts, maxima = bm25_kernel.window_directory(
+        main.offsets, main.postings_doc, snap.weights, main.n, 4, 30
+    )
+    df = main.df()
+    assert np.array_equal(rows >= 0, df >= 30) and 0 < (rows >= 0).sum() < len(df)
+    assert starts.shape == (int((rows >= 0).sum()), (main.n + 15) // 16 + 1)
+    for term in np.flatnonzero(rows >= 0):
+        lo, hi = main.offsets[term], main.offsets[term + 1]
+        row = rows[term]
+        for w in range(starts.shape[1] - 1):
+            inside = [p for p in range(lo, hi) if main.postings_doc[p] >> 4 == w]
+            assert starts[row, w] == (inside[0] if inside else starts[row, w + 1])
+            assert maxima[row, w] == max((snap.weights[p] for p in inside), default=0.0)
+        assert starts[row, -1] == hi
+
+
+def test_searches_use_the_window_directory_and_stay_exact(corpus, queries):
+    """The index builds its directory for its window width; with one built for 8-document
+    windows and every term in it, the kernel's top k equals the exhaustive ranking."""
+    index = build(corpus)
+    rows, _, _ = index.snapshot.directory
+    assert len(rows) == len(index.snapshot.main.vocab)
+    for q in queries:
+        args = kernel_args(index, q)
+        if not len(args[5]) or not np.all(args[5] > 0):
+            continue
+        for k in (1, 5):
+            pos, scores, _ = bm25_kernel.top_candidates(
+                *with_directory(index, args, 3, 1), k, True, 3
+            )
+            assert list(zip(pos.tolist(), scores.tolist(), strict=True)) == exhaustive_top(args, k)
+
+
+def test_repeated_query_terms_are_not_capped_by_document_length():
+    """A two-term document matches four slots of ``a b a b``: the length cap (which counts
+    distinct terms) must be off for such a query. With it, the window of ``a b`` documents
+    would be bounded by two slots, below the ``a b c`` documents' scores (visited first, a
+    4,096-document window later), and skipped although it holds the best documents."""
+    rng = random.Random(7)
+    docs = [["a", "b"]] * 20 + [["a", "b", "c"]] * 20 + [["c"], ["d"], ["e"]] * 100
+    docs += [[f"u{i}", rng.choice("cde")] for i in range(5000)]
+    rng.shuffle(docs)
+    ids = list(range(1, len(docs) + 1))
+    index = BM25Index.build(docs, ids)
+    ref = BM25Okapi(docs, k1=index.config.k1, b=index.config.b, epsilon=index.config.epsilon)
+    for query in (["a", "b", "a", "b"], ["b", "a", "b", "c", "b"], ["a", "b"], ["c", "a", "a"]):
+        assert index.search(query, 10) == reference_hits(ref, ids, query, 10), query
