@@ -190,11 +190,15 @@ class Trainer:
         self._scheduled_lr = float(cfg.optimizer.learning_rate)
         self.last_metrics: dict[str, float] = {}
         self.last_eval_metrics: dict[str, float] = {}
-        # reduce_retracing: inputs of varying shape (e.g. length buckets) share a generalized
-        # trace with None dimensions after the second shape instead of one trace per shape.
+        # Inputs of varying shape (length buckets) must not trace a step per shape: the step is
+        # first traced for the dataset's element spec (None where shapes vary, see
+        # ``_prime``), which every batch then matches; reduce_retracing generalizes any other
+        # input after its second shape.
         self._train_fn = tf.function(self._distributed_step, reduce_retracing=True)
         self._avg_fn = tf.function(self._distributed_average)
         self._eval_fn = tf.function(self._distributed_eval, reduce_retracing=True)
+        self._last_spec = None
+        self._primed: set[tuple[str, str]] = set()
 
     # ---- replica-context functions -------------------------------------------------------
     def _replica_step(self, inputs, targets):
@@ -260,7 +264,18 @@ class Trainer:
         options.experimental_distribute.auto_shard_policy = (
             tf.data.experimental.AutoShardPolicy.DATA
         )
-        return self.strategy.experimental_distribute_dataset(dataset.with_options(options))
+        dist = self.strategy.experimental_distribute_dataset(dataset.with_options(options))
+        self._last_spec = dist.element_spec
+        return dist
+
+    def _prime(self, kind: str, spec) -> None:
+        """Trace the train or eval step once for ``spec`` (a distributed dataset's element
+        spec): later batches of any shape that spec admits reuse that one trace."""
+        if spec is None or (kind, repr(spec)) in self._primed:
+            return
+        fn = self._train_fn if kind == "train" else self._eval_fn
+        fn.get_concrete_function(spec)
+        self._primed.add((kind, repr(spec)))
 
     @property
     def in_sync(self) -> bool:
@@ -313,6 +328,7 @@ class Trainer:
             The loss averaged over replicas.
         """
         self.apply_schedule()
+        self._prime("train", self._last_spec)
         loss, metrics = self._train_fn(batch)
         loss = float(loss)
         self.last_metrics = {k: float(v) for k, v in metrics.items()}
@@ -376,6 +392,7 @@ class Trainer:
             raise RuntimeError("replicas are out of sync; call sync_weights_for_save() first")
         if isinstance(dataset, tf.data.Dataset):
             dataset = self.distribute(dataset)
+        self._prime("eval", dataset.element_spec)
         total, count = 0.0, 0.0
         sums: dict[str, float] = {}
         for batch in dataset:

@@ -169,6 +169,12 @@ def register(subparsers) -> argparse.ArgumentParser:
         action="store_true",
         help="let K follow how far the replicas drift apart",
     )
+    p.add_argument(
+        "--mixed-precision",
+        action="store_true",
+        help="compute in bfloat16 (float32 weights, logits and loss): for GPUs with bfloat16 "
+        "(Ampere or newer); the saved model is float32",
+    )
     p.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     p.set_defaults(func=run)
     return p
@@ -216,6 +222,7 @@ def run(args: argparse.Namespace) -> int:
         contrastive_negatives=args.contrastive_negatives,
         contrastive_temperature=args.contrastive_temperature,
         max_minutes=args.max_minutes,
+        mixed_precision=args.mixed_precision,
     )
     from alime.seq2seq.training import set_threads, train
     from pluto.strategy import StrategyConfig, make_strategy
@@ -235,8 +242,13 @@ def run(args: argparse.Namespace) -> int:
         resume=args.resume,
         progress=not args.no_progress,
     )
+    where = (
+        f"model written to {result.out_dir}"
+        if result.wrote
+        else f"worker done (the chief writes {result.out_dir})"
+    )
     print(
-        f"model written to {result.out_dir}: best validation loss {result.best_val_loss:.4f} "
+        f"{where}: best validation loss {result.best_val_loss:.4f} "
         f"after {result.epochs_run} epoch(s)" + (" (early stop)" if result.stopped_early else "")
     )
     return 0

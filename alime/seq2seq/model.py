@@ -58,9 +58,11 @@ class AdditiveAttention(keras.layers.Layer):
         """
         q = self.query_proj(queries)
         energy = self.score_proj(tf.tanh(q[:, :, None, :] + keys[:, None, :, :]))[..., 0]
-        energy = tf.where(mask[:, None, :], energy, _MASKED_SCORE)
-        weights = tf.nn.softmax(energy, axis=-1) * tf.cast(mask, energy.dtype)[:, None, :]
-        return tf.matmul(weights, values)
+        # The softmax in float32 whatever the compute dtype (mixed precision): -1e9 does not fit
+        # float16, and an all -inf row would give NaN.
+        energy = tf.where(mask[:, None, :], tf.cast(energy, tf.float32), _MASKED_SCORE)
+        weights = tf.nn.softmax(energy, axis=-1) * tf.cast(mask, tf.float32)[:, None, :]
+        return tf.matmul(tf.cast(weights, values.dtype), values)
 
     def get_config(self) -> dict:
         return {**super().get_config(), "units": self.units}
@@ -101,7 +103,9 @@ class Seq2SeqModel(keras.Model):
         )
         self.attention = AdditiveAttention(c.attention_dim, name="attention")
         self.combine = keras.layers.Dense(c.hidden_dim, activation="tanh", name="combine")
-        self.output_proj = keras.layers.Dense(c.vocab_size, name="output_proj")
+        # float32 logits under a mixed-precision policy too: the softmax over the vocabulary
+        # and the loss need the range (the weights are float32 either way).
+        self.output_proj = keras.layers.Dense(c.vocab_size, name="output_proj", dtype="float32")
         self.dropout = keras.layers.Dropout(c.dropout)
 
     def get_config(self) -> dict:

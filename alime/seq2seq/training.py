@@ -48,6 +48,7 @@ from alime.text import TextConfig, TextPipeline
 log = logging.getLogger(__name__)
 
 CHECKPOINT_DIR = "checkpoint"
+MIXED_POLICY = "mixed_bfloat16"
 
 
 @dataclass(frozen=True)
@@ -70,6 +71,8 @@ class TrainOptions:
             (judged by the previous epoch's length; 0: no limit).
         auto_batch_sizes: per-replica batch sizes for Pluto's pre-run selection
             (``--batch-size auto``); empty: use ``batch_size``.
+        mixed_precision: compute in bfloat16 with float32 weights, logits and loss (Keras's
+            ``mixed_bfloat16`` policy: no loss scaling needed, unlike float16).
     """
 
     epochs: int = 10
@@ -89,6 +92,7 @@ class TrainOptions:
     contrastive_temperature: float = 1.0
     max_minutes: float = 0.0
     auto_batch_sizes: tuple[int, ...] = ()
+    mixed_precision: bool = False
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "auto_batch_sizes", tuple(int(b) for b in self.auto_batch_sizes))
@@ -104,10 +108,17 @@ class TrainOptions:
 
 @dataclass(frozen=True)
 class TrainResult:
+    """What a run did.
+
+    Attributes:
+        wrote: whether this process wrote ``out_dir`` (False on a non-chief worker).
+    """
+
     out_dir: Path
     best_val_loss: float
     epochs_run: int
     stopped_early: bool
+    wrote: bool = True
 
 
 def set_threads(n: int) -> None:
@@ -487,6 +498,11 @@ def train(
     set_threads(options.threads)
     # Built before any other TensorFlow work: logical CPU devices must be set up first.
     strategy = strategy or make_strategy(StrategyConfig(devices=parallel.devices))
+    if options.mixed_precision:
+        import keras
+
+        # Before any layer exists; the saved model is float32 (the policy is not in config.json).
+        keras.mixed_precision.set_global_policy(MIXED_POLICY)
     topo = topology(strategy)
     parallel = dataclasses.replace(parallel, workers=topo["workers"])
     text_config = text_config or AppConfig().text
@@ -608,6 +624,7 @@ def _train(
         "options": dataclasses.asdict(options),
         "text": text_config.as_metadata(),
         "tensorflow_version": tf.__version__,
+        "precision": MIXED_POLICY if options.mixed_precision else "float32",
         "parallel": dataclasses.asdict(parallel),
         "topology": {k: v for k, v in topo.items() if k != "chief"},
         "batch": {
@@ -708,7 +725,9 @@ def _train(
     state["wall_seconds"] = time.time() - started
     final = {**metadata, **record(), **_summary(state), "stopped_early": stopped_early}
     write_metadata(out, final)
-    return TrainResult(out_dir, float(state["best_val_loss"]), state["epoch"], stopped_early)
+    return TrainResult(
+        out_dir, float(state["best_val_loss"]), state["epoch"], stopped_early, topo["chief"]
+    )
 
 
 def _best_objective(state: dict, weight: float) -> float | None:

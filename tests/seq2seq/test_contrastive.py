@@ -64,8 +64,7 @@ def test_contrastive_term_is_finite_and_falls_when_trained(tiny_config):
     batch = tuple(tf.constant(a) for a in _batch(tiny_config))
     before = float(seq2seq_losses(trainer.model, *batch, trainer.options)[2])
     assert np.isfinite(before) and before > 0
-    for _ in range(15):
-        trainer.train_epoch([_batch(tiny_config)])
+    trainer.train_epoch([_batch(tiny_config)] * 15)
     assert np.isfinite(trainer.last_contrastive)
     assert float(seq2seq_losses(trainer.model, *batch, trainer.options)[2]) < 0.5 * before
 
