@@ -376,7 +376,8 @@ class Trainer:
         if self.parallel.workers <= 1:
             return flag
         value = self.strategy.run(lambda: tf.constant(1.0 if flag else 0.0))
-        return float(self.strategy.reduce(tf.distribute.ReduceOp.MAX, value, axis=None)) > 0
+        # ReduceOp has SUM and MEAN only: any worker's 1 makes the sum positive.
+        return float(self.strategy.reduce(tf.distribute.ReduceOp.SUM, value, axis=None)) > 0
 
     def save_checkpoint(self, directory: Path, state: dict) -> None:
         """Averaged weights, optimizer state (npz, no pickle) and loop state.

@@ -52,6 +52,7 @@ def test_two_workers_write_one_model_dir(tmp_path):
         for proc in procs:
             if proc.poll() is None:
                 proc.kill()
+            proc.communicate()  # reap it and close its pipes
     assert outputs[0].startswith(f"model written to {out}")
     assert outputs[1].startswith("worker done")
     # The chief's line and the worker's report the same (all-reduced) validation loss.
@@ -63,7 +64,8 @@ def test_two_workers_write_one_model_dir(tmp_path):
     assert len(meta["history"]) == 2 and meta["bytes_per_replica"] > 0
     # One model directory; the non-chief's scratch copy is gone.
     assert [p.name for p in tmp_path.iterdir() if (p / "training.json").exists()] == ["model"]
-    assert not any((tmp_path / "tmp1").iterdir())
+    assert not list((tmp_path / "tmp1").glob("alime-train-worker-*"))  # (TF's autograph
+    # files may stay in TMPDIR: they are TensorFlow's, not a model)
     assert sorted(p.name for p in (out / "checkpoint").iterdir()) == [
         "last.weights.h5",
         "optimizer.npz",
