@@ -22,6 +22,7 @@ from alime.kb.store import NotFound
 # Subcommands defined in their own modules: each has ``register(subparsers)``.
 _PLUGIN_COMMANDS = (
     "alime.commands.train",
+    "alime.commands.tune",
     "alime.commands.train_matcher",
     "alime.commands.evaluate",
     "alime.commands.quantize",

@@ -57,20 +57,24 @@ def register(subparsers) -> argparse.ArgumentParser:
     )
     p.add_argument("--valid-fraction", type=float, default=defaults.valid_fraction)
     p.add_argument("--out", required=True, help="model directory to write")
-    p.add_argument("--epochs", type=int, default=defaults.epochs)
+    # Flags that [train] of --config may set: default None, resolved by ``from_config``.
+    p.add_argument("--epochs", type=int, default=None, help=f"default {defaults.epochs}")
     p.add_argument(
         "--batch-size",
         type=batch_size_arg,
-        default=defaults.batch_size,
-        help="examples per replica per step, or 'auto': the largest of "
+        default=None,
+        help=f"examples per replica per step (default {defaults.batch_size}), or 'auto': the "
+        "largest of "
         f"{', '.join(map(str, AUTO_BATCH_SIZES))} that fits and still raises throughput "
         "(a short pre-run)",
     )
-    p.add_argument("--learning-rate", type=float, default=defaults.learning_rate)
-    p.add_argument("--embed-dim", type=int, default=shape.embed_dim)
-    p.add_argument("--hidden-dim", type=int, default=shape.hidden_dim)
-    p.add_argument("--attention-dim", type=int, default=shape.attention_dim)
-    p.add_argument("--dropout", type=float, default=shape.dropout)
+    p.add_argument(
+        "--learning-rate", type=float, default=None, help=f"default {defaults.learning_rate}"
+    )
+    p.add_argument("--embed-dim", type=int, default=None, help=f"default {shape.embed_dim}")
+    p.add_argument("--hidden-dim", type=int, default=None, help=f"default {shape.hidden_dim}")
+    p.add_argument("--attention-dim", type=int, default=None, help=f"default {shape.attention_dim}")
+    p.add_argument("--dropout", type=float, default=None, help=f"default {shape.dropout}")
     p.add_argument("--context-turns", type=int, default=shape.context_turns)
     p.add_argument(
         "--vocab-size",
@@ -141,7 +145,10 @@ def register(subparsers) -> argparse.ArgumentParser:
         "--avg-period local steps",
     )
     g.add_argument(
-        "--avg-period", type=int, default=spread.avg_period, help="K local steps between averages"
+        "--avg-period",
+        type=int,
+        default=None,
+        help=f"K local steps between averages (default {spread.avg_period})",
     )
     g.add_argument("--bmuf", action="store_true", help="block momentum (BMUF) on averaging")
     g.add_argument(
@@ -180,10 +187,31 @@ def register(subparsers) -> argparse.ArgumentParser:
     return p
 
 
+# The flags ``[train]`` of --config may set (the section's keys, same names).
+CONFIG_FLAGS = (
+    "learning_rate",
+    "batch_size",
+    "epochs",
+    "embed_dim",
+    "hidden_dim",
+    "attention_dim",
+    "dropout",
+    "avg_period",
+)
+
+
+def from_config(args: argparse.Namespace, section) -> argparse.Namespace:
+    """``args`` with every flag not given on the command line taken from ``[train]``."""
+    values = {k: getattr(section, k) for k in CONFIG_FLAGS if getattr(args, k) is None}
+    return argparse.Namespace(**{**vars(args), **values})
+
+
 def run(args: argparse.Namespace) -> int:
     """Run the ``train`` subcommand; returns the exit status."""
     from alime.cli import config_of
 
+    config = config_of(args)
+    args = from_config(args, config.train)
     # The strategy is made before anything else touches TensorFlow (logical CPU devices can only
     # be configured before it initializes).
     parallel = ParallelOptions(
@@ -197,7 +225,7 @@ def run(args: argparse.Namespace) -> int:
         plateau_factor=args.plateau_factor,
         adaptive_period=args.adaptive_period,
     )
-    text_config = config_of(args).text  # --config's [text]: tokenized as it will be served
+    text_config = config.text  # --config's [text]: tokenized as it will be served
     shape = Seq2SeqConfig(
         vocab_size=args.vocab_size,
         embed_dim=args.embed_dim,
