@@ -176,6 +176,8 @@ class Trainer:
         self.global_step = 0
         self.local_steps = 0
         self.drift_history: list[tuple[int, float]] = []
+        # (step, drift, new period) at every average the adaptive period saw.
+        self.adapted: list[tuple[int, float, int]] = []
         self.schedule = heuristics.LrSchedule(
             cfg.optimizer.learning_rate,
             self.replicas,
@@ -357,6 +359,7 @@ class Trainer:
         self.drift_history.append((self.global_step, drift))
         if self._adaptive is not None and adapt:
             self.period = self._adaptive.update(drift)
+            self.adapted.append((self.global_step, drift, self.period))
         return drift
 
     def sync_weights_for_save(self) -> None:
@@ -450,6 +453,7 @@ class Trainer:
             "allreduces": self.comm.allreduces,
             "schedule": self.schedule.state(),
             "learning_rates": [list(x) for x in self.learning_rates],
+            "adapted": [list(x) for x in self.adapted],
         }
 
     def load_state_dict(self, state: dict) -> None:
@@ -462,6 +466,7 @@ class Trainer:
         self.comm.allreduces = int(state["allreduces"])
         self.schedule.load_state(state.get("schedule", {}))
         self.learning_rates = [(int(s), float(r)) for s, r in state.get("learning_rates", [])]
+        self.adapted = [(int(s), float(d), int(k)) for s, d, k in state.get("adapted", [])]
         self._scheduled_lr = self.schedule.rate(self.global_step)
         self.set_learning_rate(self._scheduled_lr)
 

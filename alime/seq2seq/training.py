@@ -643,7 +643,13 @@ def _train(
                 "learning_rates": [list(x) for x in trainer.pluto.learning_rates],
                 "plateau_scale": trainer.pluto.schedule.scale,
             },
-            "averaging_period": trainer.pluto.period if parallel.mode == "ma" else None,
+            "averaging": {
+                "period": trainer.pluto.period,
+                "averages": trainer.pluto.comm.allreduces,
+                "adapted": [list(x) for x in trainer.pluto.adapted],
+            }
+            if parallel.mode == "ma"
+            else None,
             "bytes_per_replica": trainer.pluto.bytes_per_replica,
         }
 
