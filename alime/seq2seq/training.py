@@ -15,6 +15,7 @@ Files in the output directory: the model directory (``config.json``, ``vocab.jso
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import logging
@@ -224,14 +225,11 @@ class _Objective:
     def loss(self, targets, out: dict):
         """Pluto ``loss_fn``: token-mean NLL plus λ times the contrastive term; the parts are
         returned as metrics (summed over replicas) for token-weighted reporting."""
-        import keras
         import tensorflow as tf
 
         loss = out["nll"] / tf.maximum(out["tokens"], 1.0)
         loss += self.options.contrastive_weight * out["contrastive"]
-        # Under a mixed policy the scalar may come out in the compute dtype; Pluto reduces float32.
-        loss = keras.ops.cast(loss, "float32")
-        return loss, out
+        return tf.cast(loss, tf.float32), out
 
 
 class Trainer:
@@ -368,16 +366,25 @@ class Trainer:
         """Feed the validation objective to the plateau rule; returns the learning rate now."""
         return self.pluto.on_validation(objective)
 
-    def any_worker(self, flag: bool) -> bool:
-        """Whether ``flag`` is true on any worker (a decision every worker must take alike, such
-        as stopping on a wall-clock budget: a lone worker leaving would hang the others)."""
+    def _over_workers(self, value: float, op: str) -> float:
+        """``value`` summed or averaged over the workers (each worker's replicas hold the same
+        value, so the mean over replicas is the mean over workers); itself with one worker."""
         import tensorflow as tf
 
         if self.parallel.workers <= 1:
-            return flag
-        value = self.strategy.run(lambda: tf.constant(1.0 if flag else 0.0))
+            return value
+        per_replica = self.strategy.run(lambda: tf.constant(float(value)))
+        return float(self.strategy.reduce(getattr(tf.distribute.ReduceOp, op), per_replica, None))
+
+    def any_worker(self, flag: bool) -> bool:
+        """Whether ``flag`` is true on any worker (a decision every worker must take alike, such
+        as stopping on a wall-clock budget: a lone worker leaving would hang the others)."""
         # ReduceOp has SUM and MEAN only: any worker's 1 makes the sum positive.
-        return float(self.strategy.reduce(tf.distribute.ReduceOp.SUM, value, axis=None)) > 0
+        return self._over_workers(1.0 if flag else 0.0, "SUM") > 0
+
+    def mean_over_workers(self, value: float) -> float:
+        """``value`` averaged over the workers (measurements every worker must agree on)."""
+        return self._over_workers(value, "MEAN")
 
     def save_checkpoint(self, directory: Path, state: dict) -> None:
         """Averaged weights, optimizer state (npz, no pickle) and loop state.
@@ -393,8 +400,13 @@ class Trainer:
 
     def restore_checkpoint(self, directory: Path) -> dict:
         """Load :meth:`save_checkpoint`'s files; returns the loop state."""
-        self.model.load_weights(str(directory / "last.weights.h5"))
         state = json.loads((directory / "state.json").read_text(encoding="utf-8"))
+        if "pluto" not in state:
+            raise ValueError(
+                f"{directory}: checkpoint written before alime trained through one path "
+                "(no optimizer state to continue from); train without --resume"
+            )
+        self.model.load_weights(str(directory / "last.weights.h5"))
         with np.load(directory / "optimizer.npz", allow_pickle=False) as arrays:
             self.pluto.load_state_arrays(dict(arrays))
         self.pluto.load_state_dict(state.pop("pluto"))
@@ -446,7 +458,9 @@ def select_batch_size(
         started = time.perf_counter()
         for _ in range(5):
             probe.pluto.step(next(dataset))
-        measured[per_replica] = 5 * size / max(time.perf_counter() - started, 1e-9)
+        # Every worker must pick the same batch size: decide on the workers' mean throughput.
+        throughput = 5 * size / max(time.perf_counter() - started, 1e-9)
+        measured[per_replica] = probe.mean_over_workers(throughput)
         log.info("batch %d per replica: %.0f examples/s", per_replica, measured[per_replica])
         return measured[per_replica]
 
@@ -499,15 +513,10 @@ def train(
     set_threads(options.threads)
     # Built before any other TensorFlow work: logical CPU devices must be set up first.
     strategy = strategy or make_strategy(StrategyConfig(devices=parallel.devices))
-    if options.mixed_precision:
-        import keras
-
-        # Before any layer exists; the saved model is float32 (the policy is not in config.json).
-        keras.mixed_precision.set_global_policy(MIXED_POLICY)
     topo = topology(strategy)
     parallel = dataclasses.replace(parallel, workers=topo["workers"])
     text_config = text_config or AppConfig().text
-    with output_dir(Path(out_dir), topo["chief"]) as out:
+    with output_dir(Path(out_dir), topo["chief"]) as out, _precision(options.mixed_precision):
         return _train(
             data_files,
             Path(out_dir),
@@ -523,6 +532,24 @@ def train(
             progress=progress and topo["chief"],
             started=started,
         )
+
+
+@contextlib.contextmanager
+def _precision(mixed: bool):
+    """Keras's ``mixed_bfloat16`` policy for the run when ``mixed`` (set before any layer
+    exists; the policy is process-wide, so the previous one comes back afterwards). The saved
+    model is float32: the policy is not part of ``config.json``."""
+    if not mixed:
+        yield
+        return
+    import keras
+
+    previous = keras.mixed_precision.global_policy()
+    keras.mixed_precision.set_global_policy(MIXED_POLICY)
+    try:
+        yield
+    finally:
+        keras.mixed_precision.set_global_policy(previous)
 
 
 def _train(

@@ -2,6 +2,7 @@ import dataclasses
 import json
 
 import numpy as np
+import pytest
 
 from alime.seq2seq.data import Example, bucket_batches
 from alime.seq2seq.model_dir import load_model_dir
@@ -72,6 +73,13 @@ def test_train_writes_a_loadable_model_dir_and_resumes(tmp_path):
     loaded = load_model_dir(out)
     assert loaded.config.vocab_size == len(loaded.vocab) <= 100
     assert (out / "logs").is_dir() and (out / "checkpoint" / "optimizer.npz").is_file()
+    # A checkpoint of the old one-device loop (no Pluto state) is refused with a clear message.
+    state_file = out / "checkpoint" / "state.json"
+    state = json.loads(state_file.read_text(encoding="utf-8"))
+    del state["pluto"]
+    state_file.write_text(json.dumps(state), encoding="utf-8")
+    with pytest.raises(ValueError, match="train without --resume"):
+        train([data], out, model_config=shape, options=options, resume=True, progress=False)
 
 
 def test_bucket_shapes_share_one_trace(tiny_config):
