@@ -7,6 +7,9 @@ BIN := $(VENV)/bin
 HOST ?= 127.0.0.1
 PORT ?= 8000
 
+# Which TensorFlow: `cpu` (tensorflow-cpu) or `gpu` (tensorflow[and-cuda]); exactly one.
+TF_EXTRA ?= cpu
+
 .PHONY: run test bench install install-test
 
 $(BIN)/python:
@@ -14,11 +17,11 @@ $(BIN)/python:
 	$(BIN)/pip install --quiet --upgrade pip
 
 $(VENV)/.installed: pyproject.toml | $(BIN)/python
-	$(BIN)/pip install --quiet -e .
+	$(BIN)/pip install --quiet -e '.[$(TF_EXTRA)]'
 	touch $@
 
 $(VENV)/.installed-test: pyproject.toml $(VENV)/.installed
-	$(BIN)/pip install --quiet -e '.[test]'
+	$(BIN)/pip install --quiet -e '.[$(TF_EXTRA),test]'
 	bash scripts/install-browser.sh
 	bash scripts/install-redis.sh
 	touch $@

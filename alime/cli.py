@@ -15,7 +15,7 @@ import sys
 os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 
 from alime import __version__
-from alime.commands import evaluate, quantize, train
+from alime.commands import evaluate, quantize, train, tune
 from alime.commands.common import CLIError, config_of
 from alime.commands.common import positive_int as _positive_int
 from alime.kb.formats import Format
@@ -24,7 +24,7 @@ from alime.retrieval.fusion import RetrievalMode
 
 # Subcommands defined in their own modules: each has ``register(subparsers)``. Listed, not
 # discovered: they import alime.commands.common, never this module, so there is no cycle.
-_SUBCOMMANDS = (train, evaluate, quantize)
+_SUBCOMMANDS = (train, tune, evaluate, quantize)
 
 
 def main(argv: list[str] | None = None) -> int:

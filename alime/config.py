@@ -185,6 +185,32 @@ def _check_positive(section: object, name: str, keys: tuple[str, ...]) -> None:
 
 
 @dataclass(frozen=True)
+class TrainingConfig:
+    """``[train]``: hyper-parameters ``alime train`` takes from ``--config`` (a flag given on the
+    command line wins); ``alime tune`` writes its best trial as this section. The defaults are
+    those of ``TrainOptions``, ``Seq2SeqConfig`` and ``ParallelOptions`` (a test keeps them
+    equal)."""
+
+    learning_rate: float = 1e-3
+    batch_size: int = 64
+    epochs: int = 10
+    embed_dim: int = 128
+    hidden_dim: int = 256
+    attention_dim: int = 128
+    dropout: float = 0.1
+    avg_period: int = 8
+
+    def __post_init__(self) -> None:
+        _check_positive(
+            self,
+            "train",
+            ("batch_size", "epochs", "embed_dim", "hidden_dim", "attention_dim", "avg_period"),
+        )
+        if self.learning_rate <= 0 or not 0.0 <= self.dropout < 1.0:
+            raise ValueError("config keys 'train.learning_rate' > 0 and 'train.dropout' in [0, 1)")
+
+
+@dataclass(frozen=True)
 class PathsConfig:
     kb: str = ""  # SQLite file; "" = <state dir>/kb.sqlite (seeded from the bundled default)
     index: str = ""  # index folder; "" = next to the KB
@@ -210,6 +236,7 @@ class AppConfig:
     chitchat: ChitChatConfig = field(default_factory=ChitChatConfig)
     serve: ServeConfig = field(default_factory=ServeConfig)
     kb: KBConfig = field(default_factory=KBConfig)
+    train: TrainingConfig = field(default_factory=TrainingConfig)
 
     def state_dir(self) -> Path:
         """The state directory (``$ALIME_HOME`` wins over ``[paths] state``; see alime_home)."""

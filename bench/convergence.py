@@ -1,35 +1,31 @@
 """Convergence benchmark: 1 replica vs sync / MA / MA+BMUF on 4 logical CPU devices.
 
-Trains a small attentive GRU seq2seq on the word-segmented e-commerce QA pairs, records the
-validation loss against steps per replica, and projects wall-clock speed-ups on 4 real GPUs from
-a stated cost model (per-step compute plus all-reduce bytes over an interconnect).
+Trains the product's attentive GRU seq2seq (``alime.seq2seq``, smaller dimensions than the bundled
+model) through ``alime train``'s code path: the same data pipeline (word-segmented e-commerce QA
+pairs, AliMe's length buckets, the answer-prior source dropout), the same
+:class:`alime.seq2seq.training.Trainer` over Pluto, the same validation token loss. It records
+the validation loss against steps per replica and projects wall-clock speed-ups on 4 real GPUs
+from a stated cost model (per-step compute plus all-reduce bytes over an interconnect).
 
 Usage::
 
     python bench/convergence.py --json                 # JSON on stdout, PNG + JSON files written
-    python bench/convergence.py --json --steps 400     # shorter single-replica budget
+    python bench/convergence.py --json --single-steps 200 --multi-steps 80   # a small run
 """
 
 from __future__ import annotations
 
 import argparse
-import collections
 import json
 import sys
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-import numpy as np
-
 ROOT = Path(__file__).resolve().parents[1]
-if str(ROOT) not in sys.path:  # run as a script from a checkout: import this tree's pluto
+if str(ROOT) not in sys.path:  # run as a script from a checkout: import this tree's packages
     sys.path.insert(0, str(ROOT))
-DATA = (
-    Path(__file__).resolve().parent.parent / "data" / "kb" / "ecommerce_qa.tsv"
-)  # question_answer.txt
-PAD, UNK, BOS, EOS = 0, 1, 2, 3
-RESERVED = 4
+DATA = ROOT / "data" / "kb" / "ecommerce_qa.tsv"  # question \t answer, word-segmented
 
 # Cost model (AliMe-sized attentive GRU seq2seq on one H100, measured figure from the issue).
 STEP_MS = 8.3
@@ -43,10 +39,9 @@ class BenchConfig:
     """Model, data and run settings (one place, saved in the JSON)."""
 
     vocab: int = 2000
-    src_len: int = 12
-    tgt_len: int = 12
     emb: int = 48
     hidden: int = 96
+    attention: int = 48
     val_pairs: int = 500
     batch_per_replica: int = 32
     replicas: int = 4
@@ -55,78 +50,38 @@ class BenchConfig:
     eval_every_single: int = 20
     eval_every_multi: int = 5
     seed: int = 1234
-    optimizer: str = "adam"
     lr: float = 2e-3
     ma_period: int = 8
-    ma_warmup: int = 0
     ma_lr_scaling: str = "linear"
     sync_lr_scaling: str = "linear"
     lr_warmup_steps: int = 20
     bmuf_period: int = 8
 
 
-def load_pairs(path: Path) -> list[tuple[list[str], list[str]]]:
-    """Read ``question \\t answer`` lines into whitespace token lists (malformed lines fail)."""
-    pairs = []
-    with path.open(encoding="utf-8") as handle:
-        for number, line in enumerate(handle, 1):
-            parts = line.rstrip("\n").split("\t")
-            if len(parts) != 2:
-                raise ValueError(f"{path}:{number}: expected 'question<TAB>answer'")
-            pairs.append((parts[0].split(), parts[1].split()))
-    return pairs
+def load_examples(cfg: BenchConfig):
+    """Train and validation examples, vocabulary and model config, as ``alime train`` makes
+    them (split of the QA pairs seeded by ``cfg.seed``; vocabulary from the training split)."""
+    import numpy as np
 
+    from alime.seq2seq.config import Seq2SeqConfig
+    from alime.seq2seq.data import make_examples, read_qa_tsv, tokenize_dialogues
+    from alime.seq2seq.vocab import Vocabulary
 
-def encode(pairs, cfg: BenchConfig, vocab: dict[str, int] | None = None):
-    """Token lists to padded id arrays ``(source, target_in, target_out)`` and the vocabulary."""
-    if vocab is None:
-        counts = collections.Counter(t for q, a in pairs for t in q + a)
-        words = [w for w, _ in counts.most_common(cfg.vocab - RESERVED)]
-        vocab = {w: i + RESERVED for i, w in enumerate(words)}
-    n = len(pairs)
-    src = np.zeros((n, cfg.src_len), np.int32)
-    tin = np.zeros((n, cfg.tgt_len), np.int32)
-    tout = np.zeros((n, cfg.tgt_len), np.int32)
-    for i, (q, a) in enumerate(pairs):
-        q_ids = [vocab.get(t, UNK) for t in q][: cfg.src_len]
-        a_ids = [vocab.get(t, UNK) for t in a][: cfg.tgt_len - 1]
-        src[i, : len(q_ids)] = q_ids
-        tin[i, : len(a_ids) + 1] = [BOS, *a_ids]
-        tout[i, : len(a_ids) + 1] = [*a_ids, EOS]
-    return (src, tin, tout), vocab
-
-
-def build_model(cfg: BenchConfig):
-    """Small attentive GRU seq2seq: inputs ``(source ids, target-in ids)``, logits out.
-
-    The one place the model is built: swap in ``alime.seq2seq`` here later.
-    """
-    import keras
-
-    source = keras.Input((cfg.src_len,), dtype="int32", name="source")
-    target_in = keras.Input((cfg.tgt_len,), dtype="int32", name="target_in")
-    enc_emb = keras.layers.Embedding(cfg.vocab, cfg.emb, name="enc_emb")(source)
-    enc_out, enc_state = keras.layers.GRU(
-        cfg.hidden, return_sequences=True, return_state=True, name="encoder"
-    )(enc_emb)
-    dec_emb = keras.layers.Embedding(cfg.vocab, cfg.emb, name="dec_emb")(target_in)
-    dec_out = keras.layers.GRU(cfg.hidden, return_sequences=True, name="decoder")(
-        dec_emb, initial_state=enc_state
+    pairs = read_qa_tsv(DATA)
+    order = np.random.default_rng(cfg.seed).permutation(len(pairs))
+    valid = tokenize_dialogues([pairs[i] for i in order[: cfg.val_pairs]], str.split)
+    train = tokenize_dialogues([pairs[i] for i in order[cfg.val_pairs :]], str.split)
+    vocab = Vocabulary.build(
+        (seq for d in train for seq in (*d.turns, d.response)), max_size=cfg.vocab
     )
-    # Bahdanau (additive) attention of every decoder position over the encoder outputs.
-    context = keras.layers.AdditiveAttention(name="attention")([dec_out, enc_out])
-    merged = keras.layers.Concatenate()([dec_out, context])
-    logits = keras.layers.Dense(cfg.vocab, name="logits")(merged)
-    return keras.Model([source, target_in], logits)
-
-
-def masked_sparse_ce(targets, logits):
-    """Mean cross-entropy over non-padding target tokens."""
-    import tensorflow as tf
-
-    mask = tf.cast(tf.not_equal(targets, PAD), tf.float32)
-    ce = tf.nn.sparse_softmax_cross_entropy_with_logits(labels=targets, logits=logits)
-    return tf.reduce_sum(ce * mask) / tf.maximum(tf.reduce_sum(mask), 1.0)
+    config = Seq2SeqConfig(
+        vocab_size=len(vocab),
+        embed_dim=cfg.emb,
+        hidden_dim=cfg.hidden,
+        attention_dim=cfg.attention,
+        context_turns=1,
+    )
+    return make_examples(train, vocab, config), make_examples(valid, vocab, config), config
 
 
 def projected_seconds(steps: int, allreduces: int, gbps: float, replicas: int) -> float:
@@ -135,72 +90,76 @@ def projected_seconds(steps: int, allreduces: int, gbps: float, replicas: int) -
     return steps * STEP_MS / 1000.0 + allreduces * per_allreduce / (gbps * 1e9)
 
 
-def run_one(name: str, cfg: BenchConfig, data, target: float | None) -> dict:
-    """Train one configuration and return its measurements."""
-    import keras
-    import tensorflow as tf
+RUNS = {
+    # multi: cfg.replicas replicas (else 1); scaling, period: the BenchConfig fields to use.
+    "single": dict(multi=False, mode="sync", scaling=None, period=None, bmuf=False),
+    "sync": dict(multi=True, mode="sync", scaling="sync_lr_scaling", period=None, bmuf=False),
+    "ma": dict(multi=True, mode="ma", scaling="ma_lr_scaling", period="ma_period", bmuf=False),
+    "ma_bmuf": dict(multi=True, mode="ma", scaling=None, period="bmuf_period", bmuf=True),
+}
 
-    from pluto.averaging import BmufConfig
-    from pluto.local_optim import OptimizerConfig
+
+def run_one(name: str, cfg: BenchConfig, data) -> dict:
+    """Train one configuration through ``alime train``'s Trainer and return its measurements."""
+    from alime.seq2seq.data import bucket_batches
+    from alime.seq2seq.distributed import ParallelOptions
+    from alime.seq2seq.training import Trainer, TrainOptions
     from pluto.strategy import StrategyConfig, make_strategy
-    from pluto.training import TrainConfig, Trainer, fit
 
-    (train, val) = data
-    replicas = 1 if name == "single" else cfg.replicas
+    train_ex, valid_ex, config = data
+    spec = RUNS[name]
+    replicas = cfg.replicas if spec["multi"] else 1
+    parallel = ParallelOptions(
+        devices=replicas,
+        mode=spec["mode"],
+        avg_period=getattr(cfg, spec["period"]) if spec["period"] else 8,
+        bmuf=spec["bmuf"],
+        lr_scaling=getattr(cfg, spec["scaling"]) if spec["scaling"] else "none",
+        lr_warmup_steps=cfg.lr_warmup_steps if spec["scaling"] else 0,
+    )
+    options = TrainOptions(batch_size=cfg.batch_per_replica, learning_rate=cfg.lr, seed=cfg.seed)
     strategy = make_strategy(StrategyConfig(devices=replicas, use_gpus=False))
-    keras.utils.set_random_seed(cfg.seed)
-    with strategy.scope():
-        model = build_model(cfg)
-    opt = OptimizerConfig(kind=cfg.optimizer, learning_rate=cfg.lr, momentum=0.9)
-    settings = {
-        "single": TrainConfig(mode="sync", optimizer=opt),
-        "sync": TrainConfig(
-            mode="sync",
-            optimizer=opt,
-            lr_scaling=cfg.sync_lr_scaling,
-            lr_warmup_steps=cfg.lr_warmup_steps,
-        ),
-        "ma": TrainConfig(
-            mode="ma",
-            optimizer=opt,
-            avg_period=cfg.ma_period,
-            warmup_avg_steps=cfg.ma_warmup,
-            lr_scaling=cfg.ma_lr_scaling,
-            lr_warmup_steps=cfg.lr_warmup_steps,
-        ),
-        "ma_bmuf": TrainConfig(
-            mode="ma",
-            optimizer=opt,
-            avg_period=cfg.bmuf_period,
-            warmup_avg_steps=cfg.ma_warmup,
-            bmuf=BmufConfig(nesterov=True),
-        ),
-    }
-    trainer = Trainer(model, masked_sparse_ce, strategy, settings[name])
-    global_batch = cfg.batch_per_replica * replicas
-    train_ds = (
-        tf.data.Dataset.from_tensor_slices(((train[0], train[1]), train[2]))
-        .shuffle(len(train[0]), seed=cfg.seed, reshuffle_each_iteration=True)
-        .batch(global_batch, drop_remainder=True)
-    )
-    val_ds = tf.data.Dataset.from_tensor_slices(((val[0], val[1]), val[2])).batch(
-        cfg.replicas * 25, drop_remainder=True
-    )
+    trainer = Trainer(config, options, strategy, parallel)
+    pluto = trainer.pluto
+    valid = bucket_batches(valid_ex, config.buckets, trainer.global_batch)
     steps = cfg.single_steps if name == "single" else cfg.multi_steps
     every = cfg.eval_every_single if name == "single" else cfg.eval_every_multi
-    result = fit(
-        trainer, train_ds, steps, val_dataset=val_ds, eval_every=every, target_val_loss=target
-    )
+    history: list[tuple[int, float]] = []
+    last_eval, epoch = 0, 0
+    start = time.perf_counter()
+    while pluto.global_step < steps:
+        # A new shuffle and new emptied sources per epoch, as in alime train.
+        batches = bucket_batches(
+            train_ex,
+            config.buckets,
+            trainer.global_batch,
+            seed=cfg.seed + epoch,
+            empty_source_rate=config.prior_dropout,
+        )
+        epoch += 1
+        for batch in pluto.distribute(trainer._dataset(batches)):
+            pluto.step(batch)
+            done = pluto.global_step
+            if pluto.in_sync and done - last_eval >= every:
+                last_eval = done
+                history.append((done, trainer.evaluate(valid)))
+                trainer.on_validation(history[-1][1])
+            if done >= steps:
+                break
+    final = trainer.evaluate(valid)
+    if not history or history[-1][0] != pluto.global_step:
+        history.append((pluto.global_step, final))
     return {
         "replicas": replicas,
-        "mode": settings[name].mode.value,
-        "history": result.history,
-        "steps": result.steps,
-        "allreduces": trainer.comm.allreduces,
-        "bytes_per_replica": result.bytes_per_replica,
-        "final_val_loss": result.final_val_loss,
-        "wall_s": result.wall_s,
-        "examples_per_step": global_batch,
+        "mode": parallel.mode,
+        "history": history,
+        "steps": pluto.global_step,
+        "allreduces": pluto.comm.allreduces,
+        "bytes_per_replica": pluto.bytes_per_replica,
+        "final_val_loss": final,
+        "wall_s": time.perf_counter() - start,
+        "examples_per_step": trainer.global_batch,
+        "learning_rates": [list(x) for x in pluto.learning_rates],
     }
 
 
@@ -241,6 +200,7 @@ def summarize(runs: dict, cfg: BenchConfig, target: float) -> dict:
             None if steps is None or single_steps is None else single_steps / steps
         )
     return {
+        "trainer": "alime",
         "target_val_loss": target,
         "config": asdict(cfg),
         "cost_model": {
@@ -268,7 +228,7 @@ def plot(summary: dict, path: Path) -> None:
         ax.plot(steps, losses, label=f"{name} ({run['replicas']} replica(s))")
     ax.axhline(summary["target_val_loss"], color="grey", linestyle="--", label="target")
     ax.set_xlabel("steps per replica")
-    ax.set_ylabel("validation loss (masked CE)")
+    ax.set_ylabel("validation loss (token NLL)")
     ax.set_title("Pluto convergence: attentive GRU seq2seq, e-commerce QA")
     ax.legend()
     fig.tight_layout()
@@ -299,18 +259,12 @@ def main(argv: list[str] | None = None) -> int:
     from pluto.strategy import configure_logical_cpus
 
     configure_logical_cpus(cfg.replicas)  # before TensorFlow initializes
-    pairs = load_pairs(DATA)
-    rng = np.random.default_rng(cfg.seed)
-    order = rng.permutation(len(pairs))
-    val_pairs = [pairs[i] for i in order[: cfg.val_pairs]]
-    train_pairs = [pairs[i] for i in order[cfg.val_pairs :]]
-    train, vocab = encode(train_pairs, cfg)
-    val, _ = encode(val_pairs, cfg, vocab)
+    data = load_examples(cfg)
 
     runs: dict = {}
     start = time.perf_counter()
     for name in args.runs.split(","):
-        runs[name] = run_one(name, cfg, (train, val), None)
+        runs[name] = run_one(name, cfg, data)
         print(
             f"{name}: final {runs[name]['final_val_loss']:.4f} in {runs[name]['wall_s']:.0f}s",
             file=sys.stderr,

@@ -130,6 +130,88 @@ class PlateauReducer:
         return self.scale
 
 
+class LrSchedule:
+    """The learning rate of every step: replica scaling, warm-up and plateau reduction in one place.
+
+    ``rate(step)`` is ``scale * warmup_learning_rate(step, scaled, base, warmup_steps)`` where
+    ``scaled = scaled_learning_rate(base, replicas, scaling)`` and ``scale`` is the plateau
+    reducer's cumulative multiplier (1 when plateau reduction is off). Validation losses go to
+    :meth:`on_validation`. Every trainer of the project (``pluto.training.Trainer`` and through it
+    ``alime train``) asks this object for its rate, so the rule lives once.
+
+    Args:
+        base_lr: Learning rate tuned for one replica.
+        replicas: Number of replicas.
+        scaling: ``none``, ``linear`` or ``sqrt``.
+        warmup_steps: Steps of the linear ramp from ``base_lr`` to the scaled rate.
+        plateau: A :class:`PlateauReducer`, or ``None`` for no reduction.
+    """
+
+    def __init__(
+        self,
+        base_lr: float,
+        replicas: int = 1,
+        scaling: LrScaling | str = LrScaling.NONE,
+        warmup_steps: int = 0,
+        plateau: PlateauReducer | None = None,
+    ) -> None:
+        self.base_lr = float(base_lr)
+        self.replicas = replicas
+        self.scaling = LrScaling.parse(scaling)
+        self.warmup_steps = warmup_steps
+        self.plateau = plateau
+        self.target_lr = scaled_learning_rate(self.base_lr, replicas, self.scaling)
+
+    @property
+    def scale(self) -> float:
+        """The plateau reducer's cumulative multiplier (1 without one)."""
+        return 1.0 if self.plateau is None else self.plateau.scale
+
+    def rate(self, step: int) -> float:
+        """Learning rate for 0-based ``step``."""
+        ramp = warmup_learning_rate(step, self.target_lr, self.base_lr, self.warmup_steps)
+        return self.scale * ramp
+
+    def on_validation(self, val_loss: float) -> float:
+        """Record a validation loss; returns the (possibly reduced) plateau multiplier."""
+        if self.plateau is not None:
+            self.plateau.update(val_loss)
+        return self.scale
+
+    def describe(self) -> dict:
+        """The effective schedule, JSON-ready (for run records such as ``training.json``)."""
+        return {
+            "base_lr": self.base_lr,
+            "replicas": self.replicas,
+            "scaling": self.scaling.value,
+            "scaled_lr": self.target_lr,
+            "warmup_steps": self.warmup_steps,
+            "plateau": None
+            if self.plateau is None
+            else {
+                "factor": self.plateau.factor,
+                "patience": self.plateau.patience,
+                "min_delta": self.plateau.min_delta,
+            },
+        }
+
+    def state(self) -> dict:
+        """What a resumed run needs to continue the schedule (JSON-ready)."""
+        if self.plateau is None:
+            return {}
+        p = self.plateau
+        best = None if math.isinf(p._best) else p._best
+        return {"scale": p.scale, "best": best, "waited": p._waited}
+
+    def load_state(self, state: dict) -> None:
+        """Continue from :meth:`state`'s output."""
+        if self.plateau is None or not state:
+            return
+        self.plateau.scale = float(state["scale"])
+        self.plateau._best = math.inf if state["best"] is None else float(state["best"])
+        self.plateau._waited = int(state["waited"])
+
+
 @dataclass
 class AdaptivePeriod:
     """Averaging period that follows how far the replicas drift apart.

@@ -26,7 +26,10 @@ from pluto.comm import CommCounter, payload_bytes
 from pluto.local_optim import LocalOptimizer, OptimizerConfig
 from pluto.strategy import is_chief
 
-LossFn = Callable[[tf.Tensor, tf.Tensor], tf.Tensor]
+# ``loss_fn(targets, predictions)`` returns a replica's mean loss, or ``(loss, metrics)`` where
+# ``metrics`` maps names to scalars that are summed over replicas (e.g. token counts and summed
+# token losses, for a token-weighted mean) and reported in ``Trainer.last_metrics``.
+LossFn = Callable[[tf.Tensor, tf.Tensor], tf.Tensor | tuple[tf.Tensor, dict[str, tf.Tensor]]]
 
 
 class Mode(Choice):
@@ -96,6 +99,10 @@ class TrainConfig:
             raise ValueError("bmuf needs mode='ma'")
 
 
+def _split_loss(out) -> tuple[tf.Tensor, dict[str, tf.Tensor]]:
+    return out if isinstance(out, tuple) else (out, {})
+
+
 def _dense(grad: tf.Tensor | tf.IndexedSlices | None) -> tf.Tensor | None:
     # Embedding gradients arrive as IndexedSlices; all-reduce and the local update want dense.
     return None if grad is None else tf.convert_to_tensor(grad)
@@ -106,7 +113,8 @@ class Trainer:
 
     Args:
         model: A Keras model built inside ``strategy.scope()``.
-        loss_fn: ``loss_fn(targets, predictions)`` returning the mean loss of a replica's batch.
+        loss_fn: ``loss_fn(targets, predictions)`` returning the mean loss of a replica's batch,
+            or ``(loss, metrics)`` (see ``LossFn``).
         strategy: From :func:`pluto.strategy.make_strategy`.
         config: Mode, optimizer and heuristics.
 
@@ -168,20 +176,42 @@ class Trainer:
         self.global_step = 0
         self.local_steps = 0
         self.drift_history: list[tuple[int, float]] = []
-        self._train_fn = tf.function(self._distributed_step)
+        # (step, drift, new period) at every average the adaptive period saw.
+        self.adapted: list[tuple[int, float, int]] = []
+        self.schedule = heuristics.LrSchedule(
+            cfg.optimizer.learning_rate,
+            self.replicas,
+            cfg.lr_scaling,
+            cfg.lr_warmup_steps,
+            heuristics.PlateauReducer(factor=cfg.plateau_factor, patience=cfg.plateau_patience)
+            if cfg.plateau_patience > 0
+            else None,
+        )
+        # (step, rate) whenever the schedule changed the rate; the optimizer starts at the base.
+        self.learning_rates: list[tuple[int, float]] = []
+        self._scheduled_lr = float(cfg.optimizer.learning_rate)
+        self.last_metrics: dict[str, float] = {}
+        self.last_eval_metrics: dict[str, float] = {}
+        # Inputs of varying shape (length buckets) must not trace a step per shape: the step is
+        # first traced for the dataset's element spec (None where shapes vary, see
+        # ``_prime``), which every batch then matches; reduce_retracing generalizes any other
+        # input after its second shape.
+        self._train_fn = tf.function(self._distributed_step, reduce_retracing=True)
         self._avg_fn = tf.function(self._distributed_average)
-        self._eval_fn = tf.function(self._distributed_eval)
+        self._eval_fn = tf.function(self._distributed_eval, reduce_retracing=True)
+        self._last_spec = None
+        self._primed: set[tuple[str, str]] = set()
 
     # ---- replica-context functions -------------------------------------------------------
-    def _replica_step(self, inputs, targets) -> tf.Tensor:
+    def _replica_step(self, inputs, targets):
         with tf.GradientTape() as tape:
             predictions = self.model(inputs, training=True)
-            loss = self.loss_fn(targets, predictions)
+            loss, metrics = _split_loss(self.loss_fn(targets, predictions))
         grads = [_dense(g) for g in tape.gradient(loss, self._vars)]
         if self.config.mode is Mode.SYNC:
             grads = sync.allreduce_gradients(grads)
         self.optimizer.apply(grads)
-        return loss
+        return loss, metrics
 
     def _replica_average(self) -> tf.Tensor:
         policy = self.config.slot_policy
@@ -194,27 +224,36 @@ class Trainer:
                 slot.assign(tf.zeros_like(slot))
         return drift
 
-    def _replica_eval(self, inputs, targets) -> tuple[tf.Tensor, tf.Tensor]:
+    def _replica_eval(self, inputs, targets):
         predictions = self.model(inputs, training=False)
         count = tf.cast(tf.shape(tf.nest.flatten(targets)[0])[0], tf.float32)
-        return self.loss_fn(targets, predictions) * count, count
+        loss, metrics = _split_loss(self.loss_fn(targets, predictions))
+        return loss * count, count, metrics
 
-    def _distributed_step(self, batch) -> tf.Tensor:
+    def _reduce_metrics(self, metrics: dict) -> dict:
+        return {
+            k: self.strategy.reduce(tf.distribute.ReduceOp.SUM, v, axis=None)
+            for k, v in metrics.items()
+        }
+
+    def _distributed_step(self, batch):
         inputs, targets = batch
-        losses = self.strategy.run(self._replica_step, args=(inputs, targets))
-        return self.strategy.reduce(tf.distribute.ReduceOp.MEAN, losses, axis=None)
+        losses, metrics = self.strategy.run(self._replica_step, args=(inputs, targets))
+        mean = self.strategy.reduce(tf.distribute.ReduceOp.MEAN, losses, axis=None)
+        return mean, self._reduce_metrics(metrics)
 
     def _distributed_average(self) -> tf.Tensor:
         drift = self.strategy.run(self._replica_average)
         return self.strategy.reduce(tf.distribute.ReduceOp.MEAN, drift, axis=None)
 
-    def _distributed_eval(self, batch) -> tuple[tf.Tensor, tf.Tensor]:
+    def _distributed_eval(self, batch):
         inputs, targets = batch
-        total, count = self.strategy.run(self._replica_eval, args=(inputs, targets))
+        total, count, metrics = self.strategy.run(self._replica_eval, args=(inputs, targets))
         reduce = self.strategy.reduce
         return (
             reduce(tf.distribute.ReduceOp.SUM, total, axis=None),
             reduce(tf.distribute.ReduceOp.SUM, count, axis=None),
+            self._reduce_metrics(metrics),
         )
 
     # ---- public API ------------------------------------------------------------------------
@@ -227,7 +266,18 @@ class Trainer:
         options.experimental_distribute.auto_shard_policy = (
             tf.data.experimental.AutoShardPolicy.DATA
         )
-        return self.strategy.experimental_distribute_dataset(dataset.with_options(options))
+        dist = self.strategy.experimental_distribute_dataset(dataset.with_options(options))
+        self._last_spec = dist.element_spec
+        return dist
+
+    def _prime(self, kind: str, spec) -> None:
+        """Trace the train or eval step once for ``spec`` (a distributed dataset's element
+        spec): later batches of any shape that spec admits reuse that one trace."""
+        if spec is None or (kind, repr(spec)) in self._primed:
+            return
+        fn = self._train_fn if kind == "train" else self._eval_fn
+        fn.get_concrete_function(spec)
+        self._primed.add((kind, repr(spec)))
 
     @property
     def in_sync(self) -> bool:
@@ -240,11 +290,38 @@ class Trainer:
         return self.comm.bytes_sent
 
     def set_learning_rate(self, value: float) -> None:
-        """Set the local learning rate on every replica."""
+        """Set the local learning rate on every replica (until the schedule next changes it)."""
         self.optimizer.learning_rate.assign(value)
+
+    @property
+    def learning_rate(self) -> float:
+        """The rate the optimizer applies now (read from its variable)."""
+        return float(self.optimizer.learning_rate.numpy())
+
+    def apply_schedule(self) -> float:
+        """Give the optimizer the schedule's rate for the next step; returns that rate.
+
+        Called by :meth:`step`; a rate set by hand with :meth:`set_learning_rate` stays until the
+        schedule's rate changes.
+        """
+        rate = self.schedule.rate(self.global_step)
+        if rate != self._scheduled_lr or not self.learning_rates:
+            if rate != self._scheduled_lr:
+                self.set_learning_rate(rate)
+            self._scheduled_lr = rate
+            self.learning_rates.append((self.global_step, rate))
+        return rate
+
+    def on_validation(self, val_loss: float) -> float:
+        """Feed a validation loss to the plateau rule; returns the learning rate now in force."""
+        self.schedule.on_validation(val_loss)
+        return self.apply_schedule()
 
     def step(self, batch) -> float:
         """One training step on a distributed batch; averages when the period is reached.
+
+        The learning rate comes from :attr:`schedule` (replica scaling, warm-up, plateau). The
+        replicas' summed metrics (when ``loss_fn`` returns any) are in :attr:`last_metrics`.
 
         Args:
             batch: ``(inputs, targets)`` from an iterator over :meth:`distribute`'s dataset.
@@ -252,7 +329,11 @@ class Trainer:
         Returns:
             The loss averaged over replicas.
         """
-        loss = float(self._train_fn(batch))
+        self.apply_schedule()
+        self._prime("train", self._last_spec)
+        loss, metrics = self._train_fn(batch)
+        loss = float(loss)
+        self.last_metrics = {k: float(v) for k, v in metrics.items()}
         self.global_step += 1
         if self.config.mode is Mode.SYNC:
             self.comm.add(self._model_bytes)
@@ -278,6 +359,7 @@ class Trainer:
         self.drift_history.append((self.global_step, drift))
         if self._adaptive is not None and adapt:
             self.period = self._adaptive.update(drift)
+            self.adapted.append((self.global_step, drift, self.period))
         return drift
 
     def sync_weights_for_save(self) -> None:
@@ -313,11 +395,17 @@ class Trainer:
             raise RuntimeError("replicas are out of sync; call sync_weights_for_save() first")
         if isinstance(dataset, tf.data.Dataset):
             dataset = self.distribute(dataset)
+        self._prime("eval", dataset.element_spec)
         total, count = 0.0, 0.0
+        sums: dict[str, float] = {}
         for batch in dataset:
-            t, c = self._eval_fn(batch)
+            t, c, metrics = self._eval_fn(batch)
             total += float(t)
             count += float(c)
+            for k, v in metrics.items():
+                sums[k] = sums.get(k, 0.0) + float(v)
+        # Sums over every batch and replica; the caller makes its own weighted means.
+        self.last_eval_metrics = sums
         return total / max(count, 1.0)
 
     def replica_weights(self) -> list[list[np.ndarray]]:
@@ -327,6 +415,60 @@ class Trainer:
             for v in self._vars
         ]
         return [list(row) for row in zip(*per_var, strict=True)]
+
+    def state_arrays(self) -> dict[str, np.ndarray]:
+        """Optimizer slots and step counter (and BMUF's global model and momentum) as arrays.
+
+        With model averaging each replica holds its own optimizer slots; replica 0's are taken
+        (its statistics are close to the others': replicas restart from the same weights). Call
+        :meth:`sync_weights_for_save` first so the model weights are averaged too.
+        """
+
+        def first(var) -> np.ndarray:
+            return np.asarray(self.strategy.experimental_local_results(var)[0])
+
+        out = {f"slot_{i}": first(v) for i, v in enumerate(self.optimizer.slots)}
+        out["iterations"] = first(self.optimizer.iterations)
+        if self.bmuf is not None:
+            for i, (w, d) in enumerate(zip(self.bmuf.global_weights, self.bmuf.delta, strict=True)):
+                out[f"bmuf_global_{i}"], out[f"bmuf_delta_{i}"] = first(w), first(d)
+        return out
+
+    def load_state_arrays(self, arrays: dict[str, np.ndarray]) -> None:
+        """Restore :meth:`state_arrays`'s output on every replica (cross-replica assign)."""
+        for i, var in enumerate(self.optimizer.slots):
+            var.assign(arrays[f"slot_{i}"])
+        self.optimizer.iterations.assign(arrays["iterations"])
+        if self.bmuf is not None:
+            for i, (w, d) in enumerate(zip(self.bmuf.global_weights, self.bmuf.delta, strict=True)):
+                w.assign(arrays[f"bmuf_global_{i}"])
+                d.assign(arrays[f"bmuf_delta_{i}"])
+
+    def state_dict(self) -> dict:
+        """The loop's scalar state (JSON-ready): steps, period, bytes, schedule."""
+        return {
+            "global_step": self.global_step,
+            "period": self.period,
+            "bytes_per_replica": self.comm.bytes_sent,
+            "allreduces": self.comm.allreduces,
+            "schedule": self.schedule.state(),
+            "learning_rates": [list(x) for x in self.learning_rates],
+            "adapted": [list(x) for x in self.adapted],
+        }
+
+    def load_state_dict(self, state: dict) -> None:
+        """Continue from :meth:`state_dict`'s output (weights in sync, no pending local steps)."""
+        self.global_step = int(state["global_step"])
+        self.period = int(state["period"])
+        if self._adaptive is not None:
+            self._adaptive.period = self.period
+        self.comm.bytes_sent = float(state["bytes_per_replica"])
+        self.comm.allreduces = int(state["allreduces"])
+        self.schedule.load_state(state.get("schedule", {}))
+        self.learning_rates = [(int(s), float(r)) for s, r in state.get("learning_rates", [])]
+        self.adapted = [(int(s), float(d), int(k)) for s, d, k in state.get("adapted", [])]
+        self._scheduled_lr = self.schedule.rate(self.global_step)
+        self.set_learning_rate(self._scheduled_lr)
 
     def save_weights(self, path: str) -> bool:
         """Synchronize the replicas, then write the weights from the chief only.
@@ -393,35 +535,19 @@ def fit(
     Returns:
         The measurements of the run.
     """
-    cfg = trainer.config
-    base_lr = cfg.optimizer.learning_rate
-    target_lr = heuristics.scaled_learning_rate(base_lr, trainer.replicas, cfg.lr_scaling)
-    plateau = (
-        heuristics.PlateauReducer(factor=cfg.plateau_factor, patience=cfg.plateau_patience)
-        if cfg.plateau_patience > 0
-        else None
-    )
-    scale = 1.0
     result = FitResult()
     val = trainer.distribute(val_dataset) if val_dataset is not None else None
     iterator = iter(trainer.distribute(dataset.repeat()))
-    last_lr = math.nan
     last_eval = 0
     start = time.perf_counter()
-    for step in range(steps):
-        lr = scale * heuristics.warmup_learning_rate(step, target_lr, base_lr, cfg.lr_warmup_steps)
-        if lr != last_lr:
-            trainer.set_learning_rate(lr)
-            result.learning_rates.append((step, lr))
-            last_lr = lr
-        trainer.step(next(iterator))
+    for _ in range(steps):
+        trainer.step(next(iterator))  # the rate comes from trainer.schedule
         done = trainer.global_step
         if val is not None and trainer.in_sync and done - last_eval >= eval_every:
             last_eval = done
             loss = trainer.evaluate(val)
             result.history.append((done, loss))
-            if plateau is not None:
-                scale = plateau.update(loss)
+            trainer.on_validation(loss)
             if target_val_loss is not None and result.steps_to_target is None:
                 if loss <= target_val_loss:
                     result.steps_to_target = done
@@ -437,6 +563,7 @@ def fit(
             if result.final_val_loss <= target_val_loss:
                 result.steps_to_target = result.steps
     result.bytes_per_replica = trainer.bytes_per_replica
+    result.learning_rates = list(trainer.learning_rates)
     result.wall_s = time.perf_counter() - start
     return result
 

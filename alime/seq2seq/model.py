@@ -58,9 +58,11 @@ class AdditiveAttention(keras.layers.Layer):
         """
         q = self.query_proj(queries)
         energy = self.score_proj(tf.tanh(q[:, :, None, :] + keys[:, None, :, :]))[..., 0]
-        energy = tf.where(mask[:, None, :], energy, _MASKED_SCORE)
-        weights = tf.nn.softmax(energy, axis=-1) * tf.cast(mask, energy.dtype)[:, None, :]
-        return tf.matmul(weights, values)
+        # The softmax in float32 whatever the compute dtype (mixed precision): -1e9 does not fit
+        # float16, and an all -inf row would give NaN.
+        energy = tf.where(mask[:, None, :], tf.cast(energy, tf.float32), _MASKED_SCORE)
+        weights = tf.nn.softmax(energy, axis=-1) * tf.cast(mask, tf.float32)[:, None, :]
+        return tf.matmul(tf.cast(weights, values.dtype), values)
 
     def get_config(self) -> dict:
         return {**super().get_config(), "units": self.units}
@@ -101,7 +103,9 @@ class Seq2SeqModel(keras.Model):
         )
         self.attention = AdditiveAttention(c.attention_dim, name="attention")
         self.combine = keras.layers.Dense(c.hidden_dim, activation="tanh", name="combine")
-        self.output_proj = keras.layers.Dense(c.vocab_size, name="output_proj")
+        # float32 logits under a mixed-precision policy too: the softmax over the vocabulary
+        # and the loss need the range (the weights are float32 either way).
+        self.output_proj = keras.layers.Dense(c.vocab_size, name="output_proj", dtype="float32")
         self.dropout = keras.layers.Dropout(c.dropout)
 
     def get_config(self) -> dict:
@@ -109,11 +113,17 @@ class Seq2SeqModel(keras.Model):
 
     def encode(self, source_ids: tf.Tensor, training: bool = False) -> EncoderOutput:
         """Run the encoder over right-padded source ids [batch, src]."""
-        mask = tf.not_equal(source_ids, PAD_ID)
+        source_ids = tf.convert_to_tensor(source_ids)
+        # At least one column, so an empty source still has a position for the GRU to see.
+        width = tf.shape(source_ids)[1]
+        source_ids = tf.pad(source_ids, [[0, 0], [0, tf.maximum(1 - width, 0)]])
+        rnn_mask, mask, empty = encoder_masks(source_ids)
         x = self.dropout(self.embedding(source_ids), training=training)
-        values, last = self.encoder_rnn(x, mask=mask, training=training)
-        # An all-padding source (the answer prior) keeps the zero state; the bridge maps it to a
-        # learned start state.
+        values, last = self.encoder_rnn(x, mask=rnn_mask, training=training)
+        # An all-padding source (the answer prior) keeps the zero state, exactly as when its row
+        # was fully masked; the bridge maps it to a learned start state. Its one unmasked PAD
+        # step is hidden from attention by ``mask``.
+        last = tf.where(empty[:, None], tf.zeros_like(last), last)
         return EncoderOutput(values, self.attention.keys(values), mask, self.bridge(last))
 
     def _predict(self, states: tf.Tensor, enc: EncoderOutput, training: bool) -> tf.Tensor:
@@ -138,6 +148,29 @@ class Seq2SeqModel(keras.Model):
         logits = self._predict(out[:, None, :], enc, training=False)[:, 0, :]
         new_hidden = new_states[0] if isinstance(new_states, (list, tuple)) else new_states
         return tf.nn.log_softmax(logits, axis=-1), new_hidden
+
+
+def encoder_masks(source_ids: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor, tf.Tensor]:
+    """The encoder GRU's mask, the attention mask and which rows are empty.
+
+    An all-padding source (the answer prior, 10% of training rows) would be a fully masked row,
+    which Keras's cuDNN GRU path (GPUs) rejects at run time; it also needs right-padded masks.
+    The GRU therefore sees the first (PAD) position of an empty row as real, and
+    :meth:`Seq2SeqModel.encode` puts back the zero state such a row had: the outputs equal the
+    fully-masked computation on CPU, so models trained before keep their scores.
+
+    Args:
+        source_ids: right-padded ids [batch, src] with src >= 1.
+
+    Returns:
+        (rnn_mask, mask, empty): [batch, src] bool with no all-False row and right-padded;
+        [batch, src] bool, True at real tokens; [batch] bool, True for all-padding rows.
+    """
+    mask = tf.not_equal(source_ids, PAD_ID)
+    empty = tf.logical_not(tf.reduce_any(mask, axis=1))
+    first = tf.equal(tf.range(tf.shape(source_ids)[1]), 0)
+    rnn_mask = tf.logical_or(mask, tf.logical_and(empty[:, None], first[None, :]))
+    return rnn_mask, mask, empty
 
 
 def shift_right(target_ids: tf.Tensor) -> tf.Tensor:

@@ -1,21 +1,26 @@
-"""Training loop: bucketed batches, Adam with gradient clipping, validation-based checkpoints.
+"""Training: bucketed batches, Adam with gradient clipping, validation-based checkpoints.
 
-The step runs through a ``tf.distribute.Strategy`` (the default, single-device one unless given),
-so a multi-replica strategy (Pluto's model averaging) can be swapped in: the model and optimizer
-are built under its scope and each batch goes through ``strategy.run``.
+One training path for one device, N devices and several workers: :class:`Trainer` builds the
+seq2seq model under a ``tf.distribute`` strategy and trains it through Pluto's trainer
+(:class:`pluto.training.Trainer`), which owns the replica step, the learning-rate schedule
+(replica scaling, warm-up, plateau reduction) and model averaging. One device is a one-replica
+strategy, not a second loop.
 
 Files in the output directory: the model directory (``config.json``, ``vocab.json``,
 ``model.weights.h5`` holding the best weights by validation loss, ``training.json``), plus
-``checkpoint/`` (the last epoch's weights, optimizer variables and loop state, for ``resume``) and
-``logs/`` (TensorBoard scalars).
+``checkpoint/`` (the last epoch's weights, optimizer state and loop state, for ``resume``) and
+``logs/`` (TensorBoard scalars: ``train/loss``, ``learning_rate``, ``valid/loss``,
+``train/epoch_loss``).
 """
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import logging
 import time
+from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,13 +31,17 @@ import alime
 from alime.seq2seq.config import Seq2SeqConfig
 from alime.seq2seq.data import (
     Dialogue,
+    Example,
     bucket_batches,
+    bucket_index,
     make_dataset,
     make_examples,
+    pad_batch,
     read_dialogues,
     split_dialogues,
     tokenize_dialogues,
 )
+from alime.seq2seq.distributed import ParallelOptions
 from alime.seq2seq.model_dir import CONFIG_FILE, VOCAB_FILE, save_model_dir, write_metadata
 from alime.seq2seq.vocab import PAD_ID, Vocabulary
 from alime.text import TextConfig, TextPipeline
@@ -40,6 +49,7 @@ from alime.text import TextConfig, TextPipeline
 log = logging.getLogger(__name__)
 
 CHECKPOINT_DIR = "checkpoint"
+MIXED_POLICY = "mixed_bfloat16"
 
 
 @dataclass(frozen=True)
@@ -60,6 +70,10 @@ class TrainOptions:
         contrastive_temperature: divides the sequence scores before the softmax.
         max_minutes: do not start an epoch that would end after this many minutes of wall time
             (judged by the previous epoch's length; 0: no limit).
+        auto_batch_sizes: per-replica batch sizes for Pluto's pre-run selection
+            (``--batch-size auto``); empty: use ``batch_size``.
+        mixed_precision: compute in bfloat16 with float32 weights, logits and loss (Keras's
+            ``mixed_bfloat16`` policy: no loss scaling needed, unlike float16).
     """
 
     epochs: int = 10
@@ -78,8 +92,13 @@ class TrainOptions:
     contrastive_negatives: int = 3
     contrastive_temperature: float = 1.0
     max_minutes: float = 0.0
+    auto_batch_sizes: tuple[int, ...] = ()
+    mixed_precision: bool = False
 
     def __post_init__(self) -> None:
+        object.__setattr__(self, "auto_batch_sizes", tuple(int(b) for b in self.auto_batch_sizes))
+        if any(b < 1 for b in self.auto_batch_sizes):
+            raise ValueError("auto_batch_sizes must be >= 1")
         if self.epochs < 1 or self.batch_size < 1 or self.patience < 1:
             raise ValueError("epochs, batch_size and patience must be >= 1")
         if self.contrastive_weight < 0 or self.contrastive_negatives < 1:
@@ -90,10 +109,17 @@ class TrainOptions:
 
 @dataclass(frozen=True)
 class TrainResult:
+    """What a run did.
+
+    Attributes:
+        wrote: whether this process wrote ``out_dir`` (False on a non-chief worker).
+    """
+
     out_dir: Path
     best_val_loss: float
     epochs_run: int
     stopped_early: bool
+    wrote: bool = True
 
 
 def set_threads(n: int) -> None:
@@ -125,191 +151,320 @@ def _read(files: Sequence[str | Path]) -> list[Dialogue]:
     return [d for f in files for d in read_dialogues(f)]
 
 
+def seq2seq_losses(model, source, target, options: TrainOptions, training: bool = True):
+    """Losses of one replica's batch: summed token NLL, token count and the contrastive term.
+
+    Returns:
+        (nll, count, contrastive): the contrastive term is the mean over the rows that have a
+        source and at least one distinct negative (0 when λ = 0 or none has).
+    """
+    import tensorflow as tf
+
+    from alime.seq2seq.model import EncoderOutput, shift_right, target_log_probs
+
+    enc = model.encode(source, training=training)
+    log_probs = target_log_probs(model.decode(enc, shift_right(target), training=training), target)
+    mask = tf.cast(tf.not_equal(target, PAD_ID), tf.float32)
+    nll, count = -tf.reduce_sum(log_probs * mask), tf.reduce_sum(mask)
+    if not options.contrastive_weight:
+        return nll, count, tf.constant(0.0)
+    negatives = options.contrastive_negatives
+    wrong = in_batch_negatives(target, negatives)
+    tiled = EncoderOutput(
+        *(
+            tf.tile(t, [negatives] + [1] * (len(t.shape) - 1))
+            for t in (enc.values, enc.keys, enc.mask, enc.state)
+        )
+    )
+    wrong_log_probs = target_log_probs(
+        model.decode(tiled, shift_right(wrong), training=training), wrong
+    )
+    positive = sequence_scores(log_probs, target)
+    negative = tf.transpose(tf.reshape(sequence_scores(wrong_log_probs, wrong), [negatives, -1]))
+    distinct = tf.transpose(
+        tf.reshape(
+            tf.reduce_any(tf.not_equal(wrong, tf.tile(target, [negatives, 1])), axis=1),
+            [negatives, -1],
+        )
+    )
+    has_source = tf.reduce_any(tf.not_equal(source, PAD_ID), axis=1)
+    term = contrastive_loss(
+        positive, negative, distinct, has_source, options.contrastive_temperature
+    )
+    return nll, count, term
+
+
+class _Objective:
+    """What Pluto's trainer calls as its "model": the seq2seq losses of ``(source, target)``.
+
+    Pluto's replica step is ``loss_fn(targets, model(inputs))``; the contrastive term needs the
+    encoder output and the batch's other targets, so the "prediction" here is the losses
+    themselves and :meth:`loss` combines them. The variables are the seq2seq model's.
+    """
+
+    def __init__(self, model, options: TrainOptions) -> None:
+        self.model = model
+        self.options = options
+
+    @property
+    def trainable_variables(self):
+        return self.model.trainable_variables
+
+    @property
+    def non_trainable_variables(self):
+        return self.model.non_trainable_variables
+
+    def __call__(self, inputs, training: bool = False) -> dict:
+        import tensorflow as tf
+
+        source, target = inputs
+        nll, count, term = seq2seq_losses(self.model, source, target, self.options, training)
+        rows = tf.cast(tf.shape(source)[0] > 0, tf.float32)
+        return {"nll": nll, "tokens": count, "contrastive": term * rows, "batches": rows}
+
+    def loss(self, targets, out: dict):
+        """Pluto ``loss_fn``: token-mean NLL plus λ times the contrastive term; the parts are
+        returned as metrics (summed over replicas) for token-weighted reporting."""
+        import tensorflow as tf
+
+        loss = out["nll"] / tf.maximum(out["tokens"], 1.0)
+        loss += self.options.contrastive_weight * out["contrastive"]
+        return tf.cast(loss, tf.float32), out
+
+
 class Trainer:
-    """Owns the model, optimizer and compiled steps for one training run.
+    """The one training path for 1..N devices and one or many workers.
+
+    The seq2seq model, built under ``strategy.scope()``, is trained by
+    :class:`pluto.training.Trainer`: one device is a one-replica strategy, N devices all-reduce
+    gradients every step (``sync``) or average weights every K local steps (``ma``, optionally
+    BMUF). The learning rate follows Pluto's schedule (replica scaling, warm-up, plateau).
 
     Args:
         config: the network's shape (its ``vocab_size`` must match the vocabulary).
         options: loop settings.
-        strategy: a ``tf.distribute.Strategy``; None uses the default strategy.
+        strategy: a ``tf.distribute.Strategy`` from ``pluto.strategy.make_strategy``; None builds
+            one for ``parallel.devices`` devices (must then happen before TensorFlow starts, for
+            more than one logical CPU device).
+        parallel: how work is spread (default: one device).
     """
 
-    def __init__(self, config: Seq2SeqConfig, options: TrainOptions, strategy=None) -> None:
+    def __init__(
+        self,
+        config: Seq2SeqConfig,
+        options: TrainOptions,
+        strategy=None,
+        parallel: ParallelOptions | None = None,
+    ) -> None:
         import keras
-        import tensorflow as tf
 
         from alime.seq2seq.model import build_model
+        from pluto.averaging import BmufConfig
+        from pluto.local_optim import OptimizerConfig
+        from pluto.strategy import StrategyConfig, make_strategy
+        from pluto.training import TrainConfig
+        from pluto.training import Trainer as PlutoTrainer
 
         self.config = config
         self.options = options
-        self.strategy = strategy or tf.distribute.get_strategy()
+        self.parallel = parallel = parallel or ParallelOptions()
+        self.strategy = strategy or make_strategy(StrategyConfig(devices=parallel.devices))
         keras.utils.set_random_seed(options.seed)
         with self.strategy.scope():
-            self.model = build_model(config)
-            self.optimizer = keras.optimizers.Adam(options.learning_rate)
-            self.optimizer.build(self.model.trainable_variables)
-        self._compiled: dict = {}
+            self.model = build_model(config)  # variables created now, as mirrored variables
+        self._objective = _Objective(self.model, options)
+        self.pluto = PlutoTrainer(
+            self._objective,
+            self._objective.loss,
+            self.strategy,
+            TrainConfig(
+                mode=parallel.mode,
+                optimizer=OptimizerConfig(
+                    kind="adam", learning_rate=options.learning_rate, clipnorm=options.clip_norm
+                ),
+                avg_period=parallel.avg_period,
+                bmuf=BmufConfig() if parallel.bmuf else None,
+                lr_scaling=parallel.lr_scaling,
+                lr_warmup_steps=parallel.lr_warmup_steps,
+                plateau_patience=parallel.plateau_patience,
+                plateau_factor=parallel.plateau_factor,
+                adaptive_period=parallel.adaptive_period,
+            ),
+        )
         self.last_contrastive = self.last_valid_contrastive = 0.0
 
-    def _step(self, kind: str, dataset):
-        """The traced train or eval step; its signature is the dataset's (None-sized) element
-        spec, so every bucket shape shares one trace."""
-        import tensorflow as tf
+    @property
+    def replicas(self) -> int:
+        return self.strategy.num_replicas_in_sync
 
-        if kind not in self._compiled:
-            fn = self._distributed_train_step if kind == "train" else self._distributed_eval_step
-            self._compiled[kind] = tf.function(fn, input_signature=list(dataset.element_spec))
-        return self._compiled[kind]
+    @property
+    def global_batch(self) -> int:
+        """Examples per step over every replica (``options.batch_size`` is per replica)."""
+        return self.options.batch_size * self.replicas
 
-    def _losses(self, source, target, training: bool = True):
-        """Losses of one batch: summed token NLL, token count and the contrastive term.
+    @property
+    def learning_rate(self) -> float:
+        """The rate the optimizer applies now."""
+        return self.pluto.learning_rate
 
-        Returns:
-            (nll, count, contrastive): the contrastive term is the mean over the rows that have
-            a source and at least one distinct negative (0 when λ = 0 or none has).
-        """
-        import tensorflow as tf
-
-        from alime.seq2seq.model import EncoderOutput, shift_right, target_log_probs
-
-        enc = self.model.encode(source, training=training)
-        log_probs = target_log_probs(
-            self.model.decode(enc, shift_right(target), training=training), target
-        )
-        mask = tf.cast(tf.not_equal(target, PAD_ID), tf.float32)
-        nll, count = -tf.reduce_sum(log_probs * mask), tf.reduce_sum(mask)
-        if not self.options.contrastive_weight:
-            return nll, count, tf.constant(0.0)
-        negatives = self.options.contrastive_negatives
-        wrong = in_batch_negatives(target, negatives)
-        tiled = EncoderOutput(
-            *(
-                tf.tile(t, [negatives] + [1] * (len(t.shape) - 1))
-                for t in (enc.values, enc.keys, enc.mask, enc.state)
-            )
-        )
-        wrong_log_probs = target_log_probs(
-            self.model.decode(tiled, shift_right(wrong), training=training), wrong
-        )
-        positive = sequence_scores(log_probs, target)
-        negative = tf.transpose(
-            tf.reshape(sequence_scores(wrong_log_probs, wrong), [negatives, -1])
-        )
-        distinct = tf.transpose(
-            tf.reshape(
-                tf.reduce_any(tf.not_equal(wrong, tf.tile(target, [negatives, 1])), axis=1),
-                [negatives, -1],
-            )
-        )
-        has_source = tf.reduce_any(tf.not_equal(source, PAD_ID), axis=1)
-        term = contrastive_loss(
-            positive, negative, distinct, has_source, self.options.contrastive_temperature
-        )
-        return nll, count, term
-
-    def _replica_train_step(self, source, target):
-        import tensorflow as tf
-
-        with tf.GradientTape() as tape:
-            nll, count, term = self._losses(source, target)
-            loss = nll / tf.maximum(count, 1.0) + self.options.contrastive_weight * term
-            # Keras 3 optimizers sum gradients over replicas: divide by the replica count.
-            loss = loss / self.strategy.num_replicas_in_sync
-        variables = self.model.trainable_variables
-        grads = tape.gradient(loss, variables)
-        grads, _ = tf.clip_by_global_norm(grads, self.options.clip_norm)
-        self.optimizer.apply_gradients(zip(grads, variables, strict=True))
-        return nll, count, term
-
-    def _distributed_train_step(self, source, target):
-        import tensorflow as tf
-
-        nll, count, term = self.strategy.run(self._replica_train_step, args=(source, target))
-        sum_, mean = tf.distribute.ReduceOp.SUM, tf.distribute.ReduceOp.MEAN
-        return (
-            self.strategy.reduce(sum_, nll, axis=None),
-            self.strategy.reduce(sum_, count, axis=None),
-            self.strategy.reduce(mean, term, axis=None),
-        )
-
-    def _distributed_eval_step(self, source, target):
-        import tensorflow as tf
-
-        nll, count, term = self.strategy.run(
-            lambda s, t: self._losses(s, t, training=False), args=(source, target)
-        )
-        sum_, mean = tf.distribute.ReduceOp.SUM, tf.distribute.ReduceOp.MEAN
-        return (
-            self.strategy.reduce(sum_, nll, axis=None),
-            self.strategy.reduce(sum_, count, axis=None),
-            self.strategy.reduce(mean, term, axis=None),
-        )
+    def _dataset(self, batches):
+        return make_dataset(batches).map(lambda s, t: ((s, t), t))
 
     def train_epoch(self, batches, progress=None, on_step=None) -> float:
-        """One pass over ``batches``; returns the mean training token loss (the contrastive
-        term's batch mean is in ``last_contrastive``)."""
-        dataset = self.strategy.experimental_distribute_dataset(make_dataset(batches))
-        step = self._step("train", dataset)
-        total = tokens = term_sum = 0.0
-        steps = 0
-        for i, (source, target) in enumerate(dataset):
+        """One pass over ``batches`` (built at the global batch size).
+
+        Args:
+            batches: (source, target) arrays from ``bucket_batches``.
+            progress: a tqdm bar to advance, or None.
+            on_step: called with (token loss, learning rate used) after every step.
+
+        Returns:
+            The mean training token loss; the contrastive term's mean is in ``last_contrastive``.
+        """
+        dataset = self.pluto.distribute(self._dataset(batches))
+        nll = tokens = term = rows = 0.0
+        for i, batch in enumerate(dataset):
             if self.options.max_steps and i >= self.options.max_steps:
                 break
-            nll, count, term = (float(x) for x in step(source, target))
-            total += nll
-            tokens += count
-            term_sum += term
-            steps += 1
+            self.pluto.step(batch)
+            rate = self.pluto.learning_rate  # read back from the optimizer: what was applied
+            m = self.pluto.last_metrics
+            nll, tokens = nll + m["nll"], tokens + m["tokens"]
+            term, rows = term + m["contrastive"], rows + m["batches"]
             if on_step is not None:
-                on_step(nll / max(count, 1.0))
+                on_step(m["nll"] / max(m["tokens"], 1.0), rate)
             if progress is not None:
                 progress.update(1)
-                progress.set_postfix(
-                    loss=f"{total / max(tokens, 1.0):.3f}",
-                    **(
-                        {"nce": f"{term_sum / steps:.3f}"}
-                        if self.options.contrastive_weight
-                        else {}
-                    ),
+                extra = (
+                    {"nce": f"{term / max(rows, 1.0):.3f}"}
+                    if self.options.contrastive_weight
+                    else {}
                 )
-        self.last_contrastive = term_sum / max(steps, 1)
-        return total / max(tokens, 1.0)
+                sent_mb = self.pluto.bytes_per_replica / 1e6
+                progress.set_postfix(
+                    loss=f"{nll / max(tokens, 1.0):.3f}", sent=f"{sent_mb:.0f}MB", **extra
+                )
+        self.pluto.sync_weights_for_save()  # validation and saving see the averaged model
+        self.last_contrastive = term / max(rows, 1.0)
+        return nll / max(tokens, 1.0)
 
     def evaluate(self, batches) -> float:
         """Mean token loss (negative log-likelihood) over ``batches``; the contrastive term's
         batch mean (no dropout) goes to ``last_valid_contrastive``."""
-        dataset = self.strategy.experimental_distribute_dataset(make_dataset(batches))
-        step = self._step("eval", dataset)
-        total = tokens = term_sum = 0.0
-        steps = 0
-        for source, target in dataset:
-            nll, count, term = (float(x) for x in step(source, target))
-            total += nll
-            tokens += count
-            term_sum += term
-            steps += 1
-        self.last_valid_contrastive = term_sum / max(steps, 1)
-        return total / max(tokens, 1.0)
+        self.pluto.sync_weights_for_save()
+        self.pluto.evaluate(self._dataset(batches))
+        m = self.pluto.last_eval_metrics
+        self.last_valid_contrastive = m.get("contrastive", 0.0) / max(m.get("batches", 0.0), 1.0)
+        return m.get("nll", 0.0) / max(m.get("tokens", 0.0), 1.0)
 
     def objective(self, val_loss: float) -> float:
         """What checkpoints and early stopping minimize: the validation token loss plus λ times
         the validation contrastive term (the training objective, measured on held-out data)."""
         return val_loss + self.options.contrastive_weight * self.last_valid_contrastive
 
+    def on_validation(self, objective: float) -> float:
+        """Feed the validation objective to the plateau rule; returns the learning rate now."""
+        return self.pluto.on_validation(objective)
+
+    def _over_workers(self, value: float, op: str) -> float:
+        """``value`` summed or averaged over the workers (each worker's replicas hold the same
+        value, so the mean over replicas is the mean over workers); itself with one worker."""
+        import tensorflow as tf
+
+        if self.parallel.workers <= 1:
+            return value
+        per_replica = self.strategy.run(lambda: tf.constant(float(value)))
+        return float(self.strategy.reduce(getattr(tf.distribute.ReduceOp, op), per_replica, None))
+
+    def any_worker(self, flag: bool) -> bool:
+        """Whether ``flag`` is true on any worker (a decision every worker must take alike, such
+        as stopping on a wall-clock budget: a lone worker leaving would hang the others)."""
+        # ReduceOp has SUM and MEAN only: any worker's 1 makes the sum positive.
+        return self._over_workers(1.0 if flag else 0.0, "SUM") > 0
+
+    def mean_over_workers(self, value: float) -> float:
+        """``value`` averaged over the workers (measurements every worker must agree on)."""
+        return self._over_workers(value, "MEAN")
+
     def save_checkpoint(self, directory: Path, state: dict) -> None:
-        """Last-epoch weights, optimizer variables (npz, no pickle) and loop state."""
+        """Averaged weights, optimizer state (npz, no pickle) and loop state.
+
+        With model averaging, replica 0's optimizer moments stand for every replica's.
+        """
+        self.pluto.sync_weights_for_save()
         directory.mkdir(parents=True, exist_ok=True)
         self.model.save_weights(str(directory / "last.weights.h5"))
-        arrays = {f"v{i}": np.asarray(v) for i, v in enumerate(self.optimizer.variables)}
-        np.savez(directory / "optimizer.npz", **arrays)
+        np.savez(directory / "optimizer.npz", **self.pluto.state_arrays())
+        state = {**state, "pluto": self.pluto.state_dict()}
         (directory / "state.json").write_text(json.dumps(state, indent=2), encoding="utf-8")
 
     def restore_checkpoint(self, directory: Path) -> dict:
+        """Load :meth:`save_checkpoint`'s files; returns the loop state."""
+        state = json.loads((directory / "state.json").read_text(encoding="utf-8"))
+        if "pluto" not in state:
+            raise ValueError(
+                f"{directory}: checkpoint written before alime trained through one path "
+                "(no optimizer state to continue from); train without --resume"
+            )
         self.model.load_weights(str(directory / "last.weights.h5"))
         with np.load(directory / "optimizer.npz", allow_pickle=False) as arrays:
-            for i, var in enumerate(self.optimizer.variables):
-                var.assign(arrays[f"v{i}"])
-        return json.loads((directory / "state.json").read_text(encoding="utf-8"))
+            self.pluto.load_state_arrays(dict(arrays))
+        self.pluto.load_state_dict(state.pop("pluto"))
+        return state
+
+
+def select_batch_size(
+    config: Seq2SeqConfig,
+    options: TrainOptions,
+    strategy,
+    parallel: ParallelOptions,
+    examples: Sequence[Example],
+    candidates: Sequence[int],
+) -> tuple[int, dict[int, float | None]]:
+    """Pluto's pre-run batch-size selection for the seq2seq model (``--batch-size auto``).
+
+    Each candidate per-replica batch trains a throwaway model for a few steps on batches of the
+    most common length bucket (one shape, so tracing happens in the untimed warm-up);
+    :func:`pluto.heuristics.select_batch_size` keeps the largest that fits and still raises
+    throughput by more than 10%.
+
+    Returns:
+        The chosen per-replica batch size and the examples/s measured per candidate.
+    """
+    from pluto.heuristics import select_batch_size as select
+
+    counts = Counter(bucket_index(len(e.source), len(e.target), config.buckets) for e in examples)
+    bucket = counts.most_common(1)[0][0]
+    pool = [
+        e for e in examples if bucket_index(len(e.source), len(e.target), config.buckets) == bucket
+    ]
+    s_len, t_len = config.buckets[bucket]
+    rng = np.random.default_rng(options.seed)
+    measured: dict[int, float | None] = {}
+
+    def measure(per_replica: int) -> float | None:
+        probe = Trainer(
+            config, dataclasses.replace(options, batch_size=per_replica), strategy, parallel
+        )
+        size = per_replica * probe.replicas
+        batches = [
+            pad_batch([pool[i] for i in rng.integers(0, len(pool), size)], s_len, t_len)
+            for _ in range(7)
+        ]
+        dataset = iter(probe.pluto.distribute(probe._dataset(batches)))
+        measured[per_replica] = None  # stays None when the batch does not fit (OOM raised)
+        for _ in range(2):  # tracing and allocation, untimed
+            probe.pluto.step(next(dataset))
+        started = time.perf_counter()
+        for _ in range(5):
+            probe.pluto.step(next(dataset))
+        # Every worker must pick the same batch size: decide on the workers' mean throughput.
+        throughput = 5 * size / max(time.perf_counter() - started, 1e-9)
+        measured[per_replica] = probe.mean_over_workers(throughput)
+        log.info("batch %d per replica: %.0f examples/s", per_replica, measured[per_replica])
+        return measured[per_replica]
+
+    return select(measure, candidates), measured
 
 
 def train(
@@ -321,11 +476,15 @@ def train(
     options: TrainOptions | None = None,
     text_config: TextConfig | None = None,
     strategy=None,
-    parallel=None,
+    parallel: ParallelOptions | None = None,
     resume: bool = False,
     progress: bool = True,
 ) -> TrainResult:
     """Train a model and write its model directory to ``out_dir``.
+
+    One path for every topology: the model trains through :class:`Trainer` (Pluto) on
+    ``strategy``'s replicas, one device being one replica. With several workers only the chief
+    writes ``out_dir``; the others write to a temporary directory that is removed.
 
     Args:
         data_files: training files (E-commerce or question/answer TSV, detected per file).
@@ -334,30 +493,87 @@ def train(
             dialogues are held out (split by dialogue with ``options.seed``).
         model_config: the network's shape; its ``vocab_size`` is replaced by the real vocabulary
             size. Default: ``Seq2SeqConfig`` defaults.
-        options: loop settings.
+        options: loop settings (``batch_size`` is per replica).
         text_config: the text pipeline to tokenize with (default: the app's default).
-        strategy: a ``tf.distribute.Strategy`` (default: the current/default strategy).
-        parallel: ``ParallelOptions`` to train through Pluto (sync all-reduce or model
-            averaging over ``strategy``'s replicas); None: the plain single-strategy loop.
+        strategy: a ``tf.distribute.Strategy`` (default: one built for ``parallel.devices``).
+        parallel: how work is spread (default: one device, sync).
         resume: continue from ``out_dir/checkpoint`` (same vocabulary and config) if present.
         progress: show a tqdm progress bar.
 
     Returns:
         Where the model went, its best validation loss and how many epochs ran.
     """
-    import tensorflow as tf
-    from tqdm import tqdm
-
     from alime.config import AppConfig
+    from alime.seq2seq.distributed import output_dir, topology
+    from pluto.strategy import StrategyConfig, make_strategy
 
     started = time.time()
     options = options or TrainOptions()
+    parallel = parallel or ParallelOptions()
     set_threads(options.threads)
-    out = Path(out_dir)
-    ckpt_dir = out / CHECKPOINT_DIR
+    # Built before any other TensorFlow work: logical CPU devices must be set up first.
+    strategy = strategy or make_strategy(StrategyConfig(devices=parallel.devices))
+    topo = topology(strategy)
+    parallel = dataclasses.replace(parallel, workers=topo["workers"])
     text_config = text_config or AppConfig().text
-    pipeline = TextPipeline(text_config)
+    with output_dir(Path(out_dir), topo["chief"]) as out, _precision(options.mixed_precision):
+        return _train(
+            data_files,
+            Path(out_dir),
+            out,
+            valid_files=valid_files,
+            model_config=model_config,
+            options=options,
+            text_config=text_config,
+            strategy=strategy,
+            parallel=parallel,
+            topo=topo,
+            resume=resume,
+            progress=progress and topo["chief"],
+            started=started,
+        )
 
+
+@contextlib.contextmanager
+def _precision(mixed: bool):
+    """Keras's ``mixed_bfloat16`` policy for the run when ``mixed`` (set before any layer
+    exists; the policy is process-wide, so the previous one comes back afterwards). The saved
+    model is float32: the policy is not part of ``config.json``."""
+    if not mixed:
+        yield
+        return
+    import keras
+
+    previous = keras.mixed_precision.global_policy()
+    keras.mixed_precision.set_global_policy(MIXED_POLICY)
+    try:
+        yield
+    finally:
+        keras.mixed_precision.set_global_policy(previous)
+
+
+def _train(
+    data_files,
+    out_dir: Path,
+    out: Path,
+    *,
+    valid_files,
+    model_config,
+    options: TrainOptions,
+    text_config: TextConfig,
+    strategy,
+    parallel: ParallelOptions,
+    topo: dict,
+    resume: bool,
+    progress: bool,
+    started: float,
+) -> TrainResult:
+    """:func:`train` once the strategy and the directory this process writes (``out``) are
+    known; ``out_dir`` is the run's model directory (a worker resumes from its checkpoint)."""
+    import tensorflow as tf
+    from tqdm import tqdm
+
+    pipeline = TextPipeline(text_config)
     dialogues = _read(data_files)
     if valid_files:
         train_dialogues, valid_dialogues = dialogues, _read(valid_files)
@@ -373,12 +589,14 @@ def train(
     train_tok = tokenize_dialogues(train_dialogues, pipeline.tokenize)
     valid_tok = tokenize_dialogues(valid_dialogues, pipeline.tokenize)
 
+    # Every worker resumes from the chief's checkpoint (a shared file system, see docs/pluto.md).
+    ckpt_dir = out_dir / CHECKPOINT_DIR
     resuming = resume and (ckpt_dir / "state.json").is_file()
     if resume and not resuming:
         log.info("no checkpoint in %s: training from scratch", ckpt_dir)
     if resuming:
-        vocab = Vocabulary.load(out / VOCAB_FILE)
-        config = Seq2SeqConfig.load(out / CONFIG_FILE)
+        vocab = Vocabulary.load(out_dir / VOCAB_FILE)
+        config = Seq2SeqConfig.load(out_dir / CONFIG_FILE)
     else:
         # Built from the training split only, so validation words may be unknown, as at serving.
         vocab = Vocabulary.build(
@@ -391,14 +609,16 @@ def train(
 
     train_ex = make_examples(train_tok, vocab, config, options.expand_turns)
     valid_ex = make_examples(valid_tok, vocab, config, expand_turns=False)
-    if parallel is not None:
-        from alime.seq2seq.distributed import PlutoSeq2SeqTrainer
-
-        trainer = PlutoSeq2SeqTrainer(config, options, parallel, strategy)
-        batch_size = trainer.global_batch  # --batch-size is per replica
-    else:
-        trainer = Trainer(config, options, strategy)
-        batch_size = options.batch_size
+    batch_choice = None
+    if options.auto_batch_sizes:
+        chosen, measured = select_batch_size(
+            config, options, strategy, parallel, train_ex, options.auto_batch_sizes
+        )
+        options = dataclasses.replace(options, batch_size=chosen)
+        batch_choice = {"candidates": list(options.auto_batch_sizes), "examples_per_s": measured}
+        log.info("batch size %d per replica (pre-run: %s)", chosen, measured)
+    trainer = Trainer(config, options, strategy, parallel)
+    batch_size = trainer.global_batch
     valid_batches = bucket_batches(valid_ex, config.buckets, batch_size)
 
     state = {
@@ -412,6 +632,7 @@ def train(
     if resuming:
         state = trainer.restore_checkpoint(ckpt_dir)
         log.info("resumed from %s at epoch %d", ckpt_dir, state["epoch"])
+    ckpt_dir = out / CHECKPOINT_DIR
 
     metadata = {
         "alime_version": alime.__version__,
@@ -431,12 +652,37 @@ def train(
         "options": dataclasses.asdict(options),
         "text": text_config.as_metadata(),
         "tensorflow_version": tf.__version__,
-        "parallel": dataclasses.asdict(parallel) if parallel is not None else None,
+        "precision": MIXED_POLICY if options.mixed_precision else "float32",
+        "parallel": dataclasses.asdict(parallel),
+        "topology": {k: v for k, v in topo.items() if k != "chief"},
+        "batch": {
+            "per_replica": options.batch_size,
+            "global": batch_size,
+            "auto": batch_choice,
+        },
     }
 
+    def record() -> dict:
+        """What changes as the run goes: the schedule in force and the bytes sent."""
+        return {
+            "schedule": {
+                **trainer.pluto.schedule.describe(),
+                "learning_rates": [list(x) for x in trainer.pluto.learning_rates],
+                "plateau_scale": trainer.pluto.schedule.scale,
+            },
+            "averaging": {
+                "period": trainer.pluto.period,
+                "averages": trainer.pluto.comm.allreduces,
+                "adapted": [list(x) for x in trainer.pluto.adapted],
+            }
+            if parallel.mode == "ma"
+            else None,
+            "bytes_per_replica": trainer.pluto.bytes_per_replica,
+        }
+
+    out.mkdir(parents=True, exist_ok=True)
     writer = tf.summary.create_file_writer(str(out / "logs"))
     stopped_early = False
-    out.mkdir(parents=True, exist_ok=True)
     if not resuming:
         save_model_dir(out, trainer.model, vocab)
     for epoch in range(state["epoch"], options.epochs):
@@ -451,14 +697,17 @@ def train(
         steps = min(len(batches), options.max_steps or len(batches))
         bar = tqdm(total=steps, desc=f"epoch {epoch + 1}/{options.epochs}", disable=not progress)
 
-        def on_step(loss: float) -> None:
+        def on_step(loss: float, rate: float) -> None:
             state["step"] += 1
             with writer.as_default():
                 _scalar("train/loss", loss, state["step"])
+                _scalar("learning_rate", rate, state["step"])
 
         train_loss = trainer.train_epoch(batches, bar, on_step)
         bar.close()
         val_loss = trainer.evaluate(valid_batches)
+        objective = trainer.objective(val_loss)
+        rate = trainer.on_validation(objective)  # the plateau rule sees every validation
         with writer.as_default():
             _scalar("valid/loss", val_loss, state["step"])
             _scalar("train/epoch_loss", train_loss, state["step"])
@@ -470,11 +719,12 @@ def train(
                 "epoch": epoch + 1,
                 "train_loss": train_loss,
                 "val_loss": val_loss,
+                "learning_rate_next": rate,
                 **(
                     {
                         "train_contrastive": trainer.last_contrastive,
                         "val_contrastive": trainer.last_valid_contrastive,
-                        "val_objective": trainer.objective(val_loss),
+                        "val_objective": objective,
                     }
                     if options.contrastive_weight
                     else {}
@@ -483,9 +733,9 @@ def train(
         )
         log.info("epoch %d: train loss %.4f, validation loss %.4f", epoch + 1, train_loss, val_loss)
         best = _best_objective(state, options.contrastive_weight)
-        if best is None or trainer.objective(val_loss) < best:
+        if best is None or objective < best:
             state["best_val_loss"] = val_loss
-            state["best_objective"] = trainer.objective(val_loss)
+            state["best_objective"] = objective
             state["objective_weight"] = options.contrastive_weight
             state["best_epoch"] = epoch + 1
             state["bad_epochs"] = 0
@@ -493,19 +743,25 @@ def train(
         else:
             state["bad_epochs"] += 1
         trainer.save_checkpoint(ckpt_dir, state)
-        write_metadata(out, {**metadata, **_summary(state)})
+        write_metadata(out, {**metadata, **record(), **_summary(state)})
         if state["bad_epochs"] >= options.patience:
             stopped_early = True
             log.info("early stop: no validation improvement for %d epochs", options.patience)
             break
-        if out_of_time(options.max_minutes, started, time.time() - epoch_started):
+        # Every worker must stop together: the budget decision is agreed by an all-reduce.
+        if trainer.any_worker(
+            out_of_time(options.max_minutes, started, time.time() - epoch_started)
+        ):
             state["stopped_by_time"] = True
             log.info("stop: another epoch would pass the %.0f-minute budget", options.max_minutes)
             break
     writer.close()
     state["wall_seconds"] = time.time() - started
-    write_metadata(out, {**metadata, **_summary(state), "stopped_early": stopped_early})
-    return TrainResult(out, float(state["best_val_loss"]), state["epoch"], stopped_early)
+    final = {**metadata, **record(), **_summary(state), "stopped_early": stopped_early}
+    write_metadata(out, final)
+    return TrainResult(
+        out_dir, float(state["best_val_loss"]), state["epoch"], stopped_early, topo["chief"]
+    )
 
 
 def _best_objective(state: dict, weight: float) -> float | None:

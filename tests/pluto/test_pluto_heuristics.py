@@ -74,3 +74,23 @@ def test_adaptive_period_follows_drift():
 def test_ring_allreduce_bytes():
     assert ring_allreduce_bytes(1000, 4) == pytest.approx(1500)
     assert ring_allreduce_bytes(1000, 1) == 0
+
+
+def test_schedule_reaches_four_times_the_rate_and_halves_on_a_flat_curve():
+    schedule = h.LrSchedule(
+        0.001, replicas=4, scaling="linear", warmup_steps=4, plateau=h.PlateauReducer(patience=2)
+    )
+    assert [schedule.rate(s) for s in range(6)] == pytest.approx(
+        [0.001, 0.00175, 0.0025, 0.00325, 0.004, 0.004]
+    )
+    assert schedule.on_validation(2.0) == 1.0  # first measurement: the best so far
+    assert schedule.on_validation(2.0) == 1.0  # flat once: patience 2 not reached
+    assert schedule.on_validation(2.0) == 0.5  # flat twice: halved
+    assert schedule.rate(100) == pytest.approx(0.002)
+    restored = h.LrSchedule(
+        0.001, replicas=4, scaling="linear", warmup_steps=4, plateau=h.PlateauReducer(patience=2)
+    )
+    restored.load_state(schedule.state())
+    assert restored.rate(100) == pytest.approx(0.002)
+    assert restored.describe()["scaled_lr"] == pytest.approx(0.004)
+    assert h.LrSchedule(0.001, replicas=4).rate(0) == 0.001  # scaling "none"

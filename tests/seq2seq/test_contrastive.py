@@ -9,6 +9,7 @@ from alime.seq2seq.training import (
     _best_objective,
     contrastive_loss,
     in_batch_negatives,
+    seq2seq_losses,
     sequence_scores,
 )
 from alime.seq2seq.vocab import EOS_ID, PAD_ID
@@ -50,7 +51,8 @@ def _batch(config):
 
 def test_contrastive_term_is_off_at_weight_zero(tiny_config):
     trainer = Trainer(tiny_config, TrainOptions(seed=1))
-    _, _, term = trainer._losses(*(tf.constant(a) for a in _batch(tiny_config)))
+    batch = (tf.constant(a) for a in _batch(tiny_config))
+    _, _, term = seq2seq_losses(trainer.model, *batch, trainer.options)
     assert float(term) == 0.0
 
 
@@ -60,12 +62,11 @@ def test_contrastive_term_is_finite_and_falls_when_trained(tiny_config):
         TrainOptions(learning_rate=0.05, seed=1, contrastive_weight=1.0, contrastive_negatives=3),
     )
     batch = tuple(tf.constant(a) for a in _batch(tiny_config))
-    before = float(trainer._losses(*batch)[2])
+    before = float(seq2seq_losses(trainer.model, *batch, trainer.options)[2])
     assert np.isfinite(before) and before > 0
-    for _ in range(15):
-        trainer.train_epoch([_batch(tiny_config)])
+    trainer.train_epoch([_batch(tiny_config)] * 15)
     assert np.isfinite(trainer.last_contrastive)
-    assert float(trainer._losses(*batch)[2]) < 0.5 * before
+    assert float(seq2seq_losses(trainer.model, *batch, trainer.options)[2]) < 0.5 * before
 
 
 def test_options_reject_bad_contrastive_settings():

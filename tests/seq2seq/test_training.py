@@ -1,6 +1,8 @@
+import dataclasses
 import json
 
 import numpy as np
+import pytest
 
 from alime.seq2seq.data import Example, bucket_batches
 from alime.seq2seq.model_dir import load_model_dir
@@ -19,9 +21,9 @@ def test_training_loss_falls_over_a_few_steps(tiny_config):
     ]
     batches = bucket_batches(examples, tiny_config.buckets, batch_size=4)
     before = trainer.evaluate(batches)
-    for _ in range(15):
-        trainer.train_epoch(batches)
+    assert trainer.train_epoch(batches * 15) < before  # one epoch of 15 steps
     assert trainer.evaluate(batches) < 0.7 * before
+    assert trainer.pluto.global_step == 15
 
 
 DIALOGUES = [
@@ -71,3 +73,31 @@ def test_train_writes_a_loadable_model_dir_and_resumes(tmp_path):
     loaded = load_model_dir(out)
     assert loaded.config.vocab_size == len(loaded.vocab) <= 100
     assert (out / "logs").is_dir() and (out / "checkpoint" / "optimizer.npz").is_file()
+    # A checkpoint of the old one-device loop (no Pluto state) is refused with a clear message.
+    state_file = out / "checkpoint" / "state.json"
+    state = json.loads(state_file.read_text(encoding="utf-8"))
+    del state["pluto"]
+    state_file.write_text(json.dumps(state), encoding="utf-8")
+    with pytest.raises(ValueError, match="train without --resume"):
+        train([data], out, model_config=shape, options=options, resume=True, progress=False)
+
+
+def test_bucket_shapes_share_one_trace(tiny_config):
+    """Batches of eight shapes (bucket lengths, partial batches) run on one trace of the train
+    step and one of the eval step (one trace per shape was the retracing TF warned about)."""
+    trainer = Trainer(tiny_config, TrainOptions(learning_rate=0.01, seed=1))
+    examples = [
+        Example((5,), (7, EOS_ID)),
+        Example((5, 6, 7, 8, 9, 10), (7, EOS_ID)),
+        Example((5,), (7, 8, 9, 10, 11, EOS_ID)),
+        Example((5, 6, 7, 8, 9, 10), (7, 8, 9, 10, 11, EOS_ID)),
+    ]
+    config = dataclasses.replace(tiny_config, buckets=((2, 2), (8, 2), (2, 8), (8, 8)))
+    batches = bucket_batches(examples * 3, config.buckets, batch_size=2)
+    batches += bucket_batches(examples, config.buckets, batch_size=1)
+    assert len({(s.shape, t.shape) for s, t in batches}) == 8
+    trainer.train_epoch(batches)
+    trainer.evaluate(batches)
+    trainer.train_epoch(batches[::-1])
+    assert trainer.pluto._train_fn.experimental_get_tracing_count() == 1
+    assert trainer.pluto._eval_fn.experimental_get_tracing_count() == 1
