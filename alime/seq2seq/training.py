@@ -74,6 +74,9 @@ class TrainOptions:
             (``--batch-size auto``); empty: use ``batch_size``.
         mixed_precision: compute in bfloat16 with float32 weights, logits and loss (Keras's
             ``mixed_bfloat16`` policy: no loss scaling needed, unlike float16).
+        recompute: recompute the encoder and decoder blocks' activations in the backward pass
+            (``pluto.recompute``): less memory for one more forward pass of those blocks; the
+            gradients are unchanged.
     """
 
     epochs: int = 10
@@ -94,6 +97,7 @@ class TrainOptions:
     max_minutes: float = 0.0
     auto_batch_sizes: tuple[int, ...] = ()
     mixed_precision: bool = False
+    recompute: bool = False
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "auto_batch_sizes", tuple(int(b) for b in self.auto_batch_sizes))
@@ -271,7 +275,9 @@ class Trainer:
         self.strategy = strategy or make_strategy(StrategyConfig(devices=parallel.devices))
         keras.utils.set_random_seed(options.seed)
         with self.strategy.scope():
-            self.model = build_model(config)  # variables created now, as mirrored variables
+            # Variables created now, as mirrored variables.
+            self.model = build_model(config, late_multiply=parallel.late_multiply)
+        self.model.recompute = options.recompute
         self._objective = _Objective(self.model, options)
         self.pluto = PlutoTrainer(
             self._objective,
