@@ -14,12 +14,10 @@ import numpy as np
 
 
 def main(replicas: int) -> dict:
-    import tensorflow as tf
 
     from alime.seq2seq.config import Seq2SeqConfig
     from alime.seq2seq.data import Example, bucket_batches
-    from alime.seq2seq.distributed import ParallelOptions
-    from alime.seq2seq.training import Trainer, TrainOptions
+    from alime.seq2seq.training import TrainOptions
     from alime.seq2seq.vocab import EOS_ID
     from pluto.strategy import StrategyConfig, make_strategy
 
@@ -45,7 +43,19 @@ def main(replicas: int) -> dict:
         for _ in range(4 * replicas)
     ]
     (source, target), *_ = bucket_batches(examples, config.buckets, 4 * replicas)
-    rows = len(source) // replicas
+    return {
+        "even": _both_paths(strategy, config, options, replicas, source, target, 4),
+        # A bucket's last batch can be short: the last replica gets one row fewer.
+        "uneven": _both_paths(strategy, config, options, replicas, source[:-1], target[:-1], 4),
+    }
+
+
+def _both_paths(strategy, config, options, replicas, source, target, rows) -> dict:
+    """One step's reduced gradients per replica, plain and late-multiply."""
+    import tensorflow as tf
+
+    from alime.seq2seq.distributed import ParallelOptions
+    from alime.seq2seq.training import Trainer
 
     def shard(a):
         return strategy.experimental_distribute_values_from_function(

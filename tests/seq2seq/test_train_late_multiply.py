@@ -32,16 +32,17 @@ def steps() -> dict:
 
 
 def test_cost_model_sends_some_layers_late(steps):
-    late = steps["late"]
+    late = steps["even"]["late"]
     # Batch 4 per replica, 4 steps, hidden 32, vocabulary 16 (see the check script).
     assert late["late_layers"] == ["bridge", "combine"]
     assert sorted(late["plain_layers"]) == ["key_proj", "output_proj", "query_proj"]
     assert sorted(p.rsplit("/", 2)[-2] for p in late["exchanged"]) == ["bridge", "combine"]
-    assert steps["plain"]["exchanged"] == []
+    assert steps["even"]["plain"]["exchanged"] == []
 
 
-def test_late_step_gradients_equal_the_plain_all_reduce(steps):
-    plain, late = steps["plain"], steps["late"]
+@pytest.mark.parametrize("shards", ["even", "uneven"])
+def test_late_step_gradients_equal_the_plain_all_reduce(steps, shards):
+    plain, late = steps[shards]["plain"], steps[shards]["late"]
     assert plain["names"] == late["names"]
     for name, p, q in zip(plain["names"], plain["grads"], late["grads"], strict=True):
         p, q = np.asarray(p), np.asarray(q)
