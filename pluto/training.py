@@ -14,13 +14,13 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
 import tensorflow as tf
 
-from pluto import averaging, heuristics, sync
+from pluto import averaging, heuristics, late_multiply, sync
 from pluto.choices import Choice
 from pluto.comm import CommCounter, payload_bytes
 from pluto.local_optim import LocalOptimizer, OptimizerConfig
@@ -117,9 +117,15 @@ class Trainer:
             or ``(loss, metrics)`` (see ``LossFn``).
         strategy: From :func:`pluto.strategy.make_strategy`.
         config: Mode, optimizer and heuristics.
+        exchanged: Variables whose gradients leave the backward pass already averaged over
+            replicas (the kernels of :mod:`pluto.late_multiply` layers on the late path): sync
+            mode all-reduces every other gradient only. Read when the step is traced.
+        exchanged_bytes: Bytes one replica sends per step to exchange those layers' factors
+            (counted in :attr:`bytes_per_replica` instead of their all-reduce).
 
     Raises:
-        ValueError: The model was not built under ``strategy.scope()``.
+        ValueError: The model was not built under ``strategy.scope()``, or ``exchanged`` is
+            given in model-averaging mode.
     """
 
     def __init__(
@@ -128,6 +134,8 @@ class Trainer:
         loss_fn: LossFn,
         strategy: tf.distribute.Strategy,
         config: TrainConfig | None = None,
+        exchanged: Sequence = (),
+        exchanged_bytes: float = 0.0,
     ) -> None:
         self.model = model
         self.loss_fn = loss_fn
@@ -140,6 +148,12 @@ class Trainer:
         if not all(strategy.extended.variable_created_in_scope(v.value) for v in variables):
             raise ValueError("build the model inside strategy.scope() before creating a Trainer")
         self._vars = list(variables)
+        self.exchanged = list(exchanged)
+        if self.exchanged and self.config.mode is not Mode.SYNC:
+            raise ValueError("exchanged (late-multiply) gradients need mode='sync'")
+        skip = {id(v) for v in self.exchanged}
+        if len(skip & {id(v) for v in self._vars}) != len(skip):
+            raise ValueError("every exchanged variable must be a trainable variable of the model")
         # Non-trainable float state (e.g. normalization statistics) is averaged along so that the
         # saved model is the same on every replica.
         self._state = [
@@ -157,7 +171,9 @@ class Trainer:
                     cfg.bmuf.nesterov,
                 )
         self.comm = CommCounter(self.replicas)
-        self._model_bytes = payload_bytes(self._vars)
+        # Bytes all-reduced per sync step: the exchanged kernels travel as factors instead.
+        self._reduced_bytes = payload_bytes([v for v in self._vars if id(v) not in skip])
+        self._exchanged_bytes = float(exchanged_bytes)
         self._avg_bytes = payload_bytes(self._vars + self._state)
         if cfg.slot_policy is SlotPolicy.AVERAGE:
             self._avg_bytes += payload_bytes(self.optimizer.slots)
@@ -209,9 +225,24 @@ class Trainer:
             loss, metrics = _split_loss(self.loss_fn(targets, predictions))
         grads = [_dense(g) for g in tape.gradient(loss, self._vars)]
         if self.config.mode is Mode.SYNC:
-            grads = sync.allreduce_gradients(grads)
+            grads = self.reduce_gradients(grads)
         self.optimizer.apply(grads)
         return loss, metrics
+
+    def reduce_gradients(self, grads: Sequence) -> list:
+        """Sync mode's gradient exchange (replica context): the MEAN all-reduce of every
+        gradient, except those of :attr:`exchanged` variables, already averaged by their
+        late-multiply layers.
+
+        Args:
+            grads: One gradient per trainable variable (in ``model.trainable_variables`` order).
+
+        Returns:
+            Gradients identical on every replica.
+        """
+        if self.exchanged:
+            return late_multiply.reduce_gradients(grads, self._vars, self.exchanged)
+        return sync.allreduce_gradients(grads)
 
     def _replica_average(self) -> tf.Tensor:
         policy = self.config.slot_policy
@@ -336,7 +367,9 @@ class Trainer:
         self.last_metrics = {k: float(v) for k, v in metrics.items()}
         self.global_step += 1
         if self.config.mode is Mode.SYNC:
-            self.comm.add(self._model_bytes)
+            self.comm.add(self._reduced_bytes)
+            if self.replicas > 1:
+                self.comm.bytes_sent += self._exchanged_bytes
             return loss
         self.local_steps += 1
         warming = self.global_step <= self.config.warmup_avg_steps

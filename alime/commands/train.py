@@ -176,6 +176,19 @@ def register(subparsers) -> argparse.ArgumentParser:
         action="store_true",
         help="let K follow how far the replicas drift apart",
     )
+    g.add_argument(
+        "--late-multiply",
+        action="store_true",
+        help="sync: Dense layers whose inputs and output gradients are smaller than their "
+        "weight gradient at the per-replica batch exchange those instead (exact; chosen "
+        "layers and bytes saved in training.json)",
+    )
+    p.add_argument(
+        "--recompute",
+        action="store_true",
+        help="recompute the encoder and decoder activations in the backward pass: less "
+        "memory in the long buckets for one more forward pass of those blocks",
+    )
     p.add_argument(
         "--mixed-precision",
         action="store_true",
@@ -224,6 +237,7 @@ def run(args: argparse.Namespace) -> int:
         plateau_patience=args.plateau_patience,
         plateau_factor=args.plateau_factor,
         adaptive_period=args.adaptive_period,
+        late_multiply=args.late_multiply,
     )
     text_config = config.text  # --config's [text]: tokenized as it will be served
     shape = Seq2SeqConfig(
@@ -251,6 +265,7 @@ def run(args: argparse.Namespace) -> int:
         contrastive_temperature=args.contrastive_temperature,
         max_minutes=args.max_minutes,
         mixed_precision=args.mixed_precision,
+        recompute=args.recompute,
     )
     from alime.seq2seq.training import set_threads, train
     from pluto.strategy import StrategyConfig, make_strategy

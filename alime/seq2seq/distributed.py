@@ -39,6 +39,9 @@ class ParallelOptions:
         plateau_factor: that multiplier.
         adaptive_period: let K follow how far the replicas drift apart.
         workers: worker processes (from ``TF_CONFIG``; 1 without a cluster).
+        late_multiply: Dense layers whose factors ``X`` and ``E`` are cheaper to exchange than
+            their weight gradient at the per-replica batch (``pluto.late_multiply.plan``) take
+            the late-multiply path (``sync``).
     """
 
     devices: int = 1
@@ -51,6 +54,7 @@ class ParallelOptions:
     plateau_factor: float = 0.5
     adaptive_period: bool = False
     workers: int = 1
+    late_multiply: bool = False
 
     def __post_init__(self) -> None:
         if self.devices < 1 or self.workers < 1:
@@ -69,6 +73,10 @@ class ParallelOptions:
             raise ValueError("--plateau-factor must be in (0, 1)")
         if self.bmuf and self.mode != "ma":
             raise ValueError("--bmuf needs --parallel ma")
+        if self.late_multiply and self.mode != "sync":
+            # The late path averages the kernel gradients inside the backward pass: that is a
+            # per-step exchange, which model averaging exists to avoid.
+            raise ValueError("--late-multiply needs --parallel sync")
 
 
 def cluster_workers(tf_config: str | None = None) -> int:

@@ -31,13 +31,16 @@ class AdditiveAttention(keras.layers.Layer):
 
     Args:
         units: size of the hidden layer inside the score.
+        dense: the Dense layer class for the projections (``keras.layers.Dense`` or a subclass).
     """
 
-    def __init__(self, units: int, **kwargs) -> None:
+    def __init__(self, units: int, dense=None, **kwargs) -> None:
         super().__init__(**kwargs)
         self.units = units
-        self.key_proj = keras.layers.Dense(units, use_bias=False, name="key_proj")
-        self.query_proj = keras.layers.Dense(units, name="query_proj")
+        dense = dense or keras.layers.Dense
+        self.key_proj = dense(units, use_bias=False, name="key_proj")
+        self.query_proj = dense(units, name="query_proj")
+        # One output unit: its gradient is never worth exchanging as factors.
         self.score_proj = keras.layers.Dense(1, use_bias=False, name="score_proj")
 
     def keys(self, values: tf.Tensor) -> tf.Tensor:
@@ -87,25 +90,39 @@ class Seq2SeqModel(keras.Model):
 
     Args:
         config: the hyper-parameters.
+        late_multiply: build the Dense layers as ``pluto.late_multiply.LateMultiplyDense`` (each
+            still plain until its ``late`` flag is set; same variables and weights files).
+
+    Attributes:
+        recompute: in training calls, run the encoder block (GRU, attention keys, bridge) and
+            the decoder block (GRU, attention, combine) under ``pluto.recompute.checkpoint`` so
+            their activations are recomputed in the backward pass instead of kept. The
+            embeddings, dropout and the vocabulary projection stay outside the blocks: dropout
+            masks are random and would differ when recomputed.
     """
 
-    def __init__(self, config: Seq2SeqConfig, **kwargs) -> None:
+    def __init__(self, config: Seq2SeqConfig, late_multiply: bool = False, **kwargs) -> None:
         super().__init__(**kwargs)
         self.config = config
+        self.recompute = False
         c = config
+        if late_multiply:
+            from pluto.late_multiply import LateMultiplyDense as dense
+        else:
+            dense = keras.layers.Dense
         self.embedding = keras.layers.Embedding(c.vocab_size, c.embed_dim, name="embedding")
         self.encoder_rnn = keras.layers.GRU(
             c.hidden_dim, return_sequences=True, return_state=True, name="encoder"
         )
-        self.bridge = keras.layers.Dense(c.hidden_dim, activation="tanh", name="bridge")
+        self.bridge = dense(c.hidden_dim, activation="tanh", name="bridge")
         self.decoder_rnn = keras.layers.GRU(
             c.hidden_dim, return_sequences=True, return_state=True, name="decoder"
         )
-        self.attention = AdditiveAttention(c.attention_dim, name="attention")
-        self.combine = keras.layers.Dense(c.hidden_dim, activation="tanh", name="combine")
+        self.attention = AdditiveAttention(c.attention_dim, name="attention", dense=dense)
+        self.combine = dense(c.hidden_dim, activation="tanh", name="combine")
         # float32 logits under a mixed-precision policy too: the softmax over the vocabulary
         # and the loss need the range (the weights are float32 either way).
-        self.output_proj = keras.layers.Dense(c.vocab_size, name="output_proj", dtype="float32")
+        self.output_proj = dense(c.vocab_size, name="output_proj", dtype="float32")
         self.dropout = keras.layers.Dropout(c.dropout)
 
     def get_config(self) -> dict:
@@ -119,23 +136,45 @@ class Seq2SeqModel(keras.Model):
         source_ids = tf.pad(source_ids, [[0, 0], [0, tf.maximum(1 - width, 0)]])
         rnn_mask, mask, empty = encoder_masks(source_ids)
         x = self.dropout(self.embedding(source_ids), training=training)
-        values, last = self.encoder_rnn(x, mask=rnn_mask, training=training)
-        # An all-padding source (the answer prior) keeps the zero state, exactly as when its row
-        # was fully masked; the bridge maps it to a learned start state. Its one unmasked PAD
-        # step is hidden from attention by ``mask``.
-        last = tf.where(empty[:, None], tf.zeros_like(last), last)
-        return EncoderOutput(values, self.attention.keys(values), mask, self.bridge(last))
+
+        # The masks reach the block by closure: checkpointed blocks take float tensors only.
+        def block(x):
+            values, last = self.encoder_rnn(x, mask=rnn_mask, training=training)
+            # An all-padding source (the answer prior) keeps the zero state, exactly as when its
+            # row was fully masked; the bridge maps it to a learned start state. Its one
+            # unmasked PAD step is hidden from attention by ``mask``.
+            last = tf.where(empty[:, None], tf.zeros_like(last), last)
+            return values, self.attention.keys(values), self.bridge(last)
+
+        values, keys, state = self._block(block, training)(x)
+        return EncoderOutput(values, keys, mask, state)
+
+    def _block(self, fn, training: bool):
+        """``fn`` checkpointed when recomputation is on for this (training) call."""
+        if self.recompute and training:
+            from pluto.recompute import checkpoint
+
+            return checkpoint(fn)
+        return fn
+
+    def _hidden(self, states: tf.Tensor, enc: EncoderOutput) -> tf.Tensor:
+        context = self.attention(states, enc.keys, enc.values, enc.mask)
+        return self.combine(tf.concat([states, context], axis=-1))
 
     def _predict(self, states: tf.Tensor, enc: EncoderOutput, training: bool) -> tf.Tensor:
-        context = self.attention(states, enc.keys, enc.values, enc.mask)
-        hidden = self.combine(tf.concat([states, context], axis=-1))
+        hidden = self._hidden(states, enc)
         return self.output_proj(self.dropout(hidden, training=training))
 
     def decode(self, enc: EncoderOutput, decoder_inputs: tf.Tensor, training: bool = False):
         """Teacher-forced logits [batch, steps, vocab] for decoder input ids [batch, steps]."""
         x = self.dropout(self.embedding(decoder_inputs), training=training)
-        states, _ = self.decoder_rnn(x, initial_state=enc.state, training=training)
-        return self._predict(states, enc, training)
+
+        def block(x, values, keys, state):
+            states, _ = self.decoder_rnn(x, initial_state=state, training=training)
+            return self._hidden(states, EncoderOutput(values, keys, enc.mask, state))
+
+        hidden = self._block(block, training)(x, enc.values, enc.keys, enc.state)
+        return self.output_proj(self.dropout(hidden, training=training))
 
     def call(self, inputs, training: bool = False):
         """Logits for ``(source_ids, decoder_input_ids)``."""
@@ -185,9 +224,14 @@ def target_log_probs(logits: tf.Tensor, target_ids: tf.Tensor) -> tf.Tensor:
     return tf.gather(log_probs, target_ids, axis=-1, batch_dims=2)
 
 
-def build_model(config: Seq2SeqConfig) -> Seq2SeqModel:
-    """A model with its variables created (so weights can be loaded or counted)."""
-    model = Seq2SeqModel(config)
+def build_model(config: Seq2SeqConfig, late_multiply: bool = False) -> Seq2SeqModel:
+    """A model with its variables created (so weights can be loaded or counted).
+
+    Args:
+        config: the hyper-parameters.
+        late_multiply: Dense layers that can take Pluto's late-multiply gradient path.
+    """
+    model = Seq2SeqModel(config, late_multiply=late_multiply)
     dummy = tf.constant([[BOS_ID]], dtype=tf.int32)
     model((dummy, dummy))
     return model

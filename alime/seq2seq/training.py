@@ -74,6 +74,9 @@ class TrainOptions:
             (``--batch-size auto``); empty: use ``batch_size``.
         mixed_precision: compute in bfloat16 with float32 weights, logits and loss (Keras's
             ``mixed_bfloat16`` policy: no loss scaling needed, unlike float16).
+        recompute: recompute the encoder and decoder blocks' activations in the backward pass
+            (``pluto.recompute``): less memory for one more forward pass of those blocks; the
+            gradients are unchanged.
     """
 
     epochs: int = 10
@@ -94,6 +97,7 @@ class TrainOptions:
     max_minutes: float = 0.0
     auto_batch_sizes: tuple[int, ...] = ()
     mixed_precision: bool = False
+    recompute: bool = False
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "auto_batch_sizes", tuple(int(b) for b in self.auto_batch_sizes))
@@ -232,6 +236,63 @@ class _Objective:
         return tf.cast(loss, tf.float32), out
 
 
+def late_multiply_shapes(model, config: Seq2SeqConfig, options: TrainOptions) -> list:
+    """The late-multiply-capable Dense layers of ``model`` at the per-replica batch.
+
+    One plan serves every length bucket (the train step is traced once for all of them), so the
+    rows are those of the longest bucket: a layer goes late only if that pays in every bucket
+    (the late bytes grow with the rows, the plain ones do not). With the contrastive term the
+    decoder side runs once more per negative, each run exchanging its own factors.
+
+    Returns:
+        One ``pluto.late_multiply.DenseShape`` per layer (empty for a model without them).
+    """
+    from pluto.late_multiply import DenseShape, late_layers
+
+    batch = options.batch_size
+    src = max(s for s, _ in config.buckets)
+    tgt = max(t for _, t in config.buckets)
+    decodes = 1 + (options.contrastive_negatives if options.contrastive_weight else 0)
+    rows = {"bridge": batch, "key_proj": batch * src}
+    shapes = []
+    for layer in late_layers(model):
+        n_in, n_out = layer.kernel.shape
+        m = rows.get(layer.name, batch * tgt * decodes)  # query_proj, combine, output_proj
+        shapes.append(DenseShape(layer.name, int(n_in), int(n_out), m))
+    return shapes
+
+
+def plan_late_multiply(model, config: Seq2SeqConfig, options: TrainOptions, replicas: int):
+    """Pluto's per-layer late-multiply decision for ``model``, applied to its layers.
+
+    Returns:
+        The ``pluto.late_multiply.LayerCost`` of every layer (``late`` says which path it took);
+        empty when the model was built without late-multiply layers.
+    """
+    from pluto.late_multiply import apply_plan, plan
+
+    costs = plan(late_multiply_shapes(model, config, options), replicas)
+    apply_plan(model, costs)
+    return costs
+
+
+def late_multiply_record(costs) -> dict | None:
+    """What ``training.json`` says about late-multiply (None when it was off)."""
+    if not costs:
+        return None
+    chosen = [c for c in costs if c.late]
+    plain = sum(c.bytes_plain for c in costs)
+    sent = sum(c.bytes_chosen for c in costs)
+    return {
+        "rows_at": "per-replica batch x longest bucket",
+        "late_layers": [c.name for c in chosen],
+        "bytes_plain_per_step": int(plain),
+        "bytes_chosen_per_step": int(sent),
+        "bytes_saved_per_step": int(plain - sent),
+        "layers": [c.to_dict() for c in costs],
+    }
+
+
 class Trainer:
     """The one training path for 1..N devices and one or many workers.
 
@@ -260,6 +321,7 @@ class Trainer:
 
         from alime.seq2seq.model import build_model
         from pluto.averaging import BmufConfig
+        from pluto.late_multiply import exchanged_kernels
         from pluto.local_optim import OptimizerConfig
         from pluto.strategy import StrategyConfig, make_strategy
         from pluto.training import TrainConfig
@@ -271,8 +333,16 @@ class Trainer:
         self.strategy = strategy or make_strategy(StrategyConfig(devices=parallel.devices))
         keras.utils.set_random_seed(options.seed)
         with self.strategy.scope():
-            self.model = build_model(config)  # variables created now, as mirrored variables
+            # Variables created now, as mirrored variables.
+            self.model = build_model(config, late_multiply=parallel.late_multiply)
+        self.model.recompute = options.recompute
         self._objective = _Objective(self.model, options)
+        self.late_plan = plan_late_multiply(self.model, config, options, self.replicas)
+        if parallel.late_multiply:
+            late_bytes = sum(c.bytes_late for c in self.late_plan if c.late)
+            exchanged = exchanged_kernels(self.model)
+        else:
+            late_bytes, exchanged = 0.0, []
         self.pluto = PlutoTrainer(
             self._objective,
             self._objective.loss,
@@ -290,6 +360,8 @@ class Trainer:
                 plateau_factor=parallel.plateau_factor,
                 adaptive_period=parallel.adaptive_period,
             ),
+            exchanged=exchanged,
+            exchanged_bytes=late_bytes,
         )
         self.last_contrastive = self.last_valid_contrastive = 0.0
 
@@ -660,6 +732,7 @@ def _train(
             "global": batch_size,
             "auto": batch_choice,
         },
+        "late_multiply": late_multiply_record(trainer.late_plan),
     }
 
     def record() -> dict:
