@@ -434,9 +434,8 @@ def binarized_section(cfg: BenchConfig) -> tuple[dict, dict]:
     """Size ratio of the binarized GRUs and R10@1 before and after, bundled model."""
     from alime.config import AppConfig
     from alime.evaluation import generation, scorers, selection
-    from alime.evaluation.corpus import read_dialogues, read_groups
-    from alime.evaluation.runner import load_model
-    from alime.rerank.loading import read_rerank_choice
+    from alime.evaluation.corpus import read_groups, read_true_rows
+    from alime.evaluation.runner import engine_scorer, load_model, stacking_dir_of
     from alime.text import TextPipeline
     from pluto.binarize import assign_binarized, size_ratio
 
@@ -444,22 +443,26 @@ def binarized_section(cfg: BenchConfig) -> tuple[dict, dict]:
     groups = read_groups(ROOT / cfg.select_data, limit=cfg.select_groups)
     pipeline = TextPipeline(AppConfig().text)
     stages = load_model(model_dir, pipeline)
-    kind, params = read_rerank_choice(model_dir)
-    # The engine's rerank kinds and the evaluation's scorer names differ for two of them.
-    renamed = {"mean_prob": "seq2seq", "mean_log_prob": "mean_logprob"}
-    name = scorers.ScorerName(renamed.get(kind.value, kind.value))
-    weight = params.get("pmi_weight", 0.5)
+    # The engine's own rerank score for this model directory (rerank.json), as evaluate select
+    # computes it.
+    name, pmi_weight = engine_scorer(model_dir)
+    weight = 0.5 if pmi_weight is None else pmi_weight
     responses = [r for g in groups for r in g.responses]
 
     def r10_at_1() -> tuple[float, list[float]]:
         env = scorers.ScorerEnv(
-            responses, pipeline.index_terms, pipeline.tokenize, stages.log_probs, weight
+            responses,
+            pipeline.index_terms,
+            pipeline.tokenize,
+            stages.log_probs,
+            weight,
+            stacking_dir=stacking_dir_of(model_dir),
         )
         scored = selection.score_groups(groups, {name.value: env.get(name)}, progress=False)
         report = selection.selection_report(scored, [name.value])["scorers"][name.value]
         return report["r10@1"], [x for g in scored for x in g.scores[name.value]]
 
-    dialogues = read_dialogues(ROOT / cfg.select_data)[: cfg.generate_dialogues]
+    dialogues = read_true_rows(ROOT / cfg.select_data)[: cfg.generate_dialogues]
 
     def generated() -> dict | None:
         # The engine's beam search with the default decoding settings, BLEU-4 and distinct-n.
