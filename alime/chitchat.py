@@ -83,12 +83,27 @@ class ChitChatKB:
         self.pairs = [(q, a) for q, a in pairs]
         self._keys = [chitchat_key(q) for q, _ in self.pairs]
         self._by_char: dict[str, list[int]] = defaultdict(list)
+        # The earliest entry per character multiset: F1 = 1 exactly for these, so a query that
+        # has one is answered without the scan (the engine asks on every query, small talk first).
+        self._first_full_match: dict[str, int] = {}
+        self._first_equal: dict[str, int] = {}  # key -> its earliest entry, for exact()
         for i, key in enumerate(self._keys):
+            self._first_full_match.setdefault("".join(sorted(key)), i)
+            self._first_equal.setdefault(key, i)
             for ch in set(key):
                 self._by_char[ch].append(i)
 
     def __len__(self) -> int:
         return len(self.pairs)
+
+    def exact(self, query: str) -> ChitChatMatch | None:
+        """The earliest entry whose question ``query`` asks word for word (equal keys), score
+        1; None when there is none. A dictionary lookup: the engine asks it on every query."""
+        i = self._first_equal.get(chitchat_key(query))
+        if i is None:
+            return None
+        question, answer = self.pairs[i]
+        return ChitChatMatch(question, answer, 1.0)
 
     def same(self, query: str, question: str) -> bool:
         """Equal keys (:func:`chitchat_key`): the same text up to punctuation, spaces and
@@ -99,6 +114,10 @@ class ChitChatKB:
         """The best-matching pair and its F1 in [0, 1]; None when no question shares a
         character with the query."""
         key = chitchat_key(query)
+        full = self._first_full_match.get("".join(sorted(key))) if key else None
+        if full is not None:  # F1 = 1, the best possible; the scan would keep the earliest too
+            question, answer = self.pairs[full]
+            return ChitChatMatch(question, answer, 1.0)
         ids = sorted({i for ch in set(key) for i in self._by_char.get(ch, ())})
         best_i, best_f1 = -1, 0.0
         for i in ids:

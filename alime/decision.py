@@ -24,9 +24,19 @@ def decide(best_rerank: float | None, threshold: float) -> Decision:
     return Decision.GENERATE
 
 
+# A generated answer's score is its mean per-token probability (alime.seq2seq.generator).
+GENERATION_SCORE_MAX = 1.0
+
+
 def accept_generation(score: float | None, threshold: float) -> bool:
     """A generated answer is used when its score reaches the generation threshold (>=)."""
     return score is not None and score >= threshold
+
+
+def generation_reachable(threshold: float) -> bool:
+    """Whether any generated answer could reach G: a G above the largest possible score (the
+    tuned bundled decision turns generation off that way) makes generating pure cost."""
+    return threshold <= GENERATION_SCORE_MAX
 
 
 def accept_chitchat(score: float | None, threshold: float) -> bool:

@@ -12,7 +12,13 @@ import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, replace
 
-from alime.decision import Decision, accept_chitchat, accept_generation, decide
+from alime.decision import (
+    Decision,
+    accept_chitchat,
+    accept_generation,
+    decide,
+    generation_reachable,
+)
 from alime.types import (
     Candidate,
     ChitChat,
@@ -147,9 +153,10 @@ class HybridEngine:
                 )
 
         rule = Rule.LOW_CONFIDENCE
-        if self.generator is not None and not self._fits_budget(started, budget_s):
+        generate = self.generator is not None and generation_reachable(self.thresholds.generation)
+        if generate and not self._fits_budget(started, budget_s):
             rule = Rule.TIME_BUDGET
-        elif self.generator is not None:
+        elif generate:
             generated = self.generator.generate(query, context)
             before = clock
             clock = _lap(timings, "generate", clock)
@@ -185,8 +192,8 @@ class HybridEngine:
         """
         if self.chitchat is None:
             return None
-        match = self.chitchat.best(query)
-        if match is None or not self.chitchat.same(query, match.question):
+        match = self.chitchat.exact(query)
+        if match is None:
             return None
         if candidates and any(self.chitchat.same(query, q) for q in candidates[0].questions):
             return None

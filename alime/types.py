@@ -192,6 +192,10 @@ class ChitChat(Protocol):
 
     def best(self, query: str) -> ChitChatMatch | None: ...
 
+    def exact(self, query: str) -> ChitChatMatch | None:
+        """The entry whose question ``query`` asks word for word (score 1), or None."""
+        ...
+
     def same(self, query: str, question: str) -> bool:
         """Whether ``query`` asks ``question`` word for word (as this KB compares texts)."""
         ...

@@ -157,3 +157,35 @@ def test_bad_config(tmp_path, text, message):
     with pytest.raises(ValueError) as err:
         load_config(path)
     assert message in str(err.value)
+
+
+def test_full_match_shortcut_equals_the_scan_on_the_bundled_small_talk():
+    """best() answers a query with an F1 = 1 entry without scanning: the same entry (the earliest
+    of the highest F1) as the reference scan, anagrams of a question included."""
+    pairs = [
+        (q, r.answer)
+        for r in read_chitchat(AppConfig().chitchat.files)
+        for q in (r.question, *r.phrasings)
+    ]
+    kb = ChitChatKB(pairs)
+    keys = [chitchat_key(q) for q, _ in pairs]
+    queries = (
+        [q for q, _ in pairs[:150]] + [k[::-1] for k in keys[:150]] + ["你好", "？？", "好的亲"]
+    )
+    for query in queries:
+        scores = [char_overlap_f1(chitchat_key(query), k) for k in keys]
+        best = max(scores)
+        match = kb.best(query)
+        if best == 0:
+            assert match is None, query
+            continue
+        assert match.score == pytest.approx(best), query
+        assert (match.question, match.answer) == pairs[scores.index(best)], query
+
+
+def test_exact_is_the_earliest_entry_with_an_equal_key():
+    kb = ChitChatKB([("好的谢谢", "a"), ("谢谢好的", "b"), ("你好", "c"), ("你好呀", "d")])
+    assert kb.exact("谢谢好的！").answer == "b"  # an anagram of an earlier question is not exact
+    assert kb.best("谢谢好的").answer == "a"  # while best() keeps the earliest F1 = 1 entry
+    assert kb.exact("你好呀").answer == "c" and kb.exact("你好呀").score == 1.0  # particles
+    assert kb.exact("你好吗好") is None

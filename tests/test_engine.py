@@ -154,6 +154,10 @@ class StubChitChat:
         self.asked.append(query)
         return self.table.get(query)
 
+    def exact(self, query):
+        match = self.table.get(query)
+        return match if match is not None and match.question == query else None
+
     def same(self, query, question):
         return query == question
 
@@ -209,7 +213,8 @@ def test_faq_answers_first_unless_the_query_is_word_for_word_small_talk():
     chat = StubChitChat({"q": ChitChatMatch("你好", "您好", 1.0)})
     reply = full([Hit(1, 9.0)], {"a1": 0.5}, chitchat=chat).reply("q")
     assert reply.rule is Rule.FAQ and reply.source is Source.RETRIEVAL
-    assert reply.score == 0.5 and reply.threshold == 0.5 and chat.asked == ["q"]
+    # only the exact lookup ran, not the best-match scan
+    assert reply.score == 0.5 and reply.threshold == 0.5 and chat.asked == []
 
 
 def test_word_for_word_small_talk_beats_a_passing_faq_score():
@@ -283,3 +288,37 @@ def test_time_budget_names_its_rule():
     assert engine.reply("q", budget_s=10.0).rule is Rule.GENERATION
     reply = engine.reply("q", budget_s=0.01)
     assert reply.rule is Rule.TIME_BUDGET and reply.handoff and reply.threshold == 0.5
+
+
+class CountingGenerator(StubGenerator):
+    calls = 0
+
+    def generate(self, query, context):
+        self.calls += 1
+        return super().generate(query, context)
+
+
+@pytest.mark.parametrize("gen_t, calls", [(1.0, 1), (1.0001, 0), (1.704, 0)])
+def test_generation_runs_only_when_its_threshold_is_reachable(gen_t, calls):
+    """A generated score is a mean token probability (<= 1): with G above 1 (the bundled
+    decision's way of turning generation off) the generator is not run; the reply is the same
+    fallback it would have been."""
+    gen = CountingGenerator([Generated("生成", 1.0)])
+    engine = HybridEngine(
+        CountingRetriever([Hit(1, 9.0)]),
+        lookup,
+        Thresholds(0.5, gen_t),
+        scorer=StubScorer({"a1": 0.1}),
+        generator=gen,
+        fallback_reply="转人工",
+    )
+    reply = engine.reply("q", budget_s=0.0 if calls == 0 else None)  # no time-budget rule either
+    assert gen.calls == calls
+    if calls:
+        assert reply.rule is Rule.GENERATION and reply.answer == "生成"
+    else:
+        assert (
+            reply.rule is Rule.LOW_CONFIDENCE
+            and reply.handoff
+            and "generate" not in reply.timings_ms
+        )

@@ -422,8 +422,9 @@ class Recorded:
             gibberish), which no threshold changes; None when no rule matched.
         chitchat: The chit-chat KB's best match (answer, score) and the bar it must reach;
             None without a chit-chat KB or a match.
-        small_talk_first: The query asks a chit-chat question word for word
-            (``HybridEngine.small_talk_first``): that answer comes before the FAQ at any T.
+        small_talk: The chit-chat answer and score the query gets before the FAQ at any T
+            because it asks a chit-chat question word for word
+            (``HybridEngine.small_talk_first``); None otherwise.
     """
 
     best: float | None
@@ -432,7 +433,7 @@ class Recorded:
     fallback: str
     ruled: Mapping | None = None
     chitchat: tuple[str, float, float] | None = None
-    small_talk_first: bool = False
+    small_talk: tuple[str, float] | None = None
 
 
 def simulate(
@@ -442,11 +443,11 @@ def simulate(
     (None: the one the engine had when the query was recorded), as ``/api/chat`` JSON."""
     if rec.ruled is not None:
         return dict(rec.ruled)
-    if rec.small_talk_first and rec.chitchat is not None:
+    if rec.small_talk is not None:
         return {
-            "answer": rec.chitchat[0],
+            "answer": rec.small_talk[0],
             "source": "chitchat",
-            "score": rec.chitchat[1],
+            "score": rec.small_talk[1],
             "handoff": False,
         }
     if decide(rec.best, answer_t) is Decision.ANSWER_FROM_KB:
@@ -731,14 +732,14 @@ def record(engine, query: str) -> tuple[dict, Recorded]:
         if match is not None:
             chitchat = (match.answer, float(match.score), float(engine.thresholds.chitchat))
     top_answer = candidates[0].answer if candidates else ""
-    first = engine.small_talk_first(query, candidates) is not None
+    first = engine.small_talk_first(query, candidates)
     return out, Recorded(
         best,
         top_answer,
         generated,
         engine.fallback_reply,
         chitchat=chitchat,
-        small_talk_first=first,
+        small_talk=None if first is None else (first.answer, float(first.score)),
     )
 
 
