@@ -37,6 +37,7 @@ from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from enum import Enum
+from functools import lru_cache
 from pathlib import Path
 
 import numpy as np
@@ -97,12 +98,23 @@ def weighted_overlap_f1(
 FUNCTION_CHARS = frozenset("吗呢啊吧嘛呀哦亲的了么哈噢呗啦咯不是我你们这那个一下有在请问")
 
 
+# KB questions recur in every query's candidates: their per-text work is cached (a KB edit
+# brings new texts; old ones age out). Read-only results, shared between threads.
+_TEXT_CACHE = 65536
+_VECTOR_CACHE = 16384  # question embeddings (float32, a few MB per worker)
+
+
+@lru_cache(maxsize=_TEXT_CACHE)
+def _core_chars(text: str) -> tuple[Counter, int]:
+    counts = Counter(ch for ch in compact(text) if ch not in FUNCTION_CHARS)
+    return counts, sum(counts.values())
+
+
 def core_overlap_f1(query: str, question: str) -> float:
     """``char_overlap_f1`` of the compact texts (letters and digits only) without
     ``FUNCTION_CHARS``."""
-    a = Counter(ch for ch in compact(query) if ch not in FUNCTION_CHARS)
-    b = Counter(ch for ch in compact(question) if ch not in FUNCTION_CHARS)
-    return _f1(float(sum((a & b).values())), float(sum(a.values())), float(sum(b.values())))
+    (a, n), (b, m) = _core_chars(query), _core_chars(question)
+    return _f1(float(sum((a & b).values())), float(n), float(m))
 
 
 def char_overlap_f1(query: str, question: str) -> float:
@@ -129,9 +141,29 @@ class CandidateFeatures:
         synonyms: Callable[[str], Sequence[str]] | None = None,
     ) -> None:
         self.terms = terms
+        # the index terms of KB questions, cached (jieba per phrasing per query dominated)
+        self._question_terms = lru_cache(maxsize=_TEXT_CACHE)(lambda text: tuple(terms(text)))
+        self._vector_cache: dict[str, np.ndarray] = {}  # question text -> its embedding
         self.idf = idf
         self.embed = embed
         self.synonyms = synonyms
+
+    def _vectors(self, query: str, questions: Sequence[str]) -> np.ndarray:
+        """``embed([query, *questions])`` as float64 rows, in one batch with only the questions
+        not seen before (KB questions recur in every query's candidates). The cache of question
+        vectors is replaced, never cleared in place, when it reaches its bound, so a thread
+        reading its own reference is never disturbed."""
+        cache = self._vector_cache
+        missing = list(dict.fromkeys(q for q in questions if q not in cache))
+        fresh = np.asarray(self.embed([query, *missing]), np.float32)
+        rows = dict(zip(missing, fresh[1:], strict=True))
+        out = np.stack([fresh[0], *(rows[q] if q in rows else cache[q] for q in questions)])
+        if missing:
+            if len(cache) + len(missing) > _VECTOR_CACHE:
+                cache = {}
+            cache.update(rows)
+            self._vector_cache = cache
+        return out.astype(np.float64)
 
     def __call__(
         self,
@@ -154,7 +186,9 @@ class CandidateFeatures:
             out[Feature.MATCH] = np.array(
                 [
                     max(
-                        weighted_overlap_f1(q_terms, self.terms(q), self.idf, self.synonyms)
+                        weighted_overlap_f1(
+                            q_terms, self._question_terms(q), self.idf, self.synonyms
+                        )
                         for q in c.questions
                     )
                     for c in candidates
@@ -182,9 +216,7 @@ class CandidateFeatures:
         if Feature.DENSE in wanted:
             out[Feature.DENSE] = np.zeros(n)
             if self.embed is not None and n:
-                vectors = np.asarray(
-                    self.embed([query, *(c.question for c in candidates)]), np.float64
-                )
+                vectors = self._vectors(query, [c.question for c in candidates])
                 out[Feature.DENSE] = vectors[1:] @ vectors[0]
         return out
 

@@ -248,3 +248,32 @@ def test_engine_candidates_carry_the_entrys_tags():
     eng = HybridEngine(Retriever(), lambda ids: {i: pairs[i] for i in ids}, Thresholds(0.0, 0.0))
     by_id = {c.id: c for c in eng.candidates("什么时候发货")}
     assert by_id[1].tags == ("unreviewed",) and by_id[2].tags == ()
+
+
+def test_question_terms_and_vectors_are_computed_once_and_give_the_same_features():
+    calls = {"terms": [], "embed": []}
+    table = {"发货": [1.0, 0.0], "快递": [0.6, 0.8], "几时 发货": [0.8, 0.6]}
+
+    def terms(text):
+        calls["terms"].append(text)
+        return text.split()
+
+    def embed(texts):
+        calls["embed"].append(list(texts))
+        return np.array([table[t] for t in texts])
+
+    feats = CandidateFeatures(terms, lambda t: 1.0, embed)
+    cands = [
+        Candidate(1, "发货", "a", 1.0, phrasings=("几时 发货",)),
+        Candidate(2, "快递", "b", 1.0),
+    ]
+    first = feats("几时 发货", cands, (Feature.MATCH, Feature.DENSE))
+    again = feats("几时 发货", cands, (Feature.MATCH, Feature.DENSE))
+    assert first[Feature.MATCH].tolist() == again[Feature.MATCH].tolist() == [1.0, 0.0]
+    assert first[Feature.DENSE] == pytest.approx([0.8, 0.96]) and again[Feature.DENSE] == (
+        pytest.approx([0.8, 0.96])
+    )
+    # the query is tokenized and embedded on every call; each KB question (the phrasing
+    # 几时 发货 too) once
+    assert sorted(calls["terms"]) == sorted(["几时 发货"] * 3 + ["发货", "快递"])
+    assert calls["embed"] == [["几时 发货", "发货", "快递"], ["几时 发货"]]
