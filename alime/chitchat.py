@@ -110,14 +110,17 @@ class ChitChatKB:
         particles."""
         return chitchat_key(query) == chitchat_key(question)
 
-    def best(self, query: str) -> ChitChatMatch | None:
+    def best(self, query: str, minimum: float = 0.0) -> ChitChatMatch | None:
         """The best-matching pair and its F1 in [0, 1]; None when no question shares a
-        character with the query."""
+        character with the query. With ``minimum`` >= 1 (the engine passes its bar C), only an
+        F1 = 1 match could be used, so no scan runs when there is none."""
         key = chitchat_key(query)
         full = self._first_full_match.get("".join(sorted(key))) if key else None
         if full is not None:  # F1 = 1, the best possible; the scan would keep the earliest too
             question, answer = self.pairs[full]
             return ChitChatMatch(question, answer, 1.0)
+        if minimum >= 1.0:
+            return None
         ids = sorted({i for ch in set(key) for i in self._by_char.get(ch, ())})
         best_i, best_f1 = -1, 0.0
         for i in ids:

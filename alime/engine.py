@@ -138,7 +138,7 @@ class HybridEngine:
             )
 
         if self.chitchat is not None:
-            match = self.chitchat.best(query)
+            match = self.chitchat.best(query, self.thresholds.chitchat)
             clock = _lap(timings, "chitchat", clock)
             if match is not None and accept_chitchat(match.score, self.thresholds.chitchat):
                 return self._reply(

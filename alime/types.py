@@ -190,7 +190,10 @@ class ChitChat(Protocol):
     """A small second KB of small talk, searched when the FAQ does not answer (and first when
     the query *is* one of its questions)."""
 
-    def best(self, query: str) -> ChitChatMatch | None: ...
+    def best(self, query: str, minimum: float = 0.0) -> ChitChatMatch | None:
+        """The best match; None when nothing matches (or, where the KB can tell cheaply, when
+        nothing reaches ``minimum``)."""
+        ...
 
     def exact(self, query: str) -> ChitChatMatch | None:
         """The entry whose question ``query`` asks word for word (score 1), or None."""

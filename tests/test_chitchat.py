@@ -189,3 +189,14 @@ def test_exact_is_the_earliest_entry_with_an_equal_key():
     assert kb.best("谢谢好的").answer == "a"  # while best() keeps the earliest F1 = 1 entry
     assert kb.exact("你好呀").answer == "c" and kb.exact("你好呀").score == 1.0  # particles
     assert kb.exact("你好吗好") is None
+
+
+def test_a_bar_of_one_needs_no_scan_and_changes_no_answer():
+    kb = ChitChatKB(PAIRS)
+    for query in ("你好！", "讲个 笑话", "你喜欢什么电影", "你好呀", "谁"):
+        full = kb.best(query)
+        barred = kb.best(query, minimum=1.0)
+        if full is not None and full.score == 1.0:
+            assert barred == full, query
+        else:
+            assert barred is None, query  # below the bar: the engine would not use it anyway

@@ -150,7 +150,7 @@ class StubChitChat:
         self.table = table
         self.asked = []
 
-    def best(self, query):
+    def best(self, query, minimum=0.0):
         self.asked.append(query)
         return self.table.get(query)
 

@@ -353,7 +353,7 @@ class _Guards:
 class _ChitChat:
     """A chit-chat match whose score grows with the query's length (some pass 0.8, some not)."""
 
-    def best(self, query):
+    def best(self, query, minimum=0.0):
         if query == "none":
             return None
         return ChitChatMatch(query, f"chat-{query}", min(1.0, 0.3 * len(query)))
