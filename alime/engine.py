@@ -114,16 +114,7 @@ class HybridEngine:
         small_talk = self.small_talk_first(query, candidates)
         if small_talk is not None:
             _lap(timings, "chitchat", clock)
-            return self._reply(
-                small_talk.answer,
-                Source.CHITCHAT,
-                small_talk.score,
-                self.thresholds.chitchat,
-                candidates,
-                timings,
-                rule=Rule.CHITCHAT,
-                evidence=small_talk.question,
-            )
+            return self._chitchat_reply(small_talk, candidates, timings)
         best = _best_score(candidates)
         threshold = self.thresholds.answer
         if decide(best, threshold) is Decision.ANSWER_FROM_KB:
@@ -141,16 +132,7 @@ class HybridEngine:
             match = self.chitchat.best(query, self.thresholds.chitchat)
             clock = _lap(timings, "chitchat", clock)
             if match is not None and accept_chitchat(match.score, self.thresholds.chitchat):
-                return self._reply(
-                    match.answer,
-                    Source.CHITCHAT,
-                    match.score,
-                    self.thresholds.chitchat,
-                    candidates,
-                    timings,
-                    rule=Rule.CHITCHAT,
-                    evidence=match.question,
-                )
+                return self._chitchat_reply(match, candidates, timings)
 
         rule = Rule.LOW_CONFIDENCE
         generate = self.generator is not None and generation_reachable(self.thresholds.generation)
@@ -265,6 +247,21 @@ class HybridEngine:
         if budget_s is None:
             return True
         return time.perf_counter() - started + self._generate_s <= budget_s
+
+    def _chitchat_reply(
+        self, match: ChitChatMatch, candidates: Sequence[Candidate], timings: dict[str, float]
+    ) -> Reply:
+        """The chit-chat KB's answer, its score against C and the question it matched."""
+        return self._reply(
+            match.answer,
+            Source.CHITCHAT,
+            match.score,
+            self.thresholds.chitchat,
+            candidates,
+            timings,
+            rule=Rule.CHITCHAT,
+            evidence=match.question,
+        )
 
     @staticmethod
     def _reply(

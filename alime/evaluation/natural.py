@@ -444,35 +444,20 @@ def simulate(
     if rec.ruled is not None:
         return dict(rec.ruled)
     if rec.small_talk is not None:
-        return {
-            "answer": rec.small_talk[0],
-            "source": "chitchat",
-            "score": rec.small_talk[1],
-            "handoff": False,
-        }
+        return _as_reply(*rec.small_talk, "chitchat")
     if decide(rec.best, answer_t) is Decision.ANSWER_FROM_KB:
-        return {
-            "answer": rec.top_answer,
-            "source": "retrieval",
-            "score": rec.best,
-            "handoff": False,
-        }
+        return _as_reply(rec.top_answer, rec.best, "retrieval")
     bar = rec.chitchat[2] if rec.chitchat is not None and chitchat_t is None else chitchat_t
     if rec.chitchat is not None and accept_chitchat(rec.chitchat[1], bar):
-        return {
-            "answer": rec.chitchat[0],
-            "source": "chitchat",
-            "score": rec.chitchat[1],
-            "handoff": False,
-        }
+        return _as_reply(rec.chitchat[0], rec.chitchat[1], "chitchat")
     if rec.generated is not None and accept_generation(rec.generated[1], generation_t):
-        return {
-            "answer": rec.generated[0],
-            "source": "generation",
-            "score": rec.generated[1],
-            "handoff": False,
-        }
-    return {"answer": rec.fallback, "source": "fallback", "score": rec.best, "handoff": True}
+        return _as_reply(*rec.generated, "generation")
+    return _as_reply(rec.fallback, rec.best, "fallback", handoff=True)
+
+
+def _as_reply(answer: str, score: float | None, source: str, handoff: bool = False) -> dict:
+    """The ``/api/chat`` fields the judge reads."""
+    return {"answer": answer, "source": source, "score": score, "handoff": handoff}
 
 
 def grid(values: Iterable[float | None], points: int = 25) -> list[float]:

@@ -85,6 +85,17 @@ class LoadedModel:
     path: Path | None = None
 
 
+def _read_optional_json(path: Path, problem: str) -> tuple[Path, dict | None]:
+    """``path`` and its JSON (None when the file is absent); a file that is not JSON is a
+    ``ValueError`` naming it, ``problem`` formatted with the parser's message."""
+    if not path.is_file():
+        return path, None
+    try:
+        return path, json.loads(path.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as exc:
+        raise ValueError(f"{path}: {problem.format(exc)}") from None
+
+
 def _write_json(path: Path, data: Any) -> Path:
     path.write_text(json.dumps(data, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
     return path
@@ -206,13 +217,7 @@ def read_routing_file(model_dir: str | Path) -> tuple[Path, dict | None]:
     Raises:
         ValueError: the file is not JSON.
     """
-    path = Path(model_dir) / ROUTING_FILE
-    if not path.is_file():
-        return path, None
-    try:
-        return path, json.loads(path.read_text(encoding="utf-8"))
-    except json.JSONDecodeError as exc:
-        raise ValueError(f"{path}: invalid routing file ({exc})") from None
+    return _read_optional_json(Path(model_dir) / ROUTING_FILE, "invalid routing file ({})")
 
 
 def write_routing_file(model_dir: str | Path, data: dict) -> Path:
@@ -227,13 +232,7 @@ def read_stacking_file(model_dir: str | Path) -> tuple[Path, dict | None]:
     Raises:
         ValueError: the file is not JSON.
     """
-    path = Path(model_dir) / STACKING_FILE
-    if not path.is_file():
-        return path, None
-    try:
-        return path, json.loads(path.read_text(encoding="utf-8"))
-    except json.JSONDecodeError as exc:
-        raise ValueError(f"{path}: invalid JSON: {exc}") from None
+    return _read_optional_json(Path(model_dir) / STACKING_FILE, "invalid JSON: {}")
 
 
 def write_stacking_file(model_dir: str | Path, data: dict) -> Path:
