@@ -74,7 +74,9 @@ def build_bot(config: AppConfig | None = None) -> Bot:
     searcher = open_searcher(config, kb)
     _, _, model_dir = config.resolved_paths()
     scorer, generator, tuned = _model_stages(model_dir, config, searcher.pipeline)
-    retriever = build_retriever(config, kb, searcher, model_dir)  # retrieval.mode
+    retriever = with_classifier(
+        config, kb, searcher, build_retriever(config, kb, searcher, model_dir)
+    )
     retriever.search("您好", 1)  # warm-up: the first query traces and loads lazily-built parts
     decision = parse_choice(DecisionScore, config.engine.decision, "engine.decision")
     routing = (
@@ -116,6 +118,25 @@ def build_bot(config: AppConfig | None = None) -> Bot:
         "routing" if router else "rerank",
     )
     return Bot(config, kb, searcher, engine, model_dir)
+
+
+def with_classifier(
+    config: AppConfig, kb: KnowledgeBase, searcher: KBSearcher, retriever: Retriever
+) -> Retriever:
+    """``retriever`` followed by the KB entry classifier's best entries it missed (unchanged
+    when ``retrieval.classifier_extra`` is 0)."""
+    extra = config.retrieval.classifier_extra
+    if extra < 0:
+        raise ValueError("retrieval.classifier_extra must be >= 0 (0: no classifier)")
+    if extra == 0:
+        return retriever
+    from alime.retrieval.entry_classifier import ClassifierFollower, WithClassified, classifier_dir
+
+    _, index_dir, _ = config.resolved_paths()
+    follower = ClassifierFollower(
+        kb, searcher.pipeline, classifier_dir(index_dir), config.retrieval
+    )
+    return WithClassified(retriever, follower, extra)
 
 
 def build_guards(config: AppConfig) -> Guards | None:
@@ -169,8 +190,16 @@ def routing_features(
     """The routing features over ``searcher``'s KB (idf) and, with ``dense``, the model's
     question encoder."""
     pipeline = searcher.pipeline
+    classifier = getattr(retriever, "classifier", None)
+    posteriors = classifier.posteriors if classifier is not None else None
     if not dense:
-        return CandidateFeatures(pipeline.index_terms, searcher.idf, synonyms=pipeline.synonyms_of)
+        return CandidateFeatures(
+            pipeline.index_terms,
+            searcher.idf,
+            synonyms=pipeline.synonyms_of,
+            standardize=pipeline.standardize,
+            posteriors=posteriors,
+        )
     from alime.retrieval.embeddings import Seq2SeqEmbedder, model_identity
 
     # Reuse the hybrid retriever's encoder when it pools the same way (one model load, not two).
@@ -178,7 +207,12 @@ def routing_features(
     if embedder is None or embedder.identity != model_identity(model_dir, pooling, sif_a):
         embedder = Seq2SeqEmbedder(model_dir, pipeline.tokenize, pooling, sif_a=sif_a)
     return CandidateFeatures(
-        pipeline.index_terms, searcher.idf, embedder.embed, pipeline.synonyms_of
+        pipeline.index_terms,
+        searcher.idf,
+        embedder.embed,
+        pipeline.synonyms_of,
+        standardize=pipeline.standardize,
+        posteriors=posteriors,
     )
 
 

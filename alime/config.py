@@ -78,6 +78,10 @@ class RetrievalConfig:
     mode: str = "hybrid"  # bm25 | dense | hybrid (dense and hybrid need a model; else bm25)
     dense: DenseConfig = field(default_factory=DenseConfig)
     fusion: FusionConfig = field(default_factory=FusionConfig)
+    # The KB's entry classifier (alime.retrieval.entry_classifier): its most probable entries
+    # missing from the retrieved ones are added as candidates (this many), and it feeds the
+    # routing score's ``intent`` feature; 0: no classifier.
+    classifier_extra: int = 3
 
 
 @dataclass(frozen=True)
@@ -228,6 +232,7 @@ class AppConfig:
             user_dict=str(BUNDLED_DATA / "text" / "userdict.txt"),
             stopwords=str(BUNDLED_DATA / "text" / "stopwords.txt"),
             synonyms=str(BUNDLED_DATA / "text" / "synonyms.txt"),
+            spellings=str(BUNDLED_DATA / "text" / "spellings.txt"),
         )
     )
     retrieval: RetrievalConfig = field(default_factory=RetrievalConfig)
@@ -268,6 +273,7 @@ _PATH_FIELDS = {
     ("text", "user_dict"),
     ("text", "stopwords"),
     ("text", "synonyms"),
+    ("text", "spellings"),
     ("guards", "lexicon"),
     ("chitchat", "files"),
     ("serve", "sessions_path"),

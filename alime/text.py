@@ -9,6 +9,7 @@ with the same tokens.
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import logging
 import re
 import threading
@@ -18,6 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 _WS = re.compile(r"\s+")
+FINGERPRINT_VERSION = 1  # bump when tokenize's own logic changes the terms it produces
 _PUNCT_CATEGORIES = ("P", "S")
 
 
@@ -77,6 +79,22 @@ def read_user_dict(path: str | Path) -> list[tuple[str, int | None, str | None]]
     return entries
 
 
+def read_spellings(path: str | Path) -> dict[str, str]:
+    """Each line is ``variant standard``: a colloquial or mistyped spelling and the word it
+    stands for (咋 怎么, 木有 没有). Raises ValueError naming ``FILE:LINE`` for a malformed line."""
+    table: dict[str, str] = {}
+    lines = Path(path).read_text(encoding="utf-8").splitlines()
+    for number, line in enumerate(lines, 1):
+        line = line.strip()
+        if not line or line.startswith("#"):
+            continue
+        parts = [normalize(w) for w in line.split()]
+        if len(parts) != 2 or parts[0] == parts[1]:
+            raise ValueError(f"{path}:{number}: expected 'variant standard', got {line!r}")
+        table[parts[0]] = parts[1]
+    return table
+
+
 def read_synonyms(path: str | Path) -> dict[str, tuple[str, ...]]:
     """Each line is a group of interchangeable words separated by spaces."""
     table: dict[str, tuple[str, ...]] = {}
@@ -117,6 +135,7 @@ class TextConfig:
     user_dict: str | None = None
     stopwords: str | None = None
     synonyms: str | None = None
+    spellings: str | None = None
     lowercase: bool = True
 
     def as_metadata(self) -> dict:
@@ -125,7 +144,7 @@ class TextConfig:
         machine or worktree it was trained in."""
         root = Path(__file__).resolve().parent.parent
         out = dataclasses.asdict(self)
-        for key in ("user_dict", "stopwords", "synonyms"):
+        for key in ("user_dict", "stopwords", "synonyms", "spellings"):
             if out[key]:
                 path = Path(out[key]).resolve()
                 out[key] = str(path.relative_to(root)) if path.is_relative_to(root) else out[key]
@@ -133,7 +152,8 @@ class TextConfig:
 
 
 class TextPipeline:
-    """Normalize + jieba segmentation (+ stop words and synonyms for retrieval queries)."""
+    """Normalize, standardize variant spellings, jieba segmentation (+ stop words and synonyms
+    for retrieval queries)."""
 
     def __init__(self, config: TextConfig | None = None) -> None:
         self.config = config or TextConfig()
@@ -143,7 +163,41 @@ class TextPipeline:
             else frozenset()
         )
         self._synonyms = read_synonyms(self.config.synonyms) if self.config.synonyms else {}
+        spellings = read_spellings(self.config.spellings) if self.config.spellings else {}
+        # One pass, longest variant first, so 肿么 is replaced whole and a replacement is never
+        # rewritten again.
+        self._spellings = spellings
+        self._spelling_re = (
+            re.compile("|".join(re.escape(v) for v in sorted(spellings, key=len, reverse=True)))
+            if spellings
+            else None
+        )
+        self._fingerprint = ""
         self._jieba = None
+
+    def standardize(self, text: str) -> str:
+        """``normalize`` and then every variant spelling replaced by its standard word
+        (``spellings`` file): 开封了咋存 -> 开封了怎么存. Shoppers type colloquial and mistyped
+        words that the KB's questions spell out; both sides go through this, so the index,
+        the query and the routing features compare the same forms."""
+        text = normalize(text, self.config.lowercase)
+        if self._spelling_re is None:
+            return text
+        return self._spelling_re.sub(lambda m: self._spellings[m.group(0)], text)
+
+    def fingerprint(self) -> str:
+        """A digest of everything that decides the terms: the settings and the resource files'
+        contents. An index built under another fingerprint is rebuilt. Read once: the
+        pipeline has read its files once too."""
+        if self._fingerprint:
+            return self._fingerprint
+        digest = hashlib.sha256(repr((FINGERPRINT_VERSION, self.config.lowercase)).encode())
+        for key in ("user_dict", "stopwords", "synonyms", "spellings"):
+            path = getattr(self.config, key)
+            digest.update(key.encode())
+            digest.update(Path(path).read_bytes() if path else b"-")
+        self._fingerprint = digest.hexdigest()[:16]
+        return self._fingerprint
 
     def _segmenter(self):
         if self._jieba is None:
@@ -154,7 +208,7 @@ class TextPipeline:
         """All tokens of ``text`` (punctuation kept): the model's view of the text."""
         seg = self._segmenter()
         tokens: list[str] = []
-        for chunk in normalize(text, self.config.lowercase).split(" "):
+        for chunk in self.standardize(text).split(" "):
             if chunk:
                 tokens.extend(t for t in seg.lcut(chunk, HMM=False) if t.strip())
         return tokens

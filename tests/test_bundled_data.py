@@ -21,9 +21,9 @@ def test_bundled_bot_routes_in_kb_to_the_kb_and_out_of_kb_away(tmp_path, monkeyp
     """End to end with the served default (int8 model, curated KB, routing.json): a KB question
     gets its KB answer; off-topic questions and products the shop does not sell are handed off
     or small-talked, not answered from the FAQ. On the natural set's tune split (the split
-    routing.json was fitted on) 1 of its 15 such queries gets an FAQ answer (明天会下雨吗), so
-    the bound is 1; the two spot checks below never do. Known failures of this kind are listed
-    in docs/evaluation.md (你喜欢什么电影 shares 喜欢 with a phrasing of the returns entry)."""
+    routing.json was fitted on, with its second writer's extra queries) 1 of its 30 such
+    queries gets an FAQ answer (明天会下雨吗: 明天 and 今天能发货吗), so the bound is 1; the two
+    spot checks below never do. Known failures of this kind are listed in docs/evaluation.md."""
     from alime.bot import build_bot
     from alime.evaluation.natural import load_natural
     from alime.types import Source
@@ -45,7 +45,7 @@ def test_bundled_bot_routes_in_kb_to_the_kb_and_out_of_kb_away(tmp_path, monkeyp
     data = load_natural(BUNDLED_DATA / "eval" / "natural")
     off = [q.query for q in data.select("tune") if q.intent in ("off_topic", "not_sold")]
     answered = [q for q in off if bot.engine.reply(q).source is Source.RETRIEVAL]
-    assert len(off) == 15 and len(answered) <= 1, answered
+    assert len(off) == 30 and len(answered) <= 1, answered
 
 
 def test_decision_rerank_keeps_alimes_rule(tmp_path, monkeypatch):
@@ -93,7 +93,7 @@ def test_reviewed_faq_answers_are_verbatim_corpus_answers_and_lead_the_bundled_k
             owners.setdefault(question_key(text), set()).add(r["question"])
     assert all(len(o) == 1 for o in owners.values())  # one reviewed answer per customer question
     for r in reviewed:
-        assert r["tags"] == ["faq"] and 8 <= len(r["phrasings"]) <= 20, r["question"]
+        assert r["tags"] == ["faq"] and 8 <= len(r["phrasings"]) <= 32, r["question"]
         assert r["source_lines"], r["question"]
         for line in r["source_lines"]:
             assert display_text(corpus[line - 1].split("\t")[1]) == r["answer"], (

@@ -69,6 +69,20 @@ def test_known_is_the_share_of_query_terms_the_kb_has():
     assert feats("", cands, (Feature.KNOWN,))[Feature.KNOWN].tolist() == [0.0, 0.0]
 
 
+def test_character_features_compare_standardized_texts():
+    std = {"咋存": "怎么存", "怎么存": "怎么存"}.get
+    cands = [Candidate(1, "怎么存", "a", 1.0)]
+    wanted = (Feature.CORE, Feature.CHARS)
+    plain = CandidateFeatures(lambda t: [t], lambda t: 1.0)("咋存", cands, wanted)
+    standard = CandidateFeatures(lambda t: [t], lambda t: 1.0, standardize=std)(
+        "咋存", cands, wanted
+    )
+    # 咋存 vs 怎么存 (么 is a function character): core 咋存 vs 怎存, 存 shared: 2 x 1 / (2 + 2);
+    # standardized, the texts are equal
+    assert plain[Feature.CORE].tolist() == [pytest.approx(0.5)]
+    assert standard[Feature.CORE].tolist() == [1.0] and standard[Feature.CHARS].tolist() == [1.0]
+
+
 def test_char_overlap_f1_by_hand():
     assert char_overlap_f1("什么 时候 发货", "什么时候发货") == 1.0
     # "发货吗" vs "发货": common 2 chars, 3 and 2 -> 4 / 5

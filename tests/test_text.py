@@ -39,5 +39,41 @@ def test_text_config_metadata_names_bundled_files_relative_to_the_checkout(tmp_p
         "user_dict": "data/text/userdict.txt",
         "stopwords": str(outside),
         "synonyms": None,
+        "spellings": None,
         "lowercase": True,
     }
+
+
+def test_variant_spellings_are_standardized_before_segmentation():
+    pipe = TextPipeline(AppConfig().text)
+    assert pipe.standardize("开封了咋存") == "开封了怎么存"
+    assert pipe.standardize("肿么还木有发火") == "怎么还没有发货"  # longest variant first
+    # queries and KB questions meet on the standard words
+    assert pipe.index_terms("啥时候发火") == pipe.index_terms("什么时候发货")
+    # without a variants file nothing changes
+    assert TextPipeline().standardize("啥时候发火") == "啥时候发火"
+
+
+def test_a_malformed_variants_line_names_file_and_line(tmp_path):
+    import pytest
+
+    from alime.text import TextConfig, read_spellings
+
+    path = tmp_path / "spellings.txt"
+    path.write_text("# comment\n咋 怎么\n啥\n", encoding="utf-8")
+    with pytest.raises(ValueError, match=rf"{path}:3: expected 'variant standard'"):
+        read_spellings(path)
+    path.write_text("咋 怎么\n", encoding="utf-8")
+    assert TextPipeline(TextConfig(spellings=str(path))).standardize("咋办") == "怎么办"
+
+
+def test_fingerprint_follows_the_resource_files(tmp_path):
+    from alime.text import TextConfig
+
+    path = tmp_path / "spellings.txt"
+    path.write_text("咋 怎么\n", encoding="utf-8")
+    first = TextPipeline(TextConfig(spellings=str(path))).fingerprint()
+    assert TextPipeline(TextConfig(spellings=str(path))).fingerprint() == first
+    path.write_text("咋 怎么\n啥 什么\n", encoding="utf-8")
+    assert TextPipeline(TextConfig(spellings=str(path))).fingerprint() != first
+    assert TextPipeline().fingerprint() != first

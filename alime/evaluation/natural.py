@@ -40,6 +40,7 @@ from pluto.choices import parse_choice
 
 INTENTS_FILE = "intents.json"
 SPLITS = ("tune", "test")
+TUNE_EXTRA_FILE = "tune-extra.jsonl"
 IN_KB = "in_kb"
 OUT_OF_KB = "out_of_kb"
 KINDS = (IN_KB, OUT_OF_KB)
@@ -90,6 +91,9 @@ class NaturalSet:
     intents: dict[str, Intent]
     queries: dict[str, list[NaturalQuery]]
     seed: int
+    # ``tune-extra.jsonl``: queries added to tune after the split was drawn (a second writer's);
+    # they are the last ones of ``queries["tune"]`` and never in test
+    tune_extra: tuple[NaturalQuery, ...] = ()
 
     def select(self, split: str) -> list[NaturalQuery]:
         """The queries of ``split``: ``tune``, ``test`` or ``all`` (tune then test)."""
@@ -108,7 +112,8 @@ def normalize_answer(text: str) -> str:
 
 # -- reading ---------------------------------------------------------------------------------
 def load_natural(data_dir: str | Path) -> NaturalSet:
-    """Read ``intents.json``, ``tune.jsonl`` and ``test.jsonl`` from ``data_dir``.
+    """Read ``intents.json``, ``tune.jsonl`` and ``test.jsonl`` from ``data_dir``, and
+    ``tune-extra.jsonl`` when present (appended to tune).
 
     Raises:
         FileNotFoundError: ``data_dir`` or one of its files is missing.
@@ -119,7 +124,10 @@ def load_natural(data_dir: str | Path) -> NaturalSet:
         raise FileNotFoundError(f"{root}: no such directory")
     seed, intents = read_intents(root / INTENTS_FILE)
     queries = {s: read_queries(root / f"{s}.jsonl", intents) for s in SPLITS}
-    return NaturalSet(intents, queries, seed)
+    extra_path = root / TUNE_EXTRA_FILE
+    extra = read_queries(extra_path, intents) if extra_path.exists() else []
+    queries["tune"] = queries["tune"] + extra
+    return NaturalSet(intents, queries, seed, tuple(extra))
 
 
 def read_intents(path: Path) -> tuple[int, dict[str, Intent]]:

@@ -164,6 +164,54 @@ NATURAL_FEATURE_SETS: dict[str, tuple[Feature, ...]] = {
         Feature.DENSE,
         Feature.UNREVIEWED,
     ),
+    # with ``intent``: the KB entry classifier's probability of the candidate's entry
+    "logistic_intent": (Feature.INTENT,),
+    "logistic_intent_fit": (Feature.INTENT, Feature.FIT),
+    "logistic_core_intent_fit": (Feature.CORE, Feature.INTENT, Feature.FIT),
+    "logistic_core_known_intent_fit": (Feature.CORE, Feature.KNOWN, Feature.INTENT, Feature.FIT),
+    "logistic_core_known_intent_fit_unreviewed": (
+        Feature.CORE,
+        Feature.KNOWN,
+        Feature.INTENT,
+        Feature.FIT,
+        Feature.UNREVIEWED,
+    ),
+    "logistic_core_intent": (Feature.CORE, Feature.INTENT),
+    "logistic_core_known_intent": (Feature.CORE, Feature.KNOWN, Feature.INTENT),
+    "logistic_core_known_intent_unreviewed": (
+        Feature.CORE,
+        Feature.KNOWN,
+        Feature.INTENT,
+        Feature.UNREVIEWED,
+    ),
+    "logistic_core_known_cover_intent_unreviewed": (
+        Feature.CORE,
+        Feature.KNOWN,
+        Feature.COVER,
+        Feature.INTENT,
+        Feature.MATCH,
+        Feature.CHARS,
+        Feature.UNREVIEWED,
+    ),
+    # with ``cover``: a question asked inside a longer message
+    "logistic_core_cover": (Feature.CORE, Feature.COVER),
+    "logistic_core_known_cover": (
+        Feature.CORE,
+        Feature.KNOWN,
+        Feature.COVER,
+        Feature.MATCH,
+        Feature.CHARS,
+        Feature.DENSE,
+    ),
+    "logistic_core_known_cover_unreviewed": (
+        Feature.CORE,
+        Feature.KNOWN,
+        Feature.COVER,
+        Feature.MATCH,
+        Feature.CHARS,
+        Feature.DENSE,
+        Feature.UNREVIEWED,
+    ),
 }
 
 

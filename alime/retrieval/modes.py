@@ -65,7 +65,10 @@ def score_label(retriever: Retriever) -> str:
     the hybrid retriever, ``dense`` for the dense one, ``bm25`` for the lexical searcher (the
     configured mode may have fallen back to BM25 without a model, so the object decides)."""
     from alime.retrieval.dense_searcher import DenseSearcher
+    from alime.retrieval.entry_classifier import WithClassified
 
+    if isinstance(retriever, WithClassified):
+        return score_label(retriever.retriever)
     if isinstance(retriever, HybridSearcher):
         return "fused"
     if isinstance(retriever, DenseSearcher):

@@ -50,8 +50,11 @@ def entry_of(doc: int) -> int:
 class PhrasingIndex:
     """The KB searcher's index: entries in, entries out; phrasings are documents inside."""
 
-    def __init__(self, inner: BM25Index) -> None:
+    def __init__(self, inner: BM25Index, analyzer: str = "") -> None:
         self.inner = inner
+        # which text analysis made the terms (the text pipeline's fingerprint; "" = unknown):
+        # terms from another analysis would not match the queries' terms
+        self.analyzer = analyzer
         self._questions: dict[int, int] = {}  # entry id -> how many documents it has
         snap = inner.snapshot
         for d in (*snap.main.ids.tolist(), *snap.delta):
@@ -60,14 +63,18 @@ class PhrasingIndex:
 
     @classmethod
     def build(
-        cls, values: Sequence[EntryTerms], ids: Sequence[int], config: BM25Config | None = None
+        cls,
+        values: Sequence[EntryTerms],
+        ids: Sequence[int],
+        config: BM25Config | None = None,
+        analyzer: str = "",
     ) -> PhrasingIndex:
         docs, doc_ids = [], []
         for entry, questions in zip(ids, values, strict=True):
             for i, terms in enumerate(questions):
                 docs.append(list(terms))
                 doc_ids.append(doc_id(int(entry), i))
-        return cls(BM25Index.build(docs, doc_ids, config))
+        return cls(BM25Index.build(docs, doc_ids, config), analyzer)
 
     # -- what the KB searcher reads -----------------------------------------------------------
     @property
@@ -147,7 +154,11 @@ class PhrasingIndex:
     # -- files ----------------------------------------------------------------------------------
     def save(self, directory: str | Path) -> None:
         self.inner.save(directory)
-        marker = {"format": FORMAT_VERSION, "phrasing_bits": PHRASING_BITS}
+        marker = {
+            "format": FORMAT_VERSION,
+            "phrasing_bits": PHRASING_BITS,
+            "analyzer": self.analyzer,
+        }
         (Path(directory) / MARKER_FILE).write_text(json.dumps(marker), encoding="utf-8")
 
     @classmethod
@@ -163,6 +174,7 @@ class PhrasingIndex:
             data = json.loads(marker.read_text(encoding="utf-8"))
         except (OSError, ValueError):
             raise ValueError(f"{directory}: not a phrasing index (no {MARKER_FILE})") from None
-        if data != {"format": FORMAT_VERSION, "phrasing_bits": PHRASING_BITS}:
-            raise ValueError(f"{directory}: phrasing index layout {data} is not this alime's")
-        return cls(BM25Index.load(directory, mmap=mmap))
+        layout = {k: data.get(k) for k in ("format", "phrasing_bits")}
+        if layout != {"format": FORMAT_VERSION, "phrasing_bits": PHRASING_BITS}:
+            raise ValueError(f"{directory}: phrasing index layout {layout} is not this alime's")
+        return cls(BM25Index.load(directory, mmap=mmap), str(data.get("analyzer", "")))

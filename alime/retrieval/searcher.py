@@ -41,10 +41,14 @@ class KBSearcher(KBFollower):
         index = PhrasingIndex.load(self.index_dir, mmap=True)
         if index.config != self.config.bm25:
             raise ValueError("BM25 parameters changed")
+        if index.analyzer != self.pipeline.fingerprint():
+            raise ValueError("text analysis changed (user dictionary, stopwords, synonyms...)")
         return index
 
     def _build_index(self, ids: list[int], pairs: Sequence[QAPair]) -> PhrasingIndex:
-        return PhrasingIndex.build(self._index_values(pairs), ids, self.config.bm25)
+        return PhrasingIndex.build(
+            self._index_values(pairs), ids, self.config.bm25, self.pipeline.fingerprint()
+        )
 
     def _index_values(self, pairs: Sequence[QAPair]) -> list[list[list[str]]]:
         """Per entry, the index terms of each of its questions (primary first): one BM25

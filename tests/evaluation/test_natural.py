@@ -460,7 +460,13 @@ def test_bundled_queries_are_not_kb_questions_and_the_split_is_the_seeded_one():
         q.query for q in queries if q.kind == IN_KB and normalize_answer(q.query) in questions
     ]
     assert copied == []
-    assert split_queries(queries, data.seed) == (data.queries["tune"], data.queries["test"])
+    # the seeded 50/50 split covers the first writer's queries; the extra ones are tune only
+    extra = len(data.tune_extra)
+    seeded_tune = data.queries["tune"][: len(data.queries["tune"]) - extra]
+    assert data.queries["tune"][len(seeded_tune) :] == list(data.tune_extra)
+    seeded = seeded_tune + data.queries["test"]
+    assert split_queries(seeded, data.seed) == (seeded_tune, data.queries["test"])
+    assert not {q.query for q in data.tune_extra} & {q.query for q in data.queries["test"]}
 
 
 # -- over HTTP: a real Flask app on a real socket, the same report as in process -------------

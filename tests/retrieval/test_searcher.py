@@ -129,6 +129,21 @@ def test_old_single_document_index_is_rebuilt(tmp_path):
     assert all(abs(h.score - ref[h.id]) < 1e-9 for h in reopened.search("发货", 10))
 
 
+def test_an_index_built_under_other_text_analysis_is_rebuilt(tmp_path):
+    from alime.text import TextConfig
+
+    kb, pipe, searcher = make(tmp_path)
+    searcher.save()
+    variants = tmp_path / "spellings.txt"
+    variants.write_text("啥 什么\n", encoding="utf-8")
+    other = TextPipeline(TextConfig(spellings=str(variants)))
+    # the saved index has no 啥 terms, but its analysis was another: it is not reused
+    reopened = KBSearcher(kb, other, tmp_path / "index")
+    assert reopened.search("啥时候发货", 3)[0].id == reopened.search("什么时候发货", 3)[0].id
+    marker = (tmp_path / "index" / "phrasings.json").read_text(encoding="utf-8")
+    assert other.fingerprint() in marker and pipe.fingerprint() not in marker
+
+
 def test_restart_catches_up_from_the_change_log(tmp_path):
     kb, pipe, searcher = make(tmp_path)
     searcher.save()
