@@ -68,22 +68,35 @@ class Bot:
     model_dir: Path | None
 
 
-def build_bot(config: AppConfig | None = None) -> Bot:
+def build_bot(config: AppConfig | None = None, classifier: bool | None = None) -> Bot:
+    """The bot ``config`` describes.
+
+    Args:
+        config: The configuration (default: the bundled defaults).
+        classifier: Whether the KB entry classifier adds candidates and feeds the routing
+            score; None (the default): when the routing model reads it (``intent`` or
+            ``fit``). Its extra candidates carry no retrieval score, so only a router can
+            judge them; fitting a routing model asks for it (True) to have the features.
+    """
     config = config or AppConfig()
     kb = open_kb(config)
     searcher = open_searcher(config, kb)
     _, _, model_dir = config.resolved_paths()
     scorer, generator, tuned = _model_stages(model_dir, config, searcher.pipeline)
-    retriever = with_classifier(
-        config, kb, searcher, build_retriever(config, kb, searcher, model_dir)
-    )
-    retriever.search("您好", 1)  # warm-up: the first query traces and loads lazily-built parts
     decision = parse_choice(DecisionScore, config.engine.decision, "engine.decision")
     routing = (
         read_routing(model_dir)
         if decision is DecisionScore.ROUTING and model_dir is not None and scorer is not None
         else None
     )
+    if classifier is None:
+        classifier = routing is not None and bool(
+            {Feature.INTENT, Feature.FIT} & set(routing.model.features)
+        )
+    retriever = build_retriever(config, kb, searcher, model_dir)
+    if classifier:
+        retriever = with_classifier(config, kb, searcher, retriever)
+    retriever.search("您好", 1)  # warm-up: the first query traces and loads lazily-built parts
     router = _router(routing, searcher, retriever, model_dir) if routing else None
     # T applies to the routing score when the model has one, else to the rerank score.
     answer_t = _pick(

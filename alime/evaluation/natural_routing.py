@@ -49,7 +49,7 @@ def label_candidates(
     from alime.bot import build_bot, routing_features
 
     data = load_natural(data_dir)
-    bot = build_bot(config)
+    bot = build_bot(config, classifier=True)  # its features are candidates for the fit
     engine = bot.engine
     dense = bot.config.retrieval.dense
     features = routing_features(

@@ -83,7 +83,7 @@ class Scores(Mapping):
 Scores.EMPTY = Scores(np.zeros(0, np.int64), {}, np.zeros(0), np.zeros(0))
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)  # compared by identity: a new one per KB change
 class _Snapshot:
     """What one query reads: immutable, replaced whole on every KB change."""
 
@@ -173,7 +173,7 @@ class EntryClassifier:
         )
 
     # -- scoring -------------------------------------------------------------------------------
-    def scores(self, grams: Counter) -> Scores:
+    def scores(self, grams: Counter, snapshot: _Snapshot | None = None) -> Scores:
         """Per entry: (P(entry | query n-grams), the naive Bayes posterior summing to 1 over
         the entries; the mean log-likelihood ratio per query n-gram of the entry's model
         against all questions pooled, > 0 when the query looks more like this entry's
@@ -185,7 +185,7 @@ class EntryClassifier:
         better the entry explains the query's n-grams than the KB in general; n-grams no
         question has weigh the same under both models (the routing score's ``known`` feature
         sees those)."""
-        snap = self._snapshot
+        snap = snapshot or self._snapshot
         if not len(snap.ids) or not grams:
             return Scores.EMPTY
         n = float(sum(grams.values()))
@@ -293,12 +293,12 @@ class ClassifierFollower(KBFollower):
         model = self._searchable()
         if model is None:
             return Scores.EMPTY
-        key = (query, model, model._snapshot)
+        snapshot = model._snapshot
         last = getattr(self._last, "value", None)
-        if last is not None and last[0] == key:
-            return last[1]
-        result = model.scores(ngrams(self.pipeline.standardize(query)))
-        self._last.value = (key, result)
+        if last is not None and last[0] == query and last[1] is snapshot:
+            return last[2]
+        result = model.scores(ngrams(self.pipeline.standardize(query)), snapshot)
+        self._last.value = (query, snapshot, result)
         return result
 
     def search(self, query: str, k: int) -> list[Hit]:

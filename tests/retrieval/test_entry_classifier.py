@@ -135,6 +135,11 @@ def test_follows_adds_edits_and_deletes_at_once(tmp_path):
     assert best(f, "能留言吗") == remark.id
     kb.delete(invoice.id)
     assert invoice.id not in f.posteriors("开个发票")
+    # the same query again after an edit: answered from the new model, not the last answer
+    before = f.posteriors("能开发票吗")
+    again = kb.add("能开发票吗", "可以开专票")
+    after = f.posteriors("能开发票吗")
+    assert again.id not in before and best(f, "能开发票吗") == again.id and len(after) == 3
 
 
 def test_saved_model_is_reused_and_rebuilt_under_other_text_analysis(tmp_path):
