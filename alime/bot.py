@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 
 from alime.chitchat import ChitChatKB, read_chitchat
@@ -204,7 +205,8 @@ def routing_features(
     question encoder."""
     pipeline = searcher.pipeline
     classifier = getattr(retriever, "classifier", None)
-    posteriors = classifier.posteriors if classifier is not None else None
+    # The engine's retrieval asked the classifier (synced) just before the features do.
+    posteriors = partial(classifier.posteriors, sync=False) if classifier is not None else None
     if not dense:
         return CandidateFeatures(
             pipeline.index_terms,

@@ -224,13 +224,13 @@ class CandidateFeatures:
         the others cost a tokenization or an encoder pass per candidate."""
         n = len(candidates)
         out: dict[Feature, np.ndarray] = {}
+        q_terms = self.terms(query) if {Feature.MATCH, Feature.KNOWN} & set(wanted) else []
         if Feature.RERANK in wanted:
             out[Feature.RERANK] = np.array(
                 [np.nan if c.rerank_score is None else c.rerank_score for c in candidates],
                 np.float64,
             )
         if Feature.MATCH in wanted:
-            q_terms = self.terms(query)
             seen: dict[str, float] = {}  # one idf lookup per term per query, not per phrasing
 
             def idf(term: str) -> float:
@@ -257,7 +257,6 @@ class CandidateFeatures:
                 np.float64,
             )
         if Feature.KNOWN in wanted:
-            q_terms = self.terms(query)
             known = (sum(self.idf(t) > 0 for t in q_terms) / len(q_terms)) if q_terms else 0.0
             out[Feature.KNOWN] = np.full(n, known, np.float64)
         if Feature.CORE in wanted:

@@ -20,6 +20,7 @@ from pathlib import Path
 
 _WS = re.compile(r"\s+")
 FINGERPRINT_VERSION = 1  # bump when tokenize's own logic changes the terms it produces
+TOKEN_CACHE = 8192  # texts whose tokens a pipeline keeps
 _PUNCT_CATEGORIES = ("P", "S")
 
 
@@ -173,6 +174,7 @@ class TextPipeline:
             else None
         )
         self._fingerprint = ""
+        self._token_cache: dict[str, tuple[str, ...]] = {}
         self._jieba = None
 
     def standardize(self, text: str) -> str:
@@ -206,18 +208,30 @@ class TextPipeline:
 
     def tokenize(self, text: str) -> list[str]:
         """All tokens of ``text`` (punctuation kept): the model's view of the text."""
+        return list(self._tokens(text))
+
+    def _tokens(self, text: str) -> tuple[str, ...]:
+        # Recent texts' tokens are kept (a query is segmented for retrieval and again for the
+        # routing features; KB questions recur): jieba is the largest per-text cost.
+        cached = self._token_cache.get(text)
+        if cached is not None:
+            return cached
         seg = self._segmenter()
         tokens: list[str] = []
         for chunk in self.standardize(text).split(" "):
             if chunk:
                 tokens.extend(t for t in seg.lcut(chunk, HMM=False) if t.strip())
-        return tokens
+        result = tuple(tokens)
+        cache = self._token_cache
+        if len(cache) >= TOKEN_CACHE:
+            cache = {}  # replaced, never cleared under another thread's reader
+        cache[text] = result
+        self._token_cache = cache
+        return result
 
     def index_terms(self, text: str) -> list[str]:
         """Terms a KB question is indexed under: tokens without punctuation and stop words."""
-        return [
-            t for t in self.tokenize(text) if not is_punctuation(t) and t not in self._stopwords
-        ]
+        return [t for t in self._tokens(text) if not is_punctuation(t) and t not in self._stopwords]
 
     def synonyms_of(self, term: str) -> tuple[str, ...]:
         """The words interchangeable with ``term`` (``synonyms`` file; () when none)."""

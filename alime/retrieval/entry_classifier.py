@@ -286,15 +286,19 @@ class ClassifierFollower(KBFollower):
             out.append((grams, len(p.questions)))
         return out
 
-    def posteriors(self, query: str) -> Scores:
+    def posteriors(self, query: str, sync: bool = True) -> Scores:
         """Per entry of the KB as it is now: (P(entry | query), the log-likelihood ratio per
-        n-gram); see :meth:`EntryClassifier.scores`."""
+        n-gram); see :meth:`EntryClassifier.scores`. With ``sync`` False, this thread's last
+        answer for the same query is returned as it is (the routing features of the request
+        whose retrieval just asked, synced): no second KB check per request."""
+        last = getattr(self._last, "value", None)
+        if not sync and last is not None and last[0] == query:
+            return last[2]
         self.sync()
         model = self._searchable()
         if model is None:
             return Scores.EMPTY
         snapshot = model._snapshot
-        last = getattr(self._last, "value", None)
         if last is not None and last[0] == query and last[1] is snapshot:
             return last[2]
         result = model.scores(ngrams(self.pipeline.standardize(query)), snapshot)
