@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 _WS = re.compile(r"\s+")
+_RECENT_TEXTS = 4  # texts remembered per thread by TextPipeline.tokenize
 _PUNCT_CATEGORIES = ("P", "S")
 
 
@@ -144,6 +145,11 @@ class TextPipeline:
         )
         self._synonyms = read_synonyms(self.config.synonyms) if self.config.synonyms else {}
         self._jieba = None
+        # The last few texts this thread tokenized: one chat request tokenizes its query five or
+        # six times (BM25 terms, phrasings, routing, the dense encoder twice), and segmentation
+        # is a pure function of the text. Per thread and this small, it serves one request's
+        # repeats, not a cache of past queries.
+        self._recent = threading.local()
 
     def _segmenter(self):
         if self._jieba is None:
@@ -152,11 +158,20 @@ class TextPipeline:
 
     def tokenize(self, text: str) -> list[str]:
         """All tokens of ``text`` (punctuation kept): the model's view of the text."""
+        recent: dict[str, tuple[str, ...]] | None = getattr(self._recent, "texts", None)
+        if recent is None:
+            recent = self._recent.texts = {}
+        hit = recent.get(text)
+        if hit is not None:
+            return list(hit)  # a fresh list: callers may change theirs
         seg = self._segmenter()
         tokens: list[str] = []
         for chunk in normalize(text, self.config.lowercase).split(" "):
             if chunk:
                 tokens.extend(t for t in seg.lcut(chunk, HMM=False) if t.strip())
+        if len(recent) >= _RECENT_TEXTS:
+            del recent[next(iter(recent))]  # the oldest (dicts keep insertion order)
+        recent[text] = tuple(tokens)
         return tokens
 
     def index_terms(self, text: str) -> list[str]:

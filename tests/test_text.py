@@ -41,3 +41,30 @@ def test_text_config_metadata_names_bundled_files_relative_to_the_checkout(tmp_p
         "synonyms": None,
         "lowercase": True,
     }
+
+
+def test_tokenize_remembers_recent_texts_without_changing_results():
+    """The per-thread memo of recent texts gives the same tokens as segmenting afresh, in any
+    order and from several threads, and hands out lists the caller may change."""
+    import threading
+
+    texts = ["你们发什么快递", "我想退货", "什么时候发货呢？", "亲 在吗", "质量怎么样"]
+    texts.append(texts[0])
+    fresh = [TextPipeline(AppConfig().text).tokenize(t) for t in texts]
+    pipeline = TextPipeline(AppConfig().text)
+    for _ in range(3):  # more texts than the memo holds, cycled: hits and evictions
+        assert [pipeline.tokenize(t) for t in texts] == fresh
+    mine = pipeline.tokenize(texts[0])
+    mine.append("改")
+    assert pipeline.tokenize(texts[0]) == fresh[0]
+    seen: list[list[list[str]]] = []
+
+    def work() -> None:
+        seen.append([pipeline.tokenize(t) for t in texts * 5])
+
+    threads = [threading.Thread(target=work) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert seen == [fresh * 5] * 4
