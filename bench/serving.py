@@ -19,8 +19,11 @@ Measurements:
   ``int8/*.npy`` tensors); ``dir_bytes``: every file of each directory.
 * ``http``: ``alime serve`` (gunicorn, the default ServeConfig, the int8 model) started by this
   script on a free loopback port with a fresh $ALIME_HOME, loaded by ``bench/http_load.py`` with
-  1, 8 and 32 closed-loop clients: ``http.{N}.rps``, ``p50_ms``, ``p99_ms``, ``errors``, and
-  ``cpu_ms_per_request`` (the server's CPU time, master and workers, per answered request).
+  1, 8 and 32 closed-loop clients (one thread, raw keep-alive sockets, prebuilt requests):
+  ``http.{N}.rps``, ``p50_ms``, ``p99_ms``, ``errors``, ``cpu_ms_per_request`` (the server's CPU
+  time, master and workers, per answered request), ``client_cpu_ms_per_request`` (the load
+  generator's own, on the same cores) and ``loadavg`` (after the run). ``--rounds R`` repeats
+  the client counts, alternating which server goes first; figures are then medians.
 * ``ready_s``: seconds from the port accepting connections to every worker ready, the KB seeded
   and both indexes built beforehand (``alime search --mode hybrid``); ``start_to_ready_s``: from
   starting the process (the master's own preparation included); ``rss_mb_per_worker``: the
@@ -375,13 +378,16 @@ def bench_http(
     baseline_checkout: Path | None = None,
     port: int | None = None,
     kb_tsv: Path | None = None,
+    rounds: int = 1,
 ) -> dict:
     """Start ``alime serve`` on the int8 model (and, side by side, the one of
     ``baseline_checkout``) and load each with every client count.
 
     Both servers are started (index built beforehand, then timed from listening to ready) and
     kept up; each client count then loads one server and then the other, so machine noise hits
-    both alike. Worker RSS is read after the load.
+    both alike, ``rounds`` times, the first server alternating (with several rounds each
+    figure is the median of the runs, the runs themselves under ``http.{N}.runs``, and
+    ``rps_ratio_runs`` gives each back-to-back pair's ratio). Worker RSS is read after the load.
 
     Returns:
         ``{"http": {N: load result}, "rss_mb_per_worker", "ready_s", "ready_rule", "commit",
@@ -419,9 +425,19 @@ def bench_http(
             for server in servers.values():
                 run_load(server.url, 2, min(5.0, seconds), queries)  # warm every worker thread
             load_before = _loadavg()
-            for n in clients:
-                for name, server in servers.items():
-                    results[name]["http"][str(n)] = server.load(n, seconds, queries)
+            runs: dict[str, dict[str, list[dict]]] = {name: {} for name in servers}
+            order = list(servers.items())
+            for r in range(rounds):
+                # Alternate which server goes first (ABBA...): a drift in the machine's load
+                # between the two back-to-back runs then favours neither.
+                for n in clients:
+                    for name, server in order if r % 2 == 0 else order[::-1]:
+                        result = server.load(n, seconds, queries)
+                        result["loadavg"] = _loadavg()
+                        runs[name].setdefault(str(n), []).append(result)
+            for name in servers:
+                for n, rs in runs[name].items():
+                    results[name]["http"][n] = _median_run(rs) if rounds > 1 else rs[0]
             for name, server in servers.items():
                 results[name]["rss_mb_per_worker"] = server.rss_mb_per_worker()
                 results[name]["sources"] = server.sources(queries[:100])
@@ -432,6 +448,7 @@ def bench_http(
     out = results["current"]
     out["loadavg"] = {"before": load_before, "after": load_after}
     out["kb"] = str(kb_tsv) if kb_tsv else "each checkout's bundled KB"
+    out["rounds"] = rounds
     if "baseline" in results:
         base = results["baseline"]
         out["baseline"] = {**base, "checkout": str(baseline_checkout)}
@@ -440,6 +457,28 @@ def bench_http(
             for n in out["http"]
             if base["http"][n]["rps"]
         }
+        # Each round's two runs were back to back: their ratio is the pair's, load and all.
+        out["rps_ratio_runs"] = {
+            n: [
+                round(a["rps"] / b["rps"], 2)
+                for a, b in zip(runs["current"][n], runs["baseline"][n], strict=True)
+                if b["rps"]
+            ]
+            for n in out["http"]
+        }
+    return out
+
+
+def _median_run(rs: list[dict]) -> dict:
+    """One client count's runs as one result: the median of each figure (errors and requests
+    summed), and every run under ``runs``."""
+    out: dict = {"clients": rs[0]["clients"]}
+    for key in ("rps", "p50_ms", "p99_ms", "cpu_ms_per_request", "client_cpu_ms_per_request"):
+        values = [r[key] for r in rs if r.get(key) is not None]
+        out[key] = round(float(np.median(values)), 3) if values else None
+    out["requests"] = sum(r["requests"] for r in rs)
+    out["errors"] = sum(r["errors"] for r in rs)
+    out["runs"] = rs
     return out
 
 
@@ -469,6 +508,13 @@ def main() -> None:
         type=int,
         help="this checkout's server port, the baseline's the next (default: free)",
     )
+    parser.add_argument(
+        "--rounds",
+        type=int,
+        default=1,
+        help="passes over the client counts, alternating which server goes first; "
+        "figures are the medians (default 1)",
+    )
     parser.add_argument("--json", action="store_true", help="print only the JSON result")
     args = parser.parse_args()
     if args.baseline_checkout and not (args.baseline_checkout / "alime" / "__main__.py").is_file():
@@ -477,6 +523,8 @@ def main() -> None:
         clients = tuple(int(c) for c in args.clients.split(","))
     except ValueError:
         parser.error(f"--clients {args.clients!r}: expected comma-separated integers")
+    if args.rounds < 1:
+        parser.error(f"--rounds {args.rounds}: expected a positive integer")
 
     overrides = {k: v for k, v in (("workers", args.workers), ("threads", args.threads)) if v}
     http = (
@@ -490,6 +538,7 @@ def main() -> None:
             args.baseline_checkout,
             args.port,
             args.kb,
+            args.rounds,
         )
     )
     if args.http_only:

@@ -77,3 +77,33 @@ def test_fingerprint_follows_the_resource_files(tmp_path):
     path.write_text("咋 怎么\n啥 什么\n", encoding="utf-8")
     assert TextPipeline(TextConfig(spellings=str(path))).fingerprint() != first
     assert TextPipeline().fingerprint() != first
+
+
+def test_tokenize_remembers_recent_texts_without_changing_results(monkeypatch):
+    """The pipeline's memo of recent texts gives the same tokens as segmenting afresh, in any
+    order and from several threads, and hands out lists the caller may change."""
+    import threading
+
+    texts = ["你们发什么快递", "我想退货", "什么时候发货呢？", "亲 在吗", "质量怎么样"]
+    texts.append(texts[0])
+    fresh = [TextPipeline(AppConfig().text).tokenize(t) for t in texts]
+    import alime.text
+
+    monkeypatch.setattr(alime.text, "TOKEN_CACHE", 4)  # fewer than the texts: evictions too
+    pipeline = TextPipeline(AppConfig().text)
+    for _ in range(3):  # cycled: hits and evictions
+        assert [pipeline.tokenize(t) for t in texts] == fresh
+    mine = pipeline.tokenize(texts[0])
+    mine.append("改")
+    assert pipeline.tokenize(texts[0]) == fresh[0]
+    seen: list[list[list[str]]] = []
+
+    def work() -> None:
+        seen.append([pipeline.tokenize(t) for t in texts * 5])
+
+    threads = [threading.Thread(target=work) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert seen == [fresh * 5] * 4

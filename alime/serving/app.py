@@ -152,13 +152,10 @@ def _require_bot():
 def _finish_request(response: Response) -> Response:
     elapsed = time.perf_counter() - g.get("started", time.perf_counter())
     endpoint = request.endpoint or "unknown"
-    metrics = state().metrics
-    status = str(response.status_code)
-    metrics.requests.labels(endpoint, status).inc()
-    metrics.latency.labels(endpoint).observe(elapsed)
-    if response.status_code >= 400:
-        metrics.errors.labels(endpoint, status).inc()
+    state().metrics.count_request(endpoint, response.status_code, elapsed)
     response.headers["X-Request-Id"] = g.get("request_id", "")
+    if not log.isEnabledFor(logging.INFO):  # no line to write: skip building it
+        return response
     log.info(
         json.dumps(
             {
@@ -197,15 +194,21 @@ def chat():
     reply = st.bot.engine.reply(req.query, used, budget_s=st.config.serve.request_timeout_s)
     if req.session_id is not None:
         st.sessions.append(req.session_id, req.query, reply.answer)
-    st.metrics.replies.labels(reply.source.value).inc()
-    for stage, ms in reply.timings_ms.items():
-        if stage != "total":
-            st.metrics.stage.labels(stage).observe(ms / 1000.0)
+    st.metrics.count_reply(reply.source.value, reply.timings_ms)
     g.reply_source = reply.source.value
     body = reply.to_json()
     body["context_turns"] = len(used)  # turns of history the reply was given
     body["request_id"] = g.request_id
-    return jsonify(body)
+    return json_response(body)
+
+
+def json_response(body: dict, status: int = 200) -> Response:
+    """``body`` as a JSON response, the same bytes as ``jsonify`` with this app's settings
+    (compact separators, sorted keys, non-ASCII kept, a final newline) without going through
+    Flask's JSON provider, whose per-call set-up cost about as much as the encoding on the chat
+    path (lab profile: 0.10 of 0.27 ms of non-engine CPU per request)."""
+    text = json.dumps(body, ensure_ascii=False, sort_keys=True, separators=(",", ":"))
+    return Response(text + "\n", status=status, mimetype="application/json")
 
 
 @api.get("/healthz")

@@ -73,6 +73,32 @@ class ChatMetrics:
             multiprocess_mode="mostrecent",
         )
 
+        # Labelled children by label values: ``labels()`` validates and locks on every call, and
+        # a request updates several series; the children themselves are thread-safe.
+        self._children: dict[tuple, object] = {}
+
+    def _child(self, metric, *values: str):
+        key = (id(metric), values)
+        child = self._children.get(key)
+        if child is None:
+            child = self._children.setdefault(key, metric.labels(*values))
+        return child
+
+    def count_request(self, endpoint: str, status: int, seconds: float) -> None:
+        """One HTTP request: its count by status, its latency, and an error count when >= 400."""
+        code = str(status)
+        self._child(self.requests, endpoint, code).inc()
+        self._child(self.latency, endpoint).observe(seconds)
+        if status >= 400:
+            self._child(self.errors, endpoint, code).inc()
+
+    def count_reply(self, source: str, timings_ms: dict[str, float]) -> None:
+        """One chat reply: its count by source and the time of each engine stage but the total."""
+        self._child(self.replies, source).inc()
+        for stage, ms in timings_ms.items():
+            if stage != "total":
+                self._child(self.stage, stage).observe(ms / 1000.0)
+
     def render(self) -> tuple[bytes, str]:
         """The exposition text of every worker's metrics, and its content type."""
         from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest

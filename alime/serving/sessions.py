@@ -87,6 +87,7 @@ class SQLiteSessions:
         self._lock = threading.Lock()
         self._conn: sqlite3.Connection | None = None
         self._pid = -1
+        self._swept_at = float("-inf")  # clock time of the last expiry sweep (this process)
         with self._lock:
             self._connection()  # create the file and table now: a bad path fails at start-up
 
@@ -134,17 +135,22 @@ class SQLiteSessions:
                 ).fetchone()
                 alive = row is not None and now - row[0] <= self.ttl_s
                 history = (json.loads(row[1]) if alive else []) + list(turns)
-                seq = conn.execute("SELECT coalesce(max(seq), 0) + 1 FROM sessions").fetchone()[0]
                 kept = json.dumps(history[-self.max_turns :], ensure_ascii=False)
+                # The write order (seq) is taken in the same statement: one round trip less.
                 conn.execute(
-                    "INSERT INTO sessions (id, seen, seq, turns) VALUES (?, ?, ?, ?) "
+                    "INSERT INTO sessions (id, seen, seq, turns) VALUES "
+                    "(?, ?, (SELECT coalesce(max(seq), 0) + 1 FROM sessions), ?) "
                     "ON CONFLICT (id) DO UPDATE SET "
                     "seen = excluded.seen, seq = excluded.seq, turns = excluded.turns",
-                    (session_id, now, seq, kept),
+                    (session_id, now, kept),
                 )
-                # Expired sessions go on every write (an index range, usually empty); the capacity
-                # bound is checked only when a session was added, the one write that can break it.
-                conn.execute("DELETE FROM sessions WHERE seen < ?", (now - self.ttl_s,))
+                # Expired sessions go at most once per second of the clock (readers already skip
+                # them, so this only bounds the file; an index range, usually empty, was one more
+                # statement per turn); the capacity bound is checked only when a session was
+                # added, the one write that can break it.
+                if row is None or now - self._swept_at >= 1.0 or now < self._swept_at:
+                    conn.execute("DELETE FROM sessions WHERE seen < ?", (now - self.ttl_s,))
+                    self._swept_at = now
                 if row is None:
                     conn.execute(
                         "DELETE FROM sessions WHERE id IN "

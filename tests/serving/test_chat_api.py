@@ -205,3 +205,15 @@ def test_unreachable_session_store_is_503_json(bot):
     assert (
         client.post("/api/chat", json={"query": "发什么快递"}).status_code == 200
     )  # no session: fine
+
+
+def test_chat_body_is_the_bytes_jsonify_would_send(client):
+    """/api/chat writes its JSON without Flask's provider; the bytes are what ``jsonify`` makes
+    of the same body (sorted keys, compact, non-ASCII kept, final newline)."""
+    from flask import jsonify
+
+    res = client.post("/api/chat", json={"query": "你们发什么快递？", "session_id": "bytes"})
+    assert res.status_code == 200 and res.mimetype == "application/json"
+    with client.application.app_context():
+        expected = jsonify(res.get_json()).get_data()
+    assert res.get_data() == expected

@@ -230,3 +230,40 @@ def test_redis_url_from_the_environment_wins(tmp_path, redis_server, monkeypatch
     )
     store.append("env", "ok")
     assert store.turns("env") == ["ok"]
+
+
+def test_sqlite_turns_survive_closing_and_reopening_the_file(tmp_path):
+    """A clean shutdown closes the store; the next server opens the same file and finds every
+    turn (commits are durable in the WAL, no turn waits in memory)."""
+    store = SQLiteSessions(tmp_path / "s.sqlite")
+    for i in range(5):
+        store.append(f"s{i}", f"q{i}", f"a{i}")
+    store.close()
+    reopened = SQLiteSessions(tmp_path / "s.sqlite")
+    assert [reopened.turns(f"s{i}") for i in range(5)] == [[f"q{i}", f"a{i}"] for i in range(5)]
+
+
+def test_sqlite_sweeps_expired_rows_from_the_file_within_a_second(tmp_path):
+    """Updates of a known session sweep expired rows at most once per second of the clock;
+    readers never see an expired row in between, and the row leaves the file by the next
+    sweep."""
+    import sqlite3
+
+    clock = Clock()
+    store = SQLiteSessions(tmp_path / "s.sqlite", ttl_s=10, clock=clock)
+    store.append("old", "x")  # a new session: swept at t
+    clock.now += 9.5
+    store.append("live", "y")  # a new session: swept at t + 9.5 ("old" still alive)
+    clock.now += 0.7  # t + 10.2: "old" has expired
+    store.append("live", "z")  # an update 0.7 s after the last sweep: no sweep
+
+    def ids() -> list[str]:
+        with sqlite3.connect(tmp_path / "s.sqlite") as conn:
+            return sorted(r[0] for r in conn.execute("SELECT id FROM sessions"))
+
+    assert store.turns("old") == [] and len(store) == 1
+    assert ids() == ["live", "old"]
+    clock.now += 0.4  # 1.1 s after the last sweep
+    store.append("live", "w")
+    assert ids() == ["live"]
+    assert store.turns("live") == ["y", "z", "w"]
