@@ -190,6 +190,12 @@ def register(subparsers) -> argparse.ArgumentParser:
         "memory in the long buckets for one more forward pass of those blocks",
     )
     p.add_argument(
+        "--jit-compile",
+        action="store_true",
+        help="compile the train and evaluation steps with XLA (once per length bucket); "
+        "slower on CPU, for long GPU runs (see docs/pluto.md)",
+    )
+    p.add_argument(
         "--mixed-precision",
         action="store_true",
         help="compute in bfloat16 (float32 weights, logits and loss): for GPUs with bfloat16 "
@@ -266,6 +272,7 @@ def run(args: argparse.Namespace) -> int:
         max_minutes=args.max_minutes,
         mixed_precision=args.mixed_precision,
         recompute=args.recompute,
+        jit_compile=args.jit_compile,
     )
     from alime.seq2seq.training import set_threads, train
     from pluto.strategy import StrategyConfig, make_strategy

@@ -77,6 +77,9 @@ class TrainOptions:
         recompute: recompute the encoder and decoder blocks' activations in the backward pass
             (``pluto.recompute``): less memory for one more forward pass of those blocks; the
             gradients are unchanged.
+        jit_compile: compile each replica's forward and backward pass (and the evaluation
+            forward) with XLA (``pluto.training.TrainConfig.jit_compile``): one compilation per
+            batch shape (length bucket), then reused.
     """
 
     epochs: int = 10
@@ -98,6 +101,7 @@ class TrainOptions:
     auto_batch_sizes: tuple[int, ...] = ()
     mixed_precision: bool = False
     recompute: bool = False
+    jit_compile: bool = False
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "auto_batch_sizes", tuple(int(b) for b in self.auto_batch_sizes))
@@ -359,6 +363,7 @@ class Trainer:
                 plateau_patience=parallel.plateau_patience,
                 plateau_factor=parallel.plateau_factor,
                 adaptive_period=parallel.adaptive_period,
+                jit_compile=options.jit_compile,
             ),
             exchanged=exchanged,
             exchanged_bytes=late_bytes,
