@@ -279,9 +279,7 @@ class Trainer:
                 for g, v in zip(grads, self._vars, strict=True)
             ]
         if self.exchanged or self.sharded:
-            return late_multiply.reduce_gradients(
-                grads, self._vars, self.exchanged + self.sharded
-            )
+            return late_multiply.reduce_gradients(grads, self._vars, self.exchanged + self.sharded)
         return sync.allreduce_gradients(grads)
 
     def _clip_with_shards(self, grads: list) -> list:

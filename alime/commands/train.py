@@ -183,6 +183,19 @@ def register(subparsers) -> argparse.ArgumentParser:
         "weight gradient at the per-replica batch exchange those instead (exact; chosen "
         "layers and bytes saved in training.json)",
     )
+    g.add_argument(
+        "--hybrid",
+        action="store_true",
+        help="sync, --devices >= 2: the vocabulary projection with its softmax and loss split "
+        "across the replicas by vocabulary, the rest data-parallel, where Pluto's greedy "
+        "placement (a pre-run of every layer) shards it; placement and bytes in training.json",
+    )
+    g.add_argument(
+        "--device-memory-mb",
+        type=float,
+        default=0.0,
+        help="memory cap per device for --hybrid's placement (0: no cap)",
+    )
     p.add_argument(
         "--recompute",
         action="store_true",
@@ -273,6 +286,8 @@ def run(args: argparse.Namespace) -> int:
         mixed_precision=args.mixed_precision,
         recompute=args.recompute,
         jit_compile=args.jit_compile,
+        hybrid=args.hybrid,
+        device_memory_mb=args.device_memory_mb,
     )
     from alime.seq2seq.training import set_threads, train
     from pluto.strategy import StrategyConfig, make_strategy

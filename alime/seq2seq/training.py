@@ -80,6 +80,11 @@ class TrainOptions:
         jit_compile: compile each replica's forward and backward pass (and the evaluation
             forward) with XLA (``pluto.training.TrainConfig.jit_compile``): one compilation per
             batch shape (length bucket), then reused.
+        hybrid: train the vocabulary projection with its softmax and loss sharded across the
+            replicas (``pluto.hybrid.ReplicaShardedSoftmax``) and the rest data-parallel, when
+            Pluto's greedy placement shards it (needs 2 or more replicas and ``sync``; not with
+            late-multiply). The saved model is the ordinary one.
+        device_memory_mb: the per-device memory cap the placement works under (0: no cap).
     """
 
     epochs: int = 10
@@ -102,6 +107,8 @@ class TrainOptions:
     mixed_precision: bool = False
     recompute: bool = False
     jit_compile: bool = False
+    hybrid: bool = False
+    device_memory_mb: float = 0.0
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "auto_batch_sizes", tuple(int(b) for b in self.auto_batch_sizes))
@@ -113,6 +120,8 @@ class TrainOptions:
             raise ValueError("contrastive_weight must be >= 0 and contrastive_negatives >= 1")
         if self.contrastive_temperature <= 0:
             raise ValueError("contrastive_temperature must be > 0")
+        if self.device_memory_mb < 0:
+            raise ValueError("--device-memory-mb must be >= 0 (0: no cap)")
 
 
 @dataclass(frozen=True)
@@ -159,8 +168,12 @@ def _read(files: Sequence[str | Path]) -> list[Dialogue]:
     return [d for f in files for d in read_dialogues(f)]
 
 
-def seq2seq_losses(model, source, target, options: TrainOptions, training: bool = True):
+def seq2seq_losses(model, source, target, options: TrainOptions, training: bool = True, head=None):
     """Losses of one replica's batch: summed token NLL, token count and the contrastive term.
+
+    Args:
+        head: a ``pluto.hybrid.ReplicaShardedSoftmax`` that replaces the model's vocabulary
+            projection (hybrid training, replica context), or None.
 
     Returns:
         (nll, count, contrastive): the contrastive term is the mean over the rows that have a
@@ -170,8 +183,13 @@ def seq2seq_losses(model, source, target, options: TrainOptions, training: bool 
 
     from alime.seq2seq.model import EncoderOutput, shift_right, target_log_probs
 
+    def log_probs_of(enc, ids):
+        if head is None:
+            return target_log_probs(model.decode(enc, shift_right(ids), training=training), ids)
+        return head.target_log_probs(model.decode_hidden(enc, shift_right(ids), training), ids)
+
     enc = model.encode(source, training=training)
-    log_probs = target_log_probs(model.decode(enc, shift_right(target), training=training), target)
+    log_probs = log_probs_of(enc, target)
     mask = tf.cast(tf.not_equal(target, PAD_ID), tf.float32)
     nll, count = -tf.reduce_sum(log_probs * mask), tf.reduce_sum(mask)
     if not options.contrastive_weight:
@@ -184,9 +202,7 @@ def seq2seq_losses(model, source, target, options: TrainOptions, training: bool 
             for t in (enc.values, enc.keys, enc.mask, enc.state)
         )
     )
-    wrong_log_probs = target_log_probs(
-        model.decode(tiled, shift_right(wrong), training=training), wrong
-    )
+    wrong_log_probs = log_probs_of(tiled, wrong)
     positive = sequence_scores(log_probs, target)
     negative = tf.transpose(tf.reshape(sequence_scores(wrong_log_probs, wrong), [negatives, -1]))
     distinct = tf.transpose(
@@ -207,16 +223,22 @@ class _Objective:
 
     Pluto's replica step is ``loss_fn(targets, model(inputs))``; the contrastive term needs the
     encoder output and the batch's other targets, so the "prediction" here is the losses
-    themselves and :meth:`loss` combines them. The variables are the seq2seq model's.
+    themselves and :meth:`loss` combines them. The variables are the seq2seq model's; with a
+    hybrid ``head``, its shards stand in for the model's projection kernel and bias.
     """
 
-    def __init__(self, model, options: TrainOptions) -> None:
+    def __init__(self, model, options: TrainOptions, head=None) -> None:
         self.model = model
         self.options = options
+        self.head = head
 
     @property
     def trainable_variables(self):
-        return self.model.trainable_variables
+        if self.head is None:
+            return self.model.trainable_variables
+        projection = {id(v) for v in self.model.output_proj.weights}
+        body = [v for v in self.model.trainable_variables if id(v) not in projection]
+        return body + self.head.variables
 
     @property
     def non_trainable_variables(self):
@@ -226,7 +248,9 @@ class _Objective:
         import tensorflow as tf
 
         source, target = inputs
-        nll, count, term = seq2seq_losses(self.model, source, target, self.options, training)
+        nll, count, term = seq2seq_losses(
+            self.model, source, target, self.options, training, self.head
+        )
         rows = tf.cast(tf.shape(source)[0] > 0, tf.float32)
         return {"nll": nll, "tokens": count, "contrastive": term * rows, "batches": rows}
 
@@ -297,6 +321,97 @@ def late_multiply_record(costs) -> dict | None:
     }
 
 
+def _decodes(options: TrainOptions) -> int:
+    """Decoder passes per step: the target, plus one per contrastive negative."""
+    return 1 + (options.contrastive_negatives if options.contrastive_weight else 0)
+
+
+def profile_layers(model, config: Seq2SeqConfig, options: TrainOptions) -> list:
+    """Pluto's pre-run of the seq2seq layers at the per-replica batch and the longest bucket.
+
+    Only the vocabulary projection can be split here (``Shard.PROJECTION``: its softmax and
+    loss go with it); the embedding is profiled as data-parallel (a sharded lookup exists in
+    ``pluto.hybrid`` but is not wired into this model).
+
+    Returns:
+        One ``pluto.hybrid.LayerProfile`` per layer.
+    """
+    import tensorflow as tf
+
+    from pluto.hybrid import Shard, profile_layer
+
+    batch = options.batch_size
+    src = max(s for s, _ in config.buckets)
+    tgt = max(t for _, t in config.buckets)
+    h, rows = config.hidden_dim, batch * tgt * _decodes(options)
+    m = model
+    values = tf.zeros((batch, src, h))
+    keys = m.attention.keys(values)
+    mask = tf.ones((batch, src), tf.bool)
+    layers = [
+        ("embedding", m.embedding, [tf.ones((batch, max(src, tgt)), tf.int32)], m.embedding, None),
+        ("encoder", m.encoder_rnn, [tf.zeros((batch, src, config.embed_dim))], m.encoder_rnn, None),
+        ("bridge", m.bridge, [tf.zeros((batch, h))], m.bridge, None),
+        ("decoder", m.decoder_rnn, [tf.zeros((batch, tgt, config.embed_dim))], m.decoder_rnn, None),
+        (
+            "attention",
+            lambda q: m.attention(q, keys, values, mask),
+            [tf.zeros((batch, tgt, h))],
+            m.attention,
+            None,
+        ),
+        ("combine", m.combine, [tf.zeros((batch, tgt, 2 * h))], m.combine, None),
+        ("output_proj", m.output_proj, [tf.zeros((rows, h))], m.output_proj, Shard.PROJECTION),
+    ]
+    return [
+        profile_layer(name, fn, args, layer.trainable_weights, shard=shard, repeats=3)
+        for name, fn, args, layer, shard in layers
+    ]
+
+
+def plan_hybrid(model, config: Seq2SeqConfig, options: TrainOptions, replicas: int):
+    """Pluto's greedy placement of the seq2seq layers over ``replicas`` devices.
+
+    Returns:
+        ``(profiles, placement)``; the projection is sharded when its assignment is ``model``.
+
+    Raises:
+        pluto.hybrid.PlacementError: the layers fit under no placement (a ``ValueError``).
+    """
+    from pluto.hybrid import greedy_placement
+
+    profiles = profile_layers(model, config, options)
+    cap = options.device_memory_mb * 2**20 if options.device_memory_mb else float("inf")
+    return profiles, greedy_placement(profiles, replicas, cap)
+
+
+def hybrid_record(profiles, placement, sharded: bool, replicas: int) -> dict | None:
+    """What ``training.json`` says about hybrid parallelism (None when it was off)."""
+    if placement is None:
+        return None
+    from pluto.hybrid import Mode, step_bytes
+
+    split = [a.mode is Mode.MODEL for a in placement.assignments]
+    exchange = sum(a.bytes_mp for a, s in zip(placement.assignments, split, strict=True) if s)
+    total = sum(p.weight_bytes for p in profiles)
+    split_bytes = sum(p.weight_bytes for p, s in zip(profiles, split, strict=True) if s)
+    per_step = step_bytes(total, split_bytes, exchange, replicas)
+    cap = placement.memory_cap
+    return {
+        "sharded_layers": ["output_proj"] if sharded else [],
+        "memory_cap_bytes": None if cap == float("inf") else int(cap),
+        "memory_per_device_bytes": [int(x) for x in placement.memory],
+        "bytes_per_step": {
+            "sync": int(per_step.sync),
+            "hybrid": int(per_step.hybrid),
+            "exchange": int(per_step.exchange),
+        },
+        "rows_at": "per-replica batch x longest bucket",
+        "placement": [a.to_dict() for a in placement.assignments],
+        "profiles": [p.to_dict() for p in profiles],
+    }
+
+
 class Trainer:
     """The one training path for 1..N devices and one or many workers.
 
@@ -340,13 +455,16 @@ class Trainer:
             # Variables created now, as mirrored variables.
             self.model = build_model(config, late_multiply=parallel.late_multiply)
         self.model.recompute = options.recompute
-        self._objective = _Objective(self.model, options)
+        self.head, self.hybrid_profiles, self.placement = self._plan_hybrid()
+        self._objective = _Objective(self.model, options, self.head)
         self.late_plan = plan_late_multiply(self.model, config, options, self.replicas)
         if parallel.late_multiply:
             late_bytes = sum(c.bytes_late for c in self.late_plan if c.late)
             exchanged = exchanged_kernels(self.model)
         else:
             late_bytes, exchanged = 0.0, []
+        if self.head is not None:  # the hybrid head's exchange replaces its all-reduce
+            late_bytes += self.hybrid_record()["bytes_per_step"]["exchange"]
         self.pluto = PlutoTrainer(
             self._objective,
             self._objective.loss,
@@ -367,8 +485,43 @@ class Trainer:
             ),
             exchanged=exchanged,
             exchanged_bytes=late_bytes,
+            sharded=self.head.variables if self.head is not None else (),
         )
         self.last_contrastive = self.last_valid_contrastive = 0.0
+
+    def _plan_hybrid(self):
+        """``(head, profiles, placement)`` for ``options.hybrid`` (all None when off)."""
+        if not self.options.hybrid:
+            return None, None, None
+        if self.replicas < 2:
+            raise ValueError("--hybrid needs 2 or more replicas (--devices N >= 2)")
+        if self.parallel.mode != "sync" or self.parallel.late_multiply:
+            raise ValueError("--hybrid needs --parallel sync and no --late-multiply")
+        from pluto.hybrid import Mode, ReplicaShardedSoftmax
+
+        profiles, placement = plan_hybrid(self.model, self.config, self.options, self.replicas)
+        mode = next(a.mode for a in placement.assignments if a.layer == "output_proj")
+        head = None
+        if mode is Mode.MODEL:
+            proj = self.model.output_proj
+            head = ReplicaShardedSoftmax(self.strategy, proj.kernel.numpy(), proj.bias.numpy())
+        log.info("hybrid placement: output_proj %s-parallel", mode.value)
+        return head, profiles, placement
+
+    def assemble_head(self) -> None:
+        """Write the hybrid shards into the model's own projection (a no-op without them):
+        what is evaluated elsewhere, saved and served is the ordinary model."""
+        if self.head is None:
+            return
+        kernel, bias = self.head.full()
+        self.model.output_proj.kernel.assign(kernel)
+        self.model.output_proj.bias.assign(bias)
+
+    def hybrid_record(self) -> dict | None:
+        """What ``training.json`` says about hybrid parallelism (None when it was off)."""
+        return hybrid_record(
+            self.hybrid_profiles, self.placement, self.head is not None, self.replicas
+        )
 
     @property
     def replicas(self) -> int:
@@ -422,6 +575,7 @@ class Trainer:
                     loss=f"{nll / max(tokens, 1.0):.3f}", sent=f"{sent_mb:.0f}MB", **extra
                 )
         self.pluto.sync_weights_for_save()  # validation and saving see the averaged model
+        self.assemble_head()
         self.last_contrastive = term / max(rows, 1.0)
         return nll / max(tokens, 1.0)
 
@@ -469,6 +623,7 @@ class Trainer:
         With model averaging, replica 0's optimizer moments stand for every replica's.
         """
         self.pluto.sync_weights_for_save()
+        self.assemble_head()
         directory.mkdir(parents=True, exist_ok=True)
         self.model.save_weights(str(directory / "last.weights.h5"))
         np.savez(directory / "optimizer.npz", **self.pluto.state_arrays())
@@ -671,6 +826,9 @@ def _train(
     resuming = resume and (ckpt_dir / "state.json").is_file()
     if resume and not resuming:
         log.info("no checkpoint in %s: training from scratch", ckpt_dir)
+    if resuming and options.hybrid:
+        # The checkpoint keeps one replica's optimizer moments; the shards' differ per replica.
+        raise ValueError("--resume is not supported with --hybrid; train without --resume")
     if resuming:
         vocab = Vocabulary.load(out_dir / VOCAB_FILE)
         config = Seq2SeqConfig.load(out_dir / CONFIG_FILE)
@@ -738,6 +896,7 @@ def _train(
             "auto": batch_choice,
         },
         "late_multiply": late_multiply_record(trainer.late_plan),
+        "hybrid": trainer.hybrid_record(),
     }
 
     def record() -> dict:
