@@ -369,6 +369,22 @@ def profile_layers(model, config: Seq2SeqConfig, options: TrainOptions) -> list:
     ]
 
 
+def check_hybrid(options: TrainOptions, parallel: ParallelOptions, replicas: int) -> None:
+    """Refuse ``--hybrid`` where it cannot run.
+
+    Raises:
+        ValueError: fewer than 2 replicas, model averaging, late-multiply or XLA.
+    """
+    if replicas < 2:
+        raise ValueError("--hybrid needs 2 or more replicas (--devices N >= 2)")
+    if parallel.mode != "sync" or parallel.late_multiply:
+        raise ValueError("--hybrid needs --parallel sync and no --late-multiply")
+    if options.jit_compile:
+        # The sharded head's all-gathers and all-reduces sit inside the forward pass, and XLA
+        # cannot compile a MirroredStrategy's cross-replica collectives.
+        raise ValueError("--hybrid cannot be combined with --jit-compile")
+
+
 def plan_hybrid(model, config: Seq2SeqConfig, options: TrainOptions, replicas: int):
     """Pluto's greedy placement of the seq2seq layers over ``replicas`` devices.
 
@@ -493,10 +509,7 @@ class Trainer:
         """``(head, profiles, placement)`` for ``options.hybrid`` (all None when off)."""
         if not self.options.hybrid:
             return None, None, None
-        if self.replicas < 2:
-            raise ValueError("--hybrid needs 2 or more replicas (--devices N >= 2)")
-        if self.parallel.mode != "sync" or self.parallel.late_multiply:
-            raise ValueError("--hybrid needs --parallel sync and no --late-multiply")
+        check_hybrid(self.options, self.parallel, self.replicas)
         from pluto.hybrid import Mode, ReplicaShardedSoftmax
 
         profiles, placement = plan_hybrid(self.model, self.config, self.options, self.replicas)

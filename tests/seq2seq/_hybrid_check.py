@@ -48,12 +48,13 @@ def main(replicas: int) -> dict:
     return {
         "even": _both(strategy, config, with_nce, replicas, source, target),
         # A bucket's last batch can be short: the last replica gets one row fewer.
-        "uneven": _both(strategy, config, base, replicas, source[:-1], target[:-1]),
+        "uneven": _both(strategy, config, base, replicas, source[:-1], target[:-1], steps=False),
     }
 
 
-def _both(strategy, config, options, replicas, source, target) -> dict:
-    """Plain and hybrid: clipped gradients, the loss, and the weights after one and two steps."""
+def _both(strategy, config, options, replicas, source, target, steps: bool = True) -> dict:
+    """Plain and hybrid: clipped gradients, the loss, the weights after two steps and the
+    evaluation loss."""
     import tensorflow as tf
 
     from alime.seq2seq.distributed import ParallelOptions
@@ -94,15 +95,19 @@ def _both(strategy, config, options, replicas, source, target) -> dict:
             "paths": [v.path.split("/", 1)[-1] for v in pluto._vars],
             "grads": [[g.tolist() for g in row] for row in per_replica],
             "head": trainer.head is not None,
+            "bounds": trainer.head.bounds if trainer.head is not None else None,
         }
+        out[name] = record
+        if not steps:
+            continue
+        # Two steps (Adam's first update hardly depends on the gradients' size: the second
+        # does), then the evaluation through the head.
         batch = [(source, target)]
-        losses = [trainer.train_epoch(batch), trainer.train_epoch(batch)]
-        record["epoch_losses"] = losses
+        record["epoch_loss"] = trainer.train_epoch(batch * 2)
+        record["valid_loss"] = trainer.evaluate(batch)
         record["weights"] = {
             v.path.split("/", 1)[-1]: v.numpy().tolist() for v in trainer.model.weights
         }
-        record["bounds"] = trainer.head.bounds if trainer.head is not None else None
-        out[name] = record
     return out
 
 

@@ -1,12 +1,8 @@
 """`--jit-compile`: the XLA-compiled replica step gives the plain step's loss and gradients, is
-traced once for every bucket shape, and `alime train --jit-compile` trains end to end."""
+traced once for every bucket shape (XLA compiles per shape underneath); the command line is in
+test_train_jit_cli.py."""
 
 import dataclasses
-import json
-import os
-import subprocess
-import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -14,10 +10,6 @@ import pytest
 from alime.seq2seq.data import Example, bucket_batches
 from alime.seq2seq.training import Trainer, TrainOptions
 from alime.seq2seq.vocab import EOS_ID
-from tests.seq2seq.test_training import DIALOGUES
-
-ROOT = Path(__file__).resolve().parents[2]
-ENV = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"}
 
 EXAMPLES = [
     Example((5, 6), (7, 8, EOS_ID)),
@@ -84,19 +76,3 @@ def test_xla_step_is_traced_once_for_every_bucket_shape(tiny_config):
     # XLA compiles per shape underneath; the graph around it is traced once, not per batch.
     assert trainer.pluto._train_fn.experimental_get_tracing_count() == 1
     assert trainer.pluto._eval_fn.experimental_get_tracing_count() == 1
-
-
-def test_cli_jit_compile_trains_and_records_it(tmp_path):
-    data = tmp_path / "train.txt"
-    data.write_text("\n".join(DIALOGUES * 2) + "\n", encoding="utf-8")
-    out = tmp_path / "model"
-    cmd = [sys.executable, "-m", "alime", "train", "--no-progress", "--data", str(data)]
-    cmd += ["--out", str(out), "--epochs", "2", "--batch-size", "4", "--embed-dim", "8"]
-    cmd += ["--hidden-dim", "8", "--attention-dim", "8", "--valid-fraction", "0.2"]
-    cmd += ["--learning-rate", "0.02", "--jit-compile"]
-    done = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=300, env=ENV)
-    assert done.returncode == 0, done.stderr[-3000:]
-    meta = json.loads((out / "training.json").read_text(encoding="utf-8"))
-    assert meta["options"]["jit_compile"] is True
-    losses = [h["train_loss"] for h in meta["history"]]
-    assert all(np.isfinite(losses)) and losses[1] < losses[0]
