@@ -78,8 +78,9 @@ class TrainOptions:
             (``pluto.recompute``): less memory for one more forward pass of those blocks; the
             gradients are unchanged.
         jit_compile: compile each replica's forward and backward pass (and the evaluation
-            forward) with XLA (``pluto.training.TrainConfig.jit_compile``): one compilation per
-            batch shape (length bucket), then reused.
+            forward) with XLA (``pluto.training.TrainConfig.jit_compile``). Short batches are
+            padded with empty rows to the full size (``pad_rows``: no effect on the loss), so
+            XLA compiles once per length bucket.
         hybrid: train the vocabulary projection with its softmax and loss sharded across the
             replicas (``pluto.hybrid.ReplicaShardedSoftmax``) and the rest data-parallel, when
             Pluto's greedy placement shards it (needs 2 or more replicas and ``sync``; not with
@@ -205,9 +206,12 @@ def seq2seq_losses(model, source, target, options: TrainOptions, training: bool 
     wrong_log_probs = log_probs_of(tiled, wrong)
     positive = sequence_scores(log_probs, target)
     negative = tf.transpose(tf.reshape(sequence_scores(wrong_log_probs, wrong), [negatives, -1]))
+    # An all-PAD "answer" (a row that only pads a batch to its full size, see ``pad_rows``)
+    # is no negative: real targets always hold at least EOS.
     distinct = tf.transpose(
         tf.reshape(
-            tf.reduce_any(tf.not_equal(wrong, tf.tile(target, [negatives, 1])), axis=1),
+            tf.reduce_any(tf.not_equal(wrong, tf.tile(target, [negatives, 1])), axis=1)
+            & tf.reduce_any(tf.not_equal(wrong, PAD_ID), axis=1),
             [negatives, -1],
         )
     )
@@ -251,7 +255,8 @@ class _Objective:
         nll, count, term = seq2seq_losses(
             self.model, source, target, self.options, training, self.head
         )
-        rows = tf.cast(tf.shape(source)[0] > 0, tf.float32)
+        # Whether this replica got any real row (padding rows have an all-PAD target).
+        rows = tf.cast(tf.reduce_any(tf.not_equal(target, PAD_ID)), tf.float32)
         return {"nll": nll, "tokens": count, "contrastive": term * rows, "batches": rows}
 
     def loss(self, targets, out: dict):
@@ -319,6 +324,21 @@ def late_multiply_record(costs) -> dict | None:
         "bytes_saved_per_step": int(plain - sent),
         "layers": [c.to_dict() for c in costs],
     }
+
+
+def pad_rows(source: np.ndarray, target: np.ndarray, rows: int) -> tuple[np.ndarray, np.ndarray]:
+    """``(source, target)`` with all-PAD rows appended up to ``rows`` rows.
+
+    A padding row changes nothing: its target has no token (no loss, no token count), it is no
+    contrastive negative and has no source (no contrastive row).
+    """
+    extra = rows - len(source)
+    if extra <= 0:
+        return source, target
+    return (
+        np.concatenate([source, np.full((extra, source.shape[1]), PAD_ID, source.dtype)]),
+        np.concatenate([target, np.full((extra, target.shape[1]), PAD_ID, target.dtype)]),
+    )
 
 
 def _decodes(options: TrainOptions) -> int:
@@ -551,6 +571,10 @@ class Trainer:
         return self.pluto.learning_rate
 
     def _dataset(self, batches):
+        if self.options.jit_compile:
+            # XLA compiles once per input shape: with every batch at the full size, that is
+            # once per length bucket (short last batches would add shapes every epoch).
+            batches = [pad_rows(s, t, self.global_batch) for s, t in batches]
         return make_dataset(batches).map(lambda s, t: ((s, t), t))
 
     def train_epoch(self, batches, progress=None, on_step=None) -> float:
@@ -1043,10 +1067,24 @@ def sequence_scores(log_probs, target):
 
 def in_batch_negatives(target, negatives: int):
     """Wrong answers for each row: the targets ``1..negatives`` rows further on (cyclically),
-    stacked as ``[negatives * batch, steps]`` (block k holds every row's k-th negative)."""
+    stacked as ``[negatives * batch, steps]`` (block k holds every row's k-th negative).
+
+    The cycle runs over the real rows only: all-PAD rows appended to fill a batch
+    (``pad_rows``) neither give nor take negatives, so padding leaves the term unchanged.
+    Without such rows this is ``tf.roll(target, -k)``.
+    """
     import tensorflow as tf
 
-    return tf.concat([tf.roll(target, shift=-k, axis=0) for k in range(1, negatives + 1)], axis=0)
+    rows = tf.range(tf.shape(target)[0])
+    real = tf.reduce_sum(tf.cast(tf.reduce_any(tf.not_equal(target, PAD_ID), axis=1), tf.int32))
+    cycle = tf.maximum(real, 1)
+    return tf.concat(
+        [
+            tf.gather(target, tf.where(rows < real, (rows + k) % cycle, rows))
+            for k in range(1, negatives + 1)
+        ],
+        axis=0,
+    )
 
 
 def contrastive_loss(positive, negative, distinct, has_source, temperature: float = 1.0):
