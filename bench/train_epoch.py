@@ -10,6 +10,7 @@ Usage::
     python bench/train_epoch.py --devices 1
     python bench/train_epoch.py --devices 4 --parallel ma
     python bench/train_epoch.py --devices 1 --jit-compile
+    python bench/train_epoch.py --devices 2 --hybrid [--device-memory-mb M]
 """
 
 from __future__ import annotations
@@ -31,6 +32,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--devices", type=int, default=1)
     parser.add_argument("--parallel", choices=["sync", "ma"], default="sync")
     parser.add_argument("--jit-compile", action="store_true", help="XLA-compile the train step")
+    parser.add_argument("--hybrid", action="store_true", help="as `alime train --hybrid`")
+    parser.add_argument("--device-memory-mb", type=float, default=0.0, help="--hybrid's cap")
     parser.add_argument("--pairs", type=int, default=2000)
     args = parser.parse_args(argv)
 
@@ -52,7 +55,13 @@ def main(argv: list[str] | None = None) -> int:
     examples = make_examples(tokens, vocab, config)
     parallel = ParallelOptions(devices=args.devices, mode=args.parallel, avg_period=8)
     # What `alime train --jit-compile` does: XLA on each replica's forward and backward pass.
-    options = TrainOptions(batch_size=32, seed=1, jit_compile=args.jit_compile)
+    options = TrainOptions(
+        batch_size=32,
+        seed=1,
+        jit_compile=args.jit_compile,
+        hybrid=args.hybrid,
+        device_memory_mb=args.device_memory_mb,
+    )
     trainer = Trainer(config, options, strategy, parallel)
     seconds = []
     for epoch in range(2):
@@ -78,10 +87,34 @@ def main(argv: list[str] | None = None) -> int:
                 # Epoch 1's extra time: tracing, plus XLA's compilation per batch shape.
                 "first_epoch_extra_s": round(seconds[0] - seconds[1], 2),
                 "train_step_traces": trainer.pluto._train_fn.experimental_get_tracing_count(),
+                "hybrid": _hybrid_summary(trainer.hybrid_record()),
             }
         )
     )
     return 0
+
+
+def _hybrid_summary(record: dict | None) -> dict | None:
+    """The placement's decision and bytes (training.json's ``hybrid`` without the profiles)."""
+    if record is None:
+        return None
+    profiles = {p["name"]: p for p in record["profiles"]}
+    body = sum(
+        4 * p["weight_bytes"] + p["activation_bytes"]
+        for name, p in profiles.items()
+        if name != "output_proj"
+    )
+    proj = profiles["output_proj"]
+    return {
+        "sharded_layers": record["sharded_layers"],
+        "bytes_per_step": record["bytes_per_step"],
+        "output_proj": next(a for a in record["placement"] if a["layer"] == "output_proj"),
+        # A cap under which the placement must shard the projection on 2 devices: the body
+        # and half the projection fit, the whole model does not.
+        "forcing_cap_mb": round(
+            (body + proj["activation_bytes"] + 3 * proj["weight_bytes"]) / 2**20, 2
+        ),
+    }
 
 
 if __name__ == "__main__":
