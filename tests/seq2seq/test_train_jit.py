@@ -79,9 +79,12 @@ def test_xla_step_is_traced_once_for_every_bucket_shape(tiny_config):
     trainer.train_epoch(batches)
     trainer.evaluate(batches)
     trainer.train_epoch(batches[::-1])
-    # The graph around the XLA part is traced once, not per batch or shape.
+    # The graph around the XLA part is traced once, not per batch or shape, and so is the
+    # XLA-compiled function inside it (XLA's own per-shape compilations are not retraces).
     assert trainer.pluto._train_fn.experimental_get_tracing_count() == 1
     assert trainer.pluto._eval_fn.experimental_get_tracing_count() == 1
+    assert trainer.pluto._grad_fn.experimental_get_tracing_count() == 1
+    assert trainer.pluto._forward_fn.experimental_get_tracing_count() == 1
 
 
 def test_padding_rows_change_no_loss(tiny_config):
