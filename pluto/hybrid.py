@@ -213,6 +213,133 @@ def hybrid_loss(
     return head.loss(hidden, tf.concat(labels, 0), tf.concat(weights, 0))
 
 
+class ReplicaShardedSoftmax:
+    """The vocabulary projection sharded over the replicas of a ``tf.distribute`` strategy.
+
+    The same split as :class:`ShardedSoftmax`, inside a ``MirroredStrategy`` replica step
+    instead of ``tf.device`` blocks: replica ``s`` holds the columns ``bounds[s]`` of the kernel
+    and bias (padded to the widest shard) in variables with ``NONE`` aggregation, whose copies
+    may differ and whose replica-context updates stay local. :meth:`target_log_probs`
+    all-gathers the hidden rows and labels, computes the shard's logits, and all-reduces the
+    softmax normaliser and the target logit (the max, which carries no gradient, through an
+    all-gather). TF's collectives have gradients that sum over replicas: the body's gradients
+    come back to the rows' owners, each shard's kernel gradient is computed where it lives.
+
+    Args:
+        strategy: The strategy whose replicas hold the shards.
+        kernel: The full ``[hidden, vocab]`` projection kernel.
+        bias: The full ``[vocab]`` bias.
+    """
+
+    def __init__(self, strategy, kernel: np.ndarray, bias: np.ndarray) -> None:
+        import keras
+
+        kernel = np.asarray(kernel, np.float32)
+        bias = np.asarray(bias, np.float32)
+        if kernel.ndim != 2 or bias.shape != (kernel.shape[1],):
+            raise ValueError(f"kernel {kernel.shape} and bias {bias.shape} do not match")
+        self.strategy = strategy
+        self.replicas = strategy.num_replicas_in_sync
+        self.hidden, self.vocab = kernel.shape
+        self.bounds = shard_bounds(self.vocab, self.replicas)
+        self.width = max(hi - lo for lo, hi in self.bounds)
+        with strategy.scope():
+            # Keras variables (as the model's): the trainer checks them like any weight.
+            self.kernel = keras.Variable(
+                np.zeros((self.hidden, self.width), np.float32),
+                name="hybrid_proj_kernel",
+                aggregation="none",
+            )
+            self.bias = keras.Variable(
+                np.zeros((self.width,), np.float32), name="hybrid_proj_bias", aggregation="none"
+            )
+        self.load(kernel, bias)
+
+    @property
+    def variables(self) -> list:
+        """The shard kernel and bias (one copy per replica, each a different slice)."""
+        return [self.kernel, self.bias]
+
+    def _padded(self, array: np.ndarray, axis: int) -> list[np.ndarray]:
+        out = []
+        for lo, hi in self.bounds:
+            part = np.take(array, np.arange(lo, hi), axis=axis)
+            pad = [(0, 0)] * array.ndim
+            pad[axis] = (0, self.width - (hi - lo))
+            out.append(np.pad(part, pad))
+        return out
+
+    def load(self, kernel: np.ndarray, bias: np.ndarray) -> None:
+        """Give each replica its slice of the full ``kernel`` and ``bias``."""
+        kernels = self._padded(np.asarray(kernel, np.float32), 1)
+        biases = self._padded(np.asarray(bias, np.float32), 0)
+
+        def value(parts):
+            return self.strategy.experimental_distribute_values_from_function(
+                lambda ctx: tf.constant(parts[ctx.replica_id_in_sync_group])
+            )
+
+        def assign(k, b):
+            self.kernel.assign(k)
+            self.bias.assign(b)
+
+        tf.function(lambda: self.strategy.run(assign, args=(value(kernels), value(biases))))()
+
+    def full(self) -> tuple[np.ndarray, np.ndarray]:
+        """The whole ``[hidden, vocab]`` kernel and ``[vocab]`` bias, assembled from the shards."""
+        kernels = self.strategy.experimental_local_results(self.kernel.value)
+        biases = self.strategy.experimental_local_results(self.bias.value)
+        sizes = [hi - lo for lo, hi in self.bounds]
+        return (
+            np.concatenate([np.asarray(k)[:, :n] for k, n in zip(kernels, sizes, strict=True)], 1),
+            np.concatenate([np.asarray(b)[:n] for b, n in zip(biases, sizes, strict=True)], 0),
+        )
+
+    def target_log_probs(self, hidden: tf.Tensor, labels: tf.Tensor) -> tf.Tensor:
+        """``log softmax(hidden W + b)[label]`` of this replica's rows (replica context).
+
+        Every replica must call it, in the same order (it runs collectives).
+
+        Args:
+            hidden: This replica's rows ``[..., hidden]`` (any leading shape; rows may differ
+                in number between replicas).
+            labels: Their target ids, ``hidden``'s leading shape.
+
+        Returns:
+            The log-probabilities, ``labels``' shape, float32.
+        """
+        ctx = tf.distribute.get_replica_context()
+        shape = tf.shape(labels)
+        rows = tf.reshape(tf.cast(hidden, tf.float32), [-1, self.hidden])
+        ids = tf.reshape(tf.cast(labels, tf.int32), [-1])
+        count = tf.shape(ids)[:1]
+        all_rows = ctx.all_gather(rows, axis=0)  # [M, hidden]: every replica's rows
+        all_ids = ctx.all_gather(ids, axis=0)
+        counts = ctx.all_gather(count, axis=0)  # rows per replica, in gather order
+        replica = ctx.replica_id_in_sync_group
+        lo = tf.gather(tf.constant([b[0] for b in self.bounds], tf.int32), replica)
+        size = tf.gather(tf.constant([b[1] - b[0] for b in self.bounds], tf.int32), replica)
+        logits = tf.matmul(all_rows, self.kernel) + self.bias
+        # Padding columns of a narrower shard take no part (exp gives 0, no gradient).
+        real = tf.range(self.width) < size
+        logits = tf.where(real[None, :], logits, tf.constant(-1e30, logits.dtype))
+        # The max only keeps exp() in range: no gradient through it (as in ShardedSoftmax).
+        row_max = tf.stop_gradient(
+            tf.reduce_max(ctx.all_gather(tf.reduce_max(logits, axis=1)[None, :], axis=0), 0)
+        )
+        sums = tf.reduce_sum(tf.exp(logits - row_max[:, None]), axis=1)
+        inside = (all_ids >= lo) & (all_ids < lo + size)
+        local = tf.clip_by_value(all_ids - lo, 0, self.width - 1)
+        picked = tf.gather(logits, local, axis=1, batch_dims=1)
+        # The all-reduce of the per-row statistics: 2 floats per row and shard.
+        total, target = ctx.all_reduce(
+            tf.distribute.ReduceOp.SUM, [sums, tf.where(inside, picked, tf.zeros_like(picked))]
+        )
+        log_probs = target - row_max - tf.math.log(total)
+        start = tf.reduce_sum(counts[:replica])
+        return tf.reshape(log_probs[start : start + count[0]], shape)
+
+
 # ---- byte counts ---------------------------------------------------------------------------
 
 

@@ -72,6 +72,11 @@ class TrainConfig:
         drift_low: Drift under which the period doubles.
         drift_high: Drift over which the period halves.
         max_period: Upper bound of the adaptive period.
+        jit_compile: Compile each replica's forward and backward pass (and the evaluation
+            forward) with XLA. XLA needs static shapes: the step is still traced once per
+            dataset spec, and XLA compiles once per distinct batch shape (one per length
+            bucket, plus short last batches) and reuses it. The collectives and the update stay
+            outside the compiled part.
     """
 
     mode: Mode | str = Mode.SYNC
@@ -88,6 +93,7 @@ class TrainConfig:
     drift_low: float = 0.002
     drift_high: float = 0.02
     max_period: int = 64
+    jit_compile: bool = False
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "mode", Mode.parse(self.mode))
@@ -122,6 +128,11 @@ class Trainer:
             mode all-reduces every other gradient only. Read when the step is traced.
         exchanged_bytes: Bytes one replica sends per step to exchange those layers' factors
             (counted in :attr:`bytes_per_replica` instead of their all-reduce).
+        sharded: Model-parallel variables: each replica's copy holds its own slice (e.g. a
+            vocabulary shard of :mod:`pluto.hybrid`), so their gradients are never all-reduced.
+            The loss reaches them through collectives whose gradients sum over replicas, so a
+            shard's local gradient is N times the data-parallel mean's scale and is divided by N;
+            the clip norm counts every shard (one scalar all-reduce). Sync mode only.
 
     Raises:
         ValueError: The model was not built under ``strategy.scope()``, or ``exchanged`` is
@@ -136,6 +147,7 @@ class Trainer:
         config: TrainConfig | None = None,
         exchanged: Sequence = (),
         exchanged_bytes: float = 0.0,
+        sharded: Sequence = (),
     ) -> None:
         self.model = model
         self.loss_fn = loss_fn
@@ -151,9 +163,15 @@ class Trainer:
         self.exchanged = list(exchanged)
         if self.exchanged and self.config.mode is not Mode.SYNC:
             raise ValueError("exchanged (late-multiply) gradients need mode='sync'")
-        skip = {id(v) for v in self.exchanged}
+        self.sharded = list(sharded)
+        if self.sharded and self.config.mode is not Mode.SYNC:
+            raise ValueError("sharded (hybrid) variables need mode='sync'")
+        self._sharded_ids = {id(v) for v in self.sharded}
+        skip = {id(v) for v in self.exchanged} | self._sharded_ids
         if len(skip & {id(v) for v in self._vars}) != len(skip):
-            raise ValueError("every exchanged variable must be a trainable variable of the model")
+            raise ValueError(
+                "every exchanged or sharded variable must be a trainable variable of the model"
+            )
         # Non-trainable float state (e.g. normalization statistics) is averaged along so that the
         # saved model is the same on every replica.
         self._state = [
@@ -171,7 +189,8 @@ class Trainer:
                     cfg.bmuf.nesterov,
                 )
         self.comm = CommCounter(self.replicas)
-        # Bytes all-reduced per sync step: the exchanged kernels travel as factors instead.
+        # Bytes all-reduced per sync step: the exchanged kernels travel as factors instead, the
+        # sharded ones not at all (their exchange is in ``exchanged_bytes``).
         self._reduced_bytes = payload_bytes([v for v in self._vars if id(v) not in skip])
         self._exchanged_bytes = float(exchanged_bytes)
         self._avg_bytes = payload_bytes(self._vars + self._state)
@@ -215,17 +234,30 @@ class Trainer:
         self._train_fn = tf.function(self._distributed_step, reduce_retracing=True)
         self._avg_fn = tf.function(self._distributed_average)
         self._eval_fn = tf.function(self._distributed_eval, reduce_retracing=True)
+        # XLA compiles the per-replica compute only: the all-reduce and the local update (whose
+        # mirrored variables XLA cannot place) run in the ordinary graph around it.
+        self._grad_fn = self._loss_and_grads
+        self._forward_fn = self._eval_forward
+        if cfg.jit_compile:
+            self._grad_fn = tf.function(self._loss_and_grads, jit_compile=True)
+            self._forward_fn = tf.function(self._eval_forward, jit_compile=True)
         self._last_spec = None
         self._primed: set[tuple[str, str]] = set()
 
     # ---- replica-context functions -------------------------------------------------------
-    def _replica_step(self, inputs, targets):
+    def _loss_and_grads(self, inputs, targets):
         with tf.GradientTape() as tape:
             predictions = self.model(inputs, training=True)
             loss, metrics = _split_loss(self.loss_fn(targets, predictions))
         grads = [_dense(g) for g in tape.gradient(loss, self._vars)]
+        return loss, metrics, grads
+
+    def _replica_step(self, inputs, targets):
+        loss, metrics, grads = self._grad_fn(inputs, targets)
         if self.config.mode is Mode.SYNC:
             grads = self.reduce_gradients(grads)
+        if self.sharded:
+            grads = self._clip_with_shards(grads)
         self.optimizer.apply(grads)
         return loss, metrics
 
@@ -240,9 +272,41 @@ class Trainer:
         Returns:
             Gradients identical on every replica.
         """
-        if self.exchanged:
-            return late_multiply.reduce_gradients(grads, self._vars, self.exchanged)
+        if self.sharded:
+            scale = 1.0 / self.replicas
+            grads = [
+                g * scale if g is not None and id(v) in self._sharded_ids else g
+                for g, v in zip(grads, self._vars, strict=True)
+            ]
+        if self.exchanged or self.sharded:
+            return late_multiply.reduce_gradients(grads, self._vars, self.exchanged + self.sharded)
         return sync.allreduce_gradients(grads)
+
+    def _clip_with_shards(self, grads: list) -> list:
+        """Clip to the global norm of the whole model (replica context, after the reduce).
+
+        The local optimizer's clip would only see this replica's shards; the other shards'
+        squared norms come from one scalar all-reduce. The clipped gradients then have a norm
+        within the cap, so the optimizer's own clip leaves them as they are.
+        """
+        clip = self.config.optimizer.clipnorm
+        if clip is None:
+            return grads
+        ctx = tf.distribute.get_replica_context()
+        shard_sq = [
+            tf.reduce_sum(tf.square(g))
+            for g, v in zip(grads, self._vars, strict=True)
+            if g is not None and id(v) in self._sharded_ids
+        ]
+        body_sq = [
+            tf.reduce_sum(tf.square(g))
+            for g, v in zip(grads, self._vars, strict=True)
+            if g is not None and id(v) not in self._sharded_ids
+        ]
+        total = ctx.all_reduce(tf.distribute.ReduceOp.SUM, tf.add_n(shard_sq)) + tf.add_n(body_sq)
+        norm = tf.sqrt(total)
+        scale = clip / tf.maximum(norm, clip)
+        return [None if g is None else g * scale for g in grads]
 
     def _replica_average(self) -> tf.Tensor:
         policy = self.config.slot_policy
@@ -255,10 +319,13 @@ class Trainer:
                 slot.assign(tf.zeros_like(slot))
         return drift
 
-    def _replica_eval(self, inputs, targets):
+    def _eval_forward(self, inputs, targets):
         predictions = self.model(inputs, training=False)
+        return _split_loss(self.loss_fn(targets, predictions))
+
+    def _replica_eval(self, inputs, targets):
+        loss, metrics = self._forward_fn(inputs, targets)
         count = tf.cast(tf.shape(tf.nest.flatten(targets)[0])[0], tf.float32)
-        loss, metrics = _split_loss(self.loss_fn(targets, predictions))
         return loss * count, count, metrics
 
     def _reduce_metrics(self, metrics: dict) -> dict:

@@ -183,11 +183,30 @@ def register(subparsers) -> argparse.ArgumentParser:
         "weight gradient at the per-replica batch exchange those instead (exact; chosen "
         "layers and bytes saved in training.json)",
     )
+    g.add_argument(
+        "--hybrid",
+        action="store_true",
+        help="sync, --devices >= 2: the vocabulary projection with its softmax and loss split "
+        "across the replicas by vocabulary, the rest data-parallel, where Pluto's greedy "
+        "placement (a pre-run of every layer) shards it; placement and bytes in training.json",
+    )
+    g.add_argument(
+        "--device-memory-mb",
+        type=float,
+        default=0.0,
+        help="memory cap per device for --hybrid's placement (0: no cap)",
+    )
     p.add_argument(
         "--recompute",
         action="store_true",
         help="recompute the encoder and decoder activations in the backward pass: less "
         "memory in the long buckets for one more forward pass of those blocks",
+    )
+    p.add_argument(
+        "--jit-compile",
+        action="store_true",
+        help="compile the train and evaluation steps with XLA (once per length bucket); "
+        "slower on CPU, for long GPU runs (see docs/pluto.md)",
     )
     p.add_argument(
         "--mixed-precision",
@@ -266,6 +285,9 @@ def run(args: argparse.Namespace) -> int:
         max_minutes=args.max_minutes,
         mixed_precision=args.mixed_precision,
         recompute=args.recompute,
+        jit_compile=args.jit_compile,
+        hybrid=args.hybrid,
+        device_memory_mb=args.device_memory_mb,
     )
     from alime.seq2seq.training import set_threads, train
     from pluto.strategy import StrategyConfig, make_strategy

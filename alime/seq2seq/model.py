@@ -167,6 +167,13 @@ class Seq2SeqModel(keras.Model):
 
     def decode(self, enc: EncoderOutput, decoder_inputs: tf.Tensor, training: bool = False):
         """Teacher-forced logits [batch, steps, vocab] for decoder input ids [batch, steps]."""
+        return self.output_proj(self.decode_hidden(enc, decoder_inputs, training))
+
+    def decode_hidden(
+        self, enc: EncoderOutput, decoder_inputs: tf.Tensor, training: bool = False
+    ) -> tf.Tensor:
+        """What the vocabulary projection reads [batch, steps, hidden] (dropout applied): the
+        split point of hybrid training, which projects these rows with a sharded head."""
         x = self.dropout(self.embedding(decoder_inputs), training=training)
 
         def block(x, values, keys, state):
@@ -174,7 +181,7 @@ class Seq2SeqModel(keras.Model):
             return self._hidden(states, EncoderOutput(values, keys, enc.mask, state))
 
         hidden = self._block(block, training)(x, enc.values, enc.keys, enc.state)
-        return self.output_proj(self.dropout(hidden, training=training))
+        return self.dropout(hidden, training=training)
 
     def call(self, inputs, training: bool = False):
         """Logits for ``(source_ids, decoder_input_ids)``."""

@@ -77,6 +77,15 @@ class TrainOptions:
         recompute: recompute the encoder and decoder blocks' activations in the backward pass
             (``pluto.recompute``): less memory for one more forward pass of those blocks; the
             gradients are unchanged.
+        jit_compile: compile each replica's forward and backward pass (and the evaluation
+            forward) with XLA (``pluto.training.TrainConfig.jit_compile``). Short batches are
+            padded with empty rows to the full size (``pad_rows``: no effect on the loss), so
+            XLA compiles once per length bucket.
+        hybrid: train the vocabulary projection with its softmax and loss sharded across the
+            replicas (``pluto.hybrid.ReplicaShardedSoftmax``) and the rest data-parallel, when
+            Pluto's greedy placement shards it (needs 2 or more replicas and ``sync``; not with
+            late-multiply). The saved model is the ordinary one.
+        device_memory_mb: the per-device memory cap the placement works under (0: no cap).
     """
 
     epochs: int = 10
@@ -98,6 +107,9 @@ class TrainOptions:
     auto_batch_sizes: tuple[int, ...] = ()
     mixed_precision: bool = False
     recompute: bool = False
+    jit_compile: bool = False
+    hybrid: bool = False
+    device_memory_mb: float = 0.0
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "auto_batch_sizes", tuple(int(b) for b in self.auto_batch_sizes))
@@ -109,6 +121,8 @@ class TrainOptions:
             raise ValueError("contrastive_weight must be >= 0 and contrastive_negatives >= 1")
         if self.contrastive_temperature <= 0:
             raise ValueError("contrastive_temperature must be > 0")
+        if self.device_memory_mb < 0:
+            raise ValueError("--device-memory-mb must be >= 0 (0: no cap)")
 
 
 @dataclass(frozen=True)
@@ -155,8 +169,12 @@ def _read(files: Sequence[str | Path]) -> list[Dialogue]:
     return [d for f in files for d in read_dialogues(f)]
 
 
-def seq2seq_losses(model, source, target, options: TrainOptions, training: bool = True):
+def seq2seq_losses(model, source, target, options: TrainOptions, training: bool = True, head=None):
     """Losses of one replica's batch: summed token NLL, token count and the contrastive term.
+
+    Args:
+        head: a ``pluto.hybrid.ReplicaShardedSoftmax`` that replaces the model's vocabulary
+            projection (hybrid training, replica context), or None.
 
     Returns:
         (nll, count, contrastive): the contrastive term is the mean over the rows that have a
@@ -166,8 +184,13 @@ def seq2seq_losses(model, source, target, options: TrainOptions, training: bool 
 
     from alime.seq2seq.model import EncoderOutput, shift_right, target_log_probs
 
+    def log_probs_of(enc, ids):
+        if head is None:
+            return target_log_probs(model.decode(enc, shift_right(ids), training=training), ids)
+        return head.target_log_probs(model.decode_hidden(enc, shift_right(ids), training), ids)
+
     enc = model.encode(source, training=training)
-    log_probs = target_log_probs(model.decode(enc, shift_right(target), training=training), target)
+    log_probs = log_probs_of(enc, target)
     mask = tf.cast(tf.not_equal(target, PAD_ID), tf.float32)
     nll, count = -tf.reduce_sum(log_probs * mask), tf.reduce_sum(mask)
     if not options.contrastive_weight:
@@ -180,14 +203,15 @@ def seq2seq_losses(model, source, target, options: TrainOptions, training: bool 
             for t in (enc.values, enc.keys, enc.mask, enc.state)
         )
     )
-    wrong_log_probs = target_log_probs(
-        model.decode(tiled, shift_right(wrong), training=training), wrong
-    )
+    wrong_log_probs = log_probs_of(tiled, wrong)
     positive = sequence_scores(log_probs, target)
     negative = tf.transpose(tf.reshape(sequence_scores(wrong_log_probs, wrong), [negatives, -1]))
+    # An all-PAD "answer" (a row that only pads a batch to its full size, see ``pad_rows``)
+    # is no negative: real targets always hold at least EOS.
     distinct = tf.transpose(
         tf.reshape(
-            tf.reduce_any(tf.not_equal(wrong, tf.tile(target, [negatives, 1])), axis=1),
+            tf.reduce_any(tf.not_equal(wrong, tf.tile(target, [negatives, 1])), axis=1)
+            & tf.reduce_any(tf.not_equal(wrong, PAD_ID), axis=1),
             [negatives, -1],
         )
     )
@@ -203,16 +227,22 @@ class _Objective:
 
     Pluto's replica step is ``loss_fn(targets, model(inputs))``; the contrastive term needs the
     encoder output and the batch's other targets, so the "prediction" here is the losses
-    themselves and :meth:`loss` combines them. The variables are the seq2seq model's.
+    themselves and :meth:`loss` combines them. The variables are the seq2seq model's; with a
+    hybrid ``head``, its shards stand in for the model's projection kernel and bias.
     """
 
-    def __init__(self, model, options: TrainOptions) -> None:
+    def __init__(self, model, options: TrainOptions, head=None) -> None:
         self.model = model
         self.options = options
+        self.head = head
 
     @property
     def trainable_variables(self):
-        return self.model.trainable_variables
+        if self.head is None:
+            return self.model.trainable_variables
+        projection = {id(v) for v in self.model.output_proj.weights}
+        body = [v for v in self.model.trainable_variables if id(v) not in projection]
+        return body + self.head.variables
 
     @property
     def non_trainable_variables(self):
@@ -222,8 +252,11 @@ class _Objective:
         import tensorflow as tf
 
         source, target = inputs
-        nll, count, term = seq2seq_losses(self.model, source, target, self.options, training)
-        rows = tf.cast(tf.shape(source)[0] > 0, tf.float32)
+        nll, count, term = seq2seq_losses(
+            self.model, source, target, self.options, training, self.head
+        )
+        # Whether this replica got any real row (padding rows have an all-PAD target).
+        rows = tf.cast(tf.reduce_any(tf.not_equal(target, PAD_ID)), tf.float32)
         return {"nll": nll, "tokens": count, "contrastive": term * rows, "batches": rows}
 
     def loss(self, targets, out: dict):
@@ -293,6 +326,128 @@ def late_multiply_record(costs) -> dict | None:
     }
 
 
+def pad_rows(source: np.ndarray, target: np.ndarray, rows: int) -> tuple[np.ndarray, np.ndarray]:
+    """``(source, target)`` with all-PAD rows appended up to ``rows`` rows.
+
+    A padding row changes nothing: its target has no token (no loss, no token count), it is no
+    contrastive negative and has no source (no contrastive row).
+    """
+    extra = rows - len(source)
+    if extra <= 0:
+        return source, target
+    return (
+        np.concatenate([source, np.full((extra, source.shape[1]), PAD_ID, source.dtype)]),
+        np.concatenate([target, np.full((extra, target.shape[1]), PAD_ID, target.dtype)]),
+    )
+
+
+def _decodes(options: TrainOptions) -> int:
+    """Decoder passes per step: the target, plus one per contrastive negative."""
+    return 1 + (options.contrastive_negatives if options.contrastive_weight else 0)
+
+
+def profile_layers(model, config: Seq2SeqConfig, options: TrainOptions) -> list:
+    """Pluto's pre-run of the seq2seq layers at the per-replica batch and the longest bucket.
+
+    Only the vocabulary projection can be split here (``Shard.PROJECTION``: its softmax and
+    loss go with it); the embedding is profiled as data-parallel (a sharded lookup exists in
+    ``pluto.hybrid`` but is not wired into this model).
+
+    Returns:
+        One ``pluto.hybrid.LayerProfile`` per layer.
+    """
+    import tensorflow as tf
+
+    from pluto.hybrid import Shard, profile_layer
+
+    batch = options.batch_size
+    src = max(s for s, _ in config.buckets)
+    tgt = max(t for _, t in config.buckets)
+    h, rows = config.hidden_dim, batch * tgt * _decodes(options)
+    m = model
+    values = tf.zeros((batch, src, h))
+    keys = m.attention.keys(values)
+    mask = tf.ones((batch, src), tf.bool)
+    layers = [
+        ("embedding", m.embedding, [tf.ones((batch, max(src, tgt)), tf.int32)], m.embedding, None),
+        ("encoder", m.encoder_rnn, [tf.zeros((batch, src, config.embed_dim))], m.encoder_rnn, None),
+        ("bridge", m.bridge, [tf.zeros((batch, h))], m.bridge, None),
+        ("decoder", m.decoder_rnn, [tf.zeros((batch, tgt, config.embed_dim))], m.decoder_rnn, None),
+        (
+            "attention",
+            lambda q: m.attention(q, keys, values, mask),
+            [tf.zeros((batch, tgt, h))],
+            m.attention,
+            None,
+        ),
+        ("combine", m.combine, [tf.zeros((batch, tgt, 2 * h))], m.combine, None),
+        ("output_proj", m.output_proj, [tf.zeros((rows, h))], m.output_proj, Shard.PROJECTION),
+    ]
+    return [
+        profile_layer(name, fn, args, layer.trainable_weights, shard=shard, repeats=3)
+        for name, fn, args, layer, shard in layers
+    ]
+
+
+def check_hybrid(options: TrainOptions, parallel: ParallelOptions, replicas: int) -> None:
+    """Refuse ``--hybrid`` where it cannot run.
+
+    Raises:
+        ValueError: fewer than 2 replicas, model averaging, late-multiply or XLA.
+    """
+    if replicas < 2:
+        raise ValueError("--hybrid needs 2 or more replicas (--devices N >= 2)")
+    if parallel.mode != "sync" or parallel.late_multiply:
+        raise ValueError("--hybrid needs --parallel sync and no --late-multiply")
+    if options.jit_compile:
+        # The sharded head's all-gathers and all-reduces sit inside the forward pass, and XLA
+        # cannot compile a MirroredStrategy's cross-replica collectives.
+        raise ValueError("--hybrid cannot be combined with --jit-compile")
+
+
+def plan_hybrid(model, config: Seq2SeqConfig, options: TrainOptions, replicas: int):
+    """Pluto's greedy placement of the seq2seq layers over ``replicas`` devices.
+
+    Returns:
+        ``(profiles, placement)``; the projection is sharded when its assignment is ``model``.
+
+    Raises:
+        pluto.hybrid.PlacementError: the layers fit under no placement (a ``ValueError``).
+    """
+    from pluto.hybrid import greedy_placement
+
+    profiles = profile_layers(model, config, options)
+    cap = options.device_memory_mb * 2**20 if options.device_memory_mb else float("inf")
+    return profiles, greedy_placement(profiles, replicas, cap)
+
+
+def hybrid_record(profiles, placement, sharded: bool, replicas: int) -> dict | None:
+    """What ``training.json`` says about hybrid parallelism (None when it was off)."""
+    if placement is None:
+        return None
+    from pluto.hybrid import Mode, step_bytes
+
+    split = [a.mode is Mode.MODEL for a in placement.assignments]
+    exchange = sum(a.bytes_mp for a, s in zip(placement.assignments, split, strict=True) if s)
+    total = sum(p.weight_bytes for p in profiles)
+    split_bytes = sum(p.weight_bytes for p, s in zip(profiles, split, strict=True) if s)
+    per_step = step_bytes(total, split_bytes, exchange, replicas)
+    cap = placement.memory_cap
+    return {
+        "sharded_layers": ["output_proj"] if sharded else [],
+        "memory_cap_bytes": None if cap == float("inf") else int(cap),
+        "memory_per_device_bytes": [int(x) for x in placement.memory],
+        "bytes_per_step": {
+            "sync": int(per_step.sync),
+            "hybrid": int(per_step.hybrid),
+            "exchange": int(per_step.exchange),
+        },
+        "rows_at": "per-replica batch x longest bucket",
+        "placement": [a.to_dict() for a in placement.assignments],
+        "profiles": [p.to_dict() for p in profiles],
+    }
+
+
 class Trainer:
     """The one training path for 1..N devices and one or many workers.
 
@@ -336,13 +491,16 @@ class Trainer:
             # Variables created now, as mirrored variables.
             self.model = build_model(config, late_multiply=parallel.late_multiply)
         self.model.recompute = options.recompute
-        self._objective = _Objective(self.model, options)
+        self.head, self.hybrid_profiles, self.placement = self._plan_hybrid()
+        self._objective = _Objective(self.model, options, self.head)
         self.late_plan = plan_late_multiply(self.model, config, options, self.replicas)
         if parallel.late_multiply:
             late_bytes = sum(c.bytes_late for c in self.late_plan if c.late)
             exchanged = exchanged_kernels(self.model)
         else:
             late_bytes, exchanged = 0.0, []
+        if self.head is not None:  # the hybrid head's exchange replaces its all-reduce
+            late_bytes += self.hybrid_record()["bytes_per_step"]["exchange"]
         self.pluto = PlutoTrainer(
             self._objective,
             self._objective.loss,
@@ -359,11 +517,44 @@ class Trainer:
                 plateau_patience=parallel.plateau_patience,
                 plateau_factor=parallel.plateau_factor,
                 adaptive_period=parallel.adaptive_period,
+                jit_compile=options.jit_compile,
             ),
             exchanged=exchanged,
             exchanged_bytes=late_bytes,
+            sharded=self.head.variables if self.head is not None else (),
         )
         self.last_contrastive = self.last_valid_contrastive = 0.0
+
+    def _plan_hybrid(self):
+        """``(head, profiles, placement)`` for ``options.hybrid`` (all None when off)."""
+        if not self.options.hybrid:
+            return None, None, None
+        check_hybrid(self.options, self.parallel, self.replicas)
+        from pluto.hybrid import Mode, ReplicaShardedSoftmax
+
+        profiles, placement = plan_hybrid(self.model, self.config, self.options, self.replicas)
+        mode = next(a.mode for a in placement.assignments if a.layer == "output_proj")
+        head = None
+        if mode is Mode.MODEL:
+            proj = self.model.output_proj
+            head = ReplicaShardedSoftmax(self.strategy, proj.kernel.numpy(), proj.bias.numpy())
+        log.info("hybrid placement: output_proj %s-parallel", mode.value)
+        return head, profiles, placement
+
+    def assemble_head(self) -> None:
+        """Write the hybrid shards into the model's own projection (a no-op without them):
+        what is evaluated elsewhere, saved and served is the ordinary model."""
+        if self.head is None:
+            return
+        kernel, bias = self.head.full()
+        self.model.output_proj.kernel.assign(kernel)
+        self.model.output_proj.bias.assign(bias)
+
+    def hybrid_record(self) -> dict | None:
+        """What ``training.json`` says about hybrid parallelism (None when it was off)."""
+        return hybrid_record(
+            self.hybrid_profiles, self.placement, self.head is not None, self.replicas
+        )
 
     @property
     def replicas(self) -> int:
@@ -380,6 +571,10 @@ class Trainer:
         return self.pluto.learning_rate
 
     def _dataset(self, batches):
+        if self.options.jit_compile:
+            # XLA compiles once per input shape: with every batch at the full size, that is
+            # once per length bucket (short last batches would add shapes every epoch).
+            batches = [pad_rows(s, t, self.global_batch) for s, t in batches]
         return make_dataset(batches).map(lambda s, t: ((s, t), t))
 
     def train_epoch(self, batches, progress=None, on_step=None) -> float:
@@ -417,6 +612,7 @@ class Trainer:
                     loss=f"{nll / max(tokens, 1.0):.3f}", sent=f"{sent_mb:.0f}MB", **extra
                 )
         self.pluto.sync_weights_for_save()  # validation and saving see the averaged model
+        self.assemble_head()
         self.last_contrastive = term / max(rows, 1.0)
         return nll / max(tokens, 1.0)
 
@@ -464,6 +660,7 @@ class Trainer:
         With model averaging, replica 0's optimizer moments stand for every replica's.
         """
         self.pluto.sync_weights_for_save()
+        self.assemble_head()
         directory.mkdir(parents=True, exist_ok=True)
         self.model.save_weights(str(directory / "last.weights.h5"))
         np.savez(directory / "optimizer.npz", **self.pluto.state_arrays())
@@ -666,6 +863,9 @@ def _train(
     resuming = resume and (ckpt_dir / "state.json").is_file()
     if resume and not resuming:
         log.info("no checkpoint in %s: training from scratch", ckpt_dir)
+    if resuming and options.hybrid:
+        # The checkpoint keeps one replica's optimizer moments; the shards' differ per replica.
+        raise ValueError("--resume is not supported with --hybrid; train without --resume")
     if resuming:
         vocab = Vocabulary.load(out_dir / VOCAB_FILE)
         config = Seq2SeqConfig.load(out_dir / CONFIG_FILE)
@@ -733,6 +933,7 @@ def _train(
             "auto": batch_choice,
         },
         "late_multiply": late_multiply_record(trainer.late_plan),
+        "hybrid": trainer.hybrid_record(),
     }
 
     def record() -> dict:
@@ -866,10 +1067,24 @@ def sequence_scores(log_probs, target):
 
 def in_batch_negatives(target, negatives: int):
     """Wrong answers for each row: the targets ``1..negatives`` rows further on (cyclically),
-    stacked as ``[negatives * batch, steps]`` (block k holds every row's k-th negative)."""
+    stacked as ``[negatives * batch, steps]`` (block k holds every row's k-th negative).
+
+    The cycle runs over the real rows only: all-PAD rows appended to fill a batch
+    (``pad_rows``) neither give nor take negatives, so padding leaves the term unchanged.
+    Without such rows this is ``tf.roll(target, -k)``.
+    """
     import tensorflow as tf
 
-    return tf.concat([tf.roll(target, shift=-k, axis=0) for k in range(1, negatives + 1)], axis=0)
+    rows = tf.range(tf.shape(target)[0])
+    real = tf.reduce_sum(tf.cast(tf.reduce_any(tf.not_equal(target, PAD_ID), axis=1), tf.int32))
+    cycle = tf.maximum(real, 1)
+    return tf.concat(
+        [
+            tf.gather(target, tf.where(rows < real, (rows + k) % cycle, rows))
+            for k in range(1, negatives + 1)
+        ],
+        axis=0,
+    )
 
 
 def contrastive_loss(positive, negative, distinct, has_source, temperature: float = 1.0):
