@@ -55,7 +55,11 @@ class BenchConfig:
     ma_lr_scaling: str = "linear"
     sync_lr_scaling: str = "linear"
     lr_warmup_steps: int = 20
+    ma_adaptive: bool = False
     bmuf_period: int = 8
+    bmuf_lr_scaling: str = "none"
+    bmuf_local_lr: float = 0.0
+    bmuf_warmup_blocks: int = 0
 
 
 def load_examples(cfg: BenchConfig):
@@ -95,7 +99,9 @@ RUNS = {
     "single": dict(multi=False, mode="sync", scaling=None, period=None, bmuf=False),
     "sync": dict(multi=True, mode="sync", scaling="sync_lr_scaling", period=None, bmuf=False),
     "ma": dict(multi=True, mode="ma", scaling="ma_lr_scaling", period="ma_period", bmuf=False),
-    "ma_bmuf": dict(multi=True, mode="ma", scaling=None, period="bmuf_period", bmuf=True),
+    "ma_bmuf": dict(
+        multi=True, mode="ma", scaling="bmuf_lr_scaling", period="bmuf_period", bmuf=True
+    ),
 }
 
 
@@ -114,8 +120,11 @@ def run_one(name: str, cfg: BenchConfig, data) -> dict:
         mode=spec["mode"],
         avg_period=getattr(cfg, spec["period"]) if spec["period"] else 8,
         bmuf=spec["bmuf"],
+        bmuf_local_lr=cfg.bmuf_local_lr if spec["bmuf"] else 0.0,
+        bmuf_warmup_blocks=cfg.bmuf_warmup_blocks if spec["bmuf"] else 0,
         lr_scaling=getattr(cfg, spec["scaling"]) if spec["scaling"] else "none",
         lr_warmup_steps=cfg.lr_warmup_steps if spec["scaling"] else 0,
+        adaptive_period=cfg.ma_adaptive and name == "ma",
     )
     options = TrainOptions(batch_size=cfg.batch_per_replica, learning_rate=cfg.lr, seed=cfg.seed)
     strategy = make_strategy(StrategyConfig(devices=replicas, use_gpus=False))
@@ -155,6 +164,11 @@ def run_one(name: str, cfg: BenchConfig, data) -> dict:
         "history": history,
         "steps": pluto.global_step,
         "allreduces": pluto.comm.allreduces,
+        # Step of every all-reduce: each step (sync), each average (model averaging).
+        "allreduce_steps": list(range(1, pluto.global_step + 1))
+        if parallel.mode == "sync" and replicas > 1
+        else [int(s) for s, _ in pluto.drift_history],
+        "periods": [[int(s), float(d), int(k)] for s, d, k in pluto.adapted],
         "bytes_per_replica": pluto.bytes_per_replica,
         "final_val_loss": final,
         "wall_s": time.perf_counter() - start,
@@ -179,9 +193,15 @@ def summarize(runs: dict, cfg: BenchConfig, target: float) -> dict:
         steps = first_reaching(run["history"], target)
         run["steps_to_target"] = steps
         run["examples_to_target"] = None if steps is None else steps * run["examples_per_step"]
-        # All-reduces done until the target (sync: one per step; MA: averages so far).
-        ratio = 0.0 if steps is None or run["steps"] == 0 else steps / run["steps"]
-        allreduces = round(run["allreduces"] * ratio)
+        # All-reduces done until the target, counted (sync: one per step; MA: the averages so
+        # far, the one at the target step included).
+        done = run.get("allreduce_steps")
+        if steps is None:
+            allreduces = 0
+        elif done is None:  # a JSON from before the steps were recorded: pro rata
+            allreduces = round(run["allreduces"] * steps / max(run["steps"], 1))
+        else:
+            allreduces = sum(1 for s in done if s <= steps)
         run["allreduces_to_target"] = allreduces
         run["projected_s"] = {}
         run["projected_speedup_by_interconnect"] = {}
@@ -236,6 +256,37 @@ def plot(summary: dict, path: Path) -> None:
     plt.close(fig)
 
 
+# Settings the single run depends on: a reused single run must have been made with these.
+SINGLE_FIELDS = (
+    "vocab",
+    "emb",
+    "hidden",
+    "attention",
+    "val_pairs",
+    "batch_per_replica",
+    "single_steps",
+    "eval_every_single",
+    "seed",
+    "lr",
+)
+
+
+def reuse_single(path: Path, cfg: BenchConfig) -> dict:
+    """The single run of an earlier JSON, after checking it was made with ``cfg``'s settings.
+
+    Raises:
+        SystemExit: (status 2) the settings differ or the file has no single run.
+    """
+    earlier = json.loads(path.read_text())
+    differ = [f for f in SINGLE_FIELDS if earlier["config"].get(f) != getattr(cfg, f)]
+    if differ or "single" not in earlier.get("runs", {}):
+        print(f"{path}:1: cannot reuse its single run (differs in {differ})", file=sys.stderr)
+        raise SystemExit(2)
+    run = earlier["runs"]["single"]
+    run["reused_from"] = str(path)
+    return run
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run the benchmark; print JSON when ``--json``."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -249,12 +300,20 @@ def main(argv: list[str] | None = None) -> int:
         default=None,
         help="target val loss (default: single's final val loss + 1%%)",
     )
+    parser.add_argument(
+        "--reuse-single",
+        default=None,
+        help="take the single run from this earlier JSON (same settings) instead of training it",
+    )
     for field_name, default in asdict(BenchConfig()).items():
-        parser.add_argument(
-            f"--{field_name.replace('_', '-')}", type=type(default), default=default
-        )
+        flag = f"--{field_name.replace('_', '-')}"
+        if isinstance(default, bool):
+            parser.add_argument(flag, action=argparse.BooleanOptionalAction, default=default)
+        else:
+            parser.add_argument(flag, type=type(default), default=default)
     args = parser.parse_args(argv)
     cfg = BenchConfig(**{k: getattr(args, k) for k in asdict(BenchConfig())})
+    reused = reuse_single(Path(args.reuse_single), cfg) if args.reuse_single else None
 
     from pluto.strategy import configure_logical_cpus
 
@@ -264,7 +323,7 @@ def main(argv: list[str] | None = None) -> int:
     runs: dict = {}
     start = time.perf_counter()
     for name in args.runs.split(","):
-        runs[name] = run_one(name, cfg, data)
+        runs[name] = reused if name == "single" and reused else run_one(name, cfg, data)
         print(
             f"{name}: final {runs[name]['final_val_loss']:.4f} in {runs[name]['wall_s']:.0f}s",
             file=sys.stderr,

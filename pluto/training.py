@@ -389,7 +389,9 @@ class Trainer:
             The replicas' relative drift from their mean before averaging.
         """
         if self.bmuf is not None:  # block momentum of this block (ramped while warming up)
-            self.bmuf.set_momentum(self.config.bmuf.momentum_at(self.comm.allreduces, self.replicas))
+            self.bmuf.set_momentum(
+                self.config.bmuf.momentum_at(self.comm.allreduces, self.replicas)
+            )
         drift = float(self._avg_fn())
         self.comm.add(self._avg_bytes)
         self.local_steps = 0
