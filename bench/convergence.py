@@ -187,8 +187,8 @@ def first_reaching(history: list, target: float) -> int | None:
 
 def summarize(runs: dict, cfg: BenchConfig, target: float) -> dict:
     """Add steps-to-target, examples and projections to every run."""
-    single = runs["single"]
-    single_steps = first_reaching(single["history"], target)
+    single = runs.get("single")  # absent when only multi-replica runs were asked for
+    single_steps = first_reaching(single["history"], target) if single else None
     for _name, run in runs.items():
         steps = first_reaching(run["history"], target)
         run["steps_to_target"] = steps
