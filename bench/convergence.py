@@ -5,7 +5,9 @@ model) through ``alime train``'s code path: the same data pipeline (word-segment
 pairs, AliMe's length buckets, the answer-prior source dropout), the same
 :class:`alime.seq2seq.training.Trainer` over Pluto, the same validation token loss. It records
 the validation loss against steps per replica and projects wall-clock speed-ups on 4 real GPUs
-from a stated cost model (per-step compute plus all-reduce bytes over an interconnect).
+from a stated cost model (per-step compute plus all-reduce bytes over an interconnect). MA+BMUF
+runs its local learners with SGD-momentum, as in the BMUF paper; ``single_sgd`` (one replica with
+that optimizer) shows how much of its speed-up over the Adam single run is the optimizer.
 
 Usage::
 
