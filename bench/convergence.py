@@ -209,7 +209,7 @@ def summarize(runs: dict, cfg: BenchConfig, target: float) -> dict:
         # All-reduces done until the target, counted (sync: one per step; MA: the averages so
         # far, the one at the target step included).
         done = run.get("allreduce_steps")
-        if steps is None:
+        if steps is None or run["replicas"] == 1:  # one replica exchanges nothing
             allreduces = 0
         elif done is None:  # a JSON from before the steps were recorded: pro rata
             allreduces = round(run["allreduces"] * steps / max(run["steps"], 1))
