@@ -178,13 +178,15 @@ class Trainer:
             v for v in model.non_trainable_variables if v.dtype in ("float32", "float64")
         ]
         cfg = self.config
+        # BMUF may run its local learners with SGD-momentum instead of the configured optimizer.
+        local = cfg.optimizer if cfg.bmuf is None else cfg.bmuf.local_optimizer(cfg.optimizer)
         with strategy.scope():
-            self.optimizer = LocalOptimizer(self._vars, cfg.optimizer)
+            self.optimizer = LocalOptimizer(self._vars, local)
             self.bmuf = None
             if cfg.bmuf is not None:
                 self.bmuf = averaging.BlockMomentum(
                     self._vars,
-                    cfg.bmuf.momentum_for(self.replicas),
+                    cfg.bmuf.momentum_at(0, self.replicas),
                     cfg.bmuf.block_lr,
                     cfg.bmuf.nesterov,
                 )
@@ -214,7 +216,7 @@ class Trainer:
         # (step, drift, new period) at every average the adaptive period saw.
         self.adapted: list[tuple[int, float, int]] = []
         self.schedule = heuristics.LrSchedule(
-            cfg.optimizer.learning_rate,
+            local.learning_rate,
             self.replicas,
             cfg.lr_scaling,
             cfg.lr_warmup_steps,
@@ -224,7 +226,7 @@ class Trainer:
         )
         # (step, rate) whenever the schedule changed the rate; the optimizer starts at the base.
         self.learning_rates: list[tuple[int, float]] = []
-        self._scheduled_lr = float(cfg.optimizer.learning_rate)
+        self._scheduled_lr = float(local.learning_rate)
         self.last_metrics: dict[str, float] = {}
         self.last_eval_metrics: dict[str, float] = {}
         # Inputs of varying shape (length buckets) must not trace a step per shape: the step is
@@ -453,6 +455,10 @@ class Trainer:
         Returns:
             The replicas' relative drift from their mean before averaging.
         """
+        if self.bmuf is not None:  # block momentum of this block (ramped while warming up)
+            self.bmuf.set_momentum(
+                self.config.bmuf.momentum_at(self.comm.allreduces, self.replicas)
+            )
         drift = float(self._avg_fn())
         self.comm.add(self._avg_bytes)
         self.local_steps = 0
@@ -532,6 +538,7 @@ class Trainer:
         if self.bmuf is not None:
             for i, (w, d) in enumerate(zip(self.bmuf.global_weights, self.bmuf.delta, strict=True)):
                 out[f"bmuf_global_{i}"], out[f"bmuf_delta_{i}"] = first(w), first(d)
+            out["bmuf_restart_momentum"] = first(self.bmuf._restart_momentum)
         return out
 
     def load_state_arrays(self, arrays: dict[str, np.ndarray]) -> None:
@@ -543,6 +550,9 @@ class Trainer:
             for i, (w, d) in enumerate(zip(self.bmuf.global_weights, self.bmuf.delta, strict=True)):
                 w.assign(arrays[f"bmuf_global_{i}"])
                 d.assign(arrays[f"bmuf_delta_{i}"])
+            # Older checkpoints lack it: their restarts used the constant block momentum.
+            restart = arrays.get("bmuf_restart_momentum", self.bmuf.momentum.numpy())
+            self.bmuf._restart_momentum.assign(restart)
 
     def state_dict(self) -> dict:
         """The loop's scalar state (JSON-ready): steps, period, bytes, schedule."""

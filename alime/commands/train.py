@@ -152,6 +152,18 @@ def register(subparsers) -> argparse.ArgumentParser:
     )
     g.add_argument("--bmuf", action="store_true", help="block momentum (BMUF) on averaging")
     g.add_argument(
+        "--bmuf-local-lr",
+        type=float,
+        default=spread.bmuf_local_lr,
+        help="with --bmuf: local learners run SGD-momentum 0.9 at this rate (0: local Adam)",
+    )
+    g.add_argument(
+        "--bmuf-warmup-blocks",
+        type=int,
+        default=spread.bmuf_warmup_blocks,
+        help="with --bmuf: ramp the block momentum from 0 over this many blocks",
+    )
+    g.add_argument(
         "--lr-scaling",
         choices=["none", "linear", "sqrt"],
         default=spread.lr_scaling,
@@ -251,6 +263,8 @@ def run(args: argparse.Namespace) -> int:
         mode=args.parallel,
         avg_period=args.avg_period,
         bmuf=args.bmuf,
+        bmuf_local_lr=args.bmuf_local_lr,
+        bmuf_warmup_blocks=args.bmuf_warmup_blocks,
         lr_scaling=args.lr_scaling,
         lr_warmup_steps=args.lr_warmup_steps,
         plateau_patience=args.plateau_patience,

@@ -32,6 +32,9 @@ class ParallelOptions:
         mode: ``sync`` (gradient all-reduce every step) or ``ma`` (model averaging).
         avg_period: K, local steps between averages (``ma``).
         bmuf: block momentum on averaging (``ma``).
+        bmuf_local_lr: 0 keeps the local learners on Adam; > 0 runs them with SGD-momentum 0.9
+            at this one-replica rate, as in the BMUF paper (``--bmuf``).
+        bmuf_warmup_blocks: ramp the block momentum from 0 over this many blocks (``--bmuf``).
         lr_scaling: learning-rate scaling with the replicas: ``none``, ``linear`` or ``sqrt``.
         lr_warmup_steps: steps of the linear ramp from the one-replica rate to the scaled one.
         plateau_patience: validations (epochs) without a 0.1% improvement before the learning
@@ -48,6 +51,8 @@ class ParallelOptions:
     mode: str = "sync"
     avg_period: int = 8
     bmuf: bool = False
+    bmuf_local_lr: float = 0.0
+    bmuf_warmup_blocks: int = 0
     lr_scaling: str = "linear"
     lr_warmup_steps: int = 20
     plateau_patience: int = 0
@@ -73,6 +78,10 @@ class ParallelOptions:
             raise ValueError("--plateau-factor must be in (0, 1)")
         if self.bmuf and self.mode != "ma":
             raise ValueError("--bmuf needs --parallel ma")
+        if self.bmuf_local_lr < 0 or self.bmuf_warmup_blocks < 0:
+            raise ValueError("--bmuf-local-lr and --bmuf-warmup-blocks must be >= 0")
+        if (self.bmuf_local_lr or self.bmuf_warmup_blocks) and not self.bmuf:
+            raise ValueError("--bmuf-local-lr and --bmuf-warmup-blocks need --bmuf")
         if self.late_multiply and self.mode != "sync":
             # The late path averages the kernel gradients inside the backward pass: that is a
             # per-step exchange, which model averaging exists to avoid.

@@ -511,7 +511,13 @@ class Trainer:
                     kind="adam", learning_rate=options.learning_rate, clipnorm=options.clip_norm
                 ),
                 avg_period=parallel.avg_period,
-                bmuf=BmufConfig() if parallel.bmuf else None,
+                bmuf=BmufConfig(
+                    local_momentum=0.9 if parallel.bmuf_local_lr else None,
+                    local_lr=parallel.bmuf_local_lr or None,
+                    momentum_warmup_blocks=parallel.bmuf_warmup_blocks,
+                )
+                if parallel.bmuf
+                else None,
                 lr_scaling=parallel.lr_scaling,
                 lr_warmup_steps=parallel.lr_warmup_steps,
                 plateau_patience=parallel.plateau_patience,

@@ -102,6 +102,42 @@ def main(replicas: int) -> None:
         record[-1]["after"] = weights(trainer)
     out["bmuf"] = record
 
+    # BMUF with local SGD-momentum (the paper's local learners) and a block-momentum warm-up, on
+    # the quadratic 0.5 * w^2 with one weight w, every replica alike: hand-computable.
+    quad = BmufConfig(
+        block_momentum=0.6,
+        block_lr=0.9,
+        nesterov=True,
+        local_momentum=0.5,
+        local_lr=0.2,
+        momentum_warmup_blocks=2,
+    )
+    with strategy.scope():
+        qmodel = keras.Sequential(
+            [
+                keras.Input((1,)),
+                keras.layers.Dense(
+                    1, use_bias=False, kernel_initializer=keras.initializers.Constant(1.5)
+                ),
+            ]
+        )
+    adam = OptimizerConfig(kind="adam", learning_rate=1e-3)  # replaced by the local SGD
+    qtrainer = Trainer(
+        qmodel,
+        lambda t, p: 0.5 * tf.reduce_mean(tf.square(p)),
+        strategy,
+        TrainConfig(mode="ma", avg_period=2, optimizer=adam, bmuf=quad),
+    )
+    ones = np.ones((replicas, 1), "float32")
+    qdata = tf.data.Dataset.from_tensor_slices((ones, ones)).batch(replicas)
+    qbatch = next(iter(qtrainer.distribute(qdata)))
+    out["quad"] = []
+    for _ in range(6):  # three blocks of K=2 local steps
+        qtrainer.step(qbatch)
+        out["quad"].append([float(rep[0][0][0]) for rep in qtrainer.replica_weights()])
+    out["quad_lr"] = qtrainer.learning_rate
+    out["quad_kind"] = qtrainer.optimizer.config.kind.value
+
     # Saving path: weights equal after sync_weights_for_save.
     trainer, batch = make(TrainConfig(mode="ma", avg_period=5, optimizer=plain))
     trainer.step(batch)

@@ -70,6 +70,56 @@ def test_bmuf_matches_hand_computed_block_update(replica_checks):
                 np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6)
 
 
+def test_bmuf_local_sgd_momentum_on_a_quadratic_matches_hand_computed_blocks(replica_checks):
+    # Loss 0.5 * w^2, so the gradient is w. Local learners: SGD, momentum 0.5, rate 0.2 (the
+    # configured Adam is replaced); K = 2; block momentum 0.6 ramped over 2 blocks (0, 0.3, 0.6),
+    # block rate 0.9, Nesterov restarts. Every replica sees the same data, so the mean is w.
+    assert replica_checks["quad_kind"] == "sgd"
+    assert replica_checks["quad_lr"] == pytest.approx(0.2)
+    beta, lr, block_lr = 0.5, 0.2, 0.9
+    mus = [0.0, 0.3, 0.6]
+    w, m = 1.5, 0.0  # the local weight and momentum buffer (kept across blocks)
+    w_g, delta, start, mu_start = 1.5, 0.0, 1.5, 0.0
+    expected = []
+    for block in range(3):
+        for _ in range(2):
+            m = beta * m + w
+            w = w - lr * m
+            expected.append(w)
+        mu = mus[block]
+        assert start == pytest.approx(w_g + mu_start * delta)
+        delta = mu * delta + block_lr * (w - start)
+        w_g = w_g + delta
+        start = w = w_g + mu * delta
+        mu_start = mu
+        expected[-1] = w
+    got = replica_checks["quad"]
+    for step, want in enumerate(expected):
+        assert got[step] == pytest.approx([want] * REPLICAS, rel=1e-5), step
+
+
+def test_bmuf_config_rejects_bad_values():
+    from pluto.averaging import BmufConfig
+
+    for bad in (
+        {"block_momentum": 1.0},
+        {"block_lr": 0.0},
+        {"local_momentum": -0.1},
+        {"local_lr": 0.0},
+        {"momentum_warmup_blocks": -1},
+    ):
+        with pytest.raises(ValueError):
+            BmufConfig(**bad)
+    assert [BmufConfig(momentum_warmup_blocks=4).momentum_at(b, 4) for b in range(6)] == [
+        0.0,
+        0.1875,
+        0.375,
+        0.5625,
+        0.75,
+        0.75,
+    ]
+
+
 def test_bytes_follow_the_ring_allreduce_model(replica_checks):
     ring = 2 * (REPLICAS - 1) / REPLICAS * replica_checks["param_bytes"]
     assert replica_checks["sync_bytes"] == pytest.approx(ring)  # one step, one all-reduce

@@ -1,0 +1,57 @@
+"""``alime train``'s BMUF settings reach Pluto's trainer (one device, in process)."""
+
+from __future__ import annotations
+
+import pytest
+
+from alime.seq2seq.distributed import ParallelOptions
+
+
+def _config():
+    from alime.seq2seq.config import Seq2SeqConfig
+
+    return Seq2SeqConfig(
+        vocab_size=12,
+        embed_dim=4,
+        hidden_dim=4,
+        attention_dim=4,
+        buckets=((4, 4),),
+        max_source_len=4,
+        max_target_len=4,
+    )
+
+
+def test_bmuf_local_lr_runs_the_local_learners_with_sgd_momentum():
+    from alime.seq2seq.training import Trainer, TrainOptions
+
+    parallel = ParallelOptions(mode="ma", bmuf=True, bmuf_local_lr=0.1, bmuf_warmup_blocks=3)
+    trainer = Trainer(_config(), TrainOptions(learning_rate=2e-3, clip_norm=5.0), None, parallel)
+    local = trainer.pluto.optimizer.config
+    assert (local.kind.value, local.momentum, local.learning_rate) == ("sgd", 0.9, 0.1)
+    assert local.clipnorm == 5.0  # the configured clip norm is kept
+    assert trainer.learning_rate == pytest.approx(0.1)
+    assert trainer.pluto.config.bmuf.momentum_warmup_blocks == 3
+
+
+def test_bmuf_without_local_lr_keeps_adam():
+    from alime.seq2seq.training import Trainer, TrainOptions
+
+    trainer = Trainer(
+        _config(), TrainOptions(learning_rate=2e-3), None, ParallelOptions(mode="ma", bmuf=True)
+    )
+    local = trainer.pluto.optimizer.config
+    assert (local.kind.value, local.learning_rate) == ("adam", 2e-3)
+
+
+@pytest.mark.parametrize(
+    "kwargs",
+    [
+        {"mode": "ma", "bmuf_local_lr": 0.1},  # needs --bmuf
+        {"mode": "ma", "bmuf_warmup_blocks": 2},
+        {"mode": "ma", "bmuf": True, "bmuf_local_lr": -0.1},
+        {"mode": "ma", "bmuf": True, "bmuf_warmup_blocks": -1},
+    ],
+)
+def test_parallel_options_refuse_bad_bmuf_settings(kwargs):
+    with pytest.raises(ValueError, match="bmuf"):
+        ParallelOptions(**kwargs)
