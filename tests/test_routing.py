@@ -291,3 +291,24 @@ def test_question_terms_and_vectors_are_computed_once_and_give_the_same_features
     # 几时 发货 too) once
     assert sorted(calls["terms"]) == sorted(["几时 发货"] * 3 + ["发货", "快递"])
     assert calls["embed"] == [["几时 发货", "发货", "快递"], ["几时 发货"]]
+
+
+def test_query_match_equals_weighted_overlap_f1_on_random_texts():
+    """The per-query fast path gives the reference function's value for every pair."""
+    import random
+
+    from alime.routing import QueryMatch, weighted_overlap_f1
+
+    rng = random.Random(7)
+    vocab = [f"w{i}" for i in range(12)]
+    idf = {t: rng.choice([0.0, 0.3, 1.0, 2.5, -0.5]) for t in vocab}
+    groups = [("w1", "w2", "w3"), ("w4", "w5")]
+    syn = {t: tuple(o for g in groups if t in g for o in g if o != t) for t in vocab}
+    for _ in range(300):
+        query = rng.sample(vocab, rng.randint(0, 5))
+        for synonyms in (None, lambda t: syn[t]):
+            match = QueryMatch(query, idf.get, synonyms)
+            for _ in range(5):
+                question = rng.sample(vocab, rng.randint(0, 6))
+                want = weighted_overlap_f1(query, question, idf.get, synonyms)
+                assert match.f1(question) == pytest.approx(want, abs=1e-12), (query, question)
