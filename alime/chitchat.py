@@ -112,8 +112,10 @@ class ChitChatKB:
 
     def best(self, query: str, minimum: float = 0.0) -> ChitChatMatch | None:
         """The best-matching pair and its F1 in [0, 1]; None when no question shares a
-        character with the query. With ``minimum`` >= 1 (the engine passes its bar C), only an
-        F1 = 1 match could be used, so no scan runs when there is none."""
+        character with the query. The engine passes its bar C as ``minimum``: a pair whose F1
+        is below it would not be used, so pairs whose length alone keeps them below it are not
+        scored (None when nothing can reach it), and with ``minimum`` >= 1 only an F1 = 1 match
+        could be used, so no scan runs when there is none."""
         key = chitchat_key(query)
         full = self._first_full_match.get("".join(sorted(key))) if key else None
         if full is not None:  # F1 = 1, the best possible; the scan would keep the earliest too
@@ -125,8 +127,9 @@ class ChitChatKB:
         best_i, best_f1 = -1, 0.0
         for i in ids:
             n, m = len(key), len(self._keys[i])
-            if 2 * min(n, m) / (n + m) <= best_f1:
-                continue  # F1 <= 2 min(n, m) / (n + m): this one cannot beat the best
+            bound = 2 * min(n, m) / (n + m)
+            if bound <= best_f1 or bound < minimum:
+                continue  # F1 <= 2 min(n, m) / (n + m): this one cannot beat the best or the bar
             f1 = char_overlap_f1(key, self._keys[i])
             if f1 > best_f1:
                 best_i, best_f1 = i, f1

@@ -200,3 +200,17 @@ def test_a_bar_of_one_needs_no_scan_and_changes_no_answer():
             assert barred == full, query
         else:
             assert barred is None, query  # below the bar: the engine would not use it anyway
+
+
+def test_a_bar_skips_only_pairs_that_could_not_reach_it():
+    """With ``minimum`` = C, the answer is the unbarred best whenever that reaches C, and None
+    (or a match under C) otherwise: the engine's decision is the same."""
+    kb = ChitChatKB(PAIRS)
+    queries = ("你好！", "讲个 笑话", "你喜欢什么电影", "你好呀", "谁", "你是机器人吗", "今天天气")
+    for minimum in (0.5, 0.7, 0.9):
+        for query in queries:
+            full, barred = kb.best(query), kb.best(query, minimum=minimum)
+            if full is not None and full.score >= minimum:
+                assert barred == full, (query, minimum)
+            else:
+                assert barred is None or barred.score < minimum, (query, minimum)
