@@ -140,8 +140,6 @@ def with_classifier(
     """``retriever`` followed by the KB entry classifier's best entries it missed (unchanged
     when ``retrieval.classifier_extra`` is 0)."""
     extra = config.retrieval.classifier_extra
-    if extra < 0:
-        raise ValueError("retrieval.classifier_extra must be >= 0 (0: no classifier)")
     if extra == 0:
         return retriever
     from alime.retrieval.entry_classifier import ClassifierFollower, WithClassified, classifier_dir

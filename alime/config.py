@@ -83,6 +83,10 @@ class RetrievalConfig:
     # routing score's ``intent`` feature; 0: no classifier.
     classifier_extra: int = 3
 
+    def __post_init__(self) -> None:
+        if self.classifier_extra < 0:
+            raise ValueError("retrieval.classifier_extra must be >= 0 (0: no classifier)")
+
 
 @dataclass(frozen=True)
 class EngineConfig:

@@ -92,30 +92,19 @@ def weighted_overlap_f1(
     one of its synonyms is on the other side (给个折扣 matches 能便宜点 when 折扣 and 便宜 are
     one group): the F1 is then (weight of the query's matched terms + weight of the question's
     matched terms) / (weight of all terms of both), which is the plain F1 without synonyms.
+    One question; :class:`QueryMatch` scores one query against many.
     """
-    q, d = set(query), set(question)
-    w = {t: max(weight(t), 0.0) for t in q | d}
-    if synonyms is None:
-        return _f1(sum(w[t] for t in q & d), sum(w[t] for t in q), sum(w[t] for t in d))
-
-    def matched(side: set[str], other: set[str]) -> float:
-        return sum(w[t] for t in side if t in other or any(s in other for s in synonyms(t)))
-
-    total = sum(w[t] for t in q) + sum(w[t] for t in d)
-    both = matched(q, d) + matched(d, q)
-    return (
-        0.0 if total <= 0 or not sum(w[t] for t in q) or not sum(w[t] for t in d) else both / total
-    )
+    return QueryMatch(query, weight, synonyms).f1(question)
 
 
 INTENT_CLIP = 1e-6  # the ``intent`` probability is clipped to [1e-6, 1 - 1e-6] before its log-odds
 
 
 class QueryMatch:
-    """``weighted_overlap_f1(query, question, weight, synonyms)`` for one query against many
-    questions, with the per-query work done once: the query's weights and synonym sets, and
-    each term's weight and whether it is matched, looked up once per query however many
-    phrasings share it (the same values as the function; tested equal).
+    """:func:`weighted_overlap_f1` of one query against many questions, with the per-query
+    work done once: the query's weights and synonym sets, and each term's weight and whether
+    it is matched, looked up once per query however many phrasings share it (tested equal to
+    the formula written out plainly).
     """
 
     def __init__(
@@ -203,19 +192,25 @@ def _core_chars(text: str) -> tuple[Counter, int]:
     return counts, sum(counts.values())
 
 
+def core_overlap(query: str, question: str) -> tuple[float, float]:
+    """(``core_overlap_f1``, ``core_coverage``) from one intersection: the routing features
+    read both for every phrasing of every candidate."""
+    (a, n), (b, m) = _core_chars(query), _core_chars(question)
+    common = _common(a, b)
+    return _f1(common, float(n), float(m)), (common / m if m else 0.0)
+
+
 def core_overlap_f1(query: str, question: str) -> float:
     """``char_overlap_f1`` of the compact texts (letters and digits only) without
     ``FUNCTION_CHARS``."""
-    (a, n), (b, m) = _core_chars(query), _core_chars(question)
-    return _f1(_common(a, b), float(n), float(m))
+    return core_overlap(query, question)[0]
 
 
 def core_coverage(query: str, question: str) -> float:
     """The share of the question's ``core`` characters (with multiplicity) that the query has:
     1 when the query asks everything the question asks, however much context it adds around
     it (宝宝尿不湿快用完了 麻烦尽快发出 covers 尽快发货's 尽 快 发, not 货)."""
-    (a, _), (b, m) = _core_chars(query), _core_chars(question)
-    return 0.0 if m == 0 else _common(a, b) / m
+    return core_overlap(query, question)[1]
 
 
 def char_overlap_f1(query: str, question: str) -> float:
@@ -310,16 +305,14 @@ class CandidateFeatures:
             known = (sum(self.idf(t) > 0 for t in q_terms) / len(q_terms)) if q_terms else 0.0
             out[Feature.KNOWN] = np.full(n, known, np.float64)
         if Feature.CORE in wanted or Feature.COVER in wanted:
-            # both from one intersection per phrasing: core_overlap_f1 and core_coverage
-            a, n_q = _core_chars(std(query))
+            text = std(query)
             core = np.zeros(n)
             cover = np.zeros(n)
             for i, c in enumerate(candidates):
                 for q in c.questions:
-                    b, m = _core_chars(std(q))
-                    common = _common(a, b)
-                    core[i] = max(core[i], _f1(common, float(n_q), float(m)))
-                    cover[i] = max(cover[i], common / m if m else 0.0)
+                    f1, covered = core_overlap(text, std(q))
+                    core[i] = max(core[i], f1)
+                    cover[i] = max(cover[i], covered)
             out[Feature.CORE] = core
             out[Feature.COVER] = cover
         if Feature.INTENT in wanted or Feature.FIT in wanted:

@@ -100,9 +100,9 @@ class EntryClassifier:
     """The per-entry n-gram counts and the snapshot queries read. Thread-safe: ``apply`` builds
     a new snapshot and swaps it in with one assignment."""
 
-    def __init__(self, counts: Mapping[int, Counter], analyzer: str = "") -> None:
-        self._counts: dict[int, Counter] = dict(counts)
-        self._questions: dict[int, int] = {}
+    def __init__(self, analyzer: str = "") -> None:
+        # entry id -> (its questions' n-gram counts, how many questions it has)
+        self._entries: dict[int, tuple[Counter, int]] = {}
         self.analyzer = analyzer
         self._lock = threading.Lock()
         self._snapshot = self._build_snapshot()
@@ -112,15 +112,15 @@ class EntryClassifier:
     def build(
         cls, values: Sequence[tuple[Counter, int]], ids: Sequence[int], analyzer: str = ""
     ) -> EntryClassifier:
-        model = cls({}, analyzer)
+        model = cls(analyzer)
         model.apply(adds=dict(zip(ids, values, strict=True)))
         return model
 
     def __contains__(self, entry_id: int) -> bool:
-        return int(entry_id) in self._counts
+        return int(entry_id) in self._entries
 
     def __len__(self) -> int:
-        return len(self._counts)
+        return len(self._entries)
 
     @property
     def pending_edits(self) -> int:
@@ -138,25 +138,23 @@ class EntryClassifier:
         """Entry-level edits: each value is (the entry's n-gram counts, its number of questions)."""
         with self._lock:
             for entry in deletes:
-                self._counts.pop(int(entry), None)
-                self._questions.pop(int(entry), None)
-            for entry, (grams, questions) in {**(adds or {}), **(updates or {})}.items():
-                self._counts[int(entry)] = grams
-                self._questions[int(entry)] = questions
+                self._entries.pop(int(entry), None)
+            for entry, value in {**(adds or {}), **(updates or {})}.items():
+                self._entries[int(entry)] = value
             self._snapshot = self._build_snapshot()
 
     def _build_snapshot(self) -> _Snapshot:
-        ids = np.fromiter(self._counts, np.int64, len(self._counts))
+        ids = np.fromiter(self._entries, np.int64, len(self._entries))
         vocabulary: dict[str, tuple[list[int], list[int]]] = {}
         totals = np.zeros(len(ids))
         for row, entry in enumerate(ids.tolist()):
-            grams = self._counts[entry]
+            grams = self._entries[entry][0]
             totals[row] = sum(grams.values())
             for gram, n in grams.items():
                 rows, counts = vocabulary.setdefault(gram, ([], []))
                 rows.append(row)
                 counts.append(n)
-        questions = np.array([self._questions.get(e, 1) for e in ids.tolist()], np.float64)
+        questions = np.array([self._entries[e][1] for e in ids.tolist()], np.float64)
         size = ALPHA * max(len(vocabulary), 1)
         pooled_total = math.log(totals.sum() + size)
         return _Snapshot(
@@ -212,8 +210,8 @@ class EntryClassifier:
             "format": FORMAT_VERSION,
             "analyzer": self.analyzer,
             "entries": {
-                str(e): {"questions": self._questions.get(e, 1), "ngrams": dict(c)}
-                for e, c in self._counts.items()
+                str(e): {"questions": questions, "ngrams": dict(grams)}
+                for e, (grams, questions) in self._entries.items()
             },
         }
         (out / MODEL_FILE).write_text(json.dumps(data, ensure_ascii=False), encoding="utf-8")
@@ -233,7 +231,7 @@ class EntryClassifier:
         if data.get("format") != FORMAT_VERSION:
             raise ValueError(f"{path}: format {data.get('format')} is not this alime's")
         entries = data["entries"]
-        model = cls({}, str(data.get("analyzer", "")))
+        model = cls(str(data.get("analyzer", "")))
         model.apply(
             adds={int(e): (Counter(v["ngrams"]), int(v["questions"])) for e, v in entries.items()}
         )
