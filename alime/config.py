@@ -145,6 +145,9 @@ class ServeConfig:
     # GIL, so one process cannot use both cores; 4 threads each keep 8 requests in flight.
     workers: int = 2
     threads: int = 4
+    # A listening socket per worker (SO_REUSEPORT), so the kernel spreads new connections over
+    # the workers; false: one socket shared by the workers (see docs/serving.md, "Workers").
+    reuse_port: bool = True
     max_body_bytes: int = 16 * 1024
     max_import_bytes: int = 32 * 1024 * 1024  # admin bulk import bodies
     max_query_chars: int = 500

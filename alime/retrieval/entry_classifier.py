@@ -75,9 +75,21 @@ class Scores(Mapping):
         return len(self.ids)
 
     def top(self, k: int) -> list[tuple[int, float]]:
-        """The ``k`` most probable entries with their probability (ties by ascending id)."""
-        order = np.lexsort((self.ids, -self.probs))[:k]
-        return [(int(self.ids[r]), float(self.probs[r])) for r in order]
+        """The ``k`` most probable entries with their probability (ties by ascending id).
+
+        Only the rows at or above the ``k``-th largest probability are sorted: a full sort of
+        a 5,000-entry KB's scores cost more than the rest of the classifier's query (lab
+        profile, 0.19 ms per query); ties at the ``k``-th value are all kept, so the result
+        is the full sort's first ``k``."""
+        probs, n = self.probs, len(self.probs)
+        if k <= 0 or not n:
+            return []
+        rows = np.arange(n)
+        if k < n:
+            kth = np.partition(probs, n - k)[n - k]  # the k-th largest value
+            rows = np.flatnonzero(probs >= kth)
+        order = rows[np.lexsort((self.ids[rows], -probs[rows]))][:k]
+        return [(int(self.ids[r]), float(probs[r])) for r in order]
 
 
 Scores.EMPTY = Scores(np.zeros(0, np.int64), {}, np.zeros(0), np.zeros(0))
@@ -91,7 +103,8 @@ class _Snapshot:
     rows: Mapping[int, int]  # entry id -> its row
     log_prior: np.ndarray  # log P(entry): its share of all questions
     log_total: np.ndarray  # log(n-grams of the entry + ALPHA x vocabulary)
-    postings: Mapping[str, tuple[np.ndarray, np.ndarray]]  # n-gram -> (rows, counts)
+    # n-gram -> (the rows of the entries that have it, log(1 + count / ALPHA) for each)
+    postings: Mapping[str, tuple[np.ndarray, np.ndarray]]
     pooled: Mapping[str, float]  # n-gram -> its log probability in all questions together
     pooled_unseen: float  # the same for an n-gram no question has
 
@@ -163,7 +176,7 @@ class EntryClassifier:
             log_prior=np.log(questions / questions.sum()) if len(ids) else questions,
             log_total=np.log(totals + ALPHA * max(len(vocabulary), 1)),
             postings={
-                g: (np.asarray(r, np.int64), np.asarray(c, np.float64))
+                g: (np.asarray(r, np.int64), np.log1p(np.asarray(c, np.float64) / ALPHA))
                 for g, (r, c) in vocabulary.items()
             },
             pooled={g: math.log(sum(c) + ALPHA) - pooled_total for g, (_, c) in vocabulary.items()},
@@ -191,12 +204,17 @@ class EntryClassifier:
         # for every entry, so only the n-grams an entry has add to its score.
         loglik = -n * snap.log_total + n * math.log(ALPHA)
         background = 0.0
+        rows, weights = [], []
         for gram, k in grams.items():
             posting = snap.postings.get(gram)
             background += k * snap.pooled.get(gram, snap.pooled_unseen)
             if posting is not None:
-                rows, counts = posting
-                loglik[rows] += k * np.log1p(counts / ALPHA)
+                rows.append(posting[0])
+                weights.append(posting[1] if k == 1 else k * posting[1])
+        if rows:  # one scatter-add for all the n-grams (an add per n-gram: 1.35x the time)
+            loglik += np.bincount(
+                np.concatenate(rows), np.concatenate(weights), minlength=len(snap.ids)
+            )
         joint = snap.log_prior + loglik
         probs = np.exp(joint - joint.max())
         probs /= probs.sum()

@@ -12,6 +12,7 @@ from alime.retrieval.entry_classifier import (
     ALPHA,
     ClassifierFollower,
     EntryClassifier,
+    Scores,
     WithClassified,
     ngrams,
 )
@@ -202,3 +203,19 @@ def test_classifier_extra_setting(tmp_path):
     with pytest.raises(ValueError, match="classifier_extra must be >= 0"):
         RetrievalConfig(classifier_extra=-1)
     assert isinstance(with_classifier(config, kb, searcher, searcher), WithClassified)
+
+
+@pytest.mark.parametrize("k", [1, 3, 7, 40, 41, 100])
+def test_top_equals_the_full_sort_with_ties(k):
+    """``top`` sorts only the rows at or above the k-th largest probability: the same entries,
+    in the same order, as sorting all of them (probability descending, then ascending id), when
+    many entries tie, including at the k-th value."""
+    rng = np.random.default_rng(k)
+    ids = rng.permutation(np.arange(1000, 1041))  # 41 entries, ids not in row order
+    probs = rng.choice([0.5, 0.25, 0.125, 0.0625], size=41)  # every value tied many times
+    scores = Scores(ids, {int(e): r for r, e in enumerate(ids)}, probs, np.zeros(41))
+    expected = sorted(
+        zip(ids.tolist(), probs.tolist(), strict=True), key=lambda item: (-item[1], item[0])
+    )
+    assert scores.top(k) == expected[:k]
+    assert Scores.EMPTY.top(k) == []
