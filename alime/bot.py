@@ -13,6 +13,7 @@ from alime.decision import DecisionScore
 from alime.engine import HybridEngine, Thresholds
 from alime.guards import GuardReplies, Guards, load_lexicon
 from alime.kb.formats import Format, read_rows
+from alime.kb.pair_cache import PairCache
 from alime.kb.store import KnowledgeBase
 from alime.retrieval.modes import build_retriever
 from alime.retrieval.searcher import KBSearcher
@@ -106,7 +107,7 @@ def build_bot(config: AppConfig | None = None, classifier: bool | None = None) -
     gen_t = _pick(config.engine.generation_threshold, tuned.get("generation_threshold"), 0.0)
     engine = HybridEngine(
         retriever=retriever,
-        lookup=kb.get_many,
+        lookup=PairCache(kb),
         thresholds=Thresholds(
             answer=answer_t,
             generation=gen_t,
