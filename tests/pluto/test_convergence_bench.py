@@ -7,7 +7,7 @@ from dataclasses import asdict
 
 import pytest
 
-from bench.convergence import BenchConfig, payload_factor, reuse_single, summarize
+from bench.convergence import BenchConfig, optimizer_of, payload_factor, reuse_single, summarize
 
 
 def _run(replicas: int, history: list, steps: int, allreduce_steps: list[int]) -> dict:
@@ -116,3 +116,16 @@ def test_averaged_optimizer_state_is_charged_as_extra_bytes():
     assert out["projected_speedup"] == pytest.approx(
         80 * 8.3e-3 / (32 * 8.3e-3 + 2 * 2 * ALLREDUCE_S)
     )
+
+
+def test_every_run_trains_with_its_stated_optimizer_and_rate():
+    cfg = BenchConfig(lr=2e-3, sgd_lr=0.025, ma_lr_scaling="linear", replicas=4, bmuf_local_lr=0.03)
+    assert optimizer_of("single", cfg) == ("adam", 2e-3)
+    assert optimizer_of("single_sgd", cfg) == ("sgd", 0.025)
+    assert optimizer_of("ma", cfg) == ("sgd", 0.025)  # scaled by the trainer, not here
+    assert optimizer_of("ma", BenchConfig(ma_optimizer="adam", lr=1e-3)) == ("adam", 1e-3)
+    assert optimizer_of("ma_bmuf", cfg) == ("sgd", 0.03)
+    kind, rate = optimizer_of("single_sgd_scaled", cfg)  # ma's rate on one replica
+    assert (kind, rate) == ("sgd", pytest.approx(0.1))
+    kind, rate = optimizer_of("single_sgd_scaled", BenchConfig(sgd_lr=0.025, ma_lr_scaling="sqrt"))
+    assert rate == pytest.approx(0.05)
