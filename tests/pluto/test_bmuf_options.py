@@ -100,3 +100,23 @@ def test_train_options_refuse_bad_optimizer_settings(kwargs, match):
 def test_parallel_options_refuse_bad_ma_slots(kwargs):
     with pytest.raises(ValueError, match="--ma-slots"):
         ParallelOptions(**kwargs)
+
+
+def test_train_command_parses_the_optimizer_and_slot_flags(capsys):
+    import argparse
+
+    from alime.commands import train as train_command
+
+    parser = argparse.ArgumentParser(prog="alime")
+    train_command.register(parser.add_subparsers())
+    base = ["train", "--data", "a.txt", "--out", "m"]
+    args = parser.parse_args(base)
+    assert (args.optimizer, args.momentum, args.ma_slots) == ("adam", 0.9, "local")
+    args = parser.parse_args(
+        [*base, "--optimizer", "sgd", "--momentum", "0.8", "--ma-slots", "average"]
+    )
+    assert (args.optimizer, args.momentum, args.ma_slots) == ("sgd", 0.8, "average")
+    with pytest.raises(SystemExit) as err:
+        parser.parse_args([*base, "--optimizer", "rmsprop"])
+    assert err.value.code == 2
+    assert "--optimizer" in capsys.readouterr().err

@@ -119,10 +119,18 @@ def test_averaged_optimizer_state_is_charged_as_extra_bytes():
 
 
 def test_every_run_trains_with_its_stated_optimizer_and_rate():
-    cfg = BenchConfig(lr=2e-3, sgd_lr=0.025, ma_lr_scaling="linear", replicas=4, bmuf_local_lr=0.03)
+    cfg = BenchConfig(
+        lr=2e-3,
+        sgd_lr=0.025,
+        ma_optimizer="sgd",
+        ma_lr_scaling="linear",
+        replicas=4,
+        bmuf_local_lr=0.03,
+    )
     assert optimizer_of("single", cfg) == ("adam", 2e-3)
     assert optimizer_of("single_sgd", cfg) == ("sgd", 0.025)
     assert optimizer_of("ma", cfg) == ("sgd", 0.025)  # scaled by the trainer, not here
+    assert optimizer_of("sync", cfg) == ("adam", 2e-3)  # sync_optimizer's default
     assert optimizer_of("ma", BenchConfig(ma_optimizer="adam", lr=1e-3)) == ("adam", 1e-3)
     assert optimizer_of("ma_bmuf", cfg) == ("sgd", 0.03)
     kind, rate = optimizer_of("single_sgd_scaled", cfg)  # ma's rate on one replica
