@@ -34,7 +34,10 @@ def payload_bytes(variables: Iterable) -> int:
     total = 0
     for var in variables:
         count = int(np.prod(var.shape)) if len(var.shape) else 1
-        total += count * np.dtype(str(var.dtype).replace("tf.", "")).itemsize
+        # Keras variables give the dtype as a name ("float32"), tf.Variables (the optimizer
+        # slots) as a tf.DType whose str is "<dtype: 'float32'>": ask for its name either way.
+        dtype = getattr(var.dtype, "name", var.dtype)
+        total += count * np.dtype(str(dtype).replace("tf.", "")).itemsize
     return total
 
 

@@ -71,6 +71,16 @@ def register(subparsers) -> argparse.ArgumentParser:
     p.add_argument(
         "--learning-rate", type=float, default=None, help=f"default {defaults.learning_rate}"
     )
+    p.add_argument(
+        "--optimizer",
+        choices=["adam", "sgd"],
+        default=defaults.optimizer,
+        help="(local) optimizer: adam, or sgd with heavy-ball --momentum (give it a far larger "
+        "--learning-rate, e.g. 0.1)",
+    )
+    p.add_argument(
+        "--momentum", type=float, default=defaults.momentum, help="SGD momentum (--optimizer sgd)"
+    )
     p.add_argument("--embed-dim", type=int, default=None, help=f"default {shape.embed_dim}")
     p.add_argument("--hidden-dim", type=int, default=None, help=f"default {shape.hidden_dim}")
     p.add_argument("--attention-dim", type=int, default=None, help=f"default {shape.attention_dim}")
@@ -149,6 +159,13 @@ def register(subparsers) -> argparse.ArgumentParser:
         type=int,
         default=None,
         help=f"K local steps between averages (default {spread.avg_period})",
+    )
+    g.add_argument(
+        "--ma-slots",
+        choices=["local", "average", "reset"],
+        default=spread.ma_slots,
+        help="ma: what averaging does with the optimizer state (momentum, Adam moments): keep "
+        "each replica's, average it along (2-3x the bytes) or reset it",
     )
     g.add_argument("--bmuf", action="store_true", help="block momentum (BMUF) on averaging")
     g.add_argument(
@@ -271,6 +288,7 @@ def run(args: argparse.Namespace) -> int:
         plateau_factor=args.plateau_factor,
         adaptive_period=args.adaptive_period,
         late_multiply=args.late_multiply,
+        ma_slots=args.ma_slots,
     )
     text_config = config.text  # --config's [text]: tokenized as it will be served
     shape = Seq2SeqConfig(
@@ -287,6 +305,8 @@ def run(args: argparse.Namespace) -> int:
         batch_size=AUTO_BATCH_SIZES[0] if auto else args.batch_size,
         auto_batch_sizes=AUTO_BATCH_SIZES if auto else (),
         learning_rate=args.learning_rate,
+        optimizer=args.optimizer,
+        momentum=args.momentum,
         patience=args.patience,
         seed=args.seed,
         valid_fraction=args.valid_fraction,

@@ -21,6 +21,7 @@ from pathlib import Path
 
 MODES = ("sync", "ma")
 LR_SCALINGS = ("none", "linear", "sqrt")
+MA_SLOTS = ("local", "average", "reset")  # pluto.training.SlotPolicy's values
 
 
 @dataclass(frozen=True)
@@ -42,6 +43,9 @@ class ParallelOptions:
         plateau_factor: that multiplier.
         adaptive_period: let K follow how far the replicas drift apart.
         workers: worker processes (from ``TF_CONFIG``; 1 without a cluster).
+        ma_slots: what averaging does with the optimizer state (momentum, Adam moments):
+            ``local`` keeps each replica's, ``average`` averages it along with the weights
+            (more bytes), ``reset`` zeroes it (``ma``).
         late_multiply: Dense layers whose factors ``X`` and ``E`` are cheaper to exchange than
             their weight gradient at the per-replica batch (``pluto.late_multiply.plan``) take
             the late-multiply path (``sync``).
@@ -60,6 +64,7 @@ class ParallelOptions:
     adaptive_period: bool = False
     workers: int = 1
     late_multiply: bool = False
+    ma_slots: str = "local"
 
     def __post_init__(self) -> None:
         if self.devices < 1 or self.workers < 1:
@@ -82,6 +87,12 @@ class ParallelOptions:
             raise ValueError("--bmuf-local-lr and --bmuf-warmup-blocks must be >= 0")
         if (self.bmuf_local_lr or self.bmuf_warmup_blocks) and not self.bmuf:
             raise ValueError("--bmuf-local-lr and --bmuf-warmup-blocks need --bmuf")
+        if self.ma_slots not in MA_SLOTS:
+            raise ValueError(
+                f"--ma-slots must be one of {', '.join(MA_SLOTS)}; got {self.ma_slots!r}"
+            )
+        if self.ma_slots != "local" and self.mode != "ma":
+            raise ValueError("--ma-slots needs --parallel ma")
         if self.late_multiply and self.mode != "sync":
             # The late path averages the kernel gradients inside the backward pass: that is a
             # per-step exchange, which model averaging exists to avoid.

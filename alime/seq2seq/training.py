@@ -50,6 +50,7 @@ log = logging.getLogger(__name__)
 
 CHECKPOINT_DIR = "checkpoint"
 MIXED_POLICY = "mixed_bfloat16"
+OPTIMIZERS = ("adam", "sgd")
 
 
 @dataclass(frozen=True)
@@ -86,6 +87,10 @@ class TrainOptions:
             Pluto's greedy placement shards it (needs 2 or more replicas and ``sync``; not with
             late-multiply). The saved model is the ordinary one.
         device_memory_mb: the per-device memory cap the placement works under (0: no cap).
+        optimizer: the (local) optimizer: ``adam``, or ``sgd`` (heavy-ball momentum
+            ``momentum``; needs a far larger ``learning_rate``, e.g. 0.1). With ``--bmuf`` and
+            ``bmuf_local_lr`` the local learners run SGD-momentum whatever this says.
+        momentum: the SGD momentum (``optimizer="sgd"``).
     """
 
     epochs: int = 10
@@ -110,8 +115,16 @@ class TrainOptions:
     jit_compile: bool = False
     hybrid: bool = False
     device_memory_mb: float = 0.0
+    optimizer: str = "adam"
+    momentum: float = 0.9
 
     def __post_init__(self) -> None:
+        if self.optimizer not in OPTIMIZERS:
+            raise ValueError(
+                f"--optimizer must be one of {', '.join(OPTIMIZERS)}; got {self.optimizer!r}"
+            )
+        if not 0.0 <= self.momentum < 1.0:
+            raise ValueError(f"--momentum must be in [0, 1); got {self.momentum}")
         object.__setattr__(self, "auto_batch_sizes", tuple(int(b) for b in self.auto_batch_sizes))
         if any(b < 1 for b in self.auto_batch_sizes):
             raise ValueError("auto_batch_sizes must be >= 1")
@@ -508,9 +521,13 @@ class Trainer:
             TrainConfig(
                 mode=parallel.mode,
                 optimizer=OptimizerConfig(
-                    kind="adam", learning_rate=options.learning_rate, clipnorm=options.clip_norm
+                    kind=options.optimizer,
+                    learning_rate=options.learning_rate,
+                    momentum=options.momentum,
+                    clipnorm=options.clip_norm,
                 ),
                 avg_period=parallel.avg_period,
+                slot_policy=parallel.ma_slots,
                 bmuf=BmufConfig(
                     local_momentum=0.9 if parallel.bmuf_local_lr else None,
                     local_lr=parallel.bmuf_local_lr or None,

@@ -88,6 +88,31 @@ def main(replicas: int) -> None:
     out["ma_bytes"] = trainer.bytes_per_replica
     out["param_bytes"] = sum(int(np.prod(v.shape)) * 4 for v in trainer.model.trainable_variables)
 
+    # Optimizer state at averaging (SGD-momentum 0.5): each replica's momentum before and after
+    # an average, for every slot policy; the replicas see different shards, so they differ.
+    def slots(trainer):
+        return [
+            [np.asarray(v).tolist() for v in strategy.experimental_local_results(slot)]
+            for slot in trainer.optimizer.slots
+        ]
+
+    heavy = OptimizerConfig(kind="sgd", learning_rate=0.1, momentum=0.5)
+    out["slot_policies"] = {}
+    for policy in ("local", "average", "reset"):
+        trainer, batch = make(
+            TrainConfig(mode="ma", avg_period=100, optimizer=heavy, slot_policy=policy)
+        )
+        trainer.step(batch)
+        trainer.step(batch)
+        before = slots(trainer)
+        trainer.average()
+        out["slot_policies"][policy] = {
+            "before": before,
+            "after": slots(trainer),
+            "weights_after": weights(trainer),
+            "bytes": trainer.bytes_per_replica,
+        }
+
     # BMUF: two blocks of K=2 local steps each.
     bmuf = BmufConfig(nesterov=True)
     trainer, batch = make(TrainConfig(mode="ma", avg_period=2, optimizer=plain, bmuf=bmuf))

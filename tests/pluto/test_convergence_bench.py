@@ -7,7 +7,7 @@ from dataclasses import asdict
 
 import pytest
 
-from bench.convergence import BenchConfig, reuse_single, summarize
+from bench.convergence import BenchConfig, optimizer_of, payload_factor, reuse_single, summarize
 
 
 def _run(replicas: int, history: list, steps: int, allreduce_steps: list[int]) -> dict:
@@ -65,3 +65,75 @@ def test_reuse_single_takes_a_matching_run_and_refuses_other_settings(tmp_path, 
         reuse_single(path, BenchConfig(single_steps=40, hidden=64))
     assert err.value.code == 2
     assert f"{path}:1:" in capsys.readouterr().err
+
+
+ALLREDUCE_S = 1.5 * 235e6 / 12e9  # one all-reduce of the AliMe-sized weights, PCIe 3.0 x16
+
+
+def test_ma_is_also_judged_against_the_single_run_with_its_optimizer_and_budgets():
+    adam = _run(1, [(40, 5.0), (80, 4.6), (120, 4.5), (160, 4.4)], 160, [])
+    sgd = _run(1, [(40, 4.8), (80, 4.4), (120, 4.2), (160, 4.1)], 160, [])
+    sgd["optimizer"] = "sgd"
+    ma = _run(4, [(16, 4.7), (32, 4.3), (48, 4.12), (64, 4.0)], 64, [16, 32, 48, 64])
+    ma["optimizer"] = "sgd"
+    out = summarize({"single": adam, "single_sgd": sgd, "ma": ma}, BenchConfig(), target=4.444)
+    # Against the Adam single run (target 1% above 4.4): 160 steps vs 32 steps + 2 averages.
+    assert out["runs"]["ma"]["projected_speedup"] == pytest.approx(
+        160 * 8.3e-3 / (32 * 8.3e-3 + 2 * ALLREDUCE_S)
+    )
+    # Against single_sgd (same optimizer, target 1.01 x 4.1 = 4.141): 160 vs 48 steps, 3 averages.
+    same = out["against_single"]["single_sgd"]
+    assert same["target_val_loss"] == pytest.approx(4.141)
+    assert same["single_steps_to_target"] == 160
+    assert same["runs"]["ma"]["steps_to_target"] == 48
+    want = 160 * 8.3e-3 / (48 * 8.3e-3 + 3 * ALLREDUCE_S)
+    assert out["runs"]["ma"]["same_optimizer_single"] == "single_sgd"
+    assert out["runs"]["ma"]["projected_speedup_same_optimizer"] == pytest.approx(want)
+    assert out["best_single"] == "single_sgd"  # the lower final loss
+    assert out["runs"]["ma"]["projected_speedup_vs_best_single"] == pytest.approx(want)
+    # Budgets 40, 80, 120, 160: at 80 the target is 1.01 x 4.4 = 4.444, reached at 80 by the
+    # single run and at 32 by MA (2 averages).
+    by = {b["budget"]: b for b in same["by_budget"]}
+    assert sorted(by) == [40, 80, 120, 160]
+    assert by[80]["single_steps_to_target"] == 80
+    assert by[80]["ma"]["steps_to_target"] == 32
+    assert by[80]["ma"]["projected_speedup"] == pytest.approx(
+        80 * 8.3e-3 / (32 * 8.3e-3 + 2 * ALLREDUCE_S)
+    )
+
+
+def test_averaged_optimizer_state_is_charged_as_extra_bytes():
+    assert payload_factor("ma", BenchConfig(ma_optimizer="sgd", ma_slots="average")) == 2.0
+    assert payload_factor("ma", BenchConfig(ma_optimizer="adam", ma_slots="average")) == 3.0
+    assert payload_factor("ma", BenchConfig(ma_optimizer="sgd", ma_slots="reset")) == 1.0
+    assert payload_factor("ma_bmuf", BenchConfig(ma_slots="average")) == 1.0
+    runs = {
+        "single": _run(1, [(40, 5.0), (80, 4.5)], 80, []),
+        "ma": _run(4, [(16, 4.8), (32, 4.45)], 32, [16, 32]),
+    }
+    runs["ma"]["payload_factor"] = 2.0
+    out = summarize(runs, BenchConfig(), target=4.5)["runs"]["ma"]
+    assert out["projected_speedup"] == pytest.approx(
+        80 * 8.3e-3 / (32 * 8.3e-3 + 2 * 2 * ALLREDUCE_S)
+    )
+
+
+def test_every_run_trains_with_its_stated_optimizer_and_rate():
+    cfg = BenchConfig(
+        lr=2e-3,
+        sgd_lr=0.025,
+        ma_optimizer="sgd",
+        ma_lr_scaling="linear",
+        replicas=4,
+        bmuf_local_lr=0.03,
+    )
+    assert optimizer_of("single", cfg) == ("adam", 2e-3)
+    assert optimizer_of("single_sgd", cfg) == ("sgd", 0.025)
+    assert optimizer_of("ma", cfg) == ("sgd", 0.025)  # scaled by the trainer, not here
+    assert optimizer_of("sync", cfg) == ("adam", 2e-3)  # sync_optimizer's default
+    assert optimizer_of("ma", BenchConfig(ma_optimizer="adam", lr=1e-3)) == ("adam", 1e-3)
+    assert optimizer_of("ma_bmuf", cfg) == ("sgd", 0.03)
+    kind, rate = optimizer_of("single_sgd_scaled", cfg)  # ma's rate on one replica
+    assert (kind, rate) == ("sgd", pytest.approx(0.1))
+    kind, rate = optimizer_of("single_sgd_scaled", BenchConfig(sgd_lr=0.025, ma_lr_scaling="sqrt"))
+    assert rate == pytest.approx(0.05)

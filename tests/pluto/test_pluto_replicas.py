@@ -98,6 +98,30 @@ def test_bmuf_local_sgd_momentum_on_a_quadratic_matches_hand_computed_blocks(rep
         assert got[step] == pytest.approx([want] * REPLICAS, rel=1e-5), step
 
 
+@pytest.mark.parametrize("policy", ["local", "average", "reset"])
+def test_averaging_handles_the_optimizer_state_as_its_policy_says(replica_checks, policy):
+    got = replica_checks["slot_policies"][policy]
+    ring = 2 * (REPLICAS - 1) / REPLICAS * replica_checks["param_bytes"]
+    for before, after in zip(got["before"], got["after"], strict=True):  # one momentum per var
+        before, after = np.asarray(before), np.asarray(after)  # [replica, ...]
+        # Different shards gave the replicas different momenta, so every policy is visible.
+        assert np.abs(before[0] - before[1]).max() > 1e-4
+        if policy == "local":
+            np.testing.assert_array_equal(after, before)
+        elif policy == "average":
+            mean = before.mean(axis=0)
+            for rep in after:
+                np.testing.assert_allclose(rep, mean, rtol=1e-5, atol=1e-7)
+        else:
+            np.testing.assert_array_equal(after, np.zeros_like(before))
+    weights = arrays(got["weights_after"])
+    for rep in weights[1:]:  # the weights are averaged whatever the policy
+        for a, b in zip(rep, weights[0], strict=True):
+            np.testing.assert_allclose(a, b, rtol=1e-6)
+    # The momentum (one slot per weight) travels with the weights only when averaged.
+    assert got["bytes"] == pytest.approx(ring * (2 if policy == "average" else 1))
+
+
 def test_bmuf_config_rejects_bad_values():
     from pluto.averaging import BmufConfig
 
