@@ -9,8 +9,8 @@ import argparse
 import logging
 
 from alime.seq2seq.config import Seq2SeqConfig
-from alime.seq2seq.distributed import ParallelOptions
-from alime.seq2seq.training import TrainOptions
+from alime.seq2seq.distributed import LR_SCALINGS, MA_SLOTS, MODES, ParallelOptions
+from alime.seq2seq.training import OPTIMIZERS, TrainOptions
 
 log = logging.getLogger(__name__)
 
@@ -73,7 +73,7 @@ def register(subparsers) -> argparse.ArgumentParser:
     )
     p.add_argument(
         "--optimizer",
-        choices=["adam", "sgd"],
+        choices=OPTIMIZERS,
         default=defaults.optimizer,
         help="(local) optimizer: adam, or sgd with heavy-ball --momentum (give it a far larger "
         "--learning-rate, e.g. 0.1)",
@@ -149,7 +149,7 @@ def register(subparsers) -> argparse.ArgumentParser:
     )
     g.add_argument(
         "--parallel",
-        choices=["sync", "ma"],
+        choices=MODES,
         default=spread.mode,
         help="sync: gradient all-reduce every step; ma: model averaging every "
         "--avg-period local steps",
@@ -162,7 +162,7 @@ def register(subparsers) -> argparse.ArgumentParser:
     )
     g.add_argument(
         "--ma-slots",
-        choices=["local", "average", "reset"],
+        choices=MA_SLOTS,
         default=spread.ma_slots,
         help="ma: what averaging does with the optimizer state (momentum, Adam moments): keep "
         "each replica's, average it along (2-3x the bytes) or reset it",
@@ -182,7 +182,7 @@ def register(subparsers) -> argparse.ArgumentParser:
     )
     g.add_argument(
         "--lr-scaling",
-        choices=["none", "linear", "sqrt"],
+        choices=LR_SCALINGS,
         default=spread.lr_scaling,
         help="learning-rate scaling with the number of replicas (workers x devices)",
     )
