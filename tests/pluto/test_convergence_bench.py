@@ -7,7 +7,14 @@ from dataclasses import asdict
 
 import pytest
 
-from bench.convergence import BenchConfig, optimizer_of, payload_factor, reuse_single, summarize
+from bench.convergence import (
+    BenchConfig,
+    optimizer_of,
+    payload_factor,
+    reuse_single,
+    summarize,
+    target_of,
+)
 
 
 def _run(replicas: int, history: list, steps: int, allreduce_steps: list[int]) -> dict:
@@ -137,3 +144,46 @@ def test_every_run_trains_with_its_stated_optimizer_and_rate():
     assert (kind, rate) == ("sgd", pytest.approx(0.1))
     kind, rate = optimizer_of("single_sgd_scaled", BenchConfig(sgd_lr=0.025, ma_lr_scaling="sqrt"))
     assert rate == pytest.approx(0.05)
+
+
+def test_the_best_rule_targets_the_lowest_loss_of_a_single_run_that_overfits():
+    # One replica bottoms out at 4.3 (step 120) and then overfits to 4.6.
+    single = _run(1, [(40, 5.0), (80, 4.4), (120, 4.3), (160, 4.6)], 160, [])
+    ma = _run(4, [(16, 4.9), (32, 4.5), (48, 4.34), (64, 4.7)], 64, [16, 32, 48, 64])
+    assert target_of(single["history"], "final") == pytest.approx(1.01 * 4.6)
+    assert target_of(single["history"], "best") == pytest.approx(1.01 * 4.3)
+    out = summarize({"single": single, "ma": ma}, BenchConfig(target_rule="best"), target=4.343)
+    ref = out["against_single"]["single"]
+    assert ref["target_val_loss"] == pytest.approx(4.343)
+    assert ref["single_steps_to_target"] == 120
+    assert ref["runs"]["ma"]["steps_to_target"] == 48
+    # At the 80-step budget the curve's lowest point is 4.4: target 4.444, MA at 48 (4.34).
+    by = {b["budget"]: b for b in ref["by_budget"]}
+    assert by[80]["target_val_loss"] == pytest.approx(4.444)
+    assert by[80]["ma"]["steps_to_target"] == 48
+    # The final rule would have taken the overfit end: 4.646, crossed by MA at 32.
+    final = summarize({"single": single, "ma": ma}, BenchConfig(), target=4.646)
+    assert final["against_single"]["single"]["runs"]["ma"]["steps_to_target"] == 32
+
+
+def test_ma_is_judged_against_the_best_tuned_single_run_with_its_optimizer():
+    single = _run(1, [(40, 5.0), (80, 4.6), (120, 4.4)], 120, [])
+    tuned = _run(1, [(40, 4.8), (80, 4.3), (120, 4.2)], 120, [])  # Adam at MA's rate
+    for run in (single, tuned):
+        run["optimizer"] = "adam"
+    ma = _run(4, [(16, 4.7), (32, 4.35), (48, 4.3), (64, 4.22)], 64, [16, 32, 48, 64])
+    ma["optimizer"] = "adam"
+    out = summarize({"single": single, "single_scaled": tuned, "ma": ma}, BenchConfig(), 4.444)
+    assert out["best_single"] == "single_scaled"
+    assert out["runs"]["ma"]["same_optimizer_single"] == "single_scaled"
+    # single_scaled's target 1.01 x 4.2 = 4.242 at 120 steps; MA reaches it at 64, 4 averages.
+    want = 120 * 8.3e-3 / (64 * 8.3e-3 + 4 * ALLREDUCE_S)
+    assert out["runs"]["ma"]["projected_speedup_same_optimizer"] == pytest.approx(want)
+
+
+def test_single_scaled_is_adam_at_mas_scaled_rate():
+    cfg = BenchConfig(lr=2e-3, replicas=4, ma_lr_scaling="sqrt")
+    kind, rate = optimizer_of("single_scaled", cfg)
+    assert (kind, rate) == ("adam", pytest.approx(4e-3))
+    kind, rate = optimizer_of("single_scaled", BenchConfig(lr=2e-3, ma_lr_scaling="linear"))
+    assert rate == pytest.approx(8e-3)
