@@ -94,6 +94,8 @@ class OrderLexicon:
     items: tuple[str, ...] = ()
     status: tuple[str, ...] = ()
     sure_status: tuple[str, ...] = ()
+    # Said before the item: 还没收到货, 一直没收到快递 (one parcel that has not arrived).
+    not_received: tuple[str, ...] = ()
     number_words: tuple[str, ...] = ()
     max_gap: int = 8
     min_number_digits: int = 6
@@ -110,6 +112,10 @@ class OrderLexicon:
         if self.items and self.sure_status:
             patterns.append(
                 f"(?:{_alternation(self.items)}){gap}(?:{_alternation(self.sure_status)})"
+            )
+        if self.not_received and self.items:
+            patterns.append(
+                f"(?:{_alternation(self.not_received)}){gap}(?:{_alternation(self.items)})"
             )
         if self.number_words:
             words, digits = _alternation(self.number_words), self.min_number_digits

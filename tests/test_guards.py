@@ -124,6 +124,8 @@ def test_not_requests_for_a_person(query):
         "货到了吗",
         "123456789012345",  # a pasted order number: 15 digits
         "帮我查下快递单号",
+        "都三天了还没收到货",  # not received, said before the item
+        "一直没有收到快递",
     ],
 )
 def test_one_orders_status(query):
@@ -141,6 +143,8 @@ def test_one_orders_status(query):
         "有货吗",
         "我的订单能改地址吗",
         "发什么快递",
+        "L码还没到货吗",  # a restock, not a parcel
+        "新疆收不到货吗",  # where the shop delivers
     ],
 )
 def test_not_one_orders_status(query):
