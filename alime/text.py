@@ -152,6 +152,15 @@ class TextConfig:
         return out
 
 
+def _variant_pattern(variant: str) -> str:
+    """The regex for one variant spelling. A Latin one (pinyin initials such as xyk) matches only
+    as a whole Latin word, so fp stands for 发票 but fps and ufp are left alone."""
+    pattern = re.escape(variant)
+    if variant.isascii() and variant.isalpha():
+        return f"(?<![A-Za-z]){pattern}(?![A-Za-z])"
+    return pattern
+
+
 class TextPipeline:
     """Normalize, standardize variant spellings, jieba segmentation (+ stop words and synonyms
     for retrieval queries)."""
@@ -169,7 +178,9 @@ class TextPipeline:
         # rewritten again.
         self._spellings = spellings
         self._spelling_re = (
-            re.compile("|".join(re.escape(v) for v in sorted(spellings, key=len, reverse=True)))
+            re.compile(
+                "|".join(_variant_pattern(v) for v in sorted(spellings, key=len, reverse=True))
+            )
             if spellings
             else None
         )

@@ -50,6 +50,9 @@ def test_variant_spellings_are_standardized_before_segmentation():
     assert pipe.standardize("肿么还木有发火") == "怎么还没有发货"  # longest variant first
     # queries and KB questions meet on the standard words
     assert pipe.index_terms("啥时候发火") == pipe.index_terms("什么时候发货")
+    # pinyin initials, only as whole Latin words
+    assert pipe.standardize("能开fp吗 用xyk付行不") == "能开发票吗 用信用卡付行不"
+    assert pipe.standardize("fps高吗 ufp") == "fps高吗 ufp"
     # without a variants file nothing changes
     assert TextPipeline().standardize("啥时候发火") == "啥时候发火"
 
