@@ -355,7 +355,6 @@ def summarize(runs: dict, cfg: BenchConfig, target: float) -> dict:
     rule = cfg.target_rule
     against = {ref: against_single(runs, ref, rule) for ref in SINGLE_RUNS if ref in runs}
     singles = {ref: target_of(runs[ref]["history"], rule) for ref in against}
-    best = reference
     for name, run in runs.items():
         if run["replicas"] == 1 or not against:
             continue
@@ -370,17 +369,20 @@ def summarize(runs: dict, cfg: BenchConfig, target: float) -> dict:
         run["projected_speedup_same_optimizer"] = (
             against[same]["runs"][name]["projected_speedup"] if same else None
         )
-        run["best_single"] = best
-        run["projected_speedup_vs_best_single"] = against[best]["runs"][name]["projected_speedup"]
+        run["best_single"] = reference
+        run["projected_speedup_vs_best_single"] = against[reference]["runs"][name][
+            "projected_speedup"
+        ]
     return {
         "trainer": "alime",
         "target_val_loss": target,
-        # The single run the top-level figures (each run's projected_speedup) are judged against.
+        # The single run the top-level figures (each run's projected_speedup) are judged against:
+        # the best one, so the same as best_single (that key kept for readers of earlier JSONs).
         "reference_single": reference,
         # Every single run as the reference, each with its own target (1% above its final loss,
         # and 1% above its loss at shorter budgets: the target depends on the single budget).
         "against_single": against,
-        "best_single": best,
+        "best_single": reference,
         "config": asdict(cfg),
         "cost_model": {
             "step_ms": STEP_MS,
@@ -529,7 +531,7 @@ def rejudge(path: Path, args: argparse.Namespace, parser: argparse.ArgumentParse
     """Summarize an earlier JSON's runs again (the measurements kept, every figure recomputed)."""
     earlier = json.loads(path.read_text())
     config = earlier["config"]
-    if args.target_rule != BenchConfig.target_rule:  # given on the command line
+    if args.target_rule is not None:  # given on the command line
         config["target_rule"] = args.target_rule
     cfg = BenchConfig(**{k: v for k, v in config.items() if k in asdict(BenchConfig())})
     runs = earlier["runs"]
@@ -592,14 +594,13 @@ def main(argv: list[str] | None = None) -> int:
         flag = f"--{field_name.replace('_', '-')}"
         if isinstance(default, bool):
             parser.add_argument(flag, action=argparse.BooleanOptionalAction, default=default)
+        elif field_name == "target_rule":  # None when not given: --rejudge keeps the JSON's rule
+            parser.add_argument(flag, choices=TARGET_RULES, default=None)
         else:
             parser.add_argument(flag, type=type(default), default=default)
     args = parser.parse_args(argv)
-    cfg = BenchConfig(**{k: getattr(args, k) for k in asdict(BenchConfig())})
-    if cfg.target_rule not in TARGET_RULES:
-        parser.error(
-            f"--target-rule must be one of {', '.join(TARGET_RULES)}; got {cfg.target_rule!r}"
-        )
+    given = {k: getattr(args, k) for k in asdict(BenchConfig())}
+    cfg = BenchConfig(**{k: v for k, v in given.items() if v is not None})
     if args.rejudge:
         earlier = Path(args.rejudge)
         args.json_out = args.json_out or str(earlier)

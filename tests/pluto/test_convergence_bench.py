@@ -214,3 +214,10 @@ def test_rejudge_recomputes_an_earlier_runs_figures_without_training(tmp_path):
     assert out["runs"]["ma"]["steps_to_target"] == 48
     assert out["runs"]["single"]["history"] == [list(h) for h in single["history"]]
     assert (tmp_path / "earlier.png").exists()
+    # Without --target-rule the JSON's rule stays; given explicitly, even the default one wins.
+    assert main(["--rejudge", str(path)]) == 0
+    assert json.loads(path.read_text())["config"]["target_rule"] == "best"
+    assert main(["--rejudge", str(path), "--target-rule", "final"]) == 0
+    out = json.loads(path.read_text())
+    assert out["config"]["target_rule"] == "final"
+    assert out["target_val_loss"] == pytest.approx(1.01 * 4.6)
